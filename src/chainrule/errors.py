@@ -1,0 +1,49 @@
+"""The project's own exceptions.
+
+Every error that chainrule raises on purpose is a :class:`ChainruleError`, so that a caller (and the
+command line) can tell "you gave me something I cannot use" from a bug. The subclasses also derive from
+the built-in exception a Python user would expect (``ValueError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class ChainruleError(Exception):
+    """Base class of every error chainrule raises on purpose; its message is meant for the user."""
+
+    exit_code = 1
+
+
+class ShapeError(ChainruleError, ValueError):
+    """An array whose shape does not fit: the message names who expected what and what came."""
+
+
+class ConfigError(ChainruleError, ValueError):
+    """An invalid hyper-parameter, an unknown name, or a value outside its allowed range."""
+
+
+class UsageError(ChainruleError):
+    """A wrong command-line call; exits with code 2 like argparse."""
+
+    exit_code = 2
+
+
+def check_choice(what: str, value: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a :class:`ConfigError` listing them."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"unknown {what} {value!r}; expected one of {allowed}")
+    return value
+
+
+def check_positive(what: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``value`` if it is a finite number > 0 (or >= 0), else raise a :class:`ConfigError`."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {what}: expected a number, got {value!r}") from None
+    ok = number >= 0 if allow_zero else number > 0
+    if not ok or number != number or number in (float("inf"), float("-inf")):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"invalid {what}: expected a finite number {bound}, got {value!r}")
+    return number

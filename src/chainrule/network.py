@@ -1,0 +1,175 @@
+"""Networks: :class:`Sequential` and the two models of the seeds, built in one line.
+
+Backpropagation through a chain ``a⁽ˡ⁾ = f⁽ˡ⁾(a⁽ˡ⁻¹⁾)`` is each layer's backward in reverse order: the
+gradient one layer returns is the upstream gradient of the layer before it (seed 001, section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from chainrule.activations import ACTIVATIONS, Softmax
+from chainrule.errors import ChainruleError, ConfigError, check_choice
+from chainrule.init import make_rng
+from chainrule.layers import BatchNorm1d, Dropout, Linear
+from chainrule.module import Module, Parameter
+
+
+class Sequential(Module):
+    """Layers applied one after the other; backward runs them in reverse.
+
+    An error inside a layer is re-raised with the layer's place in the network, so that a shape error
+    reads ``layer 2, Linear(256, 10): expected input of shape (n, 256), got (32, 128)``.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise ConfigError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
+            first = next(j for j, other in enumerate(layers) if other is layer)
+            if first != i:
+                raise ConfigError(
+                    f"Sequential: layer {i} is the same object as layer {first}; a layer caches one call "
+                    "for its backward pass, so to tie weights give two layers the same Parameter"
+                )
+        self.layers = list(layers)
+
+    def forward(self, x: NDArray) -> NDArray:
+        for i, layer in enumerate(self.layers):
+            with _located(i, layer):
+                x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: NDArray) -> NDArray:
+        for i in range(len(self.layers) - 1, -1, -1):
+            with _located(i, self.layers[i]):
+                grad_output = self.layers[i].backward(grad_output)
+        return grad_output
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for layer in self.layers:
+            yield from layer.modules()
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        """``("i.name", parameter)`` for every parameter; a parameter shared by two layers (tied
+        weights) is listed once, under its first name, so that an optimizer updates it once."""
+        seen: set[int] = set()
+        for i, layer in enumerate(self.layers):
+            for name, p in layer.named_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield f"{i}.{name}", p
+
+    def predict_proba(self, x: NDArray, batch_size: int = 4096) -> NDArray:
+        """The network's output in evaluation mode, computed in batches; the mode is restored after."""
+        was_training = [m.training for m in self.modules()]
+        self.eval()
+        try:
+            outs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            for m, mode in zip(self.modules(), was_training, strict=True):
+                m.training = mode
+        return np.concatenate(outs) if outs else np.empty((0, 0))
+
+    def predict(self, x: NDArray, batch_size: int = 4096) -> NDArray:
+        """Class indices: the arg-max of each row of the output (a single output is thresholded at 0)."""
+        out = self.predict_proba(x, batch_size)
+        if out.shape[1] == 1:
+            return (out[:, 0] > 0).astype(np.int64)
+        return out.argmax(axis=1)
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({inner}\n)"
+
+
+class _located:
+    """Prefix a :class:`ChainruleError` raised inside layer ``i`` with the layer's place."""
+
+    def __init__(self, i: int, layer: Module) -> None:
+        self.i, self.layer = i, layer
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if isinstance(err, ChainruleError) and not getattr(err, "located", False):
+            err.args = (f"layer {self.i}: {err.args[0]}" if err.args else f"layer {self.i}",)
+            err.located = True
+        return False
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    *,
+    output: str = "identity",
+    batchnorm: bool = False,
+    dropout: float = 0.0,
+    init: str | None = None,
+    seed: int | np.random.Generator | None = None,
+    dtype: DTypeLike = np.float32,
+) -> Sequential:
+    """A multi-layer perceptron in one line: ``mlp([784, 256, 10])``.
+
+    ``sizes`` lists the widths from input to output. Each hidden layer is ``Linear`` →
+    (``BatchNorm1d``) → activation → (``Dropout``); the last ``Linear`` is followed by ``output``
+    (``identity`` gives logits, for :class:`~chainrule.losses.SoftmaxCrossEntropyLoss`; ``softmax`` or
+    ``sigmoid`` give probabilities). ``init`` defaults to He for the ReLU family, Xavier otherwise.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ConfigError(f"mlp: expected at least an input and an output size, got {sizes}")
+    check_choice("activation", activation, tuple(a for a in ACTIVATIONS if a != "softmax"))
+    check_choice("output activation", output, tuple(ACTIVATIONS))
+    if init is None:
+        init = "he_normal" if activation in ("relu", "leaky_relu") else "xavier_uniform"
+    rng = make_rng(seed)
+    layers: list[Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        # BatchNorm's β replaces the bias of the layer before it (a bias there has zero gradient)
+        bias = last or not batchnorm
+        layers.append(Linear(fan_in, fan_out, bias, init="xavier_uniform" if last else init, seed=rng, dtype=dtype))
+        if last:
+            break
+        if batchnorm:
+            layers.append(BatchNorm1d(fan_out, dtype=dtype))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout:
+            layers.append(Dropout(dropout, seed=rng))
+    if output != "identity":
+        layers.append(ACTIVATIONS[output]())
+    return Sequential(*layers)
+
+
+def softmax_regression(
+    in_features: int,
+    classes: int,
+    *,
+    probabilities: bool = False,
+    init: str = "zeros",
+    seed: int | np.random.Generator | None = None,
+    dtype: DTypeLike = np.float32,
+) -> Sequential:
+    """Softmax regression (seeds 000, 003): one ``Linear`` from features to class scores.
+
+    By default it outputs logits, to be trained with :class:`~chainrule.losses.SoftmaxCrossEntropyLoss`
+    (the fused ``(Ŷ − Y)/m``); ``probabilities=True`` appends a :class:`Softmax` layer. The loss is
+    convex in ``W``, so zero weights are a fine, deterministic start.
+    """
+    layers: list[Module] = [Linear(in_features, classes, init=init, seed=seed, dtype=dtype)]
+    if probabilities:
+        layers.append(Softmax())
+    return Sequential(*layers)

@@ -1,0 +1,23 @@
+"""One-line checks used across the tests (float64 throughout)."""
+
+import numpy as np
+
+from chainrule.gradcheck import gradcheck
+
+
+def assert_close(ours, reference, tol=1e-10, what="value"):
+    """Relative error ``max|a − b| / max(1e-8, max(|a| + |b|))`` at most ``tol``; on failure both arrays
+    are printed side by side."""
+    ours = np.asarray(ours, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    assert ours.shape == reference.shape, f"{what}: shape {ours.shape}, reference {reference.shape}"
+    scale = max(1e-8, float(np.max(np.abs(ours) + np.abs(reference), initial=0.0)))
+    error = float(np.max(np.abs(ours - reference), initial=0.0)) / scale
+    assert error <= tol, f"{what}: relative error {error:.3e} > {tol:g}\nours:\n{ours}\nreference:\n{reference}"
+
+
+def check_gradients(subject, x, target=None, *, loss=None, seed=0, tolerance=1e-7):
+    """Finite-difference check of every gradient of ``subject``; fails with the whole report."""
+    report = gradcheck(subject, x, target, loss=loss, seed=seed, tolerance=tolerance)
+    assert report.passed, str(report)
+    return report

@@ -1,0 +1,183 @@
+"""Every layer and loss against central differences (float64, random shapes, random upstream gradient)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+from chainrule.gradcheck import builtin_checks, gradcheck, relative_error
+from helpers import check_gradients
+
+shapes = st.tuples(st.integers(2, 7), st.integers(1, 6), st.integers(0, 2**31 - 1))
+FAST = settings(max_examples=25, deadline=None)
+
+
+def random_input(n, d, seed, scale=1.5):
+    return np.random.default_rng(seed).normal(0, scale, size=(n, d))
+
+
+@FAST
+@given(shapes, st.integers(1, 5), st.booleans())
+def test_linear(shape, out, bias):
+    n, d, seed = shape
+    check_gradients(cr.Linear(d, out, bias, seed=seed, dtype=np.float64), random_input(n, d, seed), seed=seed)
+
+
+@FAST
+@given(shapes, st.sampled_from(["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]))
+def test_activations(shape, name):
+    n, d, seed = shape
+    layer = cr.activations.ACTIVATIONS[name]()
+    report = check_gradients(layer, random_input(n, d, seed, scale=3.0), seed=seed)
+    assert report.worst.error < 1e-7
+
+
+@FAST
+@given(shapes, st.floats(0.0, 0.9))
+def test_leaky_relu_any_alpha(shape, alpha):
+    n, d, seed = shape
+    check_gradients(cr.LeakyReLU(alpha), random_input(n, d, seed), seed=seed)
+
+
+@FAST
+@given(shapes, st.booleans())
+def test_batchnorm_training_mode_full_backward(shape, affine_random):
+    n, d, seed = shape
+    n += 1  # two rows normalise to ±1 whatever they hold: a gradient of rounding noise only
+    bn = cr.BatchNorm1d(d, dtype=np.float64)
+    if affine_random:
+        rng = np.random.default_rng(seed)
+        bn.params["gamma"].data[:] = rng.normal(size=d)
+        bn.params["beta"].data[:] = rng.normal(size=d)
+    report = check_gradients(bn, random_input(n, d, seed) * 3 + 1, seed=seed)
+    assert report.worst.error < 1e-7
+
+
+@FAST
+@given(shapes)
+def test_batchnorm_evaluation_mode(shape):
+    n, d, seed = shape
+    rng = np.random.default_rng(seed)
+    bn = cr.BatchNorm1d(d, dtype=np.float64)
+    bn.buffers["running_mean"][:] = rng.normal(size=d)
+    bn.buffers["running_var"][:] = rng.uniform(0.1, 3, size=d)
+    check_gradients(bn.eval(), random_input(n, d, seed), seed=seed)
+
+
+@FAST
+@given(shapes, st.floats(0.0, 0.95))
+def test_dropout(shape, p):
+    n, d, seed = shape
+    check_gradients(cr.Dropout(p, seed=seed), random_input(n, d, seed), seed=seed)
+
+
+@FAST
+@given(shapes, st.sampled_from(["mean", "sum", "half_mean", "half_sum"]))
+def test_mse_every_scale(shape, scale):
+    n, d, seed = shape
+    rng = np.random.default_rng(seed)
+    check_gradients(cr.MSELoss(scale), rng.normal(size=(n, d)), rng.normal(size=(n, d)), seed=seed)
+
+
+@FAST
+@given(shapes, st.booleans())
+def test_classification_losses(shape, indices):
+    n, classes, seed = shape
+    classes += 1
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, size=(n, classes))
+    labels = rng.integers(0, classes, n)
+    target = labels if indices else np.eye(classes)[labels]
+    check_gradients(cr.SoftmaxCrossEntropyLoss(), logits, target, seed=seed)
+    check_gradients(cr.CrossEntropyLoss(), cr.activations.softmax(logits), target, seed=seed)
+
+
+@FAST
+@given(shapes)
+def test_binary_losses(shape):
+    n, d, seed = shape
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, size=(n, d))
+    target = rng.uniform(size=(n, d)).round()
+    check_gradients(cr.BCEWithLogitsLoss(), logits, target, seed=seed)
+    check_gradients(cr.BCELoss(), 1 / (1 + np.exp(-logits)), target, seed=seed)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.integers(0, 2**31 - 1),
+       st.sampled_from(["relu", "tanh", "sigmoid", "leaky_relu"]), st.booleans(), st.booleans())
+def test_deep_network_with_loss(hidden, seed, activation, batchnorm, dropout):
+    sizes = [3, *hidden, 4]
+    net = cr.mlp(sizes, activation, batchnorm=batchnorm, dropout=0.3 if dropout else 0.0, seed=seed,
+                 dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    for p in net.parameters():  # biases off zero: a dead ReLU row then never sits on the kink at 0
+        p.data += rng.normal(0, 0.3, p.shape)
+    x = random_input(6, 3, seed)
+    labels = rng.integers(0, 4, 6)
+    check_gradients(net, x, labels, loss=cr.SoftmaxCrossEntropyLoss(), seed=seed)
+    check_gradients(net, x, seed=seed)
+
+
+def test_tied_weights_accumulate_the_gradients_of_both_uses():
+    first = cr.Linear(3, 3, seed=1, dtype=np.float64)
+    second = cr.Linear(3, 3, seed=2, dtype=np.float64)
+    second.params = first.params  # the same Parameter objects: one W, one b, two call sites
+    net = cr.Sequential(first, cr.Tanh(), second)
+    assert len(net.parameters()) == 2
+    check_gradients(net, random_input(4, 3, 2))
+
+
+def test_two_backward_passes_add_up():
+    layer = cr.Linear(3, 2, seed=0, dtype=np.float64)
+    x1, x2 = random_input(4, 3, 1), random_input(5, 3, 2)
+    g1, g2 = random_input(4, 2, 3), random_input(5, 2, 4)
+    layer.forward(x1), layer.backward(g1)
+    layer.forward(x2), layer.backward(g2)
+    np.testing.assert_allclose(layer.params["W"].grad, x1.T @ g1 + x2.T @ g2, rtol=1e-12)
+    layer.zero_grad()
+    assert not layer.params["W"].grad.any()
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    class WrongSigmoid(cr.Sigmoid):
+        def local_derivative(self):  # forgets the (1 − σ) factor
+            return self.out
+
+    report = gradcheck(WrongSigmoid(), random_input(4, 3, 0))
+    assert not report.passed
+    assert report.worst.name == "input" and report.worst.error > 1e-3
+    assert "FAILED" in str(report)
+
+
+def test_gradcheck_catches_a_missing_parameter_gradient():
+    class NoBiasGrad(cr.Linear):
+        def backward(self, grad_output):
+            out = super().backward(grad_output)
+            self.params["b"].grad[...] = 0
+            return out
+
+    report = gradcheck(NoBiasGrad(3, 2, seed=0), random_input(4, 3, 0))
+    assert [c.name for c in report.checks if not c.passed] == ["b"]
+
+
+def test_gradcheck_leaves_the_subject_unchanged():
+    layer = cr.Linear(3, 2, seed=0)
+    before = layer.params["W"].data.copy()
+    gradcheck(layer, random_input(4, 3, 0))
+    assert layer.params["W"].data.dtype == np.float32
+    np.testing.assert_array_equal(layer.params["W"].data, before)
+    assert not layer.params["W"].grad.any()
+
+
+def test_relative_error_definition():
+    assert relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
+    assert relative_error(np.array([1.0, 3.0]), np.array([1.0, 2.0])) == pytest.approx(1 / 5)
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+@pytest.mark.parametrize("name", list(builtin_checks()))
+def test_builtin_catalogue(name):
+    report = builtin_checks(seed=3)[name]()
+    assert report.passed, str(report)
