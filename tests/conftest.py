@@ -5,6 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI replays the same examples every run (a red main must mean a real bug); locally they vary.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

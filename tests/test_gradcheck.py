@@ -90,7 +90,8 @@ def test_classification_losses(shape, indices):
     labels = rng.integers(0, classes, n)
     target = labels if indices else np.eye(classes)[labels]
     check_gradients(cr.SoftmaxCrossEntropyLoss(), logits, target, seed=seed)
-    check_gradients(cr.CrossEntropyLoss(), cr.activations.softmax(logits), target, seed=seed)
+    # −y/p is steep at small p: finite differences need p well above their step to be exact to 1e-7
+    check_gradients(cr.CrossEntropyLoss(), cr.activations.softmax(logits / 2), target, seed=seed)
 
 
 @FAST

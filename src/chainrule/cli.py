@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     check.add_argument("--batch", type=_positive_int, default=5, help="rows of the random batch (default: 5)")
     check.add_argument("--tolerance", type=float, default=1e-7, help="largest relative error (default: 1e-7)")
+    check.add_argument("--atol", type=float, default=1e-8,
+                       help="an array whose largest absolute difference is at most this passes too; "
+                       "for gradients that are exactly zero (default: 1e-8)")
     check.set_defaults(run=_run_gradcheck)
 
     demo = commands.add_parser(
@@ -84,7 +87,7 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     from chainrule.errors import UsageError
     from chainrule.gradcheck import builtin_checks
 
-    checks = builtin_checks(seed=args.seed, batch=args.batch)
+    checks = builtin_checks(seed=args.seed, batch=args.batch, tolerance=args.tolerance, atol=args.atol)
     if args.list:
         print("\n".join(checks))
         return 0
@@ -94,8 +97,6 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     failed = 0
     for name in args.names or checks:
         report = checks[name]()
-        for c in report.checks:
-            c.tolerance = args.tolerance
         failed += not report.passed
         print(f"[{name}] {report}")
     total = len(args.names or checks)

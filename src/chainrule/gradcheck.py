@@ -82,7 +82,7 @@ def gradcheck(
     target: NDArray | None = None,
     *,
     loss: Loss | None = None,
-    eps: float = 1e-6,
+    eps: float = 1e-5,
     tolerance: float = 1e-7,
     atol: float = 1e-8,
     seed: int = 0,
@@ -195,10 +195,15 @@ def _randomness_replay(model: Module):
     return replay
 
 
-def builtin_checks(seed: int = 0, batch: int = 5) -> dict:
+def builtin_checks(seed: int = 0, batch: int = 5, **options) -> dict:
     """Every layer and loss of the library (and a deep network) with random inputs, as
-    ``name -> function returning a GradcheckReport``: what ``chainrule gradcheck`` runs."""
+    ``name -> function returning a GradcheckReport``: what ``chainrule gradcheck`` runs. ``options``
+    (``tolerance``, ``atol``, ``eps``) are passed to :func:`gradcheck`."""
+    import functools
+
     from chainrule import activations, layers, losses, network
+
+    check = functools.partial(gradcheck, **options)
 
     rng = np.random.default_rng(seed)
     features, classes = 4, 3
@@ -220,17 +225,17 @@ def builtin_checks(seed: int = 0, batch: int = 5) -> dict:
                            dtype=np.float64)
 
     checks = {
-        "linear": lambda: gradcheck(layers.Linear(features, classes, seed=seed), x, seed=seed),
-        "batchnorm": lambda: gradcheck(layers.BatchNorm1d(features), x, seed=seed),
-        "batchnorm_eval": lambda: gradcheck(bn_eval(), x, seed=seed),
-        "dropout": lambda: gradcheck(layers.Dropout(0.4, seed=seed), x, seed=seed),
-        **{name: (lambda cls=cls: gradcheck(cls(), x, seed=seed)) for name, cls in activations.ACTIVATIONS.items()},
-        **{f"mse_{scale}": (lambda scale=scale: gradcheck(losses.MSELoss(scale), logits, probs, seed=seed))
+        "linear": lambda: check(layers.Linear(features, classes, seed=seed), x, seed=seed),
+        "batchnorm": lambda: check(layers.BatchNorm1d(features), x, seed=seed),
+        "batchnorm_eval": lambda: check(bn_eval(), x, seed=seed),
+        "dropout": lambda: check(layers.Dropout(0.4, seed=seed), x, seed=seed),
+        **{name: (lambda cls=cls: check(cls(), x, seed=seed)) for name, cls in activations.ACTIVATIONS.items()},
+        **{f"mse_{scale}": (lambda scale=scale: check(losses.MSELoss(scale), logits, probs, seed=seed))
            for scale in losses.SCALES},
-        "bce": lambda: gradcheck(losses.BCELoss(), sigm, bits, seed=seed),
-        "bce_with_logits": lambda: gradcheck(losses.BCEWithLogitsLoss(), logits[:, :1], bits, seed=seed),
-        "cross_entropy": lambda: gradcheck(losses.CrossEntropyLoss(), probs, labels, seed=seed),
-        "softmax_cross_entropy": lambda: gradcheck(losses.SoftmaxCrossEntropyLoss(), logits, labels, seed=seed),
-        "mlp": lambda: gradcheck(deep_net(), x, labels, loss=losses.SoftmaxCrossEntropyLoss(), seed=seed),
+        "bce": lambda: check(losses.BCELoss(), sigm, bits, seed=seed),
+        "bce_with_logits": lambda: check(losses.BCEWithLogitsLoss(), logits[:, :1], bits, seed=seed),
+        "cross_entropy": lambda: check(losses.CrossEntropyLoss(), probs, labels, seed=seed),
+        "softmax_cross_entropy": lambda: check(losses.SoftmaxCrossEntropyLoss(), logits, labels, seed=seed),
+        "mlp": lambda: check(deep_net(), x, labels, loss=losses.SoftmaxCrossEntropyLoss(), seed=seed),
     }
     return checks
