@@ -26,6 +26,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
@@ -51,6 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an array whose largest absolute difference is at most this passes too; "
                        "for gradients that are exactly zero (default: 1e-8)")
     check.set_defaults(run=_run_gradcheck)
+
+    explain = commands.add_parser(
+        "explain",
+        help="every number of a training step, forward and backward, for a problem file",
+        description="Run the training step(s) of a problem file (TOML: a small network, one batch, the "
+        "loss and the optimizer; see docs/problem-files.md) and show every number: each layer's "
+        "forward formula with its numbers, the loss, the backward pass layer by layer, the update.",
+    )
+    explain.add_argument("file", metavar="FILE", help="the problem file (.toml)")
+    explain.add_argument("--format", choices=("text", "markdown", "latex", "json"), default="text",
+                         help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
+                         "document) or json (every number in full precision); default: text")
+    explain.add_argument("--steps", type=_positive_int, default=None,
+                         help="training steps on the same batch (default: the file's train.steps)")
+    explain.add_argument("--precision", type=_non_negative_int, default=4,
+                         help="decimals shown in text, markdown and latex (default: 4)")
+    explain.set_defaults(run=_run_explain)
 
     demo = commands.add_parser(
         "demo",
@@ -102,6 +129,16 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
     total = len(args.names or checks)
     print(f"{total - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from chainrule.explain import run_problem
+    from chainrule.problem import load_problem
+    from chainrule.render import render
+
+    explanation = run_problem(load_problem(args.file), steps=args.steps)
+    sys.stdout.write(render(explanation, args.format, args.precision))
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

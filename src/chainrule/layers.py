@@ -146,6 +146,7 @@ class BatchNorm1d(Module):
         else:
             centered = x - self.buffers["running_mean"]
             var = self.buffers["running_var"]
+        self.mean, self.var = (mean if self.training else self.buffers["running_mean"]), var
         self.inv_std = 1.0 / np.sqrt(var + self.eps)  # (d,)
         self.x_hat = centered * self.inv_std  # (n, d)
         self.batch_stats = self.training

@@ -22,8 +22,13 @@ class Sequential(Module):
     """Layers applied one after the other; backward runs them in reverse.
 
     An error inside a layer is re-raised with the layer's place in the network, so that a shape error
-    reads ``layer 2, Linear(256, 10): expected input of shape (n, 256), got (32, 128)``.
+    reads ``layer 2: Linear(256, 10): expected input of shape (n, 256), got (32, 128)``.
+
+    ``observer``, when set (see :mod:`chainrule.trace`), is told of every layer call: this is the one
+    place where a trace of the computation is recorded, so the trace shows what the layers computed.
     """
+
+    observer = None
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
@@ -41,13 +46,20 @@ class Sequential(Module):
     def forward(self, x: NDArray) -> NDArray:
         for i, layer in enumerate(self.layers):
             with _located(i, layer):
-                x = layer.forward(x)
+                out = layer.forward(x)
+            if self.observer is not None:
+                self.observer.on_forward(i, layer, x, out)
+            x = out
         return x
 
     def backward(self, grad_output: NDArray) -> NDArray:
         for i in range(len(self.layers) - 1, -1, -1):
-            with _located(i, self.layers[i]):
-                grad_output = self.layers[i].backward(grad_output)
+            layer = self.layers[i]
+            with _located(i, layer):
+                grad_input = layer.backward(grad_output)
+            if self.observer is not None:
+                self.observer.on_backward(i, layer, grad_output, grad_input)
+            grad_output = grad_input
         return grad_output
 
     def modules(self) -> Iterator[Module]:

@@ -45,8 +45,8 @@ class Optimizer:
     def update(self, i: int, p: Parameter, grad: np.ndarray) -> None:
         raise NotImplementedError
 
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """The optimizer's per-parameter state, by name, for checkpoints."""
+    def param_state(self, i: int) -> dict[str, np.ndarray]:
+        """The state kept for parameter ``i`` (e.g. Adam's ``m`` and ``v``), by name."""
         return {}
 
 
@@ -87,8 +87,8 @@ class SGD(Optimizer):
             grad = grad + self.momentum * buf if self.nesterov else buf
         p.data -= self.lr * grad
 
-    def state_arrays(self):
-        return {f"momentum_buffer.{i}": b for i, b in enumerate(self.buffers) if b is not None}
+    def param_state(self, i):
+        return {} if self.buffers[i] is None else {"v": self.buffers[i]}
 
 
 class Adam(Optimizer):
@@ -134,8 +134,8 @@ class Adam(Optimizer):
         denom += self.eps
         p.data -= step_size * (m / denom)
 
-    def state_arrays(self):
-        return {**{f"m.{i}": m for i, m in enumerate(self.m)}, **{f"v.{i}": v for i, v in enumerate(self.v)}}
+    def param_state(self, i):
+        return {"m": self.m[i], "v": self.v[i]}
 
 
 def AdamW(params: Iterable[Parameter], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,

@@ -47,6 +47,22 @@ def accuracy(output: NDArray, target: NDArray) -> float:
     return float(np.mean(predicted == target))
 
 
+def train_step(model: Module, loss: Loss, optimizer: Optimizer, X: NDArray, y: NDArray,
+               l2: float = 0.0) -> tuple[float, NDArray]:
+    """One step of gradient descent on the batch ``(X, y)``: forward, loss (+ ``λ/2·Σ‖W‖²``),
+    backward from the loss, ``λW`` added to the weights' gradients, update. Returns the loss before
+    the update and the network's output."""
+    optimizer.zero_grad()
+    out = model.forward(X)
+    value = loss.forward(out, y)
+    model.backward(loss.backward())
+    if l2:
+        value += l2_penalty(optimizer.params, l2)
+        add_l2_grad(optimizer.params, l2)
+    optimizer.step()
+    return value, out
+
+
 def fit(
     model: Module,
     loss: Loss,
@@ -75,7 +91,6 @@ def fit(
     rng = np.random.default_rng(seed)
     classify = loss.target_kind != "values"
     history = History()
-    params = model.parameters()
     model.train()
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X))
@@ -83,13 +98,7 @@ def fit(
         total_loss = total_correct = 0.0
         for start in range(0, len(X), batch_size):
             xb, yb = X_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
-            optimizer.zero_grad()
-            out = model.forward(xb)
-            batch_loss = loss.forward(out, yb) + (l2_penalty(params, l2) if l2 else 0.0)
-            model.backward(loss.backward())
-            if l2:
-                add_l2_grad(params, l2)
-            optimizer.step()
+            batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
             total_loss += batch_loss * len(xb)
             if classify:
                 total_correct += accuracy(out, yb) * len(xb)

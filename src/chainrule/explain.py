@@ -1,0 +1,141 @@
+"""Run the training steps of a problem and keep every number: the data of ``chainrule explain``.
+
+The first steps are recorded in full with a :class:`~chainrule.trace.Trace`; later steps (``--steps
+10000``) only keep their loss, so that long runs stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.losses import Loss
+from chainrule.network import Sequential
+from chainrule.optim import Optimizer
+from chainrule.problem import Problem
+from chainrule.trace import LayerRecord, Trace
+from chainrule.train import train_step
+
+#: Steps recorded in full (for the renderers, and for ``chainrule check`` to recognise a value that
+#: belongs to another step); later steps keep only their loss.
+DETAILED_STEPS = 20
+
+
+@dataclass
+class StepRecord:
+    """Everything about one step: the trace of every layer, the loss, and the update."""
+
+    number: int
+    layers: list[LayerRecord]
+    loss: float  # data loss + L2 penalty, before the update
+    penalty: float
+    loss_grad: NDArray  # ∂L/∂(network output), what the loss passes to the last layer
+    grads: dict[int, dict[str, NDArray]]  # total gradients (L2 included) per layer and parameter
+    params_after: dict[int, dict[str, NDArray]]
+    optimizer_state: dict[int, dict[str, dict[str, NDArray]]]
+    lr: float
+
+
+@dataclass
+class Explanation:
+    problem: Problem
+    steps: list[StepRecord]
+    history: list[float]
+    final_loss: float
+    params_after: dict[int, dict[str, NDArray]] = field(default_factory=dict)
+
+    @property
+    def first(self) -> StepRecord:
+        return self.steps[0]
+
+
+def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
+    """Train a float64 copy of the problem's network for ``steps`` steps (default: the file's)."""
+    steps = problem.steps if steps is None else steps
+    model: Sequential = problem.model.astype(np.float64)
+    optimizer = _optimizer_for(problem, model)
+    owners = _parameter_owners(model, optimizer)
+    records, history = [], []
+    for number in range(1, steps + 1):
+        if number <= DETAILED_STEPS:
+            trace = Trace()
+            with trace.recording(model):
+                value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2)
+            records.append(_step_record(number, trace, value, problem, optimizer, owners))
+        else:
+            value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2)
+        history.append(float(value))
+    final = _loss_at(model, problem.loss, problem)
+    params_after = {i: {n: p.data.copy() for n, p in layer.params.items()}
+                    for i, layer in enumerate(model.layers) if layer.params}
+    return Explanation(problem, records, history, final, params_after)
+
+
+def to_json(explanation: Explanation) -> dict[str, Any]:
+    """The JSON contract of PRODUCT.md (``loss``, ``layers``, ``history``, ``final_loss``) and a few
+    more keys: ``grad_output`` per layer, ``loss_grad``, ``data_loss``, ``l2_penalty``."""
+    problem, first = explanation.problem, explanation.first
+    layers = []
+    for record, kind in zip(first.layers, problem.layer_types, strict=True):
+        entry: dict[str, Any] = {
+            "type": kind,
+            "input": record.input.tolist(),
+            "output": record.output.tolist(),
+            "grad_output": record.grad_output.tolist(),
+            "grad_input": record.grad_input.tolist(),
+        }
+        if record.params:
+            entry["params"] = {n: v.tolist() for n, v in record.params.items()}
+            entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
+            entry["params_after"] = {n: v.tolist() for n, v in explanation.params_after[record.index].items()}
+        layers.append(entry)
+    return {
+        "title": problem.title,
+        "loss": first.loss,
+        "data_loss": first.loss - first.penalty,
+        "l2_penalty": first.penalty,
+        "loss_grad": first.loss_grad.tolist(),
+        "layers": layers,
+        "steps": len(explanation.history),
+        "history": explanation.history,
+        "final_loss": explanation.final_loss,
+    }
+
+
+def _optimizer_for(problem: Problem, model: Sequential) -> Optimizer:
+    original, problem.model = problem.model, model
+    try:
+        return problem.make_optimizer()
+    finally:
+        problem.model = original
+
+
+def _parameter_owners(model: Sequential, optimizer: Optimizer) -> list[tuple[int, str]]:
+    """For each of the optimizer's parameters, the (layer index, name) it belongs to."""
+    owner = {id(p): (i, name) for i, layer in enumerate(model.layers) for name, p in layer.params.items()}
+    return [owner[id(p)] for p in optimizer.params]
+
+
+def _step_record(number: int, trace: Trace, value: float, problem: Problem, optimizer: Optimizer,
+                 owners: list[tuple[int, str]]) -> StepRecord:
+    grads: dict[int, dict[str, NDArray]] = {}
+    after: dict[int, dict[str, NDArray]] = {}
+    state: dict[int, dict[str, dict[str, NDArray]]] = {}
+    for k, (i, name) in enumerate(owners):
+        p = optimizer.params[k]
+        grads.setdefault(i, {})[name] = p.grad.copy()
+        after.setdefault(i, {})[name] = p.data.copy()
+        state.setdefault(i, {})[name] = {s: v.copy() for s, v in optimizer.param_state(k).items()}
+    layers = [trace.layers[i] for i in sorted(trace.layers)]
+    penalty = value - problem.loss.value() if problem.l2 else 0.0
+    return StepRecord(number, layers, float(value), float(penalty), layers[-1].grad_output, grads, after,
+                      state, optimizer.lr)
+
+
+def _loss_at(model: Sequential, loss: Loss, problem: Problem) -> float:
+    from chainrule.losses import l2_penalty
+
+    return float(loss.forward(model.forward(problem.X), problem.y) + l2_penalty(model.parameters(), problem.l2))

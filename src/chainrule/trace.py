@@ -1,0 +1,79 @@
+"""A trace of one training step: what every layer received and returned, forward and backward.
+
+The trace is recorded where :class:`~chainrule.network.Sequential` calls its layers (its ``observer``),
+so it holds copies of the arrays the library computed — never a second computation of the maths. The
+only things it asks a layer for are values the layer's own backward uses: an activation's local
+derivative (:meth:`~chainrule.activations.Activation.local_derivative`) and BatchNorm's statistics.
+
+    >>> trace = Trace()
+    >>> with trace.recording(model):
+    ...     train_step(model, loss, optimizer, X, y)
+    >>> trace.layers[0].grads["W"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.activations import Activation
+from chainrule.layers import BatchNorm1d
+from chainrule.module import Module
+from chainrule.network import Sequential
+
+
+@dataclass
+class LayerRecord:
+    """One layer's part of a step. ``grads`` are the gradients its backward added (``Xᵀ·δ``, ...)."""
+
+    index: int
+    layer: Module
+    input: NDArray | None = None
+    output: NDArray | None = None
+    params: dict[str, NDArray] = field(default_factory=dict)
+    details: dict[str, NDArray] = field(default_factory=dict)
+    grad_output: NDArray | None = None
+    grad_input: NDArray | None = None
+    local_derivative: NDArray | None = None
+    grads: dict[str, NDArray] = field(default_factory=dict)
+
+
+class Trace:
+    """Records every layer call of a :class:`Sequential` while :meth:`recording` is active."""
+
+    def __init__(self) -> None:
+        self.layers: dict[int, LayerRecord] = {}
+
+    @contextmanager
+    def recording(self, model: Sequential) -> Iterator[Trace]:
+        if not isinstance(model, Sequential):
+            raise TypeError(f"a trace records a Sequential, got {type(model).__name__}")
+        previous, model.observer = model.observer, self
+        try:
+            yield self
+        finally:
+            model.observer = previous
+
+    # -- the observer interface of Sequential ---------------------------------------------------
+    def on_forward(self, index: int, layer: Module, x: NDArray, out: NDArray) -> None:
+        record = self.layers[index] = LayerRecord(index, layer)
+        record.input, record.output = _copy(x), _copy(out)
+        record.params = {name: p.data.copy() for name, p in layer.params.items()}
+        if isinstance(layer, BatchNorm1d):
+            record.details = {"mean": _copy(layer.mean), "var": _copy(layer.var),
+                              "inv_std": _copy(layer.inv_std), "x_hat": _copy(layer.x_hat)}
+
+    def on_backward(self, index: int, layer: Module, grad_output: NDArray, grad_input: NDArray) -> None:
+        record = self.layers.setdefault(index, LayerRecord(index, layer))
+        record.grad_output, record.grad_input = _copy(grad_output), _copy(grad_input)
+        record.grads = {name: p.grad.copy() for name, p in layer.params.items()}
+        if isinstance(layer, Activation):
+            record.local_derivative = _copy(layer.local_derivative())
+
+
+def _copy(array) -> NDArray:
+    return np.array(array, copy=True)
