@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="decimals shown in text, markdown and latex (default: 4)")
     explain.set_defaults(run=_run_explain)
 
+    check_cmd = commands.add_parser(
+        "check",
+        help="check the numbers of a hand-worked solution against a problem file",
+        description="Compare the answers of ANSWERS (TOML: values named by their place in the JSON of "
+        "chainrule explain, e.g. \"layers[0].output\" = [[2, -1], [0, 1]]) with the right numbers of "
+        "the problem FILE. Each answer is right at the precision it was written with; for a wrong one "
+        "the likely slip is named. Exits 0 when all answers are right, 1 otherwise.",
+    )
+    check_cmd.add_argument("file", metavar="FILE", help="the problem file (.toml)")
+    check_cmd.add_argument("answers", metavar="ANSWERS", help="the answers file (.toml)")
+    check_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    check_cmd.add_argument("--steps", type=_positive_int, default=None,
+                       help="training steps (default: the problem file's train.steps)")
+    check_cmd.set_defaults(run=_run_check)
+
     demo = commands.add_parser(
         "demo",
         help="train a small network on generated data, in seconds",
@@ -139,6 +154,22 @@ def _run_explain(args: argparse.Namespace) -> int:
     explanation = run_problem(load_problem(args.file), steps=args.steps)
     sys.stdout.write(render(explanation, args.format, args.precision))
     return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import json
+
+    from chainrule.check import check_answers, load_answers, report, verdicts_to_json
+    from chainrule.explain import run_problem
+    from chainrule.problem import load_problem
+
+    explanation = run_problem(load_problem(args.file), steps=args.steps)
+    verdicts = check_answers(explanation, load_answers(args.answers), args.answers)
+    if args.format == "json":
+        print(json.dumps(verdicts_to_json(verdicts), indent=2))
+    else:
+        sys.stdout.write(report(verdicts))
+    return 0 if all(v.right for v in verdicts) else 1
 
 
 def _run_demo(args: argparse.Namespace) -> int:

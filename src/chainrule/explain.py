@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.losses import Loss
+from chainrule.losses import Loss, l2_penalty
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer
 from chainrule.problem import Problem
@@ -56,7 +56,7 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
     """Train a float64 copy of the problem's network for ``steps`` steps (default: the file's)."""
     steps = problem.steps if steps is None else steps
     model: Sequential = problem.model.astype(np.float64)
-    optimizer = _optimizer_for(problem, model)
+    optimizer = problem.make_optimizer(model)
     owners = _parameter_owners(model, optimizer)
     records, history = [], []
     for number in range(1, steps + 1):
@@ -76,7 +76,8 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
 
 def to_json(explanation: Explanation) -> dict[str, Any]:
     """The JSON contract of PRODUCT.md (``loss``, ``layers``, ``history``, ``final_loss``) and a few
-    more keys: ``grad_output`` per layer, ``loss_grad``, ``data_loss``, ``l2_penalty``."""
+    more keys: per layer ``input``, ``grad_output``, ``local_derivative`` (activations) and ``params``
+    (before the step); ``loss_grad``, ``data_loss``, ``l2_penalty``, ``steps``."""
     problem, first = explanation.problem, explanation.first
     layers = []
     for record, kind in zip(first.layers, problem.layer_types, strict=True):
@@ -87,6 +88,8 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
             "grad_output": record.grad_output.tolist(),
             "grad_input": record.grad_input.tolist(),
         }
+        if record.local_derivative is not None:
+            entry["local_derivative"] = record.local_derivative.tolist()
         if record.params:
             entry["params"] = {n: v.tolist() for n, v in record.params.items()}
             entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
@@ -105,21 +108,13 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
     }
 
 
-def _optimizer_for(problem: Problem, model: Sequential) -> Optimizer:
-    original, problem.model = problem.model, model
-    try:
-        return problem.make_optimizer()
-    finally:
-        problem.model = original
-
-
-def _parameter_owners(model: Sequential, optimizer: Optimizer) -> list[tuple[int, str]]:
+def _parameter_owners(model: Sequential, optimizer: Optimizer | None) -> list[tuple[int, str]]:
     """For each of the optimizer's parameters, the (layer index, name) it belongs to."""
     owner = {id(p): (i, name) for i, layer in enumerate(model.layers) for name, p in layer.params.items()}
-    return [owner[id(p)] for p in optimizer.params]
+    return [owner[id(p)] for p in optimizer.params] if optimizer is not None else []
 
 
-def _step_record(number: int, trace: Trace, value: float, problem: Problem, optimizer: Optimizer,
+def _step_record(number: int, trace: Trace, value: float, problem: Problem, optimizer: Optimizer | None,
                  owners: list[tuple[int, str]]) -> StepRecord:
     grads: dict[int, dict[str, NDArray]] = {}
     after: dict[int, dict[str, NDArray]] = {}
@@ -132,10 +127,8 @@ def _step_record(number: int, trace: Trace, value: float, problem: Problem, opti
     layers = [trace.layers[i] for i in sorted(trace.layers)]
     penalty = value - problem.loss.value() if problem.l2 else 0.0
     return StepRecord(number, layers, float(value), float(penalty), layers[-1].grad_output, grads, after,
-                      state, optimizer.lr)
+                      state, optimizer.lr if optimizer is not None else 0.0)
 
 
 def _loss_at(model: Sequential, loss: Loss, problem: Problem) -> float:
-    from chainrule.losses import l2_penalty
-
     return float(loss.forward(model.forward(problem.X), problem.y) + l2_penalty(model.parameters(), problem.l2))

@@ -62,11 +62,13 @@ class Problem:
     optimizer_settings: dict[str, Any]
     steps: int
 
-    def make_optimizer(self) -> Optimizer:
+    def make_optimizer(self, model: Sequential | None = None) -> Optimizer | None:
+        """The optimizer of ``[train]`` over ``model``'s parameters (default: the problem's network);
+        ``None`` for a network without parameters (seed 004: a softmax of given logits)."""
         s = self.optimizer_settings
-        params = self.model.parameters()
+        params = (model or self.model).parameters()
         if not params:
-            raise ProblemFileError(f"{self.path}: the network has no parameters to train (add a linear layer)")
+            return None
         if self.optimizer_name == "adam":
             return Adam(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), eps=s["eps"],
                         weight_decay=s["weight_decay"])
@@ -120,7 +122,7 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     l2 = where.number(loss_spec.get("l2", 0.0), "loss.l2", minimum=0.0)
     loss = make_loss(loss_type, scale)
 
-    train = doc.get("train", {"optimizer": "sgd", "lr": 0.1})
+    train = doc.get("train", {"optimizer": "sgd", "lr": 1.0})
     if not isinstance(train, dict):
         raise where.error("train", "expected a [train] table")
     name = where.choice(train.get("optimizer", "sgd"), "train.optimizer", tuple(OPTIMIZER_KEYS))

@@ -68,9 +68,10 @@ def build(explanation: Explanation) -> list:
     problem, step = explanation.problem, explanation.first
     doc: list = [Heading(1, problem.title)]
     n = problem.X.shape[0]
+    training = (f", optimizer {problem.optimizer_name} with lr = {fmt(problem.optimizer_settings['lr'])}"
+                if step.grads else " (no parameters: forward and backward only)")
     doc.append(Sentence(f"One batch of n = {n} objects (rows), {len(step.layers)} layers, loss "
-                        f"{problem.loss_type} ({problem.loss.scale}), optimizer {problem.optimizer_name}"
-                        f" with lr = {fmt(problem.optimizer_settings['lr'])}."))
+                        f"{problem.loss_type} ({problem.loss.scale}){training}."))
     doc.append(Equation([S("X = "), problem.X, S(",   y = "), problem.y]))
 
     doc.append(Heading(2, "Forward pass"))
@@ -92,8 +93,9 @@ def build(explanation: Explanation) -> list:
         doc.append(Heading(3, f"Layer {record.index}: {kind}"))
         doc.extend(_backward(explanation, step, record, in_name, names[record.index]))
 
-    doc.append(Heading(2, f"Update: {problem.optimizer_name}, lr = {fmt(step.lr)}"))
-    doc.extend(_update(explanation, step))
+    if step.grads:  # a network with parameters to update
+        doc.append(Heading(2, f"Update: {problem.optimizer_name}, lr = {fmt(step.lr)}"))
+        doc.extend(_update(explanation, step))
 
     doc.append(Heading(2, "Loss"))
     doc.extend(_history(explanation))
@@ -125,7 +127,7 @@ def _forward(r: LayerRecord, x: Sym, out: Sym) -> list:
         ]
     text, tex = _FUNCTIONS[type(layer).__name__]
     (text_open, text_close), (tex_open, tex_close) = text.split("{}"), tex.split("{}")
-    return [Equation([out, S(f" = {text.format(x.text)} = {text_open}", f" = {tex.format(x.tex())} = {tex_open}"),
+    return [Equation([out, S(f" = {text.replace('{}', x.text)} = {text_open}", f" = {tex.replace('{}', x.tex())} = {tex_open}"),
                       r.input, S(text_close, tex_close), S(" = "), r.output])]
 
 
@@ -294,6 +296,8 @@ def _param_name(name: str, index: int) -> Sym:
 def _history(explanation: Explanation) -> list:
     history = explanation.history
     blocks: list = []
+    if not explanation.first.grads:
+        return [Sentence(f"L = {fmt(history[0])} (nothing to update).")]
     if len(history) == 1:
         blocks.append(Sentence(f"Loss before the step: {fmt(history[0])}; after it: {fmt(explanation.final_loss)}."))
         return blocks
@@ -317,6 +321,8 @@ def fmt(x: float, precision: int | None = None) -> str:
     x = float(x)
     if not np.isfinite(x):
         return str(x)
+    if abs(x) < 1e-12:  # rounding noise of float64 arithmetic (e.g. 1 − 1 + tiny) reads as zero
+        return "0"
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
     if abs(x) < 10 ** (-p) or abs(x) >= 1e7:

@@ -47,19 +47,21 @@ def accuracy(output: NDArray, target: NDArray) -> float:
     return float(np.mean(predicted == target))
 
 
-def train_step(model: Module, loss: Loss, optimizer: Optimizer, X: NDArray, y: NDArray,
+def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArray, y: NDArray,
                l2: float = 0.0) -> tuple[float, NDArray]:
     """One step of gradient descent on the batch ``(X, y)``: forward, loss (+ ``λ/2·Σ‖W‖²``),
-    backward from the loss, ``λW`` added to the weights' gradients, update. Returns the loss before
-    the update and the network's output."""
-    optimizer.zero_grad()
+    backward from the loss, ``λW`` added to the weights' gradients, update (none without an
+    optimizer). Returns the loss before the update and the network's output."""
+    model.zero_grad()
     out = model.forward(X)
     value = loss.forward(out, y)
     model.backward(loss.backward())
     if l2:
-        value += l2_penalty(optimizer.params, l2)
-        add_l2_grad(optimizer.params, l2)
-    optimizer.step()
+        params = model.parameters()
+        value += l2_penalty(params, l2)
+        add_l2_grad(params, l2)
+    if optimizer is not None:
+        optimizer.step()
     return value, out
 
 
