@@ -406,28 +406,45 @@ def _tex_equation(eq: Equation) -> str:
     return "".join(_tex_matrix(p) if isinstance(p, np.ndarray) else _tex_text(p.tex()) for p in eq.parts)
 
 
+#: The Unicode of the terminal formulas, as LaTeX maths.
+_UNICODE_TEX = {
+    "−": "-", "·": r"\cdot ", "⊙": r"\odot ", "←": r"\leftarrow ", "→": r"\to ", "≤": r"\le ",
+    "λ": r"\lambda ", "Σ": r"\sum ", "‖": r"\|", "²": "^2", "σ": r"\sigma ", "μ": r"\mu ",
+    "γ": r"\gamma ", "β": r"\beta ", "ε": r"\epsilon ", "δ": r"\delta ", "θ": r"\theta ", "√": r"\surd ",
+    "ᵗ": "^t", "ᵀ": r"^\top ", "∂": r"\partial ", "Ŷ": r"\hat Y", "ŷ": r"\hat y", "ĝ": r"\hat g",
+    **{digit: f"_{i}" for i, digit in enumerate("₀₁₂₃₄₅₆₇₈₉")},
+}
+_HAT = "\u0302"  # combining circumflex: x̂, m̂, v̂
+
+
 def _tex_text(text: str) -> str:
-    """Unicode that may remain in symbol text, as LaTeX."""
-    for a, b in (("−", "-"), ("·", r"\cdot "), ("⊙", r"\odot "), ("←", r"\leftarrow "), ("→", r"\to "),
-                 ("≤", r"\le "), ("λ", r"\lambda "), ("Σ", r"\sum "), ("‖", r"\|"), ("²", "^2"),
-                 ("σ", r"\sigma "), ("μ", r"\mu "), ("γ", r"\gamma "), ("β", r"\beta "), ("ε", r"\epsilon ")):
-        text = text.replace(a, b)
-    return text
+    """Symbol text in maths mode: its Unicode as LaTeX."""
+    out, i = [], 0
+    while i < len(text):
+        if i + 1 < len(text) and text[i + 1] == _HAT:
+            out.append(rf"\hat {text[i]}")
+            i += 2
+            continue
+        out.append(_UNICODE_TEX.get(text[i], text[i]))
+        i += 1
+    return "".join(out)
 
 
-def _escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(a, b)
-    return text
+_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+             "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
 
 
 def _inline_tex(text: str) -> str:
-    """A sentence for LaTeX: plain words escaped, its maths symbols put in math mode one by one."""
-    out = []
-    for ch in _escape(text):
-        converted = _tex_text(ch)
-        out.append(f"${converted}$" if converted != ch or ch in "ŶŷâĝẑıΔδμσγβεθ₀₁₂₃₄₅₆₇₈₉ᵗ√" else ch)
+    """A sentence for LaTeX: plain characters escaped, each maths symbol in maths mode."""
+    out, i = [], 0
+    while i < len(text):
+        if i + 1 < len(text) and text[i + 1] == _HAT:
+            out.append(rf"$\hat {text[i]}$")
+            i += 2
+            continue
+        c = text[i]
+        out.append(_SPECIALS.get(c) or (f"${_UNICODE_TEX[c]}$" if c in _UNICODE_TEX else c))
+        i += 1
     return "".join(out).replace("$$", "")
 
 
