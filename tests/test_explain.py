@@ -2,6 +2,7 @@
 random problem files against PyTorch, and every output format."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -175,9 +176,19 @@ LAYERS = ["linear", "relu", "sigmoid", "tanh", "leaky_relu", "identity", "batchn
 @st.composite
 def problem_files(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
-    n, features = draw(st.integers(2, 5)), draw(st.integers(1, 4))
+    n, features = draw(st.integers(3, 6)), draw(st.integers(1, 4))
     doc = {"data": {"X": rng.normal(size=(n, features)).round(3).tolist()}, "layers": []}
     for kind in draw(st.lists(st.sampled_from(LAYERS), min_size=0, max_size=4)):
+        if kind == "batchnorm" and (not doc["layers"] or doc["layers"][-1]["type"] != "linear"):
+            # as in practice, right after a linear layer: BatchNorm after BatchNorm (or an identity
+            # between) makes the first β's gradient 0 in exact arithmetic, and Adam turns its 1e-16
+            # rounding noise into full-size steps that no two implementations share
+            continue
+        if kind == "batchnorm":  # a bias before BatchNorm (through affine layers) has a zero gradient too
+            for earlier in reversed(doc["layers"]):
+                if earlier["type"] not in ("linear", "identity"):
+                    break
+                earlier.pop("b", None)
         layer = {"type": kind}
         if kind == "linear":
             out = int(rng.integers(1, 5))
@@ -240,7 +251,9 @@ def test_latex_compiles(tmp_path):
 
     engine = shutil.which("pdflatex")
     if engine is None:
-        pytest.skip("no pdflatex (Debian: texlive-latex-recommended)")
+        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
+            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
+        pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
     for path in PROBLEMS:
         tex = tmp_path / f"{path.stem}.tex"
         tex.write_text(render(run_problem(load_problem(path), steps=2), "latex"))

@@ -141,6 +141,11 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise where.error("train.steps", f"expected a positive integer, got {steps!r}")
 
+    needs = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(loss_type)
+    if needs and types[-1] != needs:
+        fused = {"softmax": "softmax_cross_entropy", "sigmoid": "bce_with_logits"}[needs]
+        raise where.error("loss.type", f"{loss_type} expects probabilities, so the last layer must be "
+                                       f"{needs}, got {types[-1]} (or use {fused} on logits)")
     problem = Problem(path, title, X, y, types, model, loss, loss_type, l2, name, settings, steps)
     _check_targets(problem, where)
     return problem
