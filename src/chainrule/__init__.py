@@ -9,6 +9,7 @@ from chainrule._version import __version__
 from chainrule.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.errors import ChainruleError, ConfigError, ShapeError
 from chainrule.gradcheck import GradcheckReport, gradcheck
+from chainrule.io import Classifier, load
 from chainrule.layers import BatchNorm1d, Dropout, Linear
 from chainrule.losses import (
     BCELoss,
@@ -26,7 +27,7 @@ from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 
 __all__ = [
     "__version__",
-    "Adam", "AdamW", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "ChainruleError", "ConfigError",
+    "Adam", "AdamW", "Classifier", "load", "BatchNorm1d", "BCELoss", "BCEWithLogitsLoss", "ChainruleError", "ConfigError",
     "CosineAnnealingLR", "CrossEntropyLoss", "Dropout", "GradcheckReport", "Identity", "LeakyReLU",
     "Linear", "MSELoss", "Module", "Parameter", "ReLU", "SGD", "Sequential", "ShapeError", "Sigmoid",
     "Softmax", "SoftmaxCrossEntropyLoss", "StepLR", "Tanh", "add_l2_grad", "gradcheck", "l2_penalty",

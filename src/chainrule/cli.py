@@ -36,6 +36,27 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "0", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 256,128, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return sizes
+
+
+def data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="digits",
+                        help="digits (embedded, default), mnist, fashion-mnist, a folder of IDX files, "
+                        "an .npz or a .csv")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
@@ -93,6 +114,65 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("--steps", type=_positive_int, default=None,
                        help="training steps (default: the problem file's train.steps)")
     check_cmd.set_defaults(run=_run_check)
+
+    train = commands.add_parser(
+        "train",
+        help="train an MLP or softmax regression on a dataset (default: the embedded digits)",
+        description="Train a network and write the model, metrics.json and plots to --out. With no "
+        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with scikit-learn, in seconds.",
+    )
+    data_options(train)
+    train.add_argument("--hidden", type=_sizes, default=(256, 128), metavar="SIZES",
+                       help="hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression "
+                       "(default: 256,128)")
+    train.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid"), default="relu")
+    train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden linear layer")
+    train.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                       help="drop probability after every hidden activation (default: 0)")
+    train.add_argument("--loss", choices=("softmax_cross_entropy", "cross_entropy", "mse"),
+                       default="softmax_cross_entropy",
+                       help="softmax_cross_entropy on logits (fused, default), cross_entropy after a "
+                       "softmax layer, or mse (1/(2n)) on one-hot targets")
+    train.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw"), default="adam")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 for adam/adamw, 0.1 otherwise)")
+    train.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum/nesterov (default: 0.9)")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
+    train.add_argument("--batch-size", type=_positive_int, default=64, help="(default: 64)")
+    train.add_argument("--epochs", type=_positive_int, default=10, help="(default: 10)")
+    train.add_argument("--val-split", type=float, default=0.1,
+                       help="share of the training set held out for validation (default: 0.1)")
+    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+                       help="stop when the validation loss has not improved for PATIENCE epochs; keep the best")
+    train.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--out", default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
+    train.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
+    train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.set_defaults(run=_run_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
+                                   description="Evaluate a model file on the test set of a dataset.")
+    evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
+    data_options(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.set_defaults(run=_run_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="classify images (PNG/JPEG) or .npy arrays with a model",
+        description="Print the predicted class and its probability for each input. Images are converted "
+        "to grey, resized to the model's input size and scaled to its input range; a light background "
+        "is inverted to the dark background of MNIST-style data. A .npy file holds one input or a batch.")
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--top", type=_positive_int, default=1, help="show the K most likely classes")
+    predict.set_defaults(run=_run_predict)
+
+    datasets = commands.add_parser("datasets", help="list the datasets and where each was found",
+                                   description="List the named datasets and where each one is (or would be "
+                                   "downloaded to).")
+    datasets.add_argument("--data-dir", default=None)
+    datasets.set_defaults(run=_run_datasets)
 
     demo = commands.add_parser(
         "demo",
@@ -170,6 +250,74 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report(verdicts))
     return 0 if all(v.right for v in verdicts) else 1
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from chainrule.run import TrainConfig, train
+
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer in ("adam", "adamw") else 0.1)
+    config = TrainConfig(
+        dataset=args.dataset, data_dir=args.data_dir, hidden=args.hidden, activation=args.activation,
+        batchnorm=args.batchnorm, dropout=args.dropout, loss=args.loss, optimizer=args.optimizer, lr=lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs,
+        val_split=args.val_split, early_stopping=args.early_stopping, seed=args.seed, dtype=args.dtype,
+        out=args.out, force=args.force, quiet=args.quiet, plots=not args.no_plots,
+    )
+    train(config)
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from chainrule.data import load_dataset
+    from chainrule.io import load_model
+    from chainrule.plots import confusion_matrix
+
+    model = load_model(args.model)
+    dataset = load_dataset(args.dataset, args.data_dir, progress=not args.json)
+    predicted = model.predict(dataset.X_test)
+    matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    accuracy = float(np.mean(predicted == dataset.y_test))
+    if args.json:
+        print(json.dumps({"model": args.model, "dataset": dataset.name, "examples": len(predicted),
+                          "accuracy": accuracy,
+                          "per_class_accuracy": dict(zip(model.classes, per_class.tolist(), strict=True)),
+                          "confusion_matrix": matrix.tolist()}, indent=2))
+        return 0
+    print(f"{args.model} on {dataset.name} test set ({len(predicted)} examples): accuracy {accuracy:.4f}")
+    width = max(len(c) for c in model.classes)
+    for name, value, total in zip(model.classes, per_class, matrix.sum(axis=1), strict=True):
+        print(f"  {name:>{width}}  {value:.4f}  ({total} examples)")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for name, row in zip(model.classes, matrix, strict=True):
+        print(f"  {name:>{width}}  " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from chainrule.io import load_model
+    from chainrule.predict import read_inputs
+
+    model = load_model(args.model)
+    for name, raw in read_inputs(args.files, model):
+        probs = model.predict_proba(raw)
+        for row, p in enumerate(probs):
+            label = name if len(probs) == 1 else f"{name}[{row}]"
+            best = p.argsort()[::-1][: args.top]
+            print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
+    return 0
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from chainrule.data import describe
+
+    for name, where in describe(args.data_dir):
+        print(f"{name:<14} {where}")
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -22,6 +22,11 @@ class ConfigError(ChainruleError, ValueError):
     """An invalid hyper-parameter, an unknown name, or a value outside its allowed range."""
 
 
+class DataError(ChainruleError, ValueError):
+    """A dataset or model file that cannot be found or read: the message says where it looked or what
+    is wrong with it."""
+
+
 class UsageError(ChainruleError):
     """A wrong command-line call; exits with code 2 like argparse."""
 

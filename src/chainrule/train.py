@@ -5,28 +5,40 @@ Each step is the one of seed 001: forward, loss, backward from the loss, (L2 gra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import ConfigError, ShapeError
+from chainrule.errors import ChainruleError, ConfigError, ShapeError
 from chainrule.losses import Loss, add_l2_grad, l2_penalty
 from chainrule.module import Module
 from chainrule.optim import Optimizer
 
 
+class TrainingError(ChainruleError):
+    """Training that cannot go on (a loss that became NaN or inf)."""
+
+
 @dataclass
 class EpochResult:
+    """One epoch: the mean training loss and accuracy over its batches, and on the validation data."""
+
     epoch: int
     loss: float
     accuracy: float | None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    seconds: float = 0.0
 
 
 @dataclass
 class History:
     epochs: list[EpochResult] = field(default_factory=list)
+    best_epoch: int | None = None  # with early stopping: the epoch whose weights the model keeps
+    stopped_early: bool = False
 
     @property
     def losses(self) -> list[float]:
@@ -65,6 +77,59 @@ def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArra
     return value, out
 
 
+def run_epoch(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer,
+    X: NDArray,
+    y: NDArray,
+    batch_size: int,
+    rng: np.random.Generator,
+    l2: float = 0.0,
+    on_batch: Callable[[int, float, float | None], None] | None = None,
+    classify: bool | None = None,
+) -> tuple[float, float | None]:
+    """One pass over ``(X, y)`` in shuffled mini-batches; the mean loss and accuracy of its batches.
+
+    ``on_batch(rows_done, mean_loss_so_far, accuracy_so_far)`` is called after every batch. Accuracy is
+    measured when ``classify`` (by default: for classification losses; MSE on one-hot rows needs it said).
+    """
+    classify = loss.target_kind != "values" if classify is None else classify
+    order = rng.permutation(len(X))
+    X_epoch, y_epoch = X[order], y[order]  # one contiguous shuffled copy per epoch, not one per batch
+    total_loss = total_correct = 0.0
+    model.train()
+    for start in range(0, len(X), batch_size):
+        xb, yb = X_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
+        batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
+        total_loss += batch_loss * len(xb)
+        if classify:
+            total_correct += accuracy(out, yb) * len(xb)
+        if on_batch is not None:
+            done = start + len(xb)
+            on_batch(done, total_loss / done, total_correct / done if classify else None)
+    return total_loss / len(X), total_correct / len(X) if classify else None
+
+
+def evaluate(model: Module, loss: Loss, X: NDArray, y: NDArray, batch_size: int = 4096,
+             classify: bool | None = None) -> tuple[float, float | None]:
+    """The mean loss and accuracy on ``(X, y)`` in evaluation mode (the mode is restored after)."""
+    classify = loss.target_kind != "values" if classify is None else classify
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        total_loss = total_correct = 0.0
+        for start in range(0, len(X), batch_size):
+            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+            out = model.forward(xb)
+            total_loss += loss.forward(out, yb) * len(xb)
+            total_correct += accuracy(out, yb) * len(xb) if classify else 0.0
+    finally:
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+    return total_loss / len(X), total_correct / len(X) if classify else None
+
+
 def fit(
     model: Module,
     loss: Loss,
@@ -75,37 +140,66 @@ def fit(
     epochs: int = 10,
     batch_size: int = 64,
     l2: float = 0.0,
-    seed: int | None = 0,
+    seed: int | np.random.Generator | None = 0,
+    validation: tuple[NDArray, NDArray] | None = None,
+    early_stopping: int | None = None,
+    scheduler=None,
+    on_batch: Callable[[int, float, float | None], None] | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    classify: bool | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` passes of shuffled mini-batches.
 
-    Returns the mean training loss (and accuracy, for classification losses) of each epoch.
+    With ``validation=(X_val, y_val)`` each epoch is also evaluated there; with ``early_stopping=k``
+    training stops when the validation loss has not improved for ``k`` epochs, and the model keeps the
+    weights of its best epoch. ``scheduler.step()`` is called after every epoch. This is the loop that
+    ``chainrule train`` runs.
     """
-    X = np.asarray(X)
-    y = np.asarray(y)
-    if X.ndim != 2 or len(X) != len(y):
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
         raise ShapeError(f"fit: expected X of shape (n, features) and n targets, got X {X.shape}, y {y.shape}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"fit: epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
-    rng = np.random.default_rng(seed)
-    classify = loss.target_kind != "values"
+    for what, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"fit: {what} must be a positive integer, got {value!r}")
+    if early_stopping is not None and (validation is None or early_stopping < 1):
+        raise ConfigError("fit: early_stopping needs validation data and a patience >= 1")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     history = History()
-    model.train()
+    best_loss, best_state, waited = np.inf, None, 0
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(X))
-        X_epoch, y_epoch = X[order], y[order]  # one contiguous shuffled copy per epoch
-        total_loss = total_correct = 0.0
-        for start in range(0, len(X), batch_size):
-            xb, yb = X_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
-            batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
-            total_loss += batch_loss * len(xb)
-            if classify:
-                total_correct += accuracy(out, yb) * len(xb)
-        result = EpochResult(epoch, total_loss / len(X), total_correct / len(X) if classify else None)
+        started = time.perf_counter()
+        train_loss, train_accuracy = run_epoch(model, loss, optimizer, X, y, batch_size, rng, l2, on_batch, classify)
+        result = EpochResult(epoch, train_loss, train_accuracy)
+        if validation is not None:
+            result.val_loss, result.val_accuracy = evaluate(model, loss, *validation, classify=classify)
+        if scheduler is not None:
+            scheduler.step()
+        result.seconds = time.perf_counter() - started
         history.epochs.append(result)
         if on_epoch is not None:
             on_epoch(result)
+        if not np.isfinite(train_loss):
+            raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}: the learning rate "
+                                "is probably too high")
+        if early_stopping is not None:
+            if result.val_loss < best_loss:
+                best_loss, best_state, waited = result.val_loss, _state(model), 0
+                history.best_epoch = epoch
+            else:
+                waited += 1
+                if waited >= early_stopping:
+                    history.stopped_early = True
+                    break
+    if best_state is not None:
+        _restore(model, best_state)
     return history
+
+
+def _state(model: Module) -> list[NDArray]:
+    return [a.copy() for m in model.modules() for a in (*(p.data for p in m.params.values()), *m.buffers.values())]
+
+
+def _restore(model: Module, state: list[NDArray]) -> None:
+    arrays = [a for m in model.modules() for a in (*(p.data for p in m.params.values()), *m.buffers.values())]
+    for target, saved in zip(arrays, state, strict=True):
+        target[...] = saved

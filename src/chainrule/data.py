@@ -1,0 +1,403 @@
+"""Datasets: the embedded 8×8 digits, MNIST and Fashion-MNIST (IDX files), any IDX folder, ``.npz``, ``.csv``.
+
+MNIST-style data are looked up, in this order (PRODUCT.md): ``--data-dir`` (the folder itself or its
+``NAME`` subfolder), the folder named by ``$CHAINRULE_DATA_DIR`` (same), the system location that
+Debian's ``dataset-fashion-mnist`` package uses (``/usr/share/datasets/NAME``), the user cache
+(``$XDG_CACHE_HOME/chainrule/NAME``, by default ``~/.cache/chainrule/NAME``). If none has the files they
+are downloaded from the upstream mirrors into the cache, with a progress bar, and verified against the
+published MD5 checksums before use; a failed or interrupted download leaves no file behind.
+
+Nothing is read or downloaded at import time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import hashlib
+import importlib.util
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.errors import DataError
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+#: The four files of an MNIST-style dataset, by role.
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where a dataset is published, and the MD5 of each published ``.gz`` file."""
+
+    mirrors: tuple[str, ...]
+    md5: dict[str, str]
+    classes: tuple[str, ...]
+
+
+REMOTES = {
+    "mnist": Remote(
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+         "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+        DIGIT_CLASSES,
+    ),
+    "fashion-mnist": Remote(
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+         "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+        FASHION_CLASSES,
+    ),
+}
+DATASETS = ("digits", *REMOTES)
+
+
+@dataclass
+class Dataset:
+    """Train and test arrays of raw features (``uint8`` pixels or floats) and integer labels."""
+
+    name: str
+    X_train: NDArray
+    y_train: NDArray
+    X_test: NDArray
+    y_test: NDArray
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int] | None = None
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def features(self) -> int:
+        return int(np.prod(self.X_train.shape[1:]))
+
+
+# -- IDX ---------------------------------------------------------------------------------------------
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+#: Refuse headers that declare more than this many values (a corrupt or crafted file).
+MAX_IDX_VALUES = 2**31
+
+
+def read_idx(path: str | Path) -> NDArray:
+    """Read an IDX file (raw, or gzip-compressed: told by its first bytes, not its name).
+
+    Checks the magic number (two zero bytes, a known type code, 1 to 4 dimensions), that every
+    dimension is positive, and that the data hold exactly the declared number of values.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
+    if len(data) < 4:
+        raise DataError(f"{path}: not an IDX file (only {len(data)} bytes)")
+    zero, type_code, ndim = data[0:2], data[2], data[3]
+    if zero != b"\x00\x00" or type_code not in _IDX_TYPES or not 1 <= ndim <= 4:
+        raise DataError(f"{path}: not an IDX file (magic number 0x{data[:4].hex()}; expected 0x000008NN "
+                        "with NN the number of dimensions, e.g. 0x00000803 for images)")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected at least {header})")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(_IDX_TYPES[type_code])
+    count = math.prod(shape)  # Python integers: a crafted header cannot overflow it
+    if 0 in shape or count > MAX_IDX_VALUES:
+        raise DataError(f"{path}: implausible IDX dimensions {shape}")
+    expected = count * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(f"{path}: IDX data of {len(data) - header} bytes, but the header {shape} declares "
+                        f"{expected} ({'truncated' if len(data) - header < expected else 'trailing bytes'})")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def write_idx(path: str | Path, array: NDArray, compress: bool | None = None) -> None:
+    """Write ``array`` (uint8) as an IDX file; gzip-compressed if ``compress`` or the name ends in .gz."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    payload = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path = Path(path)
+    opener = gzip.open if (compress if compress is not None else path.suffix == ".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+def load_idx_folder(folder: str | Path, name: str | None = None, classes: tuple[str, ...] | None = None) -> Dataset:
+    """The four MNIST-style IDX files of ``folder`` (each raw or ``.gz``)."""
+    folder = Path(folder)
+    found = {role: _find_idx(folder, base) for role, base in IDX_FILES.items()}
+    missing = [IDX_FILES[r] for r, p in found.items() if p is None]
+    if missing:
+        raise DataError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
+    arrays = {role: read_idx(path) for role, path in found.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim < 2 or labels.ndim != 1:
+            raise DataError(f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
+                            f"got {images.shape} and {labels.shape}")
+        if len(images) != len(labels):
+            raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} {split} labels")
+    n_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
+    classes = classes if classes is not None and len(classes) >= n_classes else tuple(str(c) for c in range(n_classes))
+    image_shape = tuple(arrays["train_images"].shape[1:3]) if arrays["train_images"].ndim == 3 else None
+    return Dataset(
+        name or folder.name,
+        arrays["train_images"].reshape(len(arrays["train_images"]), -1), arrays["train_labels"].astype(np.int64),
+        arrays["test_images"].reshape(len(arrays["test_images"]), -1), arrays["test_labels"].astype(np.int64),
+        classes, image_shape, str(folder),
+    )
+
+
+def _find_idx(folder: Path, base: str) -> Path | None:
+    for candidate in (folder / f"{base}.gz", folder / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# -- where datasets are found ------------------------------------------------------------------------
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "chainrule"
+
+
+def search_path(name: str, data_dir: str | Path | None = None) -> list[Path]:
+    """The folders where dataset ``name`` is looked for, in order."""
+    places: list[Path] = []
+    for root in (data_dir, os.environ.get("CHAINRULE_DATA_DIR")):
+        if root:
+            places += [Path(root), Path(root) / name]
+    places.append(Path("/usr/share/datasets") / name)
+    places.append(cache_dir() / name)
+    return places
+
+
+def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The first folder of :func:`search_path` that holds all four files of ``name``."""
+    for folder in search_path(name, data_dir):
+        if all(_find_idx(folder, base) for base in IDX_FILES.values()):
+            return folder
+    return None
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
+                 progress: bool = True) -> Dataset:
+    """A dataset by name (``digits``, ``mnist``, ``fashion-mnist``) or by path (a folder of IDX files,
+    an ``.npz`` or a ``.csv`` file)."""
+    if name == "digits":
+        return load_digits()
+    if name in REMOTES:
+        folder = locate(name, data_dir)
+        if folder is None:
+            if not download:
+                raise DataError(_not_found(name, data_dir))
+            folder = download_dataset(name, progress=progress, data_dir=data_dir)
+        dataset = load_idx_folder(folder, name, REMOTES[name].classes)
+        return dataset
+    path = Path(name)
+    if path.is_dir():
+        return load_idx_folder(path)
+    if path.suffix == ".npz" and path.is_file():
+        return load_npz(path)
+    if path.suffix == ".csv" and path.is_file():
+        return load_csv(path)
+    raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
+                    "an .npz or a .csv file")
+
+
+def _not_found(name: str, data_dir) -> str:
+    places = ", ".join(str(p) for p in search_path(name, data_dir))
+    return (f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
+            f"{IDX_FILES['train_images']}.gz) in one of them, pass --data-dir, or allow the download")
+
+
+# -- download ------------------------------------------------------------------------------------------
+def download_dataset(name: str, *, progress: bool = True, mirrors: tuple[str, ...] | None = None,
+                     data_dir: str | Path | None = None, timeout: float = 30.0) -> Path:
+    """Download the four files of ``name`` into the cache and verify their MD5; returns the folder.
+
+    Each file is written to a temporary file beside its destination and renamed into place only after
+    its checksum matched, so an interrupted or corrupted download leaves nothing behind.
+    """
+    remote = REMOTES[name]
+    mirrors = mirrors or tuple(filter(None, os.environ.get("CHAINRULE_MIRRORS", "").split())) or remote.mirrors
+    folder = cache_dir() / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the cache folder {folder} ({err}); {_not_found(name, data_dir)}") from None
+    for role, base in IDX_FILES.items():
+        target = folder / f"{base}.gz"
+        if target.is_file():
+            continue
+        errors = []
+        for mirror in mirrors:
+            try:
+                _fetch(mirror + f"{base}.gz", target, remote.md5[role], progress, timeout)
+                break
+            except DataError as err:
+                errors.append(str(err))
+        else:
+            raise DataError(f"could not download {base}.gz ({'; '.join(errors)}). {_not_found(name, data_dir)}")
+    return folder
+
+
+def _fetch(url: str, target: Path, md5: str, progress: bool, timeout: float) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = _progress_bar(total, f"downloading {target.name}", progress)
+            received = 0
+            try:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            finally:
+                bar.close()
+            if total is not None and received != total:
+                raise DataError(f"{url}: interrupted after {received} of {total} bytes")
+        if digest.hexdigest() != md5:
+            raise DataError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, published {md5})")
+        os.replace(temp, target)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise DataError(f"{url}: {getattr(err, 'reason', err)}") from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _progress_bar(total: int | None, description: str, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the library works without the [train] extra; the bar is a nicety
+        enabled = False
+    if not enabled:
+        return _NoBar()
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# -- the embedded digits, .npz and .csv ---------------------------------------------------------------
+def load_digits() -> Dataset:
+    """The 1,797 8×8 digits that ship inside scikit-learn (pixels 0–16), split 80/20 with a fixed seed
+    (the same test set whatever the training seed)."""
+    spec = importlib.util.find_spec("sklearn")
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if csv is None or not csv.is_file():
+        raise DataError("the 'digits' dataset ships inside scikit-learn, which is not installed: "
+                        "pip install 'chainrule[train]' (or pip install scikit-learn)")
+    table = np.loadtxt(csv, delimiter=",", dtype=np.float32)  # read directly: importing sklearn is slow
+    X, y = table[:, :-1], table[:, -1].astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(X))
+    test, train = order[: len(X) // 5], order[len(X) // 5 :]
+    return Dataset("digits", X[train], y[train], X[test], y[test], DIGIT_CLASSES, (8, 8), str(csv))
+
+
+def load_npz(path: str | Path) -> Dataset:
+    """An ``.npz`` with arrays ``X_train``, ``y_train``, ``X_test``, ``y_test`` (or ``x_...``), read
+    without pickle."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    get = {}
+    for key in ("X_train", "y_train", "X_test", "y_test"):
+        value = arrays.get(key, arrays.get(key.lower()))
+        if value is None:
+            raise DataError(f"{path}: missing array {key!r} (found {', '.join(arrays) or 'none'})")
+        get[key] = value
+    for split in ("train", "test"):
+        X, y = get[f"X_{split}"], get[f"y_{split}"]
+        if len(X) != len(y) or y.ndim != 1:
+            raise DataError(f"{path}: X_{split} has {len(X)} rows but y_{split} has shape {y.shape}")
+    image_shape = tuple(get["X_train"].shape[1:3]) if get["X_train"].ndim == 3 else None
+    y_train, y_test = _labels(get["y_train"], path), _labels(get["y_test"], path)
+    classes = tuple(str(c) for c in range(int(max(y_train.max(), y_test.max())) + 1))
+    return Dataset(path.stem, get["X_train"].reshape(len(get["X_train"]), -1), y_train,
+                   get["X_test"].reshape(len(get["X_test"]), -1), y_test, classes, image_shape, str(path))
+
+
+def load_csv(path: str | Path, test_fraction: float = 0.2) -> Dataset:
+    """A ``.csv`` of numbers with the label in the first column (a header line is skipped); split into
+    train and test with a fixed seed."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            first = f.readline()
+        skip = 0 if _numeric_row(first) else 1
+        table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a CSV of numbers with the label first ({err})") from None
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        raise DataError(f"{path}: expected rows of a label and at least one feature, got shape {table.shape}")
+    y, X = _labels(table[:, 0], path), table[:, 1:].astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(X))
+    n_test = max(1, int(len(X) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    classes = tuple(str(c) for c in range(int(y.max()) + 1))
+    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes, None, str(path))
+
+
+def _numeric_row(line: str) -> bool:
+    try:
+        [float(v) for v in line.strip().split(",")]
+        return True
+    except ValueError:
+        return False
+
+
+def _labels(y: NDArray, path) -> NDArray:
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels)) or np.any(labels < 0) \
+            or not np.array_equal(labels, np.round(labels)):
+        raise DataError(f"{path}: labels must be integers >= 0")
+    return labels.astype(np.int64)
+
+
+def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
+    """``(name, where it is or how it would be got)`` for every named dataset: ``chainrule datasets``."""
+    rows = []
+    spec = importlib.util.find_spec("sklearn")
+    rows.append(("digits", f"embedded in scikit-learn ({Path(spec.origin).parent})" if spec and spec.origin
+                 else "needs scikit-learn: pip install 'chainrule[train]'"))
+    for name, remote in REMOTES.items():
+        folder = locate(name, data_dir)
+        rows.append((name, str(folder) if folder else
+                     f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
+                     f"from {remote.mirrors[0]} into {cache_dir() / name}"))
+    return rows
+

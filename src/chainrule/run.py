@@ -1,0 +1,277 @@
+"""A whole ``chainrule train`` run: data, model, :func:`~chainrule.train.fit`, and what it leaves behind.
+
+A run writes into its output folder: ``model.npz`` (see :mod:`chainrule.io`), ``metrics.json`` (the
+configuration, every epoch's numbers, the test accuracy) and PNG plots (learning curves, confusion
+matrix, first-layer weights as images, the most confidently wrong test examples). The same seed gives
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.data import Dataset, load_dataset
+from chainrule.errors import ConfigError, DataError, check_choice, check_positive
+from chainrule.io import Classifier, atomic_write, save_model
+from chainrule.losses import make_loss
+from chainrule.network import Sequential, mlp, softmax_regression
+from chainrule.optim import SGD, Adam, AdamW, Optimizer
+from chainrule.train import EpochResult, evaluate, fit
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; the command line's options map one to one onto these fields."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    hidden: tuple[int, ...] = (256, 128)  # empty: softmax regression
+    activation: str = "relu"
+    batchnorm: bool = False
+    dropout: float = 0.0
+    loss: str = "softmax_cross_entropy"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 10
+    val_split: float = 0.1
+    early_stopping: int | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    out: str | None = None
+    force: bool = False
+    quiet: bool = False
+    plots: bool = True
+
+    def validate(self) -> TrainConfig:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_choice("activation", self.activation, ("relu", "leaky_relu", "tanh", "sigmoid"))
+        check_positive("learning rate (--lr)", self.lr)
+        check_positive("--weight-decay", self.weight_decay, allow_zero=True)
+        check_positive("--momentum", self.momentum, allow_zero=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout is the drop probability and must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.early_stopping is not None and (self.early_stopping < 1 or self.val_split == 0):
+            raise ConfigError("--early-stopping needs a patience >= 1 and a validation split (--val-split > 0)")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"--hidden sizes must be positive integers, got {','.join(map(str, self.hidden))}")
+        return self
+
+
+@dataclass
+class RunResult:
+    out: Path
+    model: Classifier
+    history: list[EpochResult]
+    test_loss: float
+    test_accuracy: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_output(config: TrainConfig) -> Path:
+    """The output folder, created now so that an unwritable place fails before training starts."""
+    if config.out is None:
+        stem = Path("runs") / f"{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, k = stem, 1
+        while out.exists():
+            k += 1
+            out = Path(f"{stem}-{k}")
+    else:
+        out = Path(config.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not config.force:
+            raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --force "
+                              "to overwrite the files of a run there")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
+    return out
+
+
+def normalisation(X_train: NDArray, image: bool, dtype) -> tuple[float, NDArray, NDArray]:
+    """``scale`` (the raw maximum, e.g. 255 or 16), then mean and std of ``X/scale``: one value for all
+    pixels of images, one per feature otherwise (constant features keep std 1)."""
+    scale = float(X_train.max()) if X_train.max() > 1 else 1.0
+    scaled = X_train.astype(np.float64) / scale
+    if image:
+        mean = np.full(scaled.shape[1], scaled.mean())
+        std = np.full(scaled.shape[1], scaled.std() or 1.0)
+    else:
+        mean, std = scaled.mean(axis=0), scaled.std(axis=0)
+        std[std < 1e-8] = 1.0
+    return scale, mean.astype(dtype), std.astype(dtype)
+
+
+def build_model(config: TrainConfig, features: int, classes: int, rng: np.random.Generator) -> Sequential:
+    dtype = np.dtype(config.dtype)
+    output = "softmax" if config.loss == "cross_entropy" else "identity"
+    if not config.hidden:
+        return softmax_regression(features, classes, probabilities=output == "softmax", dtype=dtype)
+    return mlp([features, *config.hidden, classes], config.activation, output=output, batchnorm=config.batchnorm,
+               dropout=config.dropout, seed=rng, dtype=dtype)
+
+
+def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    params = model.parameters()
+    wd = config.weight_decay
+    if config.optimizer == "adam":
+        return Adam(params, lr=config.lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return AdamW(params, lr=config.lr, weight_decay=wd)
+    momentum = config.momentum if config.optimizer in ("momentum", "nesterov") else 0.0
+    return SGD(params, lr=config.lr, momentum=momentum, nesterov=config.optimizer == "nesterov", weight_decay=wd)
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None) -> RunResult:
+    """Run ``config`` end to end and write its outputs (progress bars go to standard error). A run that
+    fails removes the output folder it created, so no partial output is left behind."""
+    config.validate()
+    existed = config.out is not None and Path(config.out).exists()
+    out = prepare_output(config)
+    try:
+        return _train(config, dataset, out)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult:
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet)
+    _check_finite(dataset)
+    seeds = np.random.SeedSequence(config.seed).spawn(3)
+    split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
+    dtype = np.dtype(config.dtype)
+    scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
+    prepare = lambda raw: (raw.astype(dtype) / dtype.type(scale) - mean) / std  # noqa: E731
+    order = split_rng.permutation(len(dataset.X_train))
+    n_val = int(round(len(order) * config.val_split))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    X_train, y_train = prepare(dataset.X_train[train_idx]), dataset.y_train[train_idx]
+    validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
+    X_test, y_test = prepare(dataset.X_test), dataset.y_test
+    classes = len(dataset.classes)
+    targets = (lambda y: np.eye(classes, dtype=dtype)[y]) if config.loss == "mse" else (lambda y: y)  # noqa: E731
+    model = build_model(config, dataset.features, classes, model_rng)
+    loss = make_loss(config.loss, "half_mean" if config.loss == "mse" else "mean")
+    optimizer = make_optimizer(config, model)
+
+    log = _Progress(config, len(X_train))
+    log.start(dataset, model, out)
+    history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
+                  batch_size=config.batch_size, seed=shuffle_rng,
+                  validation=(validation[0], targets(validation[1])) if validation else None,
+                  early_stopping=config.early_stopping, on_batch=log.batch, on_epoch=log.epoch, classify=True)
+    test_loss, test_accuracy = evaluate(model, loss, X_test, targets(y_test), classify=True)
+    classifier = Classifier(model.eval(), mean, std, scale, dataset.classes, dataset.image_shape)
+    save_model(classifier, out / "model.npz")
+    metrics = {
+        "config": {**asdict(config), "hidden": list(config.hidden)},
+        "dataset": {"name": dataset.name, "source": dataset.source, "train": len(X_train),
+                    "validation": n_val, "test": len(X_test), "features": dataset.features,
+                    "classes": list(dataset.classes)},
+        "model": repr(model),
+        "epochs": [asdict(e) for e in history.epochs],
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+    }
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    result = RunResult(out, classifier, history.epochs, test_loss, test_accuracy, metrics)
+    if config.plots:
+        from chainrule.plots import plot_run
+
+        plot_run(result, dataset.X_test, y_test)
+    log.finish(result)
+    return result
+
+
+def _check_finite(dataset: Dataset) -> None:
+    for name in ("X_train", "X_test"):
+        X = getattr(dataset, name)
+        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+            rows = np.unique(np.argwhere(~np.isfinite(X))[:, 0])
+            raise DataError(f"{dataset.name}: {name} contains NaN or inf (rows {rows[:5].tolist()}"
+                            f"{'…' if len(rows) > 5 else ''}); refusing to train on it")
+
+
+class _Progress:
+    """A progress bar per epoch (tqdm, on standard error) and a one-line summary per epoch; only the
+    final summary under ``--quiet``."""
+
+    def __init__(self, config: TrainConfig, rows: int) -> None:
+        self.config, self.rows, self.bar = config, rows, None
+        self.current, self.last = 1, 0  # the epoch under way, rows done in it
+
+    def start(self, dataset: Dataset, model: Sequential, out: Path) -> None:
+        if self.config.quiet:
+            return
+        print(f"dataset {dataset.name}: {len(dataset.X_train)} train / {len(dataset.X_test)} test examples, "
+              f"{dataset.features} features, {len(dataset.classes)} classes ({dataset.source})")
+        layers = " → ".join(repr(layer).replace("()", "") for layer in model.layers)
+        print(f"model: {layers}; {self.config.optimizer} lr {self.config.lr:g}, batch {self.config.batch_size}, "
+              f"{self.config.epochs} epochs; writing to {out}")
+
+    def batch(self, done: int, loss: float, accuracy: float | None) -> None:
+        if self.config.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.rows, desc=f"epoch {self.current}/{self.config.epochs}", unit="ex",
+                            leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2,
+                            disable=None)  # no bar when standard error is not a terminal
+            self.last = 0
+        self.bar.update(done - self.last)
+        self.last = done
+        if done == self.rows or self.bar.n % (self.config.batch_size * 20) < self.config.batch_size:
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}" if accuracy is not None else "-",
+                                 refresh=False)
+
+    def epoch(self, result: EpochResult) -> None:
+        self.current += 1
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.config.quiet:
+            return
+        val = (f"  val loss {result.val_loss:.4f} acc {result.val_accuracy:.4f}"
+               if result.val_loss is not None else "")
+        print(f"epoch {result.epoch:>3}/{self.config.epochs}  train loss {result.loss:.4f} acc "
+              f"{result.accuracy:.4f}{val}  {result.seconds:.1f}s", flush=True)
+
+    def finish(self, result: RunResult) -> None:
+        epochs = len(result.history)
+        seconds = sum(e.seconds for e in result.history)
+        early = f" (stopped early, best epoch {result.metrics['best_epoch']})" if result.metrics["stopped_early"] else ""
+        print(f"test accuracy {result.test_accuracy:.4f} after {epochs} epochs{early} in {seconds:.1f}s; "
+              f"model, metrics and plots in {result.out}")
+
