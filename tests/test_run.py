@@ -95,7 +95,7 @@ def test_softmax_regression_and_other_options(tmp_path):
     model = load_model(tmp_path / "s" / "model.npz")
     assert [type(layer).__name__ for layer in model.network.layers] == ["Linear", "Softmax"]
     assert model.mean.dtype == np.float64
-    result = cli("train", "--hidden", "32", "--loss", "mse", "--optimizer", "nesterov", "--epochs", "2",
+    result = cli("train", "--hidden", "32", "--loss", "mse", "--optimizer", "nesterov", "--epochs", "2", "--schedule", "step",
                  "--early-stopping", "1", "--weight-decay", "1e-4", "--no-plots", "--out", tmp_path / "m")
     assert result.returncode == 0, result.stderr
 

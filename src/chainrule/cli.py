@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 for adam/adamw, 0.1 otherwise)")
     train.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum/nesterov (default: 0.9)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
+    train.add_argument("--schedule", choices=("none", "cosine", "step"), default="cosine",
+                       help="learning-rate schedule over the epochs: cosine decay to 0 (default), ×0.1 every "
+                       "half of the epochs, or none")
     train.add_argument("--batch-size", type=_positive_int, default=64, help="(default: 64)")
     train.add_argument("--epochs", type=_positive_int, default=10, help="(default: 10)")
     train.add_argument("--val-split", type=float, default=0.1,
@@ -174,14 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--data-dir", default=None)
     datasets.set_defaults(run=_run_datasets)
 
-    demo = commands.add_parser(
-        "demo",
-        help="train a small network on generated data, in seconds",
-        description="Train a small MLP on three generated spirals and print the loss of each epoch.",
-    )
-    demo.add_argument("--epochs", type=_positive_int, default=30)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(run=_run_demo)
     return parser
 
 
@@ -259,7 +254,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         dataset=args.dataset, data_dir=args.data_dir, hidden=args.hidden, activation=args.activation,
         batchnorm=args.batchnorm, dropout=args.dropout, loss=args.loss, optimizer=args.optimizer, lr=lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, batch_size=args.batch_size, epochs=args.epochs,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs,
         val_split=args.val_split, early_stopping=args.early_stopping, seed=args.seed, dtype=args.dtype,
         out=args.out, force=args.force, quiet=args.quiet, plots=not args.no_plots,
     )
@@ -318,36 +313,6 @@ def _run_datasets(args: argparse.Namespace) -> int:
     for name, where in describe(args.data_dir):
         print(f"{name:<14} {where}")
     return 0
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from chainrule import SGD, SoftmaxCrossEntropyLoss, mlp
-    from chainrule.train import fit
-
-    X, y = spirals(300, seed=args.seed)
-    model = mlp([2, 32, 32, 3], "relu", seed=args.seed)
-    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
-    print(f"Training {model!r}\non {len(X)} points of 3 spirals with SGD (lr 0.1, momentum 0.9)")
-    history = fit(model, SoftmaxCrossEntropyLoss(), optimizer, X, y, epochs=args.epochs, batch_size=32,
-                  seed=args.seed, on_epoch=lambda r: print(f"epoch {r.epoch:3d}  loss {r.loss:.4f}  "
-                                                           f"accuracy {r.accuracy:.3f}"))
-    final = float(np.mean(model.predict(X) == y))
-    print(f"loss {history.losses[0]:.3f} -> {history.losses[-1]:.3f}; training accuracy {final:.3f}")
-    return 0
-
-
-def spirals(per_class: int, classes: int = 3, seed: int = 0):
-    """``classes`` interleaved noisy spirals in 2-D: a small problem that a linear model cannot solve."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    radius = np.tile(np.linspace(0.0, 1.0, per_class), classes)
-    label = np.repeat(np.arange(classes), per_class)
-    angle = label * (2 * np.pi / classes) + radius * 4 + rng.normal(0, 0.2, radius.size)
-    X = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1).astype(np.float32)
-    return X, label
 
 
 if __name__ == "__main__":

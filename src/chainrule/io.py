@@ -48,6 +48,7 @@ class Classifier:
     scale: float
     classes: tuple[str, ...]
     image_shape: tuple[int, int] | None = None
+    frame_fill: float = 1.0  # share of the frame that the content of a training image fills
 
     @property
     def features(self) -> int:
@@ -135,6 +136,7 @@ def save_model(model: Classifier, path: str | Path) -> None:
         "dtype": str(model.mean.dtype), "scale": float(model.scale),
         "classes": list(model.classes),
         "image_shape": list(model.image_shape) if model.image_shape else None,
+        "frame_fill": float(model.frame_fill),
     }
     arrays = {"meta": np.array(json.dumps(meta))}
     for i, layer in enumerate(network.layers):
@@ -180,6 +182,9 @@ def load_model(path: str | Path) -> Classifier:
         classes = tuple(str(c) for c in meta["classes"])
         specs = meta["layers"]
         image_shape = tuple(_int(s) for s in meta["image_shape"]) if meta.get("image_shape") else None
+        fill = float(meta.get("frame_fill", 1.0))
+        if not 0 < fill <= 1:
+            raise ValueError(f"frame_fill {fill} outside (0, 1]")
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{path}: incomplete model description ({err})") from None
     if dtype not in (np.float32, np.float64) or not np.isfinite(scale) or scale <= 0 or not isinstance(specs, list) \
@@ -219,7 +224,7 @@ def load_model(path: str | Path) -> Classifier:
     std = expected["input.std"]
     if np.any(std <= 0):
         raise DataError(f"{path}: input.std must be positive")
-    return Classifier(network, expected["input.mean"], std, scale, classes, image_shape)
+    return Classifier(network, expected["input.mean"], std, scale, classes, image_shape, fill)
 
 
 def _read_archive(path: Path) -> dict[str, NDArray]:

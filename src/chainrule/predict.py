@@ -36,8 +36,9 @@ def read_input(path: Path, model: Classifier) -> NDArray:
 
 
 def image_to_input(path: Path, model: Classifier) -> NDArray:
-    """A picture as one input of ``model``: grey, resized to its image shape, a light background turned
-    dark (MNIST-style data are light strokes on black), scaled to the model's raw range."""
+    """A picture as one input of ``model``: grey; a light background turned dark (MNIST-style data are
+    light strokes on black); cropped to its content, which is scaled to fill the share of the frame that
+    it fills in the training images (``model.frame_fill``) and centred; scaled to the model's raw range."""
     if model.image_shape is None:
         raise DataError(f"{path}: this model was not trained on images; give its inputs as .npy")
     try:
@@ -46,14 +47,39 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
         raise DataError("reading images needs Pillow: pip install 'chainrule[train]'") from None
     try:
         with Image.open(path) as image:
-            grey = image.convert("L")
-            rows, cols = model.image_shape
-            if grey.size != (cols, rows):
-                grey = grey.resize((cols, rows), Image.Resampling.LANCZOS)
-            pixels = np.asarray(grey, dtype=np.float64)
+            pixels = np.asarray(image.convert("L"), dtype=np.float64)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:
         pixels = 255.0 - pixels
-    return (pixels * (model.scale / 255.0)).reshape(1, -1)
+    rows, cols = model.image_shape
+    content = _crop_to_content(pixels)
+    side = max(content.shape)
+    square = np.zeros((side, side))
+    top, left = (side - content.shape[0]) // 2, (side - content.shape[1]) // 2
+    square[top : top + content.shape[0], left : left + content.shape[1]] = content
+    inner = (max(1, round(rows * model.frame_fill)), max(1, round(cols * model.frame_fill)))
+    resized = Image.fromarray(square.astype(np.float32), mode="F").resize(inner[::-1], Image.Resampling.LANCZOS)
+    frame = np.zeros((rows, cols))
+    top, left = (rows - inner[0]) // 2, (cols - inner[1]) // 2
+    frame[top : top + inner[0], left : left + inner[1]] = np.clip(np.asarray(resized), 0, 255)
+    return (frame * (model.scale / 255.0)).reshape(1, -1)
+
+
+def _crop_to_content(pixels: NDArray) -> NDArray:
+    """The smallest box around the pixels brighter than a tenth of the brightest (all, if none is)."""
+    rows, cols = np.nonzero(pixels > 0.1 * pixels.max()) if pixels.max() > 0 else ([], [])
+    if len(rows) == 0:
+        return pixels
+    return pixels[min(rows) : max(rows) + 1, min(cols) : max(cols) + 1]
+
+
+def frame_fill(images: NDArray, sample: int = 1000) -> float:
+    """How much of the frame the content of ``images`` (n, rows, cols) fills, on average: the longer side
+    of each image's content box over the frame's side (1 for the 8×8 digits, about 0.71 for MNIST)."""
+    fills = []
+    for image in images[:sample]:
+        box = _crop_to_content(np.asarray(image, dtype=np.float64))
+        fills.append(max(box.shape[0] / image.shape[0], box.shape[1] / image.shape[1]))
+    return float(np.mean(fills)) if fills else 1.0

@@ -24,7 +24,8 @@ from chainrule.errors import ConfigError, DataError, check_choice, check_positiv
 from chainrule.io import Classifier, atomic_write, save_model
 from chainrule.losses import make_loss
 from chainrule.network import Sequential, mlp, softmax_regression
-from chainrule.optim import SGD, Adam, AdamW, Optimizer
+from chainrule.predict import frame_fill
+from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, Optimizer, StepLR
 from chainrule.train import EpochResult, evaluate, fit
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
@@ -46,6 +47,7 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = "cosine"  # none | cosine (to 0 over the epochs) | step (×0.1 every half of the epochs)
     batch_size: int = 64
     epochs: int = 10
     val_split: float = 0.1
@@ -59,6 +61,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, ("none", "cosine", "step"))
         check_choice("loss", self.loss, LOSSES)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_choice("activation", self.activation, ("relu", "leaky_relu", "tanh", "sigmoid"))
@@ -148,6 +151,14 @@ def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
     return SGD(params, lr=config.lr, momentum=momentum, nesterov=config.optimizer == "nesterov", weight_decay=wd)
 
 
+def make_scheduler(config: TrainConfig, optimizer: Optimizer):
+    if config.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, config.epochs)
+    if config.schedule == "step":
+        return StepLR(optimizer, max(1, config.epochs // 2), 0.1)
+    return None
+
+
 def train(config: TrainConfig, dataset: Dataset | None = None) -> RunResult:
     """Run ``config`` end to end and write its outputs (progress bars go to standard error). A run that
     fails removes the output folder it created, so no partial output is left behind."""
@@ -182,15 +193,20 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult
     model = build_model(config, dataset.features, classes, model_rng)
     loss = make_loss(config.loss, "half_mean" if config.loss == "mse" else "mean")
     optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)
 
     log = _Progress(config, len(X_train))
     log.start(dataset, model, out)
     history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
                   batch_size=config.batch_size, seed=shuffle_rng,
                   validation=(validation[0], targets(validation[1])) if validation else None,
-                  early_stopping=config.early_stopping, on_batch=log.batch, on_epoch=log.epoch, classify=True)
+                  early_stopping=config.early_stopping, scheduler=scheduler, on_batch=log.batch, on_epoch=log.epoch,
+                  classify=True)
     test_loss, test_accuracy = evaluate(model, loss, X_test, targets(y_test), classify=True)
-    classifier = Classifier(model.eval(), mean, std, scale, dataset.classes, dataset.image_shape)
+    fill = 1.0
+    if dataset.image_shape is not None:
+        fill = frame_fill(dataset.X_train[:1000].reshape(-1, *dataset.image_shape))
+    classifier = Classifier(model.eval(), mean, std, scale, dataset.classes, dataset.image_shape, fill)
     save_model(classifier, out / "model.npz")
     metrics = {
         "config": {**asdict(config), "hidden": list(config.hidden)},
