@@ -16,7 +16,6 @@ transposed or mis-scaled gradient, a value of another step, rounding of intermed
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.explain import Explanation, StepRecord, to_json
-from chainrule.problem import ProblemFileError
+from chainrule.problem import ProblemFileError, read_toml
 
 _PATH = re.compile(r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
                    r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
@@ -57,15 +56,7 @@ class Verdict:
 
 def load_answers(path: str) -> dict[str, Any]:
     """The answers of ``path`` by their JSON place, with each number's written precision kept."""
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f, parse_float=Written)
-    except FileNotFoundError:
-        raise ProblemFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProblemFileError(f"{path}: cannot read the file ({err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ProblemFileError(f"{path}: not valid TOML: {err}") from None
+    doc = read_toml(path, parse_float=Written)
     answers = doc.get("answers", doc)
     if not isinstance(answers, dict):
         raise ProblemFileError(f"{path}: answers: expected a table of values")

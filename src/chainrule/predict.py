@@ -38,7 +38,8 @@ def read_input(path: Path, model: Classifier) -> NDArray:
 def image_to_input(path: Path, model: Classifier) -> NDArray:
     """A picture as one input of ``model``: grey; a light background turned dark (MNIST-style data are
     light strokes on black); cropped to its content, which is scaled to fill the share of the frame that
-    it fills in the training images (``model.frame_fill``) and centred; scaled to the model's raw range."""
+    it fills in the training images (``model.frame_fill``) and placed with its centre of mass at the
+    frame's centre (as MNIST was made); scaled to the model's raw range."""
     if model.image_shape is None:
         raise DataError(f"{path}: this model was not trained on images; give its inputs as .npy")
     try:
@@ -61,9 +62,15 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
     square[top : top + content.shape[0], left : left + content.shape[1]] = content
     inner = (max(1, round(rows * model.frame_fill)), max(1, round(cols * model.frame_fill)))
     resized = Image.fromarray(square.astype(np.float32), mode="F").resize(inner[::-1], Image.Resampling.LANCZOS)
+    content = np.clip(np.asarray(resized, dtype=np.float64), 0, 255)
+    # centre of mass at the frame's centre, as MNIST was made (within the frame)
+    total = content.sum() or 1.0
+    mass_row = (content.sum(axis=1) @ np.arange(inner[0])) / total
+    mass_col = (content.sum(axis=0) @ np.arange(inner[1])) / total
+    top = int(np.clip(round((rows - 1) / 2 - mass_row), 0, rows - inner[0]))
+    left = int(np.clip(round((cols - 1) / 2 - mass_col), 0, cols - inner[1]))
     frame = np.zeros((rows, cols))
-    top, left = (rows - inner[0]) // 2, (cols - inner[1]) // 2
-    frame[top : top + inner[0], left : left + inner[1]] = np.clip(np.asarray(resized), 0, 255)
+    frame[top : top + inner[0], left : left + inner[1]] = content
     return (frame * (model.scale / 255.0)).reshape(1, -1)
 
 

@@ -80,17 +80,22 @@ class Problem:
 
 def load_problem(path: str | Path) -> Problem:
     """Read and validate a problem file; raise :class:`ProblemFileError` on anything wrong."""
-    path = str(path)
+    return parse_problem(read_toml(path), str(path))
+
+
+def read_toml(path: str | Path, **options) -> dict:
+    """A TOML file as a dict (``options`` go to :func:`tomllib.load`), or one clear error."""
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            return tomllib.load(f, **options)
     except FileNotFoundError:
         raise ProblemFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ProblemFileError(f"{path}: is a folder, expected a .toml file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ProblemFileError(f"{path}: cannot read the file ({err})") from None
     except tomllib.TOMLDecodeError as err:
         raise ProblemFileError(f"{path}: not valid TOML: {err}") from None
-    return parse_problem(doc, path)
 
 
 def parse_problem(doc: dict, path: str = "<problem>") -> Problem:

@@ -417,17 +417,22 @@ _UNICODE_TEX = {
 _HAT = "\u0302"  # combining circumflex: x̂, m̂, v̂
 
 
-def _tex_text(text: str) -> str:
-    """Symbol text in maths mode: its Unicode as LaTeX."""
-    out, i = [], 0
+def _symbols(text: str):
+    """``(character, its LaTeX or None)`` for each character of ``text``; a letter with a combining
+    circumflex (x̂) is one symbol."""
+    i = 0
     while i < len(text):
         if i + 1 < len(text) and text[i + 1] == _HAT:
-            out.append(rf"\hat {text[i]}")
+            yield text[i : i + 2], rf"\hat {text[i]}"
             i += 2
-            continue
-        out.append(_UNICODE_TEX.get(text[i], text[i]))
-        i += 1
-    return "".join(out)
+        else:
+            yield text[i], _UNICODE_TEX.get(text[i])
+            i += 1
+
+
+def _tex_text(text: str) -> str:
+    """Symbol text in maths mode: its Unicode as LaTeX."""
+    return "".join(tex if tex is not None else c for c, tex in _symbols(text))
 
 
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -436,16 +441,8 @@ _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#":
 
 def _inline_tex(text: str) -> str:
     """A sentence for LaTeX: plain characters escaped, each maths symbol in maths mode."""
-    out, i = [], 0
-    while i < len(text):
-        if i + 1 < len(text) and text[i + 1] == _HAT:
-            out.append(rf"$\hat {text[i]}$")
-            i += 2
-            continue
-        c = text[i]
-        out.append(_SPECIALS.get(c) or (f"${_UNICODE_TEX[c]}$" if c in _UNICODE_TEX else c))
-        i += 1
-    return "".join(out).replace("$$", "")
+    pieces = (f"${tex}$" if tex is not None else _SPECIALS.get(c, c) for c, tex in _symbols(text))
+    return "".join(pieces).replace("$$", "")
 
 
 def to_markdown(doc: list) -> str:
