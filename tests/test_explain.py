@@ -298,7 +298,7 @@ def test_trace_of_any_sequential_from_python():
     reference = model.astype(np.float64)
     trace = Trace()
     with trace.recording(model):
-        train_step(model, cr.SoftmaxCrossEntropyLoss(), cr.SGD(model.parameters(), lr=0.1), X, y)
+        train_step(model, cr.SoftmaxCrossEntropyLoss(), cr.SGD(model.parameters(), lr=0.1), X, y, input_grad=True)
     assert model.observer is None and sorted(trace.layers) == [0, 1, 2, 3]
     h = X
     for i, layer in enumerate(reference.layers):  # the trace holds what the layers returned

@@ -33,7 +33,7 @@ class Activation(Module):
         self.out = self.function(x)
         return self.out
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         out = self._cached("out")
         grad_output = check_grad_shape(self, grad_output, out.shape)
         return grad_output * self.local_derivative()
@@ -142,7 +142,7 @@ class Softmax(Module):
         self.out = softmax(x)
         return self.out
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         s = self._cached("out")
         g = check_grad_shape(self, grad_output, s.shape)
         return s * (g - np.sum(g * s, axis=1, keepdims=True))  # (n, classes)

@@ -63,7 +63,8 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
         if number <= DETAILED_STEPS:
             trace = Trace()
             with trace.recording(model):
-                value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2)
+                value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2,
+                                      input_grad=True)
             records.append(_step_record(number, trace, value, problem, optimizer, owners))
         else:
             value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2)

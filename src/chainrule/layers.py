@@ -70,14 +70,14 @@ class Linear(Module):
             z += self.params["b"].data
         return z
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray | None:
         x = self._cached("x")
         delta = check_grad_shape(self, grad_output, (x.shape[0], self.out_features))
         W = self.params["W"]
         W.grad += x.T @ delta  # (in, out)
         if "b" in self.params:
             self.params["b"].grad += delta.sum(axis=0)  # (out,)
-        return delta @ W.data.T  # (n, in)
+        return delta @ W.data.T if input_grad else None  # (n, in)
 
     def __repr__(self) -> str:
         bias = "" if "b" in self.params else ", bias=False"
@@ -152,7 +152,7 @@ class BatchNorm1d(Module):
         self.batch_stats = self.training
         return self.x_hat * self.params["gamma"].data + self.params["beta"].data
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         x_hat = self._cached("x_hat")
         g = check_grad_shape(self, grad_output, x_hat.shape)
         gamma = self.params["gamma"]
@@ -199,7 +199,7 @@ class Dropout(Module):
         self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self.mask
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         return grad_output * self._cached("mask")
 
     def __repr__(self) -> str:

@@ -3,9 +3,11 @@
 Convention (PRODUCT.md): batches are rows, ``X`` has shape ``(n, features)``.
 
 * ``forward(x)`` computes the output and keeps in the module what ``backward`` will need (the cache);
-* ``backward(grad_output)`` takes ``∂L/∂output`` (same shape as the output), **adds** the gradients of
-  the parameters into ``param.grad`` and returns ``∂L/∂input``. It reads the cache, never recomputes
-  the forward pass. Gradients are reset by :meth:`Module.zero_grad`, so a module used twice accumulates.
+* ``backward(grad_output, input_grad=True)`` takes ``∂L/∂output`` (same shape as the output), **adds**
+  the gradients of the parameters into ``param.grad`` and returns ``∂L/∂input``. It reads the cache,
+  never recomputes the forward pass. Gradients are reset by :meth:`Module.zero_grad`, so two backward
+  passes accumulate. With ``input_grad=False`` a module may skip ``∂L/∂input`` and return ``None``: the
+  first layer of a network in training, whose input is the data, saves a whole matrix product.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Module:
     def forward(self, x: NDArray) -> NDArray:
         raise NotImplementedError
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray | None:
         raise NotImplementedError
 
     def __call__(self, x: NDArray) -> NDArray:

@@ -52,11 +52,11 @@ class Sequential(Module):
             x = out
         return x
 
-    def backward(self, grad_output: NDArray) -> NDArray:
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray | None:
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             with _located(i, layer):
-                grad_input = layer.backward(grad_output)
+                grad_input = layer.backward(grad_output, input_grad=input_grad or i > 0)
             if self.observer is not None:
                 self.observer.on_backward(i, layer, grad_output, grad_input)
             grad_output = grad_input

@@ -75,5 +75,5 @@ class Trace:
             record.local_derivative = _copy(layer.local_derivative())
 
 
-def _copy(array) -> NDArray:
-    return np.array(array, copy=True)
+def _copy(array) -> NDArray | None:
+    return None if array is None else np.array(array, copy=True)

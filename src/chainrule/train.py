@@ -60,14 +60,15 @@ def accuracy(output: NDArray, target: NDArray) -> float:
 
 
 def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArray, y: NDArray,
-               l2: float = 0.0) -> tuple[float, NDArray]:
+               l2: float = 0.0, input_grad: bool = False) -> tuple[float, NDArray]:
     """One step of gradient descent on the batch ``(X, y)``: forward, loss (+ ``λ/2·Σ‖W‖²``),
     backward from the loss, ``λW`` added to the weights' gradients, update (none without an
-    optimizer). Returns the loss before the update and the network's output."""
+    optimizer). Returns the loss before the update and the network's output. ``∂L/∂X`` is computed
+    only with ``input_grad=True`` (a trace that shows it)."""
     model.zero_grad()
     out = model.forward(X)
     value = loss.forward(out, y)
-    model.backward(loss.backward())
+    model.backward(loss.backward(), input_grad=input_grad)
     if l2:
         params = model.parameters()
         value += l2_penalty(params, l2)
@@ -96,11 +97,15 @@ def run_epoch(
     """
     classify = loss.target_kind != "values" if classify is None else classify
     order = rng.permutation(len(X))
-    X_epoch, y_epoch = X[order], y[order]  # one contiguous shuffled copy per epoch, not one per batch
+    # Each batch is gathered into one reused buffer: the same bytes move as with a shuffled copy of the
+    # whole set, but without allocating (and page-faulting) that copy every epoch.
+    buffer = np.empty((min(batch_size, len(X)), *X.shape[1:]), dtype=X.dtype)
     total_loss = total_correct = 0.0
     model.train()
     for start in range(0, len(X), batch_size):
-        xb, yb = X_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
+        rows = order[start : start + batch_size]
+        xb = np.take(X, rows, axis=0, out=buffer[: len(rows)])
+        yb = y[rows]
         batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
         total_loss += batch_loss * len(xb)
         if classify:

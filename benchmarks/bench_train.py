@@ -1,0 +1,260 @@
+"""Training time per epoch on the full Fashion-MNIST: chainrule against PyTorch (CPU, eager),
+scikit-learn's MLPClassifier and the matrix-multiply floor, measured in one run.
+
+    python benchmarks/bench_train.py [--data-dir ../shared/datasets] [--repeats 5] [--configs a,b,c,d]
+
+For each configuration every contender trains on the same float32 data, in the same batches and the same
+order (one shuffled permutation per epoch, shared), with the same architecture, optimizer, batch size
+and thread count. Runs are interleaved (chainrule, torch, sklearn, floor, chainrule, ...) after one
+warm-up epoch each; the table gives the median seconds per epoch with min–max, the ratios, and the test
+accuracy after the same number of epochs. chainrule runs through `chainrule.train.run_epoch`, the loop of
+`chainrule train`. Also measured: peak RSS of a `chainrule train` run on Fashion-MNIST, and the start-up
+time of `chainrule --help` against a bare `python -c pass`. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import chainrule as cr  # noqa: E402
+from chainrule.data import load_dataset  # noqa: E402
+from chainrule.train import evaluate, run_epoch  # noqa: E402
+
+
+@dataclass
+class Config:
+    key: str
+    title: str
+    hidden: tuple[int, ...]
+    optimizer: str  # sgd | adam
+    lr: float
+    batch: int
+    batchnorm: bool = False
+
+
+CONFIGS = {
+    "a": Config("a", "784-256-10 ReLU, SGD lr 0.1, batch 128", (256,), "sgd", 0.1, 128),
+    "b": Config("b", "784-512-256-10 ReLU, Adam lr 1e-3, batch 64", (512, 256), "adam", 1e-3, 64),
+    "c": Config("c", "softmax regression 784-10, SGD lr 0.1, batch 128", (), "sgd", 0.1, 128),
+    "d": Config("d", "784-512-256-10 ReLU + BatchNorm, Adam lr 1e-3, batch 64", (512, 256), "adam", 1e-3, 64, True),
+}
+
+
+# -- contenders: each has epoch(order) and accuracy() ------------------------------------------------------
+class Chainrule:
+    name = "chainrule"
+
+    def __init__(self, cfg: Config, data, seed: int) -> None:
+        X, y, self.X_test, self.y_test = data
+        self.X, self.y = X, y
+        sizes = [X.shape[1], *cfg.hidden, 10]
+        self.model = (cr.mlp(sizes, "relu", batchnorm=cfg.batchnorm, seed=seed) if cfg.hidden
+                      else cr.softmax_regression(X.shape[1], 10, init="xavier_uniform", seed=seed))
+        params = self.model.parameters()
+        self.opt = cr.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else cr.Adam(params, lr=cfg.lr)
+        self.loss = cr.SoftmaxCrossEntropyLoss()
+        self.batch = cfg.batch
+
+    def epoch(self, rng: np.random.Generator) -> None:
+        run_epoch(self.model, self.loss, self.opt, self.X, self.y, self.batch, rng)
+
+    def accuracy(self) -> float:
+        return evaluate(self.model, self.loss, self.X_test, self.y_test)[1]
+
+
+class Torch:
+    name = "pytorch"
+
+    def __init__(self, cfg: Config, data, seed: int) -> None:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch.manual_seed(seed)
+        self.torch = torch
+        X, y, X_test, y_test = data
+        self.X, self.y = torch.from_numpy(X), torch.from_numpy(y)
+        self.X_test, self.y_test = torch.from_numpy(X_test), torch.from_numpy(y_test)
+        layers, fan_in = [], X.shape[1]
+        for width in cfg.hidden:
+            layers.append(torch.nn.Linear(fan_in, width, bias=not cfg.batchnorm))
+            if cfg.batchnorm:
+                layers.append(torch.nn.BatchNorm1d(width))
+            layers.append(torch.nn.ReLU())
+            fan_in = width
+        layers.append(torch.nn.Linear(fan_in, 10))
+        self.model = torch.nn.Sequential(*layers)
+        params = self.model.parameters()
+        self.opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.batch = cfg.batch
+
+    def epoch(self, rng: np.random.Generator) -> None:
+        order = self.torch.from_numpy(rng.permutation(len(self.X)))
+        X, y = self.X[order], self.y[order]  # the same one shuffled copy per epoch as chainrule
+        self.model.train()
+        for start in range(0, len(X), self.batch):
+            xb, yb = X[start : start + self.batch], y[start : start + self.batch]
+            self.opt.zero_grad()
+            self.loss(self.model(xb), yb).backward()
+            self.opt.step()
+
+    def accuracy(self) -> float:
+        self.model.eval()
+        with self.torch.no_grad():
+            return float((self.model(self.X_test).argmax(1) == self.y_test).float().mean())
+
+
+class Sklearn:
+    name = "sklearn"
+
+    def __init__(self, cfg: Config, data, seed: int) -> None:
+        from sklearn.neural_network import MLPClassifier
+
+        X, y, self.X_test, self.y_test = data
+        self.X, self.y = X, y
+        self.model = MLPClassifier(cfg.hidden, activation="relu", solver=cfg.optimizer, learning_rate_init=cfg.lr,
+                                   batch_size=cfg.batch, shuffle=False, random_state=seed, alpha=0.0, momentum=0.0)
+        self.classes = np.arange(10)
+
+    def epoch(self, rng: np.random.Generator) -> None:
+        order = rng.permutation(len(self.X))
+        self.model.partial_fit(self.X[order], self.y[order], classes=self.classes)  # one pass, our batches
+
+    def accuracy(self) -> float:
+        return float(np.mean(self.model.predict(self.X_test) == self.y_test))
+
+
+class Floor:
+    """Only the matrix products of one epoch (forward X·W, backward Xᵀ·δ and δ·Wᵀ), same shapes."""
+
+    name = "floor"
+
+    def __init__(self, cfg: Config, data, seed: int) -> None:
+        X = data[0]
+        self.n, self.batch = len(X), cfg.batch
+        sizes = [X.shape[1], *cfg.hidden, 10]
+        rng = np.random.default_rng(seed)
+        self.W = [rng.standard_normal((a, b), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.X = X
+
+    def epoch(self, rng: np.random.Generator) -> None:
+        rng.permutation(self.n)  # keep the stream in step with the others
+        for start in range(0, self.n, self.batch):
+            h = self.X[start : start + self.batch]
+            inputs = []
+            for W in self.W:
+                inputs.append(h)
+                h = h @ W
+            delta = h
+            for i in range(len(self.W) - 1, -1, -1):
+                inputs[i].T @ delta
+                if i:
+                    delta = delta @ self.W[i].T
+
+    def accuracy(self) -> float:
+        return float("nan")
+
+
+CONTENDERS = (Chainrule, Torch, Sklearn, Floor)
+
+
+def measure(cfg: Config, data, repeats: int, seed: int) -> dict[str, dict]:
+    contenders = []
+    for cls in CONTENDERS:
+        if cls is Sklearn and (not cfg.hidden or cfg.batchnorm):
+            continue  # scikit-learn has no BatchNorm and no MLP without a hidden layer
+        contenders.append(cls(cfg, data, seed))
+    streams = {c.name: np.random.default_rng(seed) for c in contenders}  # the same orders for everyone
+    for c in contenders:  # warm-up epoch
+        c.epoch(streams[c.name])
+    times: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(repeats):
+        for c in contenders:
+            started = time.perf_counter()
+            c.epoch(streams[c.name])
+            times[c.name].append(time.perf_counter() - started)
+    return {c.name: {"median": statistics.median(times[c.name]), "min": min(times[c.name]),
+                     "max": max(times[c.name]), "accuracy": c.accuracy()} for c in contenders}
+
+
+def peak_rss_of_train(data_dir: str) -> float:
+    """Peak resident memory (MB) of `chainrule train` on Fashion-MNIST (1 epoch, the default MLP)."""
+    out = Path("/tmp") / f"chainrule-bench-{os.getpid()}"
+    command = [sys.executable, "-m", "chainrule.cli", "train", "--dataset", "fashion-mnist", "--data-dir",
+               data_dir, "--epochs", "1", "--quiet", "--force", "--out", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(["rm", "-rf", str(out)], check=False)
+    return max(before, after) / 1024  # Linux reports kilobytes
+
+
+def startup(repeats: int = 7) -> tuple[float, float]:
+    """Median seconds of `chainrule --help` and of `python -c pass`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    def median(command):
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, env=env)
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples)
+    return median([sys.executable, "-m", "chainrule.cli", "--help"]), median([sys.executable, "-c", "pass"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--configs", default="a,b,c,d")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    dataset = load_dataset("fashion-mnist", args.data_dir, download=False, progress=False)
+    prepare = lambda X: ((X.astype(np.float32) / 255.0) - 0.2860) / 0.3530  # noqa: E731 - Fashion-MNIST's mean, std
+    data = (prepare(dataset.X_train), dataset.y_train, prepare(dataset.X_test), dataset.y_test)
+    import numpy
+    import sklearn
+    import torch
+
+    print(f"Fashion-MNIST {len(data[0])} train / {len(data[2])} test, float32; {os.cpu_count()} cores; "
+          f"numpy {numpy.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"scikit-learn {sklearn.__version__}; {args.repeats} interleaved epochs after a warm-up\n")
+    header = (f"{'config':<7}{'contender':<11}{'s/epoch median (min–max)':<28}{'test acc':>9}   "
+              f"{'cr/torch':>8} {'cr/sklearn':>10} {'cr/floor':>8}")
+    print(header)
+    print("-" * len(header))
+    for key in args.configs.split(","):
+        cfg = CONFIGS[key]
+        results = measure(cfg, data, args.repeats, args.seed)
+        ours = results["chainrule"]["median"]
+        ratio = lambda name: f"{ours / results[name]['median']:.2f}" if name in results else "n/a"  # noqa: E731
+        for name, r in results.items():
+            ratios = (f"{ratio('pytorch'):>8} {ratio('sklearn'):>10} {ratio('floor'):>8}" if name == "chainrule" else "")
+            accuracy = "" if np.isnan(r["accuracy"]) else f"{r['accuracy']:.4f}"
+            print(f"({key})    {name:<11}{r['median']:7.3f} ({r['min']:.3f}–{r['max']:.3f})"
+                  f"{'':<8}{accuracy:>9}   {ratios}")
+        print(f"        {cfg.title}")
+    rss = peak_rss_of_train(args.data_dir)
+    help_s, bare_s = startup()
+    print(f"\npeak RSS of `chainrule train --dataset fashion-mnist --epochs 1`: {rss:.0f} MB")
+    print(f"start-up: `chainrule --help` {help_s:.3f} s, `python -c pass` {bare_s:.3f} s, "
+          f"difference {help_s - bare_s:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
