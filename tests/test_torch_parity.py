@@ -4,6 +4,8 @@ PyTorch is the independent reference here: its layers and autograd compute what 
 backward passes compute. These tests skip without torch, except in CI (CHAINRULE_REQUIRE_TORCH=1).
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -179,3 +181,30 @@ def test_learning_rate_schedules_match_torch(torch, schedule):
         ours.step()
         theirs.step()
         assert opt.lr == pytest.approx(t_opt.param_groups[0]["lr"], rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_kernel_equals_the_numpy_update(dtype, monkeypatch):
+    """The compiled update (chainrule/_kernels.c) and the NumPy one compute the same Adam steps."""
+    import chainrule.optim as optim
+
+    kernels = optim._kernels
+    if kernels is None:
+        if os.environ.get("CHAINRULE_REQUIRE_KERNELS") == "1":
+            pytest.fail("CHAINRULE_REQUIRE_KERNELS=1 but chainrule._kernels is not built")
+        pytest.skip("chainrule._kernels is not built")
+
+    def twenty_steps(with_kernels):
+        monkeypatch.setattr(optim, "_kernels", with_kernels)
+        rng = np.random.default_rng(0)
+        params = [cr.Parameter(rng.standard_normal((30, 7)).astype(dtype)) for _ in range(2)]
+        opt = cr.Adam(params, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)
+        for _ in range(20):
+            for p in params:
+                p.grad[...] = rng.standard_normal(p.shape)
+            opt.step()
+        return [p.data for p in params]
+
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    for fused, plain in zip(twenty_steps(kernels), twenty_steps(None), strict=True):
+        np.testing.assert_allclose(fused, plain, **tolerance)

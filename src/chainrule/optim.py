@@ -9,12 +9,20 @@ for the regulariser of seed 003, which spares biases, use :func:`chainrule.losse
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 
 import numpy as np
 
 from chainrule.errors import ConfigError, check_positive
 from chainrule.module import Parameter
+
+try:  # the fused updates of _kernels.c; without them (no compiler at install) the NumPy code runs
+    from chainrule import _kernels
+except ImportError:
+    _kernels = None
+if os.environ.get("CHAINRULE_NO_KERNELS") == "1":
+    _kernels = None
 
 
 class Optimizer:
@@ -120,19 +128,35 @@ class Adam(Optimizer):
         self.eps = check_positive("Adam eps", eps)
         self.m = [np.zeros_like(p.data) for p in self.params]
         self.v = [np.zeros_like(p.data) for p in self.params]
+        self.scratch: dict[int, np.ndarray] = {}  # for the NumPy path, made when first needed
 
     def update(self, i, p, grad):
-        m, v = self.m[i], self.v[i]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * grad
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (grad * grad)
         if self.decay:
             p.data *= 1.0 - self.lr * self.decay
         step_size = self.lr / (1.0 - self.beta1**self.steps)
-        denom = np.sqrt(v) / math.sqrt(1.0 - self.beta2**self.steps)
-        denom += self.eps
-        p.data -= step_size * (m / denom)
+        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.steps)
+        m, v = self.m[i], self.v[i]
+        if _kernels is not None and grad.flags.c_contiguous and p.data.flags.c_contiguous:
+            _kernels.adam_step(p.data, grad, m, v, self.beta1, self.beta2, step_size, inv_sqrt_bc2, self.eps)
+            return
+        # The same maths in NumPy, in place through one scratch array per parameter: the update is
+        # element-wise work on every weight at every step, so allocations cost as much as arithmetic.
+        scratch = self.scratch.get(i)
+        if scratch is None:
+            scratch = self.scratch[i] = np.empty_like(p.data)
+        m *= self.beta1
+        np.multiply(grad, 1.0 - self.beta1, out=scratch)
+        m += scratch
+        v *= self.beta2
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1.0 - self.beta2
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch *= inv_sqrt_bc2
+        scratch += self.eps  # the denominator √v̂ + ε
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        p.data -= scratch
 
     def param_state(self, i):
         return {"m": self.m[i], "v": self.v[i]}

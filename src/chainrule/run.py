@@ -121,12 +121,21 @@ def normalisation(X_train: NDArray, image: bool, dtype) -> tuple[float, NDArray,
     """``scale`` (the raw maximum, e.g. 255 or 16), then mean and std of ``X/scale``: one value for all
     pixels of images, one per feature otherwise (constant features keep std 1)."""
     scale = float(X_train.max()) if X_train.max() > 1 else 1.0
-    scaled = X_train.astype(np.float64) / scale
+    # sums in float64 over blocks of rows: no float64 copy of the whole set (it would double the memory)
+    total = np.zeros(X_train.shape[1])
+    squares = np.zeros(X_train.shape[1])
+    for start in range(0, len(X_train), 4096):
+        block = X_train[start : start + 4096].astype(np.float64) / scale
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    n = len(X_train)
     if image:
-        mean = np.full(scaled.shape[1], scaled.mean())
-        std = np.full(scaled.shape[1], scaled.std() or 1.0)
+        mean = total.sum() / (n * X_train.shape[1])
+        var = squares.sum() / (n * X_train.shape[1]) - mean**2
+        mean, std = np.full(X_train.shape[1], mean), np.full(X_train.shape[1], np.sqrt(max(var, 0.0)) or 1.0)
     else:
-        mean, std = scaled.mean(axis=0), scaled.std(axis=0)
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
         std[std < 1e-8] = 1.0
     return scale, mean.astype(dtype), std.astype(dtype)
 
@@ -181,7 +190,13 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult
     split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
     dtype = np.dtype(config.dtype)
     scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
-    prepare = lambda raw: (raw.astype(dtype) / dtype.type(scale) - mean) / std  # noqa: E731
+    def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
+        X = raw.astype(dtype)
+        X /= dtype.type(scale)
+        X -= mean
+        X /= std
+        return X
+
     order = split_rng.permutation(len(dataset.X_train))
     n_val = int(round(len(order) * config.val_split))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
