@@ -33,7 +33,7 @@ def digits_run(tmp_path_factory):
 def test_train_writes_model_metrics_and_plots(digits_run):
     out, result = digits_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "confusion_matrix.png", "first_layer_weights.png", "learning_curves.png", "metrics.json", "model.npz",
+        "checkpoint.npz", "confusion_matrix.png", "first_layer_weights.png", "learning_curves.png", "metrics.json", "model.npz",
         "most_confident_errors.png"]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

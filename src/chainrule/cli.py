@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--out", default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
     train.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
+    train.add_argument("--resume", default=None, metavar="DIR",
+                       help="continue the interrupted run in DIR from its last checkpoint, with its own "
+                       "configuration (the other options are ignored, except --quiet)")
     train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
     train.set_defaults(run=_run_train)
@@ -247,7 +250,13 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from chainrule.run import TrainConfig, train
+    from chainrule.run import TrainConfig, config_from_checkpoint, train
+
+    if args.resume is not None:
+        config = config_from_checkpoint(args.resume)
+        config.quiet = args.quiet
+        train(config, resume=True)
+        return 0
 
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer in ("adam", "adamw") else 0.1)
     config = TrainConfig(

@@ -22,6 +22,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def read_idx(path: str | Path) -> NDArray:
             data = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
     if len(data) < 4:
         raise DataError(f"{path}: not an IDX file (only {len(data)} bytes)")
@@ -332,7 +333,7 @@ def load_npz(path: str | Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
     get = {}
     for key in ("X_train", "y_train", "X_test", "y_test"):

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,7 @@ def _read_archive(path: Path) -> dict[str, NDArray]:
             return {name: archive[name] for name in archive.files}
     except DataError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as err:
         reason = "it holds Python objects, which are never loaded" if "pickle" in str(err) else str(err)
         raise DataError(f"{path}: not a readable chainrule model file ({reason})") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,13 +21,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.data import Dataset, load_dataset
-from chainrule.errors import ConfigError, DataError, check_choice, check_positive
+from chainrule.errors import ChainruleError, ConfigError, DataError, check_choice, check_positive
 from chainrule.io import Classifier, atomic_write, save_model
 from chainrule.losses import make_loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.predict import frame_fill
 from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, Optimizer, StepLR
-from chainrule.train import EpochResult, evaluate, fit
+from chainrule.checkpoint import NAME, read_checkpoint_config, restore_checkpoint, save_checkpoint
+from chainrule.train import EpochResult, FitState, evaluate, fit
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
@@ -168,21 +170,72 @@ def make_scheduler(config: TrainConfig, optimizer: Optimizer):
     return None
 
 
-def train(config: TrainConfig, dataset: Dataset | None = None) -> RunResult:
-    """Run ``config`` end to end and write its outputs (progress bars go to standard error). A run that
-    fails removes the output folder it created, so no partial output is left behind."""
+def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = False) -> RunResult:
+    """Run ``config`` end to end and write its outputs (progress bars go to standard error).
+
+    A checkpoint is written after every epoch; ``resume=True`` continues the run in ``config.out`` from
+    its checkpoint. Ctrl-C (SIGINT) or SIGTERM stops the run with a :class:`RunInterrupted` that says how
+    to resume. A run that fails before its first checkpoint removes the output folder it created, so no
+    partial output is left behind; after that, the last good checkpoint stays.
+    """
     config.validate()
     existed = config.out is not None and Path(config.out).exists()
-    out = prepare_output(config)
+    out = Path(config.out) if resume else prepare_output(config)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
     try:
-        return _train(config, dataset, out)
+        return _train(config, dataset, out, resume)
+    except (KeyboardInterrupt, _Terminated) as stop:
+        how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        checkpoint = out / NAME
+        if not checkpoint.exists():
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
+        raise RunInterrupted(f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
+                             f"continue it with `chainrule train --resume {out}`") from None
     except BaseException:
-        if not existed:
+        if not existed and not (out / NAME).exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult:
+class RunInterrupted(ChainruleError):
+    """A run stopped by Ctrl-C or SIGTERM; exit code 130 like a shell's for SIGINT."""
+
+    exit_code = 130
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def config_from_checkpoint(folder: str | Path) -> TrainConfig:
+    """The configuration of the run saved in ``folder`` (for ``chainrule train --resume``)."""
+    folder = Path(folder)
+    if not (folder / NAME).is_file():
+        raise ConfigError(f"--resume {folder}: no {NAME} there; a run writes one after every epoch")
+    stored = read_checkpoint_config(folder)
+    try:
+        config = TrainConfig(**{**stored, "hidden": tuple(stored["hidden"]), "out": str(folder), "force": True})
+    except TypeError as err:
+        raise DataError(f"{folder / NAME}: a configuration this chainrule does not know ({err})") from None
+    return config.validate()
+
+
+def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool) -> RunResult:
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet)
     _check_finite(dataset)
@@ -210,13 +263,23 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
 
-    log = _Progress(config, len(X_train))
-    log.start(dataset, model, out)
-    history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
-                  batch_size=config.batch_size, seed=shuffle_rng,
-                  validation=(validation[0], targets(validation[1])) if validation else None,
-                  early_stopping=config.early_stopping, scheduler=scheduler, on_batch=log.batch, on_epoch=log.epoch,
-                  classify=True)
+    stored_config = {**asdict(config), "hidden": list(config.hidden), "out": None, "force": False}
+    state = restore_checkpoint(out, model, optimizer, scheduler) if resume else FitState(shuffle_rng)
+
+    def checkpoint(state: FitState) -> None:
+        save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
+        so_far = {"config": stored_config, "status": "running", "epochs": [asdict(e) for e in state.history.epochs]}
+        atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(so_far, indent=2).encode()))
+
+    log = _Progress(config, len(X_train), first_epoch=state.epoch + 1)
+    log.start(dataset, model, out, resumed_after=state.epoch if resume else None)
+    # Overflow on the way to a NaN loss would print NumPy warnings; the loss check says it better.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
+                      batch_size=config.batch_size, state=state,
+                      validation=(validation[0], targets(validation[1])) if validation else None,
+                      early_stopping=config.early_stopping, scheduler=scheduler, on_batch=log.batch,
+                      on_epoch=log.epoch, on_checkpoint=checkpoint, classify=True)
     test_loss, test_accuracy = evaluate(model, loss, X_test, targets(y_test), classify=True)
     fill = 1.0
     if dataset.image_shape is not None:
@@ -224,7 +287,8 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path) -> RunResult
     classifier = Classifier(model.eval(), mean, std, scale, dataset.classes, dataset.image_shape, fill)
     save_model(classifier, out / "model.npz")
     metrics = {
-        "config": {**asdict(config), "hidden": list(config.hidden)},
+        "config": stored_config,
+        "status": "finished",
         "dataset": {"name": dataset.name, "source": dataset.source, "train": len(X_train),
                     "validation": n_val, "test": len(X_test), "features": dataset.features,
                     "classes": list(dataset.classes)},
@@ -258,13 +322,15 @@ class _Progress:
     """A progress bar per epoch (tqdm, on standard error) and a one-line summary per epoch; only the
     final summary under ``--quiet``."""
 
-    def __init__(self, config: TrainConfig, rows: int) -> None:
+    def __init__(self, config: TrainConfig, rows: int, first_epoch: int = 1) -> None:
         self.config, self.rows, self.bar = config, rows, None
-        self.current, self.last = 1, 0  # the epoch under way, rows done in it
+        self.current, self.last = first_epoch, 0  # the epoch under way, rows done in it
 
-    def start(self, dataset: Dataset, model: Sequential, out: Path) -> None:
+    def start(self, dataset: Dataset, model: Sequential, out: Path, resumed_after: int | None = None) -> None:
         if self.config.quiet:
             return
+        if resumed_after is not None:
+            print(f"resuming the run in {out} after epoch {resumed_after} of {self.config.epochs}")
         print(f"dataset {dataset.name}: {len(dataset.X_train)} train / {len(dataset.X_test)} test examples, "
               f"{dataset.features} features, {len(dataset.classes)} classes ({dataset.source})")
         layers = " → ".join(repr(layer).replace("()", "") for layer in model.layers)

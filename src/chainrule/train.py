@@ -5,6 +5,7 @@ Each step is the one of seed 001: forward, loss, backward from the loss, (L2 gra
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,6 +108,10 @@ def run_epoch(
         xb = np.take(X, rows, axis=0, out=buffer[: len(rows)])
         yb = y[rows]
         batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
+        if not math.isfinite(batch_loss):
+            raise TrainingError(f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
+                                "rate is probably too high for these data (try a smaller --lr), or the inputs "
+                                "are not normalised")
         total_loss += batch_loss * len(xb)
         if classify:
             total_correct += accuracy(out, yb) * len(xb)
@@ -135,6 +140,19 @@ def evaluate(model: Module, loss: Loss, X: NDArray, y: NDArray, batch_size: int 
     return total_loss / len(X), total_correct / len(X) if classify else None
 
 
+@dataclass
+class FitState:
+    """Where a :func:`fit` stands after a whole epoch: everything a checkpoint must keep to go on as
+    if never stopped (the epoch, the history, the shuffling stream, the early-stopping bookkeeping)."""
+
+    rng: np.random.Generator
+    epoch: int = 0
+    history: History = field(default_factory=History)
+    best_loss: float = float("inf")
+    best_state: list[NDArray] | None = None
+    waited: int = 0
+
+
 def fit(
     model: Module,
     loss: Loss,
@@ -151,14 +169,18 @@ def fit(
     scheduler=None,
     on_batch: Callable[[int, float, float | None], None] | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    on_checkpoint: Callable[[FitState], None] | None = None,
+    state: FitState | None = None,
     classify: bool | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` passes of shuffled mini-batches.
 
     With ``validation=(X_val, y_val)`` each epoch is also evaluated there; with ``early_stopping=k``
     training stops when the validation loss has not improved for ``k`` epochs, and the model keeps the
-    weights of its best epoch. ``scheduler.step()`` is called after every epoch. This is the loop that
-    ``chainrule train`` runs.
+    weights of its best epoch. ``scheduler.step()`` is called after every epoch, then
+    ``on_checkpoint(state)``; a ``state`` saved there, passed back in with the model and optimizer as
+    they were, continues the run bit for bit. A loss that becomes NaN or inf stops the run with a
+    :class:`TrainingError` naming the epoch and batch. This is the loop that ``chainrule train`` runs.
     """
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
@@ -168,12 +190,17 @@ def fit(
             raise ConfigError(f"fit: {what} must be a positive integer, got {value!r}")
     if early_stopping is not None and (validation is None or early_stopping < 1):
         raise ConfigError("fit: early_stopping needs validation data and a patience >= 1")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    history = History()
-    best_loss, best_state, waited = np.inf, None, 0
-    for epoch in range(1, epochs + 1):
+    if state is None:
+        state = FitState(seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
+    history = state.history
+    while state.epoch < epochs and not history.stopped_early:
+        epoch = state.epoch + 1
         started = time.perf_counter()
-        train_loss, train_accuracy = run_epoch(model, loss, optimizer, X, y, batch_size, rng, l2, on_batch, classify)
+        try:
+            train_loss, train_accuracy = run_epoch(model, loss, optimizer, X, y, batch_size, state.rng, l2,
+                                                   on_batch, classify)
+        except TrainingError as err:
+            raise TrainingError(f"epoch {epoch}, {err}") from None
         result = EpochResult(epoch, train_loss, train_accuracy)
         if validation is not None:
             result.val_loss, result.val_accuracy = evaluate(model, loss, *validation, classify=classify)
@@ -181,30 +208,25 @@ def fit(
             scheduler.step()
         result.seconds = time.perf_counter() - started
         history.epochs.append(result)
-        if on_epoch is not None:
-            on_epoch(result)
-        if not np.isfinite(train_loss):
-            raise TrainingError(f"the training loss became {train_loss} in epoch {epoch}: the learning rate "
-                                "is probably too high")
+        state.epoch = epoch
         if early_stopping is not None:
-            if result.val_loss < best_loss:
-                best_loss, best_state, waited = result.val_loss, _state(model), 0
+            if result.val_loss < state.best_loss:
+                state.best_loss, state.best_state, state.waited = result.val_loss, model_arrays(model, copy=True), 0
                 history.best_epoch = epoch
             else:
-                waited += 1
-                if waited >= early_stopping:
-                    history.stopped_early = True
-                    break
-    if best_state is not None:
-        _restore(model, best_state)
+                state.waited += 1
+                history.stopped_early = state.waited >= early_stopping
+        if on_epoch is not None:
+            on_epoch(result)
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+    if state.best_state is not None:
+        for target, saved in zip(model_arrays(model), state.best_state, strict=True):
+            target[...] = saved
     return history
 
 
-def _state(model: Module) -> list[NDArray]:
-    return [a.copy() for m in model.modules() for a in (*(p.data for p in m.params.values()), *m.buffers.values())]
-
-
-def _restore(model: Module, state: list[NDArray]) -> None:
+def model_arrays(model: Module, copy: bool = False) -> list[NDArray]:
+    """Every parameter and buffer of ``model``, in a fixed order (copies with ``copy=True``)."""
     arrays = [a for m in model.modules() for a in (*(p.data for p in m.params.values()), *m.buffers.values())]
-    for target, saved in zip(arrays, state, strict=True):
-        target[...] = saved
+    return [a.copy() for a in arrays] if copy else arrays

@@ -1,0 +1,241 @@
+"""Faults and interruptions: checkpoints and bit-identical resume (after SIGKILL, SIGINT, SIGTERM), a loss
+that becomes NaN, corrupted checkpoints, and fuzzed files that may raise only chainrule's own errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chainrule.check import load_answers
+from chainrule.data import read_idx, write_idx
+from chainrule.errors import ChainruleError
+from chainrule.io import load_model
+from chainrule.problem import load_problem
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def chainrule(*args, **kwargs):
+    return [sys.executable, "-m", "chainrule.cli", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Enough data that an epoch lasts a few tenths of a second, so a signal lands inside one."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30000, 200)).astype(np.float32)
+    y = (X[:, :10].sum(1) > 0).astype(int) + 2 * (X[:, 10:20].sum(1) > 0)
+    path = tmp_path_factory.mktemp("data") / "big.npz"
+    np.savez(path, X_train=X, y_train=y, X_test=X[:2000], y_test=y[:2000])
+    return path
+
+
+def options(dataset, out):
+    return ["train", "--dataset", dataset, "--epochs", "5", "--dropout", "0.2", "--batchnorm", "--optimizer",
+            "momentum", "--lr", "0.05", "--early-stopping", "3", "--no-plots", "--quiet", "--out", out]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    subprocess.run(chainrule(*options(dataset, out)), check=True, capture_output=True)
+    return out
+
+
+def interrupt(dataset, out, how):
+    """Start a run, wait for its first checkpoint, then stop it with ``how`` in the middle of an epoch."""
+    process = subprocess.Popen(chainrule(*options(dataset, out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 60
+    while not (out / "checkpoint.npz").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.15)
+    process.send_signal(how)
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+def same_weights(a, b):
+    with np.load(a / "model.npz") as x, np.load(b / "model.npz") as y:
+        assert x.files == y.files
+        for key in x.files:
+            if key != "meta":
+                np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+    history = [json.loads((d / "metrics.json").read_text())["epochs"] for d in (a, b)]
+    assert [(e["loss"], e["val_loss"]) for e in history[0]] == [(e["loss"], e["val_loss"]) for e in history[1]]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
+def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted, tmp_path, how):
+    out = tmp_path / "run"
+    code, stdout, stderr = interrupt(dataset, out, how)
+    if how == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 130, stderr
+        line = stderr.strip().splitlines()[-1]
+        assert line.startswith("chainrule: error: interrupted") and f"chainrule train --resume {out}" in line
+        assert "Traceback" not in stderr
+    metrics = json.loads((out / "metrics.json").read_text())  # never truncated: written atomically
+    assert metrics["status"] == "running" and len(metrics["epochs"]) >= 1
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary file left
+    result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    same_weights(uninterrupted, out)
+
+
+def test_corrupted_checkpoint_is_refused(dataset, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("checkpoint.npz", "metrics.json"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    data = (out / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(data[: len(data) // 3])
+    result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "checkpoint.npz: not a readable chainrule model file" in result.stderr.strip()
+    result = subprocess.run(chainrule("train", "--resume", tmp_path / "nothing"), capture_output=True, text=True)
+    assert result.returncode == 1 and "no checkpoint.npz there" in result.stderr
+
+
+def test_checkpoint_of_another_model_is_refused(dataset, uninterrupted, tmp_path):
+    import chainrule.checkpoint as checkpoint
+
+    with np.load(uninterrupted / "checkpoint.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["model.0"] = np.zeros((3, 3), np.float32)
+    out = tmp_path / "run"
+    out.mkdir()
+    np.savez(out / "checkpoint.npz", **arrays)
+    result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
+    assert result.returncode == 1 and "model.0 has shape (3, 3)" in result.stderr
+    assert checkpoint.NAME == "checkpoint.npz"
+
+
+def test_loss_that_becomes_nan_stops_the_run_with_epoch_and_batch(tmp_path):
+    result = subprocess.run(chainrule("train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--out",
+                                      tmp_path / "run", "--quiet"), capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("chainrule: error: epoch 1, batch ") and "learning rate is probably too high" in line
+    assert not (tmp_path / "run").exists()  # nothing of value was made: no partial output
+
+
+def test_a_failure_after_a_checkpoint_keeps_it(tmp_path, monkeypatch):
+    """A run that breaks in epoch 3 keeps the checkpoint of epoch 2 (and says where it is)."""
+    import chainrule.train as train_module
+    from chainrule.run import TrainConfig, train
+
+    calls = {"n": 0}
+    original = train_module.run_epoch
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise train_module.TrainingError("batch 7: the loss became nan; simulated")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", failing)
+    with pytest.raises(ChainruleError, match="epoch 3, batch 7"):
+        train(TrainConfig(epochs=5, out=str(tmp_path / "run"), quiet=True, plots=False))
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]) == 2
+
+
+def test_unwritable_output_is_reported_before_training(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = subprocess.run(chainrule("train", "--out", tmp_path / "a-file" / "run"), capture_output=True, text=True)
+    assert result.returncode == 1 and "cannot write to the output folder" in result.stderr
+    assert "Traceback" not in result.stderr and "epoch" not in result.stdout  # before any training
+
+
+def test_existing_output_is_not_overwritten_without_force(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.npz").write_bytes(b"precious")
+    result = subprocess.run(chainrule("train", "--out", out), capture_output=True, text=True)
+    assert result.returncode == 1 and "--force" in result.stderr
+    assert (out / "model.npz").read_bytes() == b"precious"
+
+
+# -- fuzzing: random and mutated bytes never escape as anything but chainrule's own errors ---------------
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def mutations(seed_bytes: bytes):
+    """Random bytes, and the given bytes truncated, extended or with some bytes changed."""
+    return st.one_of(
+        st.binary(max_size=300),
+        st.integers(0, len(seed_bytes)).map(lambda n: seed_bytes[:n]),
+        st.binary(min_size=1, max_size=50).map(lambda extra: seed_bytes + extra),
+        st.lists(st.tuples(st.integers(0, max(0, len(seed_bytes) - 1)), st.integers(0, 255)), min_size=1,
+                 max_size=8).map(lambda changes: _mutate(seed_bytes, changes)),
+    )
+
+
+def _mutate(data: bytes, changes) -> bytes:
+    out = bytearray(data)
+    for i, value in changes:
+        if out:
+            out[i % len(out)] = value
+    return bytes(out)
+
+
+def only_our_errors(read, path, content):
+    path.write_bytes(content)
+    try:
+        read(path)
+    except ChainruleError as err:
+        assert str(err), "an error without a message"
+
+
+def _idx_seed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seed") / "x.idx"
+    write_idx(path, np.arange(24).reshape(2, 3, 4))
+    return path.read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_idx_reader(tmp_path, data):
+    import gzip
+
+    raw = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4]) + bytes(range(24))
+    content = data.draw(st.one_of(mutations(raw), mutations(gzip.compress(raw))))
+    only_our_errors(read_idx, tmp_path / "fuzz.idx", content)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_problem_loader(tmp_path, data):
+    seed = (EXAMPLES / "seed002_relu_mse.toml").read_bytes()
+    only_our_errors(load_problem, tmp_path / "fuzz.toml", data.draw(mutations(seed)))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_answers_loader(tmp_path, data):
+    seed = (EXAMPLES / "seed002_published_answers.toml").read_bytes()
+    only_our_errors(lambda p: load_answers(str(p)), tmp_path / "fuzz.toml", data.draw(mutations(seed)))
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "run"
+    subprocess.run(chainrule("train", "--hidden", "8", "--epochs", "1", "--no-plots", "--quiet", "--out", out),
+                   check=True)
+    return (out / "model.npz").read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_model_loader(tmp_path, model_bytes, data):
+    only_our_errors(load_model, tmp_path / "fuzz.npz", data.draw(mutations(model_bytes)))
