@@ -239,3 +239,27 @@ def model_bytes(tmp_path_factory):
 @given(data=st.data())
 def test_fuzz_model_loader(tmp_path, model_bytes, data):
     only_our_errors(load_model, tmp_path / "fuzz.npz", data.draw(mutations(model_bytes)))
+
+
+def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
+    import shutil as shutil_module
+
+    from chainrule.errors import ConfigError
+    from chainrule.run import TrainConfig, train
+
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ConfigError, match="has 0.0 MB free; this run needs about"):
+        train(TrainConfig(epochs=1, out=str(tmp_path / "run"), quiet=True))
+    assert not (tmp_path / "run").exists()
+
+
+def test_internal_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    code = ("import sys, chainrule.cli as c, chainrule.data as d\n"
+            "def broken(*a, **k):\n    raise RuntimeError('boom')\n"
+            "d.describe = broken\nsys.exit(c.main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", code, "datasets"], capture_output=True, text=True)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("chainrule: internal error: RuntimeError: boom (this is a bug in chainrule; "
+                                     "run again with --debug for the traceback and report it)")
+    result = subprocess.run([sys.executable, "-c", code, "--debug", "datasets"], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr

@@ -4,7 +4,10 @@ Every command's work is imported when the command runs, not before, so that ``ch
 starts fast. Errors that chainrule raises on purpose become one line on standard error
 (``chainrule: error: ...``) and a non-zero exit code; ``--debug`` shows the traceback instead.
 
-Exit codes: 0 success, 1 a failed check or an error in the work, 2 a bad command line or bad input file.
+Exit codes: 0 success; 1 an error in the work (a dataset or model file that cannot be used, a failed
+check, a loss that became NaN) or a wrong answer in ``chainrule check``; 2 a bad command line or a bad
+problem or answers file; 3 an internal error (a bug); 130 interrupted by Ctrl-C or SIGTERM (a training
+run saves a checkpoint and says how to resume).
 """
 
 from __future__ import annotations
@@ -200,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not bad input: still one line, and the way to see more
+        if args.debug:
+            raise
+        print(f"chainrule: internal error: {type(err).__name__}: {err} (this is a bug in chainrule; "
+              "run again with --debug for the traceback and report it)", file=sys.stderr)
+        return 3
 
 
 def _run_gradcheck(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.predict import frame_fill
 from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, Optimizer, StepLR
 from chainrule.checkpoint import NAME, read_checkpoint_config, restore_checkpoint, save_checkpoint
-from chainrule.train import EpochResult, FitState, evaluate, fit
+from chainrule.train import EpochResult, FitState, evaluate, fit, model_arrays
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
@@ -263,6 +263,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
 
+    _check_free_space(out, model)
     stored_config = {**asdict(config), "hidden": list(config.hidden), "out": None, "force": False}
     state = restore_checkpoint(out, model, optimizer, scheduler) if resume else FitState(shuffle_rng)
 
@@ -307,6 +308,17 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
         plot_run(result, dataset.X_test, y_test)
     log.finish(result)
     return result
+
+
+def _check_free_space(out: Path, model: Sequential) -> None:
+    """Refuse to start when the output folder cannot hold what the run will write: the model, a
+    checkpoint (weights, optimizer moments, best weights: about five copies) and the plots."""
+    weights = sum(a.nbytes for a in model_arrays(model))
+    needed = 6 * weights + 5 * 2**20
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise ConfigError(f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
+                          f"{needed / 2**20:.1f} MB for its model, checkpoints and plots")
 
 
 def _check_finite(dataset: Dataset) -> None:
