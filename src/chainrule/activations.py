@@ -94,6 +94,11 @@ class ReLU(Activation):
     def local_derivative(self):
         return (self.out > 0).astype(self.out.dtype)  # a > 0 exactly where z > 0
 
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
+        out = self._cached("out")
+        grad_output = check_grad_shape(self, grad_output, out.shape)
+        return grad_output * (out > 0)  # the same [z > 0], multiplied as booleans: one pass fewer
+
 
 class LeakyReLU(Activation):
     r""":math:`z` for :math:`z > 0`, else :math:`\alpha z`; derivative 1 or :math:`\alpha`."""

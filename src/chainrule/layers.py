@@ -74,9 +74,9 @@ class Linear(Module):
         x = self._cached("x")
         delta = check_grad_shape(self, grad_output, (x.shape[0], self.out_features))
         W = self.params["W"]
-        W.grad += x.T @ delta  # (in, out)
+        W.add_matmul(x.T, delta)  # ∂L/∂W += Xᵀ·δ, (in, out)
         if "b" in self.params:
-            self.params["b"].grad += delta.sum(axis=0)  # (out,)
+            self.params["b"].add(delta.sum(axis=0))  # (out,)
         return delta @ W.data.T if input_grad else None  # (n, in)
 
     def __repr__(self) -> str:
@@ -156,8 +156,8 @@ class BatchNorm1d(Module):
         x_hat = self._cached("x_hat")
         g = check_grad_shape(self, grad_output, x_hat.shape)
         gamma = self.params["gamma"]
-        gamma.grad += np.sum(g * x_hat, axis=0)
-        self.params["beta"].grad += g.sum(axis=0)
+        gamma.add(np.sum(g * x_hat, axis=0))
+        self.params["beta"].add(g.sum(axis=0))
         g_hat = g * gamma.data  # (n, d)
         if not self.batch_stats:
             return g_hat * self.inv_std

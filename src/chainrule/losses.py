@@ -211,7 +211,7 @@ def add_l2_grad(params: list[Parameter], lam: float) -> None:
     if lam:
         for p in params:
             if p.decay:
-                p.grad += lam * p.data
+                p.add(lam * p.data)
 
 
 # -- validation -----------------------------------------------------------------------------------

@@ -28,12 +28,32 @@ class Parameter:
     BatchNorm's shift and scale, as in seed 003 (``λ/2·‖W‖²`` over weights only).
     """
 
-    __slots__ = ("data", "grad", "decay")
+    __slots__ = ("data", "grad", "decay", "fresh")
 
     def __init__(self, data: NDArray, *, decay: bool = False) -> None:
         self.data = data
         self.grad = np.zeros_like(data)
         self.decay = decay
+        #: True from zero_grad() until the first gradient is added: that one may be written in place.
+        self.fresh = True
+
+    def zero_grad(self) -> None:
+        self.grad.fill(0)
+        self.fresh = True
+
+    def add_matmul(self, a: NDArray, b: NDArray) -> None:
+        """``grad += a @ b``; right after :meth:`zero_grad` the product is written straight into
+        ``grad``, saving a temporary array and a pass over it (the weight gradient of every step)."""
+        if self.fresh and self.grad.flags.c_contiguous:
+            np.matmul(a, b, out=self.grad)
+        else:
+            self.grad += a @ b
+        self.fresh = False
+
+    def add(self, value: NDArray) -> None:
+        """``grad += value`` (and the gradient is no longer fresh)."""
+        self.grad += value
+        self.fresh = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -81,7 +101,7 @@ class Module:
 
     def zero_grad(self) -> None:
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (batch statistics, dropout on) or, with ``mode=False``, evaluation mode."""

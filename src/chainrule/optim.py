@@ -40,7 +40,7 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         for p in self.params:
-            p.grad.fill(0)
+            p.zero_grad()
 
     def step(self) -> None:
         self.steps += 1
