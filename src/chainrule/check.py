@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.explain import Explanation, StepRecord, to_json
+from chainrule.losses import SCALE_FORMULAS
 from chainrule.problem import ProblemFileError, read_toml
 
 _PATH = re.compile(r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
@@ -158,7 +159,7 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
     problem = explanation.problem
     n = problem.X.shape[0]
     scale = problem.loss.scale
-    scale_text = {"mean": "1/n", "sum": "1", "half_mean": "1/(2n)", "half_sum": "½"}[scale]
+    scale_text = SCALE_FORMULAS[scale][0]
     factors = [(n, f"n = {n} times the right value: the 1/n of the loss scale {scale_text} is missing"),
                (1 / n, f"1/n = 1/{n} of the right value: divided by n once too often"),
                (2, "twice the right value: a factor ½ is missing"),

@@ -29,6 +29,9 @@ from chainrule.errors import ConfigError, ShapeError, check_choice, check_positi
 from chainrule.module import Parameter
 
 SCALES = {"mean": (1.0, True), "sum": (1.0, False), "half_mean": (0.5, True), "half_sum": (0.5, False)}
+#: Each scale's factor as written, for the terminal and for LaTeX.
+SCALE_FORMULAS = {"mean": ("1/n", r"\frac1n"), "sum": ("1", "1"), "half_mean": ("1/(2n)", r"\frac1{2n}"),
+                  "half_sum": ("1/2", r"\frac12")}
 
 #: Logarithms are clamped here, as PyTorch's BCELoss does, so that p = 0 or 1 gives a finite loss.
 LOG_FLOOR = -100.0

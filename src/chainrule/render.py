@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from chainrule.activations import Activation, Softmax
 from chainrule.explain import Explanation, StepRecord, to_json
 from chainrule.layers import BatchNorm1d, Linear
-from chainrule.losses import SCALES
+from chainrule.losses import SCALE_FORMULAS
 from chainrule.trace import LayerRecord
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -158,12 +158,11 @@ _GRAD_FORMULAS = {
 }
 
 
-def _scale_text(scale: str, n: int) -> tuple[str, str]:
-    half, per_object = SCALES[scale]
-    denominator = (2 if half == 0.5 else 1) * (n if per_object else 1)
-    text = {"mean": "1/n", "sum": "1", "half_mean": "1/(2n)", "half_sum": "1/2"}[scale]
-    return f"k = {text} = {fmt(1 / denominator)}", {"mean": r"k = \frac1n", "sum": "k = 1",
-                                                     "half_mean": r"k = \frac1{2n}", "half_sum": r"k = \frac12"}[scale] + f" = {fmt(1 / denominator)}"
+def _scale_text(explanation: Explanation) -> tuple[str, str]:
+    loss = explanation.problem.loss
+    k = fmt(loss.factor(explanation.problem.X.shape[0]))
+    text, tex = SCALE_FORMULAS[loss.scale]
+    return f"k = {text} = {k}", f"k = {tex} = {k}"
 
 
 def _targets(explanation: Explanation) -> NDArray:
@@ -173,7 +172,7 @@ def _targets(explanation: Explanation) -> NDArray:
 def _loss(explanation: Explanation, step: StepRecord, out: Sym) -> list:
     problem = explanation.problem
     formula = _LOSS_FORMULAS[problem.loss_type]
-    k_text, k_tex = _scale_text(problem.loss.scale, problem.X.shape[0])
+    k_text, k_tex = _scale_text(explanation)
     blocks = [Equation([S(f"L = {formula[0]},   {k_text}", f"L = {formula[1]},\\quad {k_tex}")])]
     value = step.loss - step.penalty
     blocks.append(Equation([S(f"L({out.text} = ", f"L\\left({out.tex()} = "), step.layers[-1].output,
@@ -193,11 +192,16 @@ def _loss_gradient(explanation: Explanation, step: StepRecord, out: Sym) -> list
     blocks = [Heading(3, "Loss gradient"),
               Equation([S(f"∂L/∂{out.text} = {formula[0]} = ", f"\\frac{{\\partial L}}{{\\partial {out.tex()}}} = {formula[1]} = "),
                         step.loss_grad])]
-    fused = {"softmax_cross_entropy": "softmax and cross-entropy fused", "bce_with_logits": "sigmoid and BCE fused",
-             "mse": "MSE after a linear output"}.get(problem.loss_type)
-    if fused and problem.loss.scale in ("mean", "half_mean") and (problem.loss_type != "mse" or problem.loss.scale == "half_mean"):
-        blocks.append(Sentence(f"{fused}: with k = 1/m this is (Ŷ − Y)/m, the δ of seed 001."))
+    # the pairs of seed 001 whose gradient is (Ŷ − Y)/m, at the scale that makes it so
+    pair, scale = _FUSED.get(problem.loss_type, (None, None))
+    if pair and problem.loss.scale == scale:
+        blocks.append(Sentence(f"{pair}: this is (Ŷ − Y)/m, the δ of seed 001."))
     return blocks
+
+
+_FUSED = {"softmax_cross_entropy": ("softmax and cross-entropy fused", "mean"),
+          "bce_with_logits": ("sigmoid and BCE fused", "mean"),
+          "mse": ("MSE with 1/(2n) after a linear output", "half_mean")}
 
 
 def _backward(explanation: Explanation, step: StepRecord, r: LayerRecord, x: Sym, out: Sym) -> list:
