@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("answers", metavar="ANSWERS", help="the answers file (.toml)")
     check_cmd.add_argument("--format", choices=("text", "json"), default="text")
     check_cmd.add_argument("--steps", type=_positive_int, default=None,
-                       help="training steps (default: the problem file's train.steps)")
+                           help="training steps (default: the problem file's train.steps)")
     check_cmd.set_defaults(run=_run_check)
 
     train = commands.add_parser(

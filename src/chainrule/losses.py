@@ -45,7 +45,6 @@ class Loss:
     #: How the targets are read: ``"values"`` (same shape as pred), ``"classes"`` (class indices or
     #: probability rows), or ``"binary"`` (values in [0, 1], same shape as pred).
     target_kind = "values"
-    formula = ""
 
     def __init__(self, scale: str = "mean") -> None:
         self.scale = check_choice("loss scale", scale, tuple(SCALES))
@@ -90,7 +89,6 @@ class MSELoss(Loss):
     With ``scale="half_mean"`` (:math:`k = 1/(2n)`, seed 002) the gradient is :math:`(\hat y - y)/n`.
     """
 
-    formula = "k·Σ(ŷ − y)²"
 
     def value(self):
         diff = self.pred - self.target
@@ -110,7 +108,6 @@ class BCELoss(Loss):
     """
 
     target_kind = "binary"
-    formula = "−k·Σ[y·ln p + (1 − y)·ln(1 − p)]"
 
     def value(self):
         p, y = self.pred, self.target
@@ -132,7 +129,6 @@ class BCEWithLogitsLoss(Loss):
     """
 
     target_kind = "binary"
-    formula = "k·Σ[max(z, 0) − z·y + ln(1 + e^(−|z|))]"
 
     def value(self):
         z, y = self.pred, self.target
@@ -154,7 +150,6 @@ class CrossEntropyLoss(Loss):
     """
 
     target_kind = "classes"
-    formula = "−k·Σ y·ln ŷ"
 
     def value(self):
         with np.errstate(divide="ignore"):
@@ -175,7 +170,6 @@ class SoftmaxCrossEntropyLoss(Loss):
     """
 
     target_kind = "classes"
-    formula = "−k·Σ y·log_softmax(z)"
 
     def value(self):
         z = self.pred
