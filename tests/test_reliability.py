@@ -70,7 +70,7 @@ def same_weights(a, b):
             if key != "meta":
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)
     history = [json.loads((d / "metrics.json").read_text())["epochs"] for d in (a, b)]
-    assert [(e["loss"], e["val_loss"]) for e in history[0]] == [(e["loss"], e["val_loss"]) for e in history[1]]
+    assert [(e["train_loss"], e["val_loss"]) for e in history[0]] == [(e["train_loss"], e["val_loss"]) for e in history[1]]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])

@@ -39,7 +39,7 @@ def test_train_writes_model_metrics_and_plots(digits_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["dataset"] == "digits" and len(metrics["epochs"]) == 3
-    assert set(metrics["epochs"][0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(metrics["epochs"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
     assert metrics["test_accuracy"] > 0.9
     assert f"model, metrics and plots in {out}" in result.stdout
     assert result.stdout.count("\nepoch ") + result.stdout.startswith("epoch") == 3

@@ -269,7 +269,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
-        so_far = {"config": stored_config, "status": "running", "epochs": [asdict(e) for e in state.history.epochs]}
+        so_far = {"config": stored_config, "status": "running", "epochs": _epochs_json(state.history.epochs)}
         atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(so_far, indent=2).encode()))
 
     log = _Progress(config, len(X_train), first_epoch=state.epoch + 1)
@@ -294,7 +294,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
                     "validation": n_val, "test": len(X_test), "features": dataset.features,
                     "classes": list(dataset.classes)},
         "model": repr(model),
-        "epochs": [asdict(e) for e in history.epochs],
+        "epochs": _epochs_json(history.epochs),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
         "test_loss": test_loss,
@@ -308,6 +308,13 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
         plot_run(result, dataset.X_test, y_test)
     log.finish(result)
     return result
+
+
+def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
+    """The epochs as metrics.json lists them: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy``, ``seconds``."""
+    return [{"epoch": e.epoch, "train_loss": e.loss, "train_accuracy": e.accuracy, "val_loss": e.val_loss,
+             "val_accuracy": e.val_accuracy, "seconds": e.seconds} for e in epochs]
 
 
 def _check_free_space(out: Path, model: Sequential) -> None:
