@@ -83,6 +83,7 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ConfigError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         self.buffers: list[np.ndarray | None] = [None] * len(self.params)
+        self.scratch: dict[int, np.ndarray] = {}
 
     def update(self, i, p, grad):
         if self.momentum:
@@ -93,7 +94,11 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += (1.0 - self.dampening) * grad
             grad = grad + self.momentum * buf if self.nesterov else buf
-        p.data -= self.lr * grad
+        scratch = self.scratch.get(i)
+        if scratch is None:
+            scratch = self.scratch[i] = np.empty_like(p.data)
+        np.multiply(grad, self.lr, out=scratch)  # lr·g without a new array at every step
+        p.data -= scratch
 
     def param_state(self, i):
         return {} if self.buffers[i] is None else {"v": self.buffers[i]}
