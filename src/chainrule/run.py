@@ -1,7 +1,8 @@
 """A whole ``chainrule train`` run: data, model, :func:`~chainrule.train.fit`, and what it leaves behind.
 
 A run writes into its output folder: ``model.npz`` (see :mod:`chainrule.io`), ``metrics.json`` (the
-configuration, every epoch's numbers, the test accuracy) and PNG plots (learning curves, confusion
+configuration, every epoch's numbers, the test accuracy), ``checkpoint.npz`` after every epoch (see
+:mod:`chainrule.checkpoint`; ``--resume`` continues from it) and PNG plots (learning curves, confusion
 matrix, first-layer weights as images, the most confidently wrong test examples). The same seed gives
 the same numbers.
 """
@@ -12,6 +13,7 @@ import json
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,14 +22,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.checkpoint import NAME, read_checkpoint_config, restore_checkpoint, save_checkpoint
 from chainrule.data import Dataset, load_dataset
 from chainrule.errors import ChainruleError, ConfigError, DataError, check_choice, check_positive
 from chainrule.io import Classifier, atomic_write, save_model
 from chainrule.losses import make_loss
 from chainrule.network import Sequential, mlp, softmax_regression
-from chainrule.predict import frame_fill
 from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, Optimizer, StepLR
-from chainrule.checkpoint import NAME, read_checkpoint_config, restore_checkpoint, save_checkpoint
+from chainrule.predict import frame_fill
 from chainrule.train import EpochResult, FitState, evaluate, fit, model_arrays
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
@@ -217,9 +219,7 @@ def _raise_terminated(signum, frame) -> None:
 
 
 def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    return threading.current_thread() is threading.main_thread()  # signal handlers only go there
 
 
 def config_from_checkpoint(folder: str | Path) -> TrainConfig:
@@ -243,6 +243,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
     dtype = np.dtype(config.dtype)
     scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
+
     def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
         X = raw.astype(dtype)
         X /= dtype.type(scale)
