@@ -304,5 +304,9 @@ def test_trace_of_any_sequential_from_python():
     for i, layer in enumerate(reference.layers):  # the trace holds what the layers returned
         h = layer.forward(h)
         assert_close(trace.layers[i].output, h, 1e-15)
-    assert_close(trace.layers[0].grads["W"], np.zeros((3, 4)) + trace.layers[0].grads["W"])
-    assert trace.layers[2].local_derivative is not None
+    record = trace.layers[0]  # ∂L/∂W = Xᵀ·δ holds between the recorded arrays (seed 002's backward rule)
+    assert_close(record.grads["W"], record.input.T @ record.grad_output, 1e-14)
+    assert_close(record.grads["W"], model[0].params["W"].grad, 0)  # the gradient the step used
+    tanh = trace.layers[2]
+    assert_close(tanh.local_derivative, 1 - tanh.output**2, 1e-15)
+    assert_close(tanh.grad_input, tanh.grad_output * tanh.local_derivative, 1e-15)

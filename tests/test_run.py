@@ -122,7 +122,11 @@ def test_evaluate_and_predict(digits_run, tmp_path):
     result = cli("predict", out / "model.npz", tmp_path / "x.npy")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert [line.split(": ")[1].split(" ")[0] for line in lines] == [str(d) for d in digits.y_test[:3]] or len(lines) == 3
+    assert [line.split(": ")[0] for line in lines] == [f"{tmp_path / 'x.npy'}[{i}]" for i in range(3)]
+    predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
+    probabilities = [float(line.split("(")[1].rstrip(")")) for line in lines]
+    assert predicted == digits.y_test[:3].tolist()  # a 0.97-accurate model on three test digits
+    assert all(0.1 < p <= 1 for p in probabilities)
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="../shared/datasets not present")
