@@ -203,7 +203,10 @@ def problem_files(draw):
         doc["layers"].append(layer)
     loss = draw(st.sampled_from(["mse", "bce", "bce_with_logits", "cross_entropy", "softmax_cross_entropy"]))
     classes = int(rng.integers(2, 4)) if "cross_entropy" in loss else 1 if loss.startswith("bce") else features
-    doc["layers"].append({"type": "linear", "W": rng.normal(size=(features, classes)).round(3).tolist(),
+    # the last layer's weights small enough that a sigmoid stays away from saturation: at p = 1 − 1e-6
+    # the BCE gradient (p − y)/(p(1 − p)) turns one ulp of p into a 1e-10 relative difference, which
+    # would test floating-point rounding against PyTorch's, not the maths
+    doc["layers"].append({"type": "linear", "W": (0.5 * rng.normal(size=(features, classes))).round(3).tolist(),
                           "b": rng.normal(size=classes).round(3).tolist()})
     if loss in ("bce", "cross_entropy"):
         doc["layers"].append({"type": "sigmoid" if loss == "bce" else "softmax"})

@@ -21,7 +21,6 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,13 +326,15 @@ def load_digits() -> Dataset:
 
 
 def load_npz(path: str | Path) -> Dataset:
+    from chainrule.io import ARCHIVE_ERRORS
+
     """An ``.npz`` with arrays ``X_train``, ``y_train``, ``X_test``, ``y_test`` (or ``x_...``), read
     without pickle."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except ARCHIVE_ERRORS as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
     get = {}
     for key in ("X_train", "y_train", "X_test", "y_test"):

@@ -6,6 +6,7 @@ The first steps are recorded in full with a :class:`~chainrule.trace.Trace`; lat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
             entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
             entry["params_after"] = {n: v.tolist() for n, v in explanation.params_after[record.index].items()}
         layers.append(entry)
-    return {
+    return _finite_or_null({
         "title": problem.title,
         "loss": first.loss,
         "data_loss": first.loss - first.penalty,
@@ -106,7 +107,18 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
         "steps": len(explanation.history),
         "history": explanation.history,
         "final_loss": explanation.final_loss,
-    }
+    })
+
+
+def _finite_or_null(value: Any) -> Any:
+    """JSON has no inf or NaN: a diverging run's non-finite numbers are written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    return value
 
 
 def _parameter_owners(model: Sequential, optimizer: Optimizer | None) -> list[tuple[int, str]]:

@@ -31,6 +31,10 @@ FORMAT = "chainrule-model"
 VERSION = 1
 #: The largest model file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
+#: What reading a damaged or crafted .npz can raise (zipfile: unsupported compression method ->
+#: NotImplementedError, "encrypted" flag -> RuntimeError; found by fuzzing).
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError, NotImplementedError,
+                  RuntimeError)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -246,7 +250,7 @@ def _read_archive(path: Path) -> dict[str, NDArray]:
             return {name: archive[name] for name in archive.files}
     except DataError:
         raise
-    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as err:
+    except ARCHIVE_ERRORS as err:
         reason = "it holds Python objects, which are never loaded" if "pickle" in str(err) else str(err)
         raise DataError(f"{path}: not a readable chainrule model file ({reason})") from None
 
