@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
@@ -229,7 +229,14 @@ def problem_files(draw):
 @settings(max_examples=40, deadline=None)
 @given(problem_files())
 def test_random_problem_files_agree_with_torch(torch, doc):
-    compare_with_torch(torch, parse_problem(doc, "random.toml"))
+    problem = parse_problem(doc, "random.toml")
+    if problem.loss_type == "bce":
+        # BCE on probabilities is ill-conditioned at saturation (the reason bce_with_logits exists):
+        # at p = 1 − 1e-9 one ulp of p moves (p − y)/(p(1 − p)) by 1e-7, so a comparison at 1e-10
+        # would test rounding, not the maths
+        p = problem.model.astype(np.float64).forward(problem.X)
+        assume(np.min(np.minimum(p, 1 - p)) > 1e-6)
+    compare_with_torch(torch, problem)
 
 
 # -- the renderers ------------------------------------------------------------------------------------

@@ -166,6 +166,20 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path):
     assert (out / "model.npz").read_bytes() == b"precious"
 
 
+def test_force_removes_the_files_of_the_earlier_run_first(uninterrupted, tmp_path):
+    """A new run over an old one with --force, interrupted at once, must not offer to resume the old one."""
+    from chainrule.run import RunInterrupted, TrainConfig, prepare_output
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("checkpoint.npz", "metrics.json", "model.npz"):
+        (out / name).write_bytes((uninterrupted / name).read_bytes())
+    (out / "notes.txt").write_text("mine")
+    prepare_output(TrainConfig(out=str(out), force=True))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only a run's own files are removed
+    assert issubclass(RunInterrupted, ChainruleError)
+
+
 # -- fuzzing: random and mutated bytes never escape as anything but chainrule's own errors ---------------
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -33,6 +33,9 @@ from chainrule.predict import frame_fill
 from chainrule.train import EpochResult, FitState, evaluate, fit, model_arrays
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+#: The files a run writes into its folder (and the only ones --force removes).
+RUN_FILES = ("model.npz", "metrics.json", NAME, "learning_curves.png", "confusion_matrix.png",
+             "first_layer_weights.png", "most_confident_errors.png")
 LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
 
 
@@ -111,6 +114,9 @@ def prepare_output(config: TrainConfig) -> Path:
         if out.is_dir() and any(out.iterdir()) and not config.force:
             raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --force "
                               "to overwrite the files of a run there")
+        if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
+            for name in RUN_FILES:  # this one's (a stale checkpoint would resume the old run)
+                (out / name).unlink(missing_ok=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -389,6 +395,7 @@ class _Progress:
         epochs = len(result.history)
         seconds = sum(e.seconds for e in result.history)
         early = f" (stopped early, best epoch {result.metrics['best_epoch']})" if result.metrics["stopped_early"] else ""
+        written = "model, metrics and plots" if self.config.plots else "model and metrics"
         print(f"test accuracy {result.test_accuracy:.4f} after {epochs} epochs{early} in {seconds:.1f}s; "
-              f"model, metrics and plots in {result.out}")
+              f"{written} in {result.out}")
 
