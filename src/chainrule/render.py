@@ -8,6 +8,7 @@ the renderer substitutes and lays out, it does not compute the network again.
 from __future__ import annotations
 
 import json
+import unicodedata
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -286,8 +287,8 @@ def _update(explanation: Explanation, step: StepRecord) -> list:
                                         as_row(before), S(f" − {fmt(step.lr)} · ", f" - {fmt(step.lr)} \\cdot "),
                                         as_row(grad), S(" = "), as_row(after)]))
                 continue
-            for key, array in state.items():
-                blocks.append(Equation([S(f"{key} = "), as_row(array)]))
+            for key, array in state.items():  # the optimizer's state for this parameter, after the step
+                blocks.append(Equation([S(f"{key}({theta.text}) = ", f"{key}({theta.tex()}) = "), as_row(array)]))
             blocks.append(Equation([theta, S(" : ", r": "), as_row(before), S(" → ", r" \to "), as_row(after)]))
     return blocks
 
@@ -373,12 +374,18 @@ def _text_equation(eq: Equation) -> list[str]:
     height = max(len(p) for p in pieces)
     lines = [""] * height
     for piece in pieces:
-        width = max(len(s) for s in piece)
+        width = max(_columns(s) for s in piece)
         top = (height - 1) // 2 if len(piece) == 1 else (height - len(piece)) // 2
         for k in range(height):
             j = k - top
-            lines[k] += (piece[j] if 0 <= j < len(piece) else "").ljust(width)
+            text = piece[j] if 0 <= j < len(piece) else ""
+            lines[k] += text + " " * (width - _columns(text))
     return [line.rstrip() for line in lines]
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: a combining mark (the hat of x̂) takes none."""
+    return sum(not unicodedata.combining(c) for c in text)
 
 
 def to_text(doc: list) -> str:
