@@ -2,7 +2,6 @@
 that becomes NaN, corrupted checkpoints, and fuzzed files that may raise only chainrule's own errors."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.activations import softmax
 from chainrule.errors import ConfigError, ShapeError, check_choice, check_positive
 from chainrule.module import Parameter
 
@@ -174,11 +173,14 @@ class SoftmaxCrossEntropyLoss(Loss):
     def value(self):
         z = self.pred
         shifted = z - z.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        return -self.k * np.sum(self.target * log_probs)
+        self.log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # kept for backward
+        return -self.k * np.sum(self.target * self.log_probs)
 
     def gradient(self):
-        return self.k * (softmax(self.pred) - self.target)
+        probs = np.exp(self.log_probs)  # softmax(z), from the forward pass's log-softmax
+        probs -= self.target
+        probs *= self.k
+        return probs
 
 
 LOSSES: dict[str, type[Loss]] = {
