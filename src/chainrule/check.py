@@ -145,7 +145,8 @@ def _close(answer: NDArray, expected: NDArray) -> bool:
 
 def _diagnose(key: str, answer: NDArray, tol: NDArray, expected: NDArray, explanation: Explanation,
               values: dict) -> list[str]:
-    """Every known slip that turns the right value into the written one."""
+    """The first known slip that turns the right value into the written one; failing that, which
+    entries differ and how."""
     causes: list[str] = []
     for description, candidate in _candidates(key, expected, explanation, values):
         if candidate.shape == answer.shape and _matches(answer, tol, candidate):
@@ -166,14 +167,13 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
                (0.5, "half the right value: an extra factor ½"),
                (2 * n, f"2n = {2 * n} times the right value: the 1/(2n) is missing")]
     yield "wrong sign", -expected
-    if expected.ndim == 2 and expected.shape[0] == expected.shape[1] > 1:
+    if _square(expected):
         yield "transposed", expected.T
     for c, text in factors:
-        if c != 1:
-            yield text, c * expected
-            yield "wrong sign, and " + text, -c * expected
-            if expected.ndim == 2 and expected.shape[0] == expected.shape[1] > 1:
-                yield "transposed, and " + text, c * expected.T
+        yield text, c * expected
+        yield "wrong sign, and " + text, -c * expected
+        if _square(expected):
+            yield "transposed, and " + text, c * expected.T
     match = re.match(r"layers\[(-?\d+)\]\.params_after\.(\w+)", key)
     if match:
         layer, name = int(match.group(1)), match.group(2)
@@ -186,12 +186,17 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
             yield "the gradient was added instead of subtracted", before + lr * grad
             for c, text in [(1, ""), *factors]:
                 suffix = f", and the gradient is {text}" if text else ""
-                if grad.ndim == 2 and grad.shape[0] == grad.shape[1] > 1:
+                if _square(grad):
                     yield "the update used the transposed gradient" + suffix, before - lr * c * grad.T
-                if c != 1:
+                if text:
                     yield "the update used a gradient that is " + text, before - lr * c * grad
     for description, value in _other_steps(key, explanation):
         yield description, value
+
+
+def _square(a: NDArray) -> bool:
+    """A matrix whose transpose has its shape (so a transposition is not given away by the shape)."""
+    return a.ndim == 2 and a.shape[0] == a.shape[1] > 1
 
 
 def _other_steps(key: str, explanation: Explanation):
