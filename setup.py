@@ -7,4 +7,4 @@ uses the same updates written in NumPy.
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("chainrule._kernels", ["src/chainrule/_kernels.c"], optional=True,
-                             extra_compile_args=["-O3", "-fno-math-errno"])])
+                             extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off"])])

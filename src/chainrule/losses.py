@@ -173,8 +173,8 @@ class SoftmaxCrossEntropyLoss(Loss):
     def value(self):
         z = self.pred
         shifted = z - z.max(axis=1, keepdims=True)
-        self.log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # kept for backward
-        return -self.k * np.sum(self.target * self.log_probs)
+        self.log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # kept for backward
+        return -self.k * (self.target * self.log_probs).sum()
 
     def gradient(self):
         probs = np.exp(self.log_probs)  # softmax(z), from the forward pass's log-softmax
@@ -240,8 +240,12 @@ def _as_target(target, pred: NDArray, loss: Loss) -> NDArray:
         raise ShapeError(f"{name}: expected numeric targets, got dtype {target.dtype}")
     n, outputs = pred.shape
     if loss.target_kind == "classes" and target.shape == (n,):
-        classes = target.astype(np.int64)
-        if not np.array_equal(classes, target) or classes.min() < 0 or classes.max() >= outputs:
+        classes = target
+        if target.dtype.kind not in "iu":  # floats (or booleans) must hold whole numbers
+            classes = target.astype(np.int64)
+            if not np.array_equal(classes, target):
+                classes = None
+        if classes is None or classes.min() < 0 or classes.max() >= outputs:
             raise ShapeError(f"{name}: class indices must be integers in [0, {outputs - 1}], "
                              f"got {np.unique(target)[:10].tolist()}")
         one_hot = np.zeros(pred.shape, dtype=pred.dtype)

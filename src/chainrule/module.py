@@ -26,34 +26,52 @@ class Parameter:
 
     ``decay`` says whether L2 regularisation applies to it: true for weights, false for biases and
     BatchNorm's shift and scale, as in seed 003 (``λ/2·‖W‖²`` over weights only).
+
+    :meth:`zero_grad` does not write the zeros at once: the first gradient added after it (a layer's
+    ``Xᵀ·δ`` at every training step) is written straight into ``grad``, which saves a pass over the
+    array to zero it and one to add to it. Reading ``grad`` before that writes the zeros, so ``grad``
+    always reads as the sum of what was added since :meth:`zero_grad`.
     """
 
-    __slots__ = ("data", "grad", "decay", "fresh")
+    __slots__ = ("data", "_grad", "decay", "_zero_pending")
 
     def __init__(self, data: NDArray, *, decay: bool = False) -> None:
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
         self.decay = decay
-        #: True from zero_grad() until the first gradient is added: that one may be written in place.
-        self.fresh = True
+        self._zero_pending = False
+
+    @property
+    def grad(self) -> NDArray:
+        if self._zero_pending:
+            self._grad.fill(0)
+            self._zero_pending = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: NDArray) -> None:
+        self._grad = value
+        self._zero_pending = False
 
     def zero_grad(self) -> None:
-        self.grad.fill(0)
-        self.fresh = True
+        self._zero_pending = True
 
     def add_matmul(self, a: NDArray, b: NDArray) -> None:
         """``grad += a @ b``; right after :meth:`zero_grad` the product is written straight into
-        ``grad``, saving a temporary array and a pass over it (the weight gradient of every step)."""
-        if self.fresh and self.grad.flags.c_contiguous:
-            np.matmul(a, b, out=self.grad)
+        ``grad``, saving a temporary array and two passes over it (the weight gradient of every step)."""
+        if self._zero_pending and self._grad.flags.c_contiguous:
+            np.matmul(a, b, out=self._grad)
+            self._zero_pending = False
         else:
             self.grad += a @ b
-        self.fresh = False
 
     def add(self, value: NDArray) -> None:
-        """``grad += value`` (and the gradient is no longer fresh)."""
-        self.grad += value
-        self.fresh = False
+        """``grad += value`` (right after :meth:`zero_grad`: ``grad = value``, without the zeros)."""
+        if self._zero_pending:
+            np.copyto(self._grad, value)
+            self._zero_pending = False
+        else:
+            self._grad += value
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -45,8 +45,11 @@ class Sequential(Module):
 
     def forward(self, x: NDArray) -> NDArray:
         for i, layer in enumerate(self.layers):
-            with _located(i, layer):
+            try:
                 out = layer.forward(x)
+            except ChainruleError as err:
+                _locate(err, i)
+                raise
             if self.observer is not None:
                 self.observer.on_forward(i, layer, x, out)
             x = out
@@ -55,12 +58,19 @@ class Sequential(Module):
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray | None:
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
-            with _located(i, layer):
+            try:
                 grad_input = layer.backward(grad_output, input_grad=input_grad or i > 0)
+            except ChainruleError as err:
+                _locate(err, i)
+                raise
             if self.observer is not None:
                 self.observer.on_backward(i, layer, grad_output, grad_input)
             grad_output = grad_input
         return grad_output
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:  # a parameter shared by two layers is reset twice, which is harmless
+            layer.zero_grad()
 
     def modules(self) -> Iterator[Module]:
         yield self
@@ -106,20 +116,11 @@ class Sequential(Module):
         return f"Sequential({inner}\n)"
 
 
-class _located:
-    """Prefix a :class:`ChainruleError` raised inside layer ``i`` with the layer's place."""
-
-    def __init__(self, i: int, layer: Module) -> None:
-        self.i, self.layer = i, layer
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, err, tb) -> bool:
-        if isinstance(err, ChainruleError) and not getattr(err, "located", False):
-            err.args = (f"layer {self.i}: {err.args[0]}" if err.args else f"layer {self.i}",)
-            err.located = True
-        return False
+def _locate(err: ChainruleError, i: int) -> None:
+    """Put the place of layer ``i``, where ``err`` was raised, in front of its message (once)."""
+    if not getattr(err, "located", False):
+        err.args = (f"layer {i}: {err.args[0]}" if err.args else f"layer {i}",)
+        err.located = True
 
 
 def mlp(

@@ -25,6 +25,17 @@ if os.environ.get("CHAINRULE_NO_KERNELS") == "1":
     _kernels = None
 
 
+def _fusable(first: np.ndarray, *others: np.ndarray) -> bool:
+    """Whether the compiled kernels can update these arrays: C-contiguous, all float32 or all float64."""
+    dtype = first.dtype
+    if dtype.char not in "fd" or not first.flags.c_contiguous:
+        return False
+    for a in others:
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
+
+
 class Optimizer:
     def __init__(self, params: Iterable[Parameter], lr: float, weight_decay: float = 0.0) -> None:
         self.params = list(params)
@@ -94,6 +105,9 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += (1.0 - self.dampening) * grad
             grad = grad + self.momentum * buf if self.nesterov else buf
+        if _kernels is not None and _fusable(p.data, grad):
+            _kernels.sgd_step(p.data, grad, self.lr)
+            return
         scratch = self.scratch.get(i)
         if scratch is None:
             scratch = self.scratch[i] = np.empty_like(p.data)
@@ -141,7 +155,7 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - self.beta1**self.steps)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.steps)
         m, v = self.m[i], self.v[i]
-        if _kernels is not None and grad.flags.c_contiguous and p.data.flags.c_contiguous:
+        if _kernels is not None and _fusable(p.data, grad, m, v):
             _kernels.adam_step(p.data, grad, m, v, self.beta1, self.beta2, step_size, inv_sqrt_bc2, self.eps)
             return
         # The same maths in NumPy, in place through one scratch array per parameter: the update is

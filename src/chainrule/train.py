@@ -57,7 +57,7 @@ def accuracy(output: NDArray, target: NDArray) -> float:
         predicted = (output[:, 0] > threshold).astype(np.int64)
     else:
         predicted = output.argmax(axis=1)
-    return float(np.mean(predicted == target))
+    return np.count_nonzero(predicted == target) / len(target)
 
 
 def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArray, y: NDArray,
