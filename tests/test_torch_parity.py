@@ -4,7 +4,6 @@ PyTorch is the independent reference here: its layers and autograd compute what 
 backward passes compute. These tests skip without torch, except in CI (CHAINRULE_REQUIRE_TORCH=1).
 """
 
-import os
 
 import numpy as np
 import pytest
@@ -182,37 +181,3 @@ def test_learning_rate_schedules_match_torch(torch, schedule):
         theirs.step()
         assert opt.lr == pytest.approx(t_opt.param_groups[0]["lr"], rel=1e-12)
 
-
-OPTIMIZER_CASES = {
-    "adam": lambda params: cr.Adam(params, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
-    "sgd": lambda params: cr.SGD(params, lr=0.05, weight_decay=0.1),
-    "nesterov": lambda params: cr.SGD(params, lr=0.05, momentum=0.9, nesterov=True),
-}
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
-def test_fused_kernels_give_the_bits_of_the_numpy_update(name, dtype, monkeypatch):
-    """The compiled updates (chainrule/_kernels.c) round every operation as the NumPy code does, so 20
-    steps give identical arrays — for sizes that end in a partial vector of every instruction set."""
-    import chainrule.optim as optim
-
-    kernels = optim._kernels
-    if kernels is None:
-        if os.environ.get("CHAINRULE_REQUIRE_KERNELS") == "1":
-            pytest.fail("CHAINRULE_REQUIRE_KERNELS=1 but chainrule._kernels is not built")
-        pytest.skip("chainrule._kernels is not built")
-
-    def twenty_steps(with_kernels):
-        monkeypatch.setattr(optim, "_kernels", with_kernels)
-        rng = np.random.default_rng(0)
-        params = [cr.Parameter(rng.standard_normal(shape).astype(dtype)) for shape in [(30, 7), (1031,), (3,)]]
-        opt = OPTIMIZER_CASES[name](params)
-        for _ in range(20):
-            for p in params:
-                p.grad[...] = rng.standard_normal(p.shape)
-            opt.step()
-        return [p.data for p in params]
-
-    for fused, plain in zip(twenty_steps(kernels), twenty_steps(None), strict=True):
-        np.testing.assert_array_equal(fused, plain)

@@ -1,25 +1,25 @@
 /*
- * Fused optimizer updates: one pass over the arrays instead of the passes that NumPy needs.
+ * The few loops of a training step where NumPy is measured to be slow (benchmarks/bench_train.py,
+ * docs/benchmarks.md). chainrule.kernels falls back to the NumPy code where this module is not built,
+ * and the tests check that both give the same results.
  *
- * The Adam update of chainrule.optim.Adam, element by element (g: gradient, m, v: moments, p: parameter):
- *     m = b1*m + (1 - b1)*g
- *     v = b2*v + (1 - b2)*g*g
- *     p = p - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)
- * with step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t), computed by the caller.
- * In NumPy this is about eleven passes over every weight at every step, a third of an epoch of a
- * 784-512-256-10 MLP (benchmarks/bench_train.py); here it is one.
+ * 1. Fused optimizer updates: one pass over the arrays instead of the passes that NumPy needs.
+ *    Adam (chainrule.optim.Adam), element by element (g: gradient, m, v: moments, p: parameter):
+ *        m = b1*m + (1 - b1)*g
+ *        v = b2*v + (1 - b2)*g*g
+ *        p = p - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)
+ *    with step_size = lr / (1 - b1^t) and inv_sqrt_bc2 = 1 / sqrt(1 - b2^t), computed by the caller;
+ *    about eleven NumPy passes over every weight at every step. Plain SGD, p = p - lr*g: two passes.
+ *    Each operation is rounded as in the NumPy code (setup.py compiles with -ffp-contract=off, so no
+ *    fused multiply-add changes a result): both give the same bits, which the tests check.
+ *    These loops are limited by arithmetic (a square root and a division per weight), so the width of
+ *    the vector instructions matters: with GCC on x86-64 Linux each is compiled three times (AVX-512,
+ *    AVX2, SSE2) and the loader picks the widest one the processor has (Adam 3x faster on AVX-512 than
+ *    with the SSE2 that a portable build gets otherwise).
  *
- * The plain SGD step p = p - lr*g, which NumPy does in two passes (lr*g into a scratch array, then
- * subtract).
- *
- * Each operation is rounded as in the NumPy code (setup.py compiles with -ffp-contract=off, so no fused
- * multiply-add changes a result), so both give the same bits; chainrule.optim falls back to the NumPy
- * code when this module is not built, and the tests check both against each other and against PyTorch.
- *
- * The loops are short and limited by arithmetic (a square root and a division per weight), so the
- * width of the vector instructions matters: with GCC on x86-64 Linux each loop is compiled three times
- * (AVX-512, AVX2, SSE2) and the loader picks the widest one the processor has (3x faster on AVX-512
- * than the SSE2 baseline that a portable build gets otherwise).
+ * 2. Gathering the rows of a mini-batch, out = X[rows], as np.take does, but asking memory for the
+ *    next rows while one is copied: the rows of a shuffled batch are scattered over the training set,
+ *    and np.take waits for memory at every row (2x slower on Fashion-MNIST's 3 KB rows).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -134,13 +134,78 @@ static PyObject *sgd_step(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* How many rows ahead take_rows asks for: enough to hide the memory latency, few enough that the
+   prefetched rows are still in cache when copied (2-8 measured alike). */
+#define PREFETCH_ROWS 4
+
+static PyObject *take_rows(PyObject *self, PyObject *args)
+{
+    PyObject *arrays[3];
+    if (!PyArg_ParseTuple(args, "OOO:take_rows", &arrays[0], &arrays[1], &arrays[2]))
+        return NULL;
+    Py_buffer src, rows, out;
+    if (PyObject_GetBuffer(arrays[0], &src, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(arrays[1], &rows, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arrays[2], &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&rows);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t n_src = src.ndim ? src.shape[0] : 0, n = rows.len / (rows.itemsize ? rows.itemsize : 1);
+    if (src.ndim < 1 || n_src == 0 || strcmp(src.format, out.format) != 0 || rows.itemsize != sizeof(Py_ssize_t)
+        || (strcmp(rows.format, "l") != 0 && strcmp(rows.format, "q") != 0 && strcmp(rows.format, "n") != 0)) {
+        PyErr_SetString(PyExc_TypeError, "take_rows: expected a C-contiguous array, intp row indices and an "
+                                         "output of the array's dtype");
+        goto done;
+    }
+    Py_ssize_t row_bytes = src.len / n_src;
+    if (out.len != n * row_bytes) {
+        PyErr_Format(PyExc_ValueError, "take_rows: the output holds %zd bytes, %zd rows need %zd", out.len, n,
+                     n * row_bytes);
+        goto done;
+    }
+    const Py_ssize_t *index = rows.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (index[i] < 0 || index[i] >= n_src) {
+            PyErr_Format(PyExc_IndexError, "take_rows: row %zd is out of range for %zd rows", index[i], n_src);
+            goto done;
+        }
+    }
+    const char *from = src.buf;
+    char *to = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+#if defined(__GNUC__)
+        if (i + PREFETCH_ROWS < n) {
+            const char *ahead = from + index[i + PREFETCH_ROWS] * row_bytes;
+            for (Py_ssize_t offset = 0; offset < row_bytes; offset += 64)  /* one cache line at a time */
+                __builtin_prefetch(ahead + offset, 0, 0);
+        }
+#endif
+        memcpy(to + i * row_bytes, from + index[i] * row_bytes, row_bytes);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"adam_step", adam_step, METH_VARARGS,
      "adam_step(param, grad, m, v, beta1, beta2, step_size, inv_sqrt_bc2, eps): one fused Adam update in place."},
     {"sgd_step", sgd_step, METH_VARARGS, "sgd_step(param, grad, lr): param -= lr * grad in one pass."},
+    {"take_rows", take_rows, METH_VARARGS, "take_rows(array, rows, out): out[...] = array[rows], rows of intp."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Fused optimizer updates.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Fused optimizer updates and the gathering of mini-batches.", -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.activations import row_max
 from chainrule.errors import ConfigError, ShapeError, check_choice, check_positive
 from chainrule.module import Parameter
 
@@ -172,7 +173,7 @@ class SoftmaxCrossEntropyLoss(Loss):
 
     def value(self):
         z = self.pred
-        shifted = z - z.max(axis=1, keepdims=True)
+        shifted = z - row_max(z)
         self.log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # kept for backward
         return -self.k * (self.target * self.log_probs).sum()
 

@@ -9,31 +9,13 @@ for the regulariser of seed 003, which spares biases, use :func:`chainrule.losse
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 
 import numpy as np
 
+from chainrule import kernels
 from chainrule.errors import ConfigError, check_positive
 from chainrule.module import Parameter
-
-try:  # the fused updates of _kernels.c; without them (no compiler at install) the NumPy code runs
-    from chainrule import _kernels
-except ImportError:
-    _kernels = None
-if os.environ.get("CHAINRULE_NO_KERNELS") == "1":
-    _kernels = None
-
-
-def _fusable(first: np.ndarray, *others: np.ndarray) -> bool:
-    """Whether the compiled kernels can update these arrays: C-contiguous, all float32 or all float64."""
-    dtype = first.dtype
-    if dtype.char not in "fd" or not first.flags.c_contiguous:
-        return False
-    for a in others:
-        if a.dtype != dtype or not a.flags.c_contiguous:
-            return False
-    return True
 
 
 class Optimizer:
@@ -105,8 +87,8 @@ class SGD(Optimizer):
                 buf *= self.momentum
                 buf += (1.0 - self.dampening) * grad
             grad = grad + self.momentum * buf if self.nesterov else buf
-        if _kernels is not None and _fusable(p.data, grad):
-            _kernels.sgd_step(p.data, grad, self.lr)
+        if kernels.fusable(p.data, grad):
+            kernels.compiled.sgd_step(p.data, grad, self.lr)
             return
         scratch = self.scratch.get(i)
         if scratch is None:
@@ -155,8 +137,8 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - self.beta1**self.steps)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.steps)
         m, v = self.m[i], self.v[i]
-        if _kernels is not None and _fusable(p.data, grad, m, v):
-            _kernels.adam_step(p.data, grad, m, v, self.beta1, self.beta2, step_size, inv_sqrt_bc2, self.eps)
+        if kernels.fusable(p.data, grad, m, v):
+            kernels.compiled.adam_step(p.data, grad, m, v, self.beta1, self.beta2, step_size, inv_sqrt_bc2, self.eps)
             return
         # The same maths in NumPy, in place through one scratch array per parameter: the update is
         # element-wise work on every weight at every step, so allocations cost as much as arithmetic.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule import kernels
 from chainrule.errors import ChainruleError, ConfigError, ShapeError
 from chainrule.losses import Loss, add_l2_grad, l2_penalty
 from chainrule.module import Module
@@ -105,7 +106,7 @@ def run_epoch(
     model.train()
     for start in range(0, len(X), batch_size):
         rows = order[start : start + batch_size]
-        xb = np.take(X, rows, axis=0, out=buffer[: len(rows)])
+        xb = kernels.take_rows(X, rows, buffer[: len(rows)])
         yb = y[rows]
         batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
         if not math.isfinite(batch_loss):
