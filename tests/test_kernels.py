@@ -85,3 +85,29 @@ def test_take_rows_falls_back_to_numpy_for_other_index_types_and_layouts(compile
     X = np.asfortranarray(np.arange(20, dtype=np.float32).reshape(5, 4))
     out = np.empty((2, 4), dtype=np.float32)
     np.testing.assert_array_equal(kernels.take_rows(X, np.array([4, 1], dtype=np.int32), out), X[[4, 1]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_give_numpys_results_bit_for_bit(compiled, dtype):
+    """Forward max(z, 0) and backward grad·[a > 0] equal NumPy's, signs of zeros, NaN and inf included,
+    on a size that ends in a partial vector."""
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((37, 29)).astype(dtype)
+    z[0, :6] = [np.nan, -np.inf, np.inf, -0.0, 0.0, -1e-30]
+    grad = rng.standard_normal(z.shape).astype(dtype)
+    grad[1, :3] = [np.inf, -np.inf, np.nan]
+    a = kernels.relu(z)
+    expected = np.maximum(z, 0)
+    np.testing.assert_array_equal(a, expected)
+    np.testing.assert_array_equal(np.signbit(a), np.signbit(expected))
+    a[1, :3] = [0.0, 1.0, 0.0]  # an infinite gradient where the ReLU was off gives NaN, as inf·0 does
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(kernels.relu_grad(grad, a), grad * (a > 0))
+
+
+def test_relu_kernels_read_read_only_inputs_and_fall_back_for_other_layouts(compiled):
+    z = np.linspace(-1, 1, 12).reshape(3, 4)
+    z.flags.writeable = False
+    np.testing.assert_array_equal(kernels.relu(z), np.maximum(z, 0))
+    np.testing.assert_array_equal(kernels.relu(z.T), np.maximum(z.T, 0))  # not C-contiguous: NumPy's path
+    np.testing.assert_array_equal(kernels.relu(np.arange(-2, 3)), [0, 0, 0, 1, 2])  # integers: NumPy's path

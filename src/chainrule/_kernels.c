@@ -17,7 +17,11 @@
  *    AVX2, SSE2) and the loader picks the widest one the processor has (Adam 3x faster on AVX-512 than
  *    with the SSE2 that a portable build gets otherwise).
  *
- * 2. Gathering the rows of a mini-batch, out = X[rows], as np.take does, but asking memory for the
+ * 2. ReLU forward and backward in one pass each, with NumPy's results. NumPy 2.4's np.maximum(z, 0)
+ *    is 4x slower than the same loop against an array (its path for a scalar operand is not
+ *    vectorized), and grad * (a > 0) makes two passes and a mask.
+ *
+ * 3. Gathering the rows of a mini-batch, out = X[rows], as np.take does, but asking memory for the
  *    next rows while one is copied: the rows of a shuffled batch are scattered over the training set,
  *    and np.take waits for memory at every row (2x slower on Fashion-MNIST's 3 KB rows).
  */
@@ -58,13 +62,32 @@ DEFINE_ADAM(adam_double, double, sqrt)
 DEFINE_SGD(sgd_float, float)
 DEFINE_SGD(sgd_double, double)
 
-/* Buffers of `count` C-contiguous arrays of one size and one dtype (float32 or float64), writable.
-   Returns 'f' or 'd', or 0 with a Python exception set and nothing held. */
-static char get_arrays(const char *name, PyObject **arrays, Py_buffer *views, int count)
+/* ReLU, forward a = max(z, 0) and backward dz = da * [a > 0], with NumPy's results: NaN passes through
+   the forward pass, and an infinite upstream gradient times 0 is NaN as in NumPy's product. */
+#define DEFINE_RELU(FORWARD, BACKWARD, T)                                                  \
+    VECTOR_CLONES static void FORWARD(const T *z, T *a, Py_ssize_t n)                     \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            a[i] = z[i] <= 0 ? (T)0 : z[i]; /* -0.0 becomes +0.0, as in NumPy */             \
+    }                                                                                      \
+    VECTOR_CLONES static void BACKWARD(const T *grad, const T *a, T *out, Py_ssize_t n)   \
+    {                                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++)                                                 \
+            out[i] = grad[i] * (a[i] > 0 ? (T)1 : (T)0);                                   \
+    }
+
+DEFINE_RELU(relu_float, relu_grad_float, float)
+DEFINE_RELU(relu_double, relu_grad_double, double)
+
+/* Buffers of `count` C-contiguous arrays of one size and one dtype (float32 or float64); array k must
+   be writable where bit k of `written` is set. Returns 'f' or 'd', or 0 with a Python exception set and
+   nothing held. */
+static char get_arrays(const char *name, PyObject **arrays, Py_buffer *views, int count, unsigned written)
 {
     int held = 0;
     for (; held < count; held++) {
-        if (PyObject_GetBuffer(arrays[held], &views[held], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | ((written >> held) & 1 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(arrays[held], &views[held], flags) < 0)
             goto fail;
     }
     const char *format = views[0].format;
@@ -97,7 +120,7 @@ static PyObject *adam_step(PyObject *self, PyObject *args)
                           &b1, &b2, &step_size, &inv_sqrt_bc2, &eps))
         return NULL;
     Py_buffer view[4];
-    char type = get_arrays("adam_step", arrays, view, 4);
+    char type = get_arrays("adam_step", arrays, view, 4, 0xD);  /* p, m, v */
     if (!type)
         return NULL;
     Py_ssize_t n = view[0].len / view[0].itemsize;
@@ -120,7 +143,7 @@ static PyObject *sgd_step(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOd:sgd_step", &arrays[0], &arrays[1], &lr))
         return NULL;
     Py_buffer view[2];
-    char type = get_arrays("sgd_step", arrays, view, 2);
+    char type = get_arrays("sgd_step", arrays, view, 2, 0x1);  /* p */
     if (!type)
         return NULL;
     Py_ssize_t n = view[0].len / view[0].itemsize;
@@ -131,6 +154,46 @@ static PyObject *sgd_step(PyObject *self, PyObject *args)
         sgd_double(view[0].buf, view[1].buf, n, lr);
     Py_END_ALLOW_THREADS
     release(view, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *relu(PyObject *self, PyObject *args)
+{
+    PyObject *arrays[2];
+    if (!PyArg_ParseTuple(args, "OO:relu", &arrays[0], &arrays[1]))
+        return NULL;
+    Py_buffer view[2];
+    char type = get_arrays("relu", arrays, view, 2, 0x2);  /* out */
+    if (!type)
+        return NULL;
+    Py_ssize_t n = view[0].len / view[0].itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    if (type == 'f')
+        relu_float(view[0].buf, view[1].buf, n);
+    else
+        relu_double(view[0].buf, view[1].buf, n);
+    Py_END_ALLOW_THREADS
+    release(view, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *relu_grad(PyObject *self, PyObject *args)
+{
+    PyObject *arrays[3];
+    if (!PyArg_ParseTuple(args, "OOO:relu_grad", &arrays[0], &arrays[1], &arrays[2]))
+        return NULL;
+    Py_buffer view[3];
+    char type = get_arrays("relu_grad", arrays, view, 3, 0x4);  /* out */
+    if (!type)
+        return NULL;
+    Py_ssize_t n = view[0].len / view[0].itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    if (type == 'f')
+        relu_grad_float(view[0].buf, view[1].buf, view[2].buf, n);
+    else
+        relu_grad_double(view[0].buf, view[1].buf, view[2].buf, n);
+    Py_END_ALLOW_THREADS
+    release(view, 3);
     Py_RETURN_NONE;
 }
 
@@ -202,6 +265,8 @@ static PyMethodDef methods[] = {
     {"adam_step", adam_step, METH_VARARGS,
      "adam_step(param, grad, m, v, beta1, beta2, step_size, inv_sqrt_bc2, eps): one fused Adam update in place."},
     {"sgd_step", sgd_step, METH_VARARGS, "sgd_step(param, grad, lr): param -= lr * grad in one pass."},
+    {"relu", relu, METH_VARARGS, "relu(z, out): out = max(z, 0)."},
+    {"relu_grad", relu_grad, METH_VARARGS, "relu_grad(grad, a, out): out = grad * (a > 0)."},
     {"take_rows", take_rows, METH_VARARGS, "take_rows(array, rows, out): out[...] = array[rows], rows of intp."},
     {NULL, NULL, 0, NULL},
 };

@@ -38,3 +38,21 @@ def take_rows(X: NDArray, rows: NDArray, out: NDArray) -> NDArray:
         compiled.take_rows(X, rows, out)
         return out
     return np.take(X, rows, axis=0, out=out)
+
+
+def relu(z: NDArray) -> NDArray:
+    """``max(z, 0)`` as a new array (NaN stays NaN)."""
+    if fusable(z):
+        out = np.empty_like(z)
+        compiled.relu(z, out)
+        return out
+    return np.maximum(z, 0)
+
+
+def relu_grad(grad: NDArray, a: NDArray) -> NDArray:
+    """``grad · [a > 0]`` as a new array: the ReLU's backward pass from its output ``a``."""
+    if fusable(grad, a):
+        out = np.empty_like(grad)
+        compiled.relu_grad(grad, a, out)
+        return out
+    return grad * (a > 0)
