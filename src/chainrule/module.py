@@ -118,8 +118,9 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.zero_grad()
+        for m in self.modules():  # a parameter shared by two layers is reset twice, which is harmless
+            for p in m.params.values():
+                p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (batch statistics, dropout on) or, with ``mode=False``, evaluation mode."""

@@ -68,10 +68,6 @@ class Sequential(Module):
             grad_output = grad_input
         return grad_output
 
-    def zero_grad(self) -> None:
-        for layer in self.layers:  # a parameter shared by two layers is reset twice, which is harmless
-            layer.zero_grad()
-
     def modules(self) -> Iterator[Module]:
         yield self
         for layer in self.layers:

@@ -131,11 +131,16 @@ class Adam(Optimizer):
         self.v = [np.zeros_like(p.data) for p in self.params]
         self.scratch: dict[int, np.ndarray] = {}  # for the NumPy path, made when first needed
 
+    def step(self) -> None:
+        t = self.steps + 1  # the bias corrections of this step, the same for every parameter
+        self.step_size = self.lr / (1.0 - self.beta1**t)
+        self.inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**t)
+        super().step()
+
     def update(self, i, p, grad):
         if self.decay:
             p.data *= 1.0 - self.lr * self.decay
-        step_size = self.lr / (1.0 - self.beta1**self.steps)
-        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - self.beta2**self.steps)
+        step_size, inv_sqrt_bc2 = self.step_size, self.inv_sqrt_bc2
         m, v = self.m[i], self.v[i]
         if kernels.fusable(p.data, grad, m, v):
             kernels.compiled.adam_step(p.data, grad, m, v, self.beta1, self.beta2, step_size, inv_sqrt_bc2, self.eps)
