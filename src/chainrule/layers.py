@@ -102,6 +102,12 @@ class BatchNorm1d(Module):
               \Big(n\hat g - \textstyle\sum_i \hat g_i - \hat x \sum_i \hat g_i \hat x_i\Big),\quad
               \partial L/\partial\gamma = \sum_i g_i\hat x_i,\quad \partial L/\partial\beta = \sum_i g_i
 
+    Since :math:`\gamma` is the same in every row, :math:`\sum_i \hat g_i = \gamma\,\partial L/\partial\beta`
+    and :math:`\sum_i \hat g_i\hat x_i = \gamma\,\partial L/\partial\gamma`, so the code computes
+    :math:`\partial L/\partial x = \frac{\gamma}{n\sqrt{\sigma^2+\epsilon}}\big(ng - \partial L/\partial\beta
+    - \hat x\,\partial L/\partial\gamma\big)` from the two sums it needs anyway: five passes over the
+    batch instead of twelve.
+
     In evaluation mode the statistics are constants: :math:`\partial L/\partial x = g\gamma/\sqrt{v+\epsilon}`.
     """
 
@@ -135,9 +141,9 @@ class BatchNorm1d(Module):
             n = x.shape[0]
             if n < 2:
                 raise ConfigError(f"{self!r}: training mode needs at least 2 rows per batch, got {n}")
-            mean = x.mean(axis=0)  # (d,)
+            mean = x.sum(axis=0) / n  # (d,); the same numbers as x.mean(axis=0), without its overhead
             centered = x - mean  # (n, d)
-            var = np.mean(centered * centered, axis=0)  # (d,), biased
+            var = np.einsum("ij,ij->j", centered, centered) / n  # (d,), biased; no (n, d) temporary
             m = self.momentum
             self.buffers["running_mean"] *= 1 - m
             self.buffers["running_mean"] += m * mean
@@ -148,23 +154,30 @@ class BatchNorm1d(Module):
             var = self.buffers["running_var"]
         self.mean, self.var = (mean if self.training else self.buffers["running_mean"]), var
         self.inv_std = 1.0 / np.sqrt(var + self.eps)  # (d,)
-        self.x_hat = centered * self.inv_std  # (n, d)
+        centered *= self.inv_std  # x̂, in the array of x − μ, which is not needed again
+        self.x_hat = centered  # (n, d)
         self.batch_stats = self.training
-        return self.x_hat * self.params["gamma"].data + self.params["beta"].data
+        out = self.x_hat * self.params["gamma"].data
+        out += self.params["beta"].data
+        return out
 
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         x_hat = self._cached("x_hat")
         g = check_grad_shape(self, grad_output, x_hat.shape)
         gamma = self.params["gamma"]
-        gamma.add(np.sum(g * x_hat, axis=0))
-        self.params["beta"].add(g.sum(axis=0))
-        g_hat = g * gamma.data  # (n, d)
+        d_gamma = np.einsum("ij,ij->j", g, x_hat)  # Σ g·x̂, (d,)
+        d_beta = g.sum(axis=0)  # Σ g, (d,)
+        gamma.add(d_gamma)
+        self.params["beta"].add(d_beta)
+        scale = gamma.data * self.inv_std  # γ/√(σ²+ε), (d,)
         if not self.batch_stats:
-            return g_hat * self.inv_std
+            return g * scale
         n = x_hat.shape[0]
-        return (self.inv_std / n) * (
-            n * g_hat - g_hat.sum(axis=0) - x_hat * np.sum(g_hat * x_hat, axis=0)
-        )
+        grad_input = g * n  # n·g − Σg − x̂·Σ(g·x̂), then times γ/(n√(σ²+ε))
+        grad_input -= d_beta
+        grad_input -= x_hat * d_gamma
+        grad_input *= scale / n
+        return grad_input
 
     def __repr__(self) -> str:
         return f"BatchNorm1d({self.num_features})"
