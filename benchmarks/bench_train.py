@@ -58,7 +58,7 @@ CONFIGS = {
 class Chainrule:
     name = "chainrule"
 
-    def __init__(self, cfg: Config, data, seed: int) -> None:
+    def __init__(self, cfg: Config, data, seed: int, initial=None) -> None:
         X, y, self.X_test, self.y_test = data
         self.X, self.y = X, y
         sizes = [X.shape[1], *cfg.hidden, 10]
@@ -78,6 +78,7 @@ class Chainrule:
             step()
             self.update_seconds += time.perf_counter() - started
 
+        timed_step.__wrapped__ = step
         self.opt.step = timed_step
 
     def epoch(self, rng: np.random.Generator) -> None:
@@ -87,11 +88,16 @@ class Chainrule:
     def accuracy(self) -> float:
         return evaluate(self.model, self.loss, self.X_test, self.y_test)[1]
 
+    def initial_weights(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(W, b) of every linear layer, (in, out) and (out,), as they are before training."""
+        return [(layer.params["W"].data.copy(), layer.params["b"].data.copy() if "b" in layer.params else None)
+                for layer in self.model.layers if isinstance(layer, cr.Linear)]
+
 
 class Torch:
     name = "pytorch"
 
-    def __init__(self, cfg: Config, data, seed: int) -> None:
+    def __init__(self, cfg: Config, data, seed: int, initial=None) -> None:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
@@ -109,6 +115,14 @@ class Torch:
             fan_in = width
         layers.append(torch.nn.Linear(fan_in, 10))
         self.model = torch.nn.Sequential(*layers)
+        # The same starting point as chainrule's (torch keeps W as (out, in)): both then train the same
+        # network on the same batches, so their accuracies differ only by rounding, not by initialisation.
+        linears = [m for m in self.model if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for module, (W, b) in zip(linears, initial, strict=True):
+                module.weight.copy_(torch.from_numpy(W.T))
+                if b is not None:
+                    module.bias.copy_(torch.from_numpy(b))
         params = self.model.parameters()
         self.opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
         self.loss = torch.nn.CrossEntropyLoss()
@@ -133,7 +147,7 @@ class Torch:
 class Sklearn:
     name = "sklearn"
 
-    def __init__(self, cfg: Config, data, seed: int) -> None:
+    def __init__(self, cfg: Config, data, seed: int, initial=None) -> None:  # draws its own (Glorot) weights
         from sklearn.neural_network import MLPClassifier
 
         X, y, self.X_test, self.y_test = data
@@ -155,7 +169,7 @@ class Floor:
 
     name = "floor"
 
-    def __init__(self, cfg: Config, data, seed: int) -> None:
+    def __init__(self, cfg: Config, data, seed: int, initial=None) -> None:
         X = data[0]
         self.n, self.batch = len(X), cfg.batch
         sizes = [X.shape[1], *cfg.hidden, 10]
@@ -185,11 +199,13 @@ CONTENDERS = (Chainrule, Torch, Sklearn, Floor)
 
 
 def measure(cfg: Config, data, repeats: int, seed: int) -> dict[str, dict]:
-    contenders = []
-    for cls in CONTENDERS:
+    contenders, initial = [], None
+    for cls in CONTENDERS:  # chainrule first: PyTorch starts from its initial weights
         if cls is Sklearn and (not cfg.hidden or cfg.batchnorm):
             continue  # scikit-learn has no BatchNorm and no MLP without a hidden layer
-        contenders.append(cls(cfg, data, seed))
+        contenders.append(cls(cfg, data, seed, initial))
+        if cls is Chainrule:
+            initial = contenders[-1].initial_weights()
     streams = {c.name: np.random.default_rng(seed) for c in contenders}  # the same orders for everyone
     for c in contenders:  # warm-up epoch
         c.epoch(streams[c.name])
@@ -206,6 +222,13 @@ def measure(cfg: Config, data, repeats: int, seed: int) -> dict[str, dict]:
                         "max": max(times[c.name]), "accuracy": c.accuracy()} for c in contenders}
     results["chainrule"]["update"] = statistics.median(updates)
     return results
+
+
+def fashion_mnist(data_dir: str):
+    """(X_train, y_train, X_test, y_test), float32 inputs standardised with Fashion-MNIST's mean and std."""
+    dataset = load_dataset("fashion-mnist", data_dir, download=False, progress=False)
+    prepare = lambda X: ((X.astype(np.float32) / 255.0) - 0.2860) / 0.3530  # noqa: E731
+    return prepare(dataset.X_train), dataset.y_train, prepare(dataset.X_test), dataset.y_test
 
 
 def peak_rss_of_train(data_dir: str) -> float:
@@ -244,9 +267,7 @@ def main(argv=None) -> int:
     # data and PyTorch would count the parent's pages in its peak RSS.
     rss = peak_rss_of_train(args.data_dir)
     help_s, bare_s = startup()
-    dataset = load_dataset("fashion-mnist", args.data_dir, download=False, progress=False)
-    prepare = lambda X: ((X.astype(np.float32) / 255.0) - 0.2860) / 0.3530  # noqa: E731 - Fashion-MNIST's mean, std
-    data = (prepare(dataset.X_train), dataset.y_train, prepare(dataset.X_test), dataset.y_test)
+    data = fashion_mnist(args.data_dir)
     import numpy
     import sklearn
     import torch
