@@ -111,3 +111,22 @@ def test_relu_kernels_read_read_only_inputs_and_fall_back_for_other_layouts(comp
     np.testing.assert_array_equal(kernels.relu(z), np.maximum(z, 0))
     np.testing.assert_array_equal(kernels.relu(z.T), np.maximum(z.T, 0))  # not C-contiguous: NumPy's path
     np.testing.assert_array_equal(kernels.relu(np.arange(-2, 3)), [0, 0, 0, 1, 2])  # integers: NumPy's path
+
+
+def test_compiled_loops_refuse_arrays_they_cannot_take(compiled):
+    """Called directly with the wrong arrays, the loops raise; they never read past an array."""
+    a32, b32 = np.zeros(5, dtype=np.float32), np.zeros(5, dtype=np.float32)
+    with pytest.raises(ValueError, match="same size and dtype"):
+        compiled.sgd_step(a32, np.zeros(4, dtype=np.float32), 0.1)
+    with pytest.raises(ValueError, match="same size and dtype"):
+        compiled.relu(a32, np.zeros(5, dtype=np.float64))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        compiled.relu(np.zeros(5, dtype=np.int32), np.zeros(5, dtype=np.int32))
+    with pytest.raises(TypeError, match="takes 4 arrays and 5 numbers"):
+        compiled.adam_step(a32, b32, a32, b32, 0.9)
+    with pytest.raises(TypeError):
+        compiled.sgd_step(a32, b32, "fast")
+    read_only = np.zeros(5, dtype=np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises((ValueError, BufferError)):
+        compiled.sgd_step(read_only, b32, 0.1)  # the parameter is written

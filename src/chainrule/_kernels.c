@@ -79,123 +79,101 @@ DEFINE_SGD(sgd_double, double)
 DEFINE_RELU(relu_float, relu_grad_float, float)
 DEFINE_RELU(relu_double, relu_grad_double, double)
 
-/* Buffers of `count` C-contiguous arrays of one size and one dtype (float32 or float64); array k must
-   be writable where bit k of `written` is set. Returns 'f' or 'd', or 0 with a Python exception set and
-   nothing held. */
-static char get_arrays(const char *name, PyObject **arrays, Py_buffer *views, int count, unsigned written)
+/* The loop of one element-wise function for arrays of one type ('f' or 'd'), given their data, their
+   length and the function's scalar arguments. */
+typedef void (*loop_fn)(char type, void **data, Py_ssize_t n, const double *scalars);
+
+/* NAME(array_0, ..., array_{count-1}, scalar_0, ..., scalar_{n_scalars-1}) from Python: the arrays
+   C-contiguous, of one size and one dtype (float32 or float64), array k writable where bit k of
+   `written` is set; runs `loop` without the GIL. */
+static PyObject *elementwise(PyObject *args, const char *name, int count, unsigned written, int n_scalars,
+                             loop_fn loop)
 {
+    if (PyTuple_GET_SIZE(args) != count + n_scalars) {
+        PyErr_Format(PyExc_TypeError, "%s takes %d arrays and %d numbers", name, count, n_scalars);
+        return NULL;
+    }
+    double scalars[8];
+    for (int k = 0; k < n_scalars; k++) {
+        scalars[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(args, count + k));
+        if (scalars[k] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    Py_buffer views[4];
     int held = 0;
     for (; held < count; held++) {
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | ((written >> held) & 1 ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(arrays[held], &views[held], flags) < 0)
-            goto fail;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, held), &views[held], flags) < 0)
+            goto done;
     }
     const char *format = views[0].format;
     for (int k = 1; k < count; k++) {
         if (views[k].len != views[0].len || strcmp(views[k].format, format) != 0) {
             PyErr_Format(PyExc_ValueError, "%s: the arrays must have the same size and dtype", name);
-            goto fail;
+            goto done;
         }
     }
-    if (strcmp(format, "f") == 0 || strcmp(format, "d") == 0)
-        return format[0];
-    PyErr_Format(PyExc_TypeError, "%s: expected float32 or float64 arrays, got format '%s'", name, format);
-fail:
+    if (strcmp(format, "f") != 0 && strcmp(format, "d") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: expected float32 or float64 arrays, got format '%s'", name, format);
+        goto done;
+    }
+    void *data[4];
+    for (int k = 0; k < count; k++)
+        data[k] = views[k].buf;
+    Py_ssize_t n = views[0].len / views[0].itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    loop(format[0], data, n, scalars);
+    Py_END_ALLOW_THREADS
+done:
     for (int k = 0; k < held; k++)
         PyBuffer_Release(&views[k]);
-    return 0;
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
-static void release(Py_buffer *views, int count)
+static void adam_loop(char type, void **d, Py_ssize_t n, const double *s)
 {
-    for (int k = 0; k < count; k++)
-        PyBuffer_Release(&views[k]);
-}
-
-static PyObject *adam_step(PyObject *self, PyObject *args)
-{
-    PyObject *arrays[4];
-    double b1, b2, step_size, inv_sqrt_bc2, eps;
-    if (!PyArg_ParseTuple(args, "OOOOddddd:adam_step", &arrays[0], &arrays[1], &arrays[2], &arrays[3],
-                          &b1, &b2, &step_size, &inv_sqrt_bc2, &eps))
-        return NULL;
-    Py_buffer view[4];
-    char type = get_arrays("adam_step", arrays, view, 4, 0xD);  /* p, m, v */
-    if (!type)
-        return NULL;
-    Py_ssize_t n = view[0].len / view[0].itemsize;
-    Py_BEGIN_ALLOW_THREADS
+    double b1 = s[0], b2 = s[1], step_size = s[2], inv_sqrt_bc2 = s[3], eps = s[4];
     if (type == 'f')
-        adam_float(view[0].buf, view[1].buf, view[2].buf, view[3].buf, n, (float)b1, (float)(1.0 - b1),
-                   (float)b2, (float)(1.0 - b2), (float)step_size, (float)inv_sqrt_bc2, (float)eps);
+        adam_float(d[0], d[1], d[2], d[3], n, (float)b1, (float)(1.0 - b1), (float)b2, (float)(1.0 - b2),
+                   (float)step_size, (float)inv_sqrt_bc2, (float)eps);
     else
-        adam_double(view[0].buf, view[1].buf, view[2].buf, view[3].buf, n, b1, 1.0 - b1, b2, 1.0 - b2,
-                    step_size, inv_sqrt_bc2, eps);
-    Py_END_ALLOW_THREADS
-    release(view, 4);
-    Py_RETURN_NONE;
+        adam_double(d[0], d[1], d[2], d[3], n, b1, 1.0 - b1, b2, 1.0 - b2, step_size, inv_sqrt_bc2, eps);
 }
 
-static PyObject *sgd_step(PyObject *self, PyObject *args)
+static void sgd_loop(char type, void **d, Py_ssize_t n, const double *s)
 {
-    PyObject *arrays[2];
-    double lr;
-    if (!PyArg_ParseTuple(args, "OOd:sgd_step", &arrays[0], &arrays[1], &lr))
-        return NULL;
-    Py_buffer view[2];
-    char type = get_arrays("sgd_step", arrays, view, 2, 0x1);  /* p */
-    if (!type)
-        return NULL;
-    Py_ssize_t n = view[0].len / view[0].itemsize;
-    Py_BEGIN_ALLOW_THREADS
     if (type == 'f')
-        sgd_float(view[0].buf, view[1].buf, n, (float)lr);
+        sgd_float(d[0], d[1], n, (float)s[0]);
     else
-        sgd_double(view[0].buf, view[1].buf, n, lr);
-    Py_END_ALLOW_THREADS
-    release(view, 2);
-    Py_RETURN_NONE;
+        sgd_double(d[0], d[1], n, s[0]);
 }
 
-static PyObject *relu(PyObject *self, PyObject *args)
+static void relu_loop(char type, void **d, Py_ssize_t n, const double *s)
 {
-    PyObject *arrays[2];
-    if (!PyArg_ParseTuple(args, "OO:relu", &arrays[0], &arrays[1]))
-        return NULL;
-    Py_buffer view[2];
-    char type = get_arrays("relu", arrays, view, 2, 0x2);  /* out */
-    if (!type)
-        return NULL;
-    Py_ssize_t n = view[0].len / view[0].itemsize;
-    Py_BEGIN_ALLOW_THREADS
+    (void)s;
     if (type == 'f')
-        relu_float(view[0].buf, view[1].buf, n);
+        relu_float(d[0], d[1], n);
     else
-        relu_double(view[0].buf, view[1].buf, n);
-    Py_END_ALLOW_THREADS
-    release(view, 2);
-    Py_RETURN_NONE;
+        relu_double(d[0], d[1], n);
 }
 
-static PyObject *relu_grad(PyObject *self, PyObject *args)
+static void relu_grad_loop(char type, void **d, Py_ssize_t n, const double *s)
 {
-    PyObject *arrays[3];
-    if (!PyArg_ParseTuple(args, "OOO:relu_grad", &arrays[0], &arrays[1], &arrays[2]))
-        return NULL;
-    Py_buffer view[3];
-    char type = get_arrays("relu_grad", arrays, view, 3, 0x4);  /* out */
-    if (!type)
-        return NULL;
-    Py_ssize_t n = view[0].len / view[0].itemsize;
-    Py_BEGIN_ALLOW_THREADS
+    (void)s;
     if (type == 'f')
-        relu_grad_float(view[0].buf, view[1].buf, view[2].buf, n);
+        relu_grad_float(d[0], d[1], d[2], n);
     else
-        relu_grad_double(view[0].buf, view[1].buf, view[2].buf, n);
-    Py_END_ALLOW_THREADS
-    release(view, 3);
-    Py_RETURN_NONE;
+        relu_grad_double(d[0], d[1], d[2], n);
 }
+
+/* param, grad, m, v (param, m and v updated), beta1, beta2, step_size, inv_sqrt_bc2, eps */
+static PyObject *adam_step(PyObject *self, PyObject *args) { return elementwise(args, "adam_step", 4, 0xD, 5, adam_loop); }
+/* param (updated), grad, lr */
+static PyObject *sgd_step(PyObject *self, PyObject *args) { return elementwise(args, "sgd_step", 2, 0x1, 1, sgd_loop); }
+/* z, out (written) */
+static PyObject *relu(PyObject *self, PyObject *args) { return elementwise(args, "relu", 2, 0x2, 0, relu_loop); }
+/* grad, a, out (written) */
+static PyObject *relu_grad(PyObject *self, PyObject *args) { return elementwise(args, "relu_grad", 3, 0x4, 0, relu_grad_loop); }
 
 /* How many rows ahead take_rows asks for: enough to hide the memory latency, few enough that the
    prefetched rows are still in cache when copied (2-8 measured alike). */
@@ -271,6 +249,6 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Fused optimizer updates and the gathering of mini-batches.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "The compiled loops of a training step (chainrule.kernels wraps them).", -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
