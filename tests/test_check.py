@@ -1,5 +1,6 @@
-"""chainrule check on seed 002's published solution finds its slips, accepts a correct solution, and
-bad problem or answers files get one line naming the file and the place (exit code 2)."""
+"""chainrule check on a worked solution with slips (the numbers of the published solution of the exercise
+in the original notes) finds them, accepts a correct solution, and bad problem or answers files get one
+line naming the file and the place (exit code 2)."""
 
 import subprocess
 import sys
@@ -7,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chainrule.check import check_answers, load_answers
-from chainrule.explain import run_problem
-from chainrule.problem import load_problem
+from chainrule.explain import load_problem, run_problem
+from chainrule.explain.check import check_answers, load_answers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -24,8 +24,8 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "chainrule.cli", *map(str, args)], capture_output=True, text=True)
 
 
-def test_seed002_published_solution_slips_are_found():
-    v = verdicts("seed002_relu_mse.toml", "seed002_published_answers.toml")
+def test_the_slips_of_a_worked_solution_are_found():
+    v = verdicts("relu_mse.toml", "relu_mse_answers_with_slips.toml")
     assert [k for k, x in v.items() if x.right] == ["layers[1].output", "layers[2].output", "loss"]
     assert v["layers[0].output"].causes == ["[0][1]: -0.5, right -1"]
     assert "the 1/n of the loss scale 1/(2n) is missing" in v["layers[2].grad_output"].causes[0]
@@ -34,8 +34,8 @@ def test_seed002_published_solution_slips_are_found():
     assert "transposed" not in v["layers[2].params_after.W"].causes[0]
 
 
-def test_seed002_logloss_derivative_has_the_wrong_sign_for_y_1():
-    v = verdicts("seed002_sigmoid_logloss.toml", "seed002_logloss_published_answers.toml")
+def test_logloss_derivative_has_the_wrong_sign_for_y_1():
+    v = verdicts("sigmoid_logloss.toml", "sigmoid_logloss_answers_with_slips.toml")
     assert v["layers[3].output"].right and v["layers[3].local_derivative"].right  # 0.73 and 0.2, rounded
     assert v["layers[3].grad_output"].causes == ["[1][0]: wrong sign (1.4, right -1.36788)"]
     causes = v["layers[3].grad_input"].causes
@@ -43,13 +43,13 @@ def test_seed002_logloss_derivative_has_the_wrong_sign_for_y_1():
 
 
 def test_correct_solution_is_accepted():
-    result = cli("check", EXAMPLES / "seed002_relu_mse.toml", EXAMPLES / "seed002_correct_answers.toml")
+    result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers.toml")
     assert result.returncode == 0, result.stdout
     assert result.stdout.startswith("11 of 11 answers right")
 
 
 def test_published_solution_exits_1_and_json_lists_causes():
-    result = cli("check", EXAMPLES / "seed002_relu_mse.toml", EXAMPLES / "seed002_published_answers.toml",
+    result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers_with_slips.toml",
                  "--format", "json")
     assert result.returncode == 1
     import json
@@ -67,12 +67,12 @@ def test_published_solution_exits_1_and_json_lists_causes():
 def test_precision_and_shape_rules(tmp_path, text, right):
     answers = tmp_path / "a.toml"
     answers.write_text(text + "\n")
-    result = check_answers(run_problem(load_problem(EXAMPLES / "seed002_relu_mse.toml")), load_answers(str(answers)))
+    result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
     assert result[0].right is right, result[0].causes
 
 
 def test_a_value_from_the_wrong_step(tmp_path):
-    problem = load_problem(EXAMPLES / "seed003_softmax_regression.toml")
+    problem = load_problem(EXAMPLES / "softmax_regression_l2.toml")
     explanation = run_problem(problem)
     second = explanation.steps[1].layers[0].output.round(6).tolist()
     answers = tmp_path / "a.toml"
@@ -104,7 +104,7 @@ lr = 1.0
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.replace('type = "relu"', 'type = "relu'), "not valid TOML: "),
     (lambda s: s.replace('type = "relu"', 'type = "swish"'),
-     "layers[1].type: unknown value 'swish'; expected one of linear, batchnorm, leaky_relu, relu"),
+     "layers[1].type: unknown value 'swish'; expected one of batchnorm, gelu, identity, layernorm, leaky_relu"),
     (lambda s: s.replace("W = [[0.5], [1]]", "W = [[0.5], [1], [2]]"),
      "layers[2].W: expected 2 rows (the layer's input has 2 features), got shape (3, 1)"),
     (lambda s: s.replace("W = [[0.5], [1]]", ""), "layers[2]: missing key 'W'"),
@@ -141,11 +141,11 @@ def test_missing_problem_file_and_bad_answers(tmp_path):
     result = cli("explain", tmp_path / "nope.toml")
     assert result.returncode == 2 and "nope.toml: no such file" in result.stderr
     (tmp_path / "a.toml").write_text('"layers[9].output" = [1]\n')
-    result = cli("check", EXAMPLES / "seed002_relu_mse.toml", tmp_path / "a.toml")
+    result = cli("check", EXAMPLES / "relu_mse.toml", tmp_path / "a.toml")
     assert result.returncode == 2 and "layers[9].output: the problem has no such value" in result.stderr
     (tmp_path / "a.toml").write_text('"weights" = [1]\n')
-    result = cli("check", EXAMPLES / "seed002_relu_mse.toml", tmp_path / "a.toml")
+    result = cli("check", EXAMPLES / "relu_mse.toml", tmp_path / "a.toml")
     assert result.returncode == 2 and "weights: not a place in the output of chainrule explain" in result.stderr
     (tmp_path / "a.toml").write_text("")
-    result = cli("check", EXAMPLES / "seed002_relu_mse.toml", tmp_path / "a.toml")
+    result = cli("check", EXAMPLES / "relu_mse.toml", tmp_path / "a.toml")
     assert result.returncode == 2 and "no answers found" in result.stderr

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chainrule import data
-from chainrule.data import DataError, load_dataset, read_idx, write_idx
+from chainrule.training import data
+from chainrule.training.data import DataError, load_dataset, read_idx, write_idx
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reason="../shared/datasets not present")

@@ -25,11 +25,37 @@ def test_linear(shape, out, bias):
 
 
 @FAST
-@given(shapes, st.sampled_from(["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]))
+@given(shapes, st.sampled_from(cr.activations.names()))
 def test_activations(shape, name):
     n, d, seed = shape
-    layer = cr.activations.ACTIVATIONS[name]()
+    layer = cr.LAYERS[name].cls()
     report = check_gradients(layer, random_input(n, d, seed, scale=3.0), seed=seed)
+    assert report.worst.error < 1e-7
+
+
+def test_local_derivative_is_what_backward_multiplies_by():
+    """The trace's f'(z) is the backward pass of ones; for each element-wise activation it must also be
+    the derivative itself, computed here independently by central differences entry by entry."""
+    z = random_input(4, 5, 0, scale=2.0)
+    for name in cr.activations.names(hidden=True):
+        layer = cr.LAYERS[name].cls()
+        layer.forward(z)
+        h = 1e-6
+        numeric = (cr.LAYERS[name].cls().forward(z + h) - cr.LAYERS[name].cls().forward(z - h)) / (2 * h)
+        np.testing.assert_allclose(layer.local_derivative(), numeric, rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+@FAST
+@given(shapes, st.booleans(), st.floats(1e-6, 1e-2))
+def test_layernorm(shape, affine_random, eps):
+    n, d, seed = shape
+    d += 2  # two features normalise to ±1 whatever they hold: a gradient of rounding noise only
+    ln = cr.LayerNorm(d, eps=eps, dtype=np.float64)
+    if affine_random:
+        rng = np.random.default_rng(seed)
+        ln.params["gamma"].data[:] = rng.normal(size=d)
+        ln.params["beta"].data[:] = rng.normal(size=d)
+    report = check_gradients(ln, random_input(n, d, seed) * 3 + 1, seed=seed)
     assert report.worst.error < 1e-7
 
 
@@ -107,11 +133,14 @@ def test_binary_losses(shape):
 
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.integers(0, 2**31 - 1),
-       st.sampled_from(["relu", "tanh", "sigmoid", "leaky_relu"]), st.booleans(), st.booleans())
-def test_deep_network_with_loss(hidden, seed, activation, batchnorm, dropout):
+       st.sampled_from(cr.activations.names(hidden=True)), st.sampled_from(["", "batchnorm", "layernorm"]),
+       st.booleans())
+def test_deep_network_with_loss(hidden, seed, activation, norm, dropout):
+    if norm == "layernorm":  # one or two features normalise to constants: gradients of rounding noise only
+        hidden = [h + 2 for h in hidden]
     sizes = [3, *hidden, 4]
-    net = cr.mlp(sizes, activation, batchnorm=batchnorm, dropout=0.3 if dropout else 0.0, seed=seed,
-                 dtype=np.float64)
+    net = cr.mlp(sizes, activation, batchnorm=norm == "batchnorm", layernorm=norm == "layernorm",
+                 dropout=0.3 if dropout else 0.0, seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
     for p in net.parameters():  # biases off zero: a dead ReLU row then never sits on the kink at 0
         p.data += rng.normal(0, 0.3, p.shape)
@@ -143,8 +172,8 @@ def test_two_backward_passes_add_up():
 
 def test_gradcheck_catches_a_wrong_gradient():
     class WrongSigmoid(cr.Sigmoid):
-        def local_derivative(self):  # forgets the (1 − σ) factor
-            return self.out
+        def times_derivative(self, grad):  # forgets the (1 − σ) factor
+            return grad * self.out
 
     report = gradcheck(WrongSigmoid(), random_input(4, 3, 0))
     assert not report.passed
@@ -182,3 +211,11 @@ def test_relative_error_definition():
 def test_builtin_catalogue(name):
     report = builtin_checks(seed=3)[name]()
     assert report.passed, str(report)
+
+
+def test_builtin_catalogue_covers_every_registered_kind():
+    names = set(builtin_checks())
+    for kind in cr.LAYERS.kinds():
+        assert kind.name in names, f"no gradient check of the layer kind {kind.name!r}"
+    for kind in cr.LOSSES.kinds():
+        assert any(n == kind.name or n.startswith(f"{kind.name}_") for n in names), kind.name

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainrule.check import load_answers
-from chainrule.data import read_idx, write_idx
 from chainrule.errors import ChainruleError
-from chainrule.io import load_model
-from chainrule.problem import load_problem
+from chainrule.explain import load_problem
+from chainrule.explain.check import load_answers
+from chainrule.training.data import read_idx, write_idx
+from chainrule.training.modelfile import load_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -100,22 +100,22 @@ def test_corrupted_checkpoint_is_refused(dataset, uninterrupted, tmp_path):
     (out / "checkpoint.npz").write_bytes(data[: len(data) // 3])
     result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "checkpoint.npz: not a readable chainrule model file" in result.stderr.strip()
+    assert "checkpoint.npz: not a readable chainrule checkpoint" in result.stderr.strip()
     result = subprocess.run(chainrule("train", "--resume", tmp_path / "nothing"), capture_output=True, text=True)
     assert result.returncode == 1 and "no checkpoint.npz there" in result.stderr
 
 
 def test_checkpoint_of_another_model_is_refused(dataset, uninterrupted, tmp_path):
-    import chainrule.checkpoint as checkpoint
+    import chainrule.training.checkpoint as checkpoint
 
     with np.load(uninterrupted / "checkpoint.npz") as archive:
         arrays = {k: archive[k] for k in archive.files}
-    arrays["model.0"] = np.zeros((3, 3), np.float32)
+    arrays["model.0.W"] = np.zeros((3, 3), np.float32)
     out = tmp_path / "run"
     out.mkdir()
     np.savez(out / "checkpoint.npz", **arrays)
     result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
-    assert result.returncode == 1 and "model.0 has shape (3, 3)" in result.stderr
+    assert result.returncode == 1 and "0.W has shape (3, 3)" in result.stderr
     assert checkpoint.NAME == "checkpoint.npz"
 
 
@@ -130,8 +130,8 @@ def test_loss_that_becomes_nan_stops_the_run_with_epoch_and_batch(tmp_path):
 
 def test_a_failure_after_a_checkpoint_keeps_it(tmp_path, monkeypatch):
     """A run that breaks in epoch 3 keeps the checkpoint of epoch 2 (and says where it is)."""
-    import chainrule.train as train_module
-    from chainrule.run import TrainConfig, train
+    import chainrule.training.loop as train_module
+    from chainrule.training.run import TrainConfig, train
 
     calls = {"n": 0}
     original = train_module.run_epoch
@@ -167,7 +167,7 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path):
 
 def test_force_removes_the_files_of_the_earlier_run_first(uninterrupted, tmp_path):
     """A new run over an old one with --force, interrupted at once, must not offer to resume the old one."""
-    from chainrule.run import RunInterrupted, TrainConfig, prepare_output
+    from chainrule.training.run import RunInterrupted, TrainConfig, prepare_output
 
     out = tmp_path / "run"
     out.mkdir()
@@ -229,14 +229,14 @@ def test_fuzz_idx_reader(tmp_path, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzz_problem_loader(tmp_path, data):
-    seed = (EXAMPLES / "seed002_relu_mse.toml").read_bytes()
+    seed = (EXAMPLES / "relu_mse.toml").read_bytes()
     only_our_errors(load_problem, tmp_path / "fuzz.toml", data.draw(mutations(seed)))
 
 
 @FUZZ
 @given(data=st.data())
 def test_fuzz_answers_loader(tmp_path, data):
-    seed = (EXAMPLES / "seed002_published_answers.toml").read_bytes()
+    seed = (EXAMPLES / "relu_mse_answers_with_slips.toml").read_bytes()
     only_our_errors(lambda p: load_answers(str(p)), tmp_path / "fuzz.toml", data.draw(mutations(seed)))
 
 
@@ -258,7 +258,7 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     import shutil as shutil_module
 
     from chainrule.errors import ConfigError
-    from chainrule.run import TrainConfig, train
+    from chainrule.training.run import TrainConfig, train
 
     monkeypatch.setattr(shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(ConfigError, match="has 0.0 MB free; this run needs about"):
@@ -267,7 +267,7 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
 
 
 def test_internal_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
-    code = ("import sys, chainrule.cli as c, chainrule.data as d\n"
+    code = ("import sys, chainrule.cli as c, chainrule.training.data as d\n"
             "def broken(*a, **k):\n    raise RuntimeError('boom')\n"
             "d.describe = broken\nsys.exit(c.main(sys.argv[1:]))\n")
     result = subprocess.run([sys.executable, "-c", code, "datasets"], capture_output=True, text=True)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.data import load_digits, write_idx
 from chainrule.errors import DataError
-from chainrule.io import load_model
+from chainrule.training.data import load_digits, read_idx, write_idx
+from chainrule.training.modelfile import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -64,7 +64,7 @@ def test_save_load_identical_predictions(tmp_path):
                           tuple("0123456789"), (8, 8))
     model.save(tmp_path / "m.npz")
     loaded = load_model(tmp_path / "m.npz")
-    np.testing.assert_array_equal(loaded.logits(digits.X_test), model.logits(digits.X_test))
+    np.testing.assert_array_equal(loaded.outputs(digits.X_test), model.outputs(digits.X_test))
     assert loaded.classes == model.classes and loaded.image_shape == (8, 8) and loaded.scale == 16.0
 
 
@@ -135,8 +135,8 @@ def test_model_trained_on_real_mnist_digits_predicts_real_mnist_pictures(tmp_pat
     dark ink on white paper: the picture path (invert, crop, scale, centre) must keep them readable."""
     from PIL import Image
 
-    images = cr.data.read_idx(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz")
-    labels = cr.data.read_idx(SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    images = read_idx(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz")
     np.savez(tmp_path / "mnist.npz", X_train=images[:3000], y_train=labels[:3000], X_test=images[9000:],
              y_test=labels[9000:])
     result = cli("train", "--dataset", tmp_path / "mnist.npz", "--epochs", "5", "--no-plots", "--quiet",
@@ -208,7 +208,7 @@ def test_bad_training_options(tmp_path, args, message):
     assert message in one_line_error(cli("train", *args, "--out", tmp_path / "o"))
 
 
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--hidden", "12,x"], ["--optimizer", "rmsprop"]])
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--hidden", "12,x"], ["--optimizer", "adagrad"], ["--activation", "swish"]])
 def test_bad_command_lines_exit_2(args):
     result = cli("train", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -228,13 +228,13 @@ def write_zip(path, arrays):
 
 
 @pytest.mark.parametrize("tamper, message", [
-    (lambda a: a.pop("layers.0.W"), "missing layers.0.W"),
-    (lambda a: a.update({"extra": np.zeros(1)}), "unexpected extra"),
-    (lambda a: a.update({"layers.0.W": np.zeros((3, 3), np.float32)}), "layers.0.W has shape (3, 3)"),
-    (lambda a: a.update({"layers.0.W": np.full(a["layers.0.W"].shape, np.nan, np.float32)}), "contains NaN"),
+    (lambda a: a.pop("model.0.W"), "missing array model.0.W"),
+    (lambda a: a.update({"extra": np.zeros(1)}), "unexpected arrays extra"),
+    (lambda a: a.update({"model.0.W": np.zeros((3, 3), np.float32)}), "0.W has shape (3, 3)"),
+    (lambda a: a.update({"model.0.W": np.full(a["model.0.W"].shape, np.nan, np.float32)}), "model.0.W contains NaN"),
     (lambda a: a.update({"meta": np.array("{not json")}), "no readable 'meta' record"),
     (lambda a: a.update({"meta": np.array(json.dumps({"format": "other"}))}), "format 'other'"),
-    (lambda a: a.update({"layers.0.W": np.array([object()] * 2, dtype=object)}), "Python objects, which are never loaded"),
+    (lambda a: a.update({"model.0.W": np.array([object()] * 2, dtype=object)}), "Python objects, which are never loaded"),
 ])
 def test_crafted_model_files_are_refused(digits_run, tmp_path, tamper, message):
     out, _ = digits_run
@@ -251,7 +251,7 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
     with np.load(out / "model.npz") as archive:
         arrays = {k: archive[k] for k in archive.files}
     meta = json.loads(str(arrays["meta"]))
-    meta["layers"][2]["in"] = 999
+    meta["layers"][2]["in_features"] = 999
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "arch.npz", **arrays)
     with pytest.raises(DataError, match="the weights do not match the architecture|has shape"):
@@ -265,11 +265,11 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
 
 
 def test_huge_declared_size_is_refused(tmp_path, monkeypatch):
-    import chainrule.io as io
+    import chainrule.archive as archive_module
 
     path = tmp_path / "big.npz"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("meta.npy", b"\x00" * 2000)  # a small file that declares a large content
-    monkeypatch.setattr(io, "MAX_BYTES", 1000)
+    monkeypatch.setattr(archive_module, "MAX_BYTES", 1000)
     with pytest.raises(DataError, match="declares 2000 bytes"):
         load_model(path)

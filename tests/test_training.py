@@ -9,7 +9,7 @@ import pytest
 import chainrule as cr
 from chainrule.cli import main
 from chainrule.init import init_weight
-from chainrule.train import fit
+from chainrule.training.loop import fit
 
 
 def spirals(per_class, classes=3, seed=0):

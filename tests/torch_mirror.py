@@ -1,44 +1,54 @@
-"""PyTorch twins of our networks and losses, for the parity tests (float64)."""
+"""PyTorch twins of our networks, losses and optimizers, for the parity tests (float64).
+
+One table entry per registered kind; a test fails on a kind that has none, so a new kind cannot go
+unchecked against PyTorch.
+"""
 
 import chainrule as cr
 
+#: Layer kind -> (the torch.nn module computing the same, our parameter names as its attributes).
+LAYERS = {
+    "linear": (lambda nn, l: nn.Linear(l.in_features, l.out_features, bias="b" in l.params),
+               {"W": "weight", "b": "bias"}),
+    "batchnorm": (lambda nn, l: nn.BatchNorm1d(l.num_features, eps=l.eps, momentum=l.momentum),
+                  {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}),
+    "layernorm": (lambda nn, l: nn.LayerNorm(l.normalized_shape, eps=l.eps), {"gamma": "weight", "beta": "bias"}),
+    "dropout": (lambda nn, l: nn.Dropout(l.p), {}),
+    "identity": (lambda nn, l: nn.Identity(), {}),
+    "sigmoid": (lambda nn, l: nn.Sigmoid(), {}),
+    "tanh": (lambda nn, l: nn.Tanh(), {}),
+    "relu": (lambda nn, l: nn.ReLU(), {}),
+    "leaky_relu": (lambda nn, l: nn.LeakyReLU(l.alpha), {}),
+    "gelu": (lambda nn, l: nn.GELU(), {}),
+    "softmax": (lambda nn, l: nn.Softmax(dim=1), {}),
+}
+
 
 def to_torch(torch, layer):
-    """The PyTorch module that computes what ``layer`` computes, with the same parameters."""
+    """The PyTorch module that computes what ``layer`` computes, with the same parameters and buffers.
+    Torch keeps a linear layer's weight as (out, in), the transpose of ours."""
     nn = torch.nn
     if isinstance(layer, cr.Sequential):
         return nn.Sequential(*(to_torch(torch, child) for child in layer.layers))
-    if isinstance(layer, cr.Linear):
-        mirror = nn.Linear(layer.in_features, layer.out_features, bias="b" in layer.params)
-        with torch.no_grad():
-            mirror.weight.copy_(torch.from_numpy(layer.params["W"].data.T.copy()))  # torch keeps (out, in)
-            if "b" in layer.params:
-                mirror.bias.copy_(torch.from_numpy(layer.params["b"].data))
-        return mirror
-    if isinstance(layer, cr.BatchNorm1d):
-        mirror = nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
-        with torch.no_grad():
-            mirror.weight.copy_(torch.from_numpy(layer.params["gamma"].data))
-            mirror.bias.copy_(torch.from_numpy(layer.params["beta"].data))
-            mirror.running_mean.copy_(torch.from_numpy(layer.buffers["running_mean"]))
-            mirror.running_var.copy_(torch.from_numpy(layer.buffers["running_var"]))
-        return mirror.train(layer.training)
-    simple = {cr.Identity: nn.Identity(), cr.Sigmoid: nn.Sigmoid(), cr.Tanh: nn.Tanh(), cr.ReLU: nn.ReLU(),
-              cr.Softmax: nn.Softmax(dim=1)}
-    if isinstance(layer, cr.LeakyReLU):
-        return nn.LeakyReLU(layer.alpha)
-    return simple[type(layer)]
+    make, names = LAYERS[layer.kind]
+    mirror = make(nn, layer)
+    state = layer.state_dict()
+    with torch.no_grad():
+        for ours, theirs in names.items():
+            if ours in state:  # a linear layer without a bias has no "b"
+                array = state[ours]
+                getattr(mirror, theirs).copy_(torch.from_numpy((array.T if ours == "W" else array).copy()))
+    return mirror.train(layer.training)
 
 
 def torch_arrays(mirror, ours, of=lambda t: t.grad):
     """``of(tensor)`` for each of ``mirror``'s parameters, named and laid out as ours: the gradients by
-    default, ``of=lambda t: t.detach()`` for the values. Torch keeps weights as (out, in)."""
+    default, ``of=lambda t: t.detach()`` for the values."""
     arrays = {}
     for i, (layer, child) in enumerate(zip(ours.layers, mirror, strict=True)):
-        names = {cr.Linear: ("W", "b"), cr.BatchNorm1d: ("gamma", "beta")}.get(type(layer), ())
-        for name, tensor in zip(names, (getattr(child, "weight", None), getattr(child, "bias", None))):
-            if tensor is not None:
-                array = of(tensor).numpy()
+        for name, theirs in LAYERS[layer.kind][1].items():
+            if name in layer.params:
+                array = of(getattr(child, theirs)).numpy()
                 arrays[f"{i}.{name}"] = array.T if name == "W" else array
     return arrays
 
@@ -57,3 +67,16 @@ def torch_loss(torch, name, scale, pred, target, n):
         return k * (F.nll_loss(torch.log(pred), target, reduction="sum") if target.ndim == 1
                     else -(target * torch.log(pred)).sum())
     return k * F.cross_entropy(pred, target, reduction="sum")
+
+
+def torch_optimizer(torch, name, settings, params):
+    """``torch.optim``'s optimizer for our registered ``name`` with ``settings`` (our names)."""
+    s = dict(settings)
+    optim = torch.optim
+    if name in ("adam", "adamw"):
+        cls = optim.AdamW if name == "adamw" else optim.Adam
+        s.pop("decoupled", None)
+        return cls(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), eps=s["eps"], weight_decay=s["weight_decay"])
+    if name == "rmsprop":
+        return optim.RMSprop(params, **s)
+    return optim.SGD(params, **s)

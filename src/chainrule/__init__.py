@@ -1,8 +1,11 @@
 """chainrule: neural networks in NumPy whose every gradient is the hand-derived formula.
 
-Layers, losses and optimizers follow the derivations in the project's seed documents; every backward
-pass can be seen (``chainrule explain``), checked (:func:`gradcheck`, PyTorch parity tests) and used
-for real (``chainrule train``).
+Every forward and backward pass can be seen (``chainrule explain``), checked (:func:`gradcheck`, PyTorch
+parity tests) and used for real (``chainrule train``). The layout (docs/architecture.md): a small core
+(``module``, ``layers``, ``activations``, ``losses``, ``network``, ``optim``, ``step``, ``init``,
+``gradcheck``, ``trace``, with the ``registry`` of kinds and their ``notation``), and two applications
+in packages: :mod:`chainrule.explain` (problem files, explain, check) and :mod:`chainrule.training`
+(datasets, runs, checkpoints, model files).
 
 The names below are imported when first used (PEP 562), so that ``import chainrule.cli`` — and with it
 ``chainrule --help`` — does not pay for NumPy and the rest.
@@ -17,20 +20,25 @@ from chainrule._version import __version__
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    **dict.fromkeys(("Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"), "activations"),
+    **dict.fromkeys(("GELU", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"), "activations"),
     **dict.fromkeys(("ChainruleError", "ConfigError", "DataError", "ShapeError"), "errors"),
     **dict.fromkeys(("GradcheckReport", "gradcheck"), "gradcheck"),
-    **dict.fromkeys(("Classifier", "load"), "io"),
-    **dict.fromkeys(("BatchNorm1d", "Dropout", "Linear"), "layers"),
+    **dict.fromkeys(("BatchNorm1d", "Dropout", "LayerNorm", "Linear"), "layers"),
     **dict.fromkeys(("BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "SoftmaxCrossEntropyLoss",
                      "add_l2_grad", "l2_penalty", "make_loss"), "losses"),
     **dict.fromkeys(("Module", "Parameter"), "module"),
     **dict.fromkeys(("Sequential", "mlp", "softmax_regression"), "network"),
-    **dict.fromkeys(("SGD", "Adam", "AdamW", "CosineAnnealingLR", "StepLR"), "optim"),
+    **dict.fromkeys(("SGD", "Adam", "AdamW", "RMSprop", "CosineAnnealingLR", "StepLR", "make_optimizer"), "optim"),
+    **dict.fromkeys(("LAYERS", "LOSSES", "OPTIMIZERS"), "registry"),
+    "train_step": "step",
+    "Classifier": "training.classifier",
+    "load": "training.modelfile",
+    "fit": "training.loop",
+    "TrainConfig": "training.config",
+    "train": "training.run",
 }
-_SUBMODULES = ("activations", "check", "cli", "data", "errors", "explain", "gradcheck", "init", "io", "layers",
-               "losses", "module", "network", "optim", "plots", "predict", "problem", "render", "run", "trace",
-               "train")
+_SUBMODULES = ("activations", "archive", "cli", "errors", "explain", "gradcheck", "init", "kernels", "layers",
+               "losses", "module", "network", "notation", "optim", "registry", "step", "trace", "training")
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
@@ -50,15 +58,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
-    from chainrule.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
+    from chainrule.activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
     from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError  # noqa: F401
     from chainrule.gradcheck import GradcheckReport, gradcheck  # noqa: F401
-    from chainrule.io import Classifier, load  # noqa: F401
-    from chainrule.layers import BatchNorm1d, Dropout, Linear  # noqa: F401
+    from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear  # noqa: F401
     from chainrule.losses import (  # noqa: F401
         BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, SoftmaxCrossEntropyLoss, add_l2_grad, l2_penalty,
         make_loss,
     )
     from chainrule.module import Module, Parameter  # noqa: F401
     from chainrule.network import Sequential, mlp, softmax_regression  # noqa: F401
-    from chainrule.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR  # noqa: F401
+    from chainrule.optim import (  # noqa: F401
+        SGD, Adam, AdamW, CosineAnnealingLR, RMSprop, StepLR, make_optimizer,
+    )
+    from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS  # noqa: F401
+    from chainrule.step import train_step  # noqa: F401
+    from chainrule.training.classifier import Classifier  # noqa: F401
+    from chainrule.training.config import TrainConfig  # noqa: F401
+    from chainrule.training.loop import fit  # noqa: F401
+    from chainrule.training.modelfile import load  # noqa: F401
+    from chainrule.training.run import train  # noqa: F401

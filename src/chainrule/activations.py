@@ -1,11 +1,14 @@
-"""Activation layers (seed 001, section 2): element-wise functions and the row-wise softmax.
+"""Activation layers: element-wise functions ``a = f(z)``, and the softmax of each row.
 
-Each caches what its derivative needs — for most, its own output ``a`` (``σ' = a(1−a)``,
-``tanh' = 1−a²``, ``ReLU' = [a > 0]``) — and its backward multiplies the incoming gradient by the local
-derivative: ``∂L/∂z = ∂L/∂a ⊙ f'(z)``.
+An element-wise activation passes back ``∂L/∂z = ∂L/∂a ⊙ f'(z)``. Each writes that product once, in
+:meth:`ElementWise.times_derivative`; the local derivative ``f'(z)`` that the trace records and ``explain``
+shows is that same product for an upstream gradient of ones, so the number shown is the number used.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,96 +16,138 @@ from numpy.typing import NDArray
 from chainrule import kernels
 from chainrule.errors import ConfigError, ShapeError
 from chainrule.module import Module, check_grad_shape
+from chainrule.notation import Eq, Formulas, with_formulas
+from chainrule.registry import LAYERS
 
 
 class Activation(Module):
-    """An element-wise activation ``a = f(z)``; subclasses give ``f`` and ``f'`` from the cache."""
+    """A layer without parameters that applies a fixed function to its input (element-wise or by row)."""
 
-    #: The local derivative as it is written in the trace (e.g. ``[z > 0]``).
-    derivative_formula = "f'(z)"
+    #: Formulas used in this layer's formulas, defined (``Φ(z) = …``), shown once under its forward pass.
+    definitions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self.out = None
 
-    def forward(self, x: NDArray) -> NDArray:
+    def _input(self, x) -> NDArray:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise ShapeError(f"{self!r}: expected a numeric array, got dtype {x.dtype}")
-        if x.dtype.kind != "f":
-            x = x.astype(np.float64)
-        self.out = self.function(x)
+        return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+class ElementWise(Activation):
+    """An element-wise activation ``a = f(z)``: subclasses give ``f`` (:meth:`apply`), the backward
+    product ``g ⊙ f'(z)`` (:meth:`times_derivative`, from what forward cached) and both as text, from
+    which their docstring's formulas are written."""
+
+    #: ``f`` and ``f'`` as shown, with ``{in}`` for ``z`` and ``{out}`` for ``a`` (``= …`` adds a form).
+    function: ClassVar[str] = "f({in})"
+    derivative: ClassVar[str] = "f′({in})"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        formulas = [f"a = {cls.function}", f"f′(z) = {cls.derivative}", *cls.definitions]
+        cls.__doc__ = with_formulas(cls.__doc__, formulas, {"in": "z", "out": "a"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = None
+
+    def forward(self, x: NDArray) -> NDArray:
+        self.x = self._input(x)
+        self.out = self.apply(self.x)
         return self.out
 
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         out = self._cached("out")
-        grad_output = check_grad_shape(self, grad_output, out.shape)
-        return grad_output * self.local_derivative()
+        return self.times_derivative(check_grad_shape(self, grad_output, out.shape))
 
-    def function(self, x: NDArray) -> NDArray:
+    def apply(self, z: NDArray) -> NDArray:
+        """``f(z)``, element by element, in ``z``'s dtype."""
+        raise NotImplementedError
+
+    def times_derivative(self, grad: NDArray) -> NDArray:
+        """``grad ⊙ f'(z)`` at the input of the last forward pass, as a new array."""
         raise NotImplementedError
 
     def local_derivative(self) -> NDArray:
-        """``f'(z)`` at the cached forward input, as an array of the input's shape."""
-        raise NotImplementedError
+        """``f'(z)`` at the input of the last forward pass: :meth:`times_derivative` of ones."""
+        return self.times_derivative(np.ones_like(self._cached("out")))
+
+    def formulas(self) -> Formulas:
+        return Formulas(
+            forward=(Eq(f"{{out}} = {self.function}"), *(Eq(d, result=None) for d in self.definitions)),
+            backward=(Eq(f"{{f′}} = {self.derivative}", values=False), Eq("∂L/∂{in} = {δ} ⊙ {f′}")),
+        )
+
+    def backward_details(self) -> dict[str, NDArray]:
+        return {"f′": self.local_derivative()}
 
 
-class Identity(Activation):
-    r""":math:`a = z`, :math:`a' = 1` (the output layer of a regression)."""
+@LAYERS.register("identity")
+class Identity(ElementWise):
+    """The identity, for the output layer of a regression (and the logits of a classifier)."""
 
-    derivative_formula = "1"
+    function, derivative = "{in}", "1"
 
-    def function(self, x):
-        return x
+    def apply(self, z):
+        return z
 
-    def local_derivative(self):
-        return np.ones_like(self.out)
+    def times_derivative(self, grad):
+        return grad.copy()
 
 
-class Sigmoid(Activation):
-    r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))`."""
+@LAYERS.register("sigmoid")
+class Sigmoid(ElementWise):
+    """The logistic sigmoid, whose outputs are probabilities."""
 
-    derivative_formula = "σ(z)(1 − σ(z))"
+    gives_probabilities = True
+    function, derivative = "σ({in})", "σ({in})(1 − σ({in})) = {out}(1 − {out})"
+    definitions = ("σ(z) = 1/(1 + e^(−z))",)
 
-    def function(self, x):
+    def apply(self, z):
         with np.errstate(over="ignore"):  # exp(-z) = inf for z ≪ 0 gives the right limit, 0
-            return 1.0 / (1.0 + np.exp(-x))
+            return 1.0 / (1.0 + np.exp(-z))
 
-    def local_derivative(self):
-        return self.out * (1.0 - self.out)
-
-
-class Tanh(Activation):
-    r""":math:`\tanh(z)`, :math:`\tanh'(z) = 1 - \tanh^2(z)`."""
-
-    derivative_formula = "1 − tanh²(z)"
-
-    def function(self, x):
-        return np.tanh(x)
-
-    def local_derivative(self):
-        return 1.0 - self.out * self.out
+    def times_derivative(self, grad):
+        a = self._cached("out")
+        return grad * (a * (1.0 - a))
 
 
-class ReLU(Activation):
-    r""":math:`\max(0, z)`, derivative :math:`[z > 0]` (0 at :math:`z = 0`, as in PyTorch)."""
+@LAYERS.register("tanh")
+class Tanh(ElementWise):
+    """The hyperbolic tangent."""
 
-    derivative_formula = "[z > 0]"
+    function, derivative = "tanh({in})", "1 − tanh²({in}) = 1 − {out}²"
 
-    def function(self, x):
-        return kernels.relu(x)
+    def apply(self, z):
+        return np.tanh(z)
 
-    def local_derivative(self):
-        return (self.out > 0).astype(self.out.dtype)  # a > 0 exactly where z > 0
-
-    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
-        out = self._cached("out")
-        grad_output = check_grad_shape(self, grad_output, out.shape)
-        return kernels.relu_grad(grad_output, out)  # grad · [z > 0] in one pass, without the 0/1 array
+    def times_derivative(self, grad):
+        a = self._cached("out")
+        return grad * (1.0 - a * a)
 
 
-class LeakyReLU(Activation):
-    r""":math:`z` for :math:`z > 0`, else :math:`\alpha z`; derivative 1 or :math:`\alpha`."""
+@LAYERS.register("relu")
+class ReLU(ElementWise):
+    """The rectified linear unit; its derivative at ``z = 0`` is taken as 0, as in PyTorch."""
+
+    function, derivative = "max(0, {in})", "[{in} > 0]"
+
+    def apply(self, z):
+        return kernels.relu(z)
+
+    def times_derivative(self, grad):
+        return kernels.relu_grad(grad, self._cached("out"))  # a > 0 exactly where z > 0
+
+
+@LAYERS.register("leaky_relu")
+class LeakyReLU(ElementWise):
+    """``z`` where ``z > 0``, else ``alpha·z``, with ``alpha`` in ``[0, 1)``."""
+
+    function, derivative = "max({alpha}·{in}, {in})", "[{in} > 0] + {alpha}·[{in} ≤ 0]"
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
@@ -112,39 +157,62 @@ class LeakyReLU(Activation):
             raise ConfigError(f"LeakyReLU: alpha must be a number, got {alpha!r}") from None
         if not 0.0 <= self.alpha < 1.0:
             raise ConfigError(f"LeakyReLU: alpha must be in [0, 1), got {alpha!r}")
-        self.derivative_formula = f"[z > 0] + {self.alpha:g}·[z ≤ 0]"
 
-    def function(self, x):
-        return np.where(x > 0, x, x * x.dtype.type(self.alpha))
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
-    def local_derivative(self):
-        return np.where(self.out > 0, 1.0, self.alpha).astype(self.out.dtype)
+    def apply(self, z):
+        return np.where(z > 0, z, z * z.dtype.type(self.alpha))
 
-    def __repr__(self) -> str:
-        return f"LeakyReLU(alpha={self.alpha:g})"
+    def times_derivative(self, grad):
+        a = self._cached("out")
+        return grad * np.where(a > 0, 1.0, self.alpha).astype(a.dtype)  # a > 0 exactly where z > 0
 
 
-class Softmax(Module):
-    r"""Softmax over each row, stable through the max-subtraction of seed 003:
+@LAYERS.register("gelu")
+class GELU(ElementWise):
+    """The Gaussian error linear unit, exact (PyTorch's default form, not the tanh approximation), with
+    ``Φ`` the standard normal distribution function and ``φ`` its density; the forward pass keeps ``Φ(z)``
+    for the backward pass."""
+
+    function, derivative = "{in}·Φ({in})", "Φ({in}) + {in}·φ({in})"
+    definitions = ("Φ(z) = ½·(1 + erf(z/√2)),  φ(z) = e^(−z²/2)/√(2π)",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cdf = None
+
+    def apply(self, z):
+        half = z.dtype.type(0.5)
+        self.cdf = half * (1 + kernels.erf(z * z.dtype.type(math.sqrt(0.5))))  # Φ(z)
+        return z * self.cdf
+
+    def times_derivative(self, grad):
+        z, cdf = self._cached("x"), self._cached("cdf")
+        pdf = np.exp(z * z * z.dtype.type(-0.5))
+        pdf *= z.dtype.type(1 / math.sqrt(2 * math.pi))  # φ(z)
+        return grad * (cdf + z * pdf)
+
+
+@LAYERS.register("softmax")
+class Softmax(Activation):
+    r"""Softmax over each row, made stable by subtracting the row's maximum (which changes nothing):
 
     .. math:: s_{ik} = \frac{e^{z_{ik} - \max_j z_{ij}}}{\sum_j e^{z_{ij} - \max_j z_{ij}}}
 
-    Its Jacobian is :math:`\partial s_k/\partial z_j = s_k(\Delta_{kj} - s_j)` (seeds 003, 004), so the
-    backward pass is the full Jacobian-vector product, row by row:
+    Its Jacobian is :math:`\partial s_k/\partial z_j = s_k(\Delta_{kj} - s_j)`, so the backward pass is
+    the full Jacobian-vector product, row by row:
 
     .. math:: \partial L/\partial z = s \odot \big(g - \textstyle\sum_k g_k s_k\big)
     """
 
-    derivative_formula = "s ⊙ (g − Σ(g ⊙ s))"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = None
+    gives_probabilities = True
+    definitions = ("softmax(z)ᵢ = e^(zᵢ − max z)/Σⱼ e^(zⱼ − max z)",)
 
     def forward(self, x: NDArray) -> NDArray:
-        x = np.asarray(x)
-        if x.ndim != 2 or x.dtype.kind not in "fiub":
-            raise ShapeError(f"{self!r}: expected numeric logits of shape (n, classes), got {x.shape}")
+        x = self._input(x)
+        if x.ndim != 2:
+            raise ShapeError(f"{self!r}: expected logits of shape (n, classes), got {x.shape}")
         self.out = softmax(x)
         return self.out
 
@@ -152,6 +220,12 @@ class Softmax(Module):
         s = self._cached("out")
         g = check_grad_shape(self, grad_output, s.shape)
         return s * (g - np.sum(g * s, axis=1, keepdims=True))  # (n, classes)
+
+    def formulas(self) -> Formulas:
+        return Formulas(
+            forward=(Eq("{out} = softmax({in})"), *(Eq(d, result=None) for d in self.definitions)),
+            backward=(Eq("∂L/∂{in} = {out} ⊙ ({δ} − Σ_cols({δ} ⊙ {out}))"),),
+        )
 
 
 def row_max(x: NDArray) -> NDArray:
@@ -172,11 +246,8 @@ def softmax(logits: NDArray) -> NDArray:
     return shifted
 
 
-ACTIVATIONS: dict[str, type[Module]] = {
-    "identity": Identity,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "softmax": Softmax,
-}
+def names(hidden: bool = False) -> tuple[str, ...]:
+    """The registered activations: every one (for the output of a network), or with ``hidden`` the
+    element-wise ones (for its hidden layers)."""
+    base = ElementWise if hidden else Activation
+    return LAYERS.names(lambda kind: issubclass(kind.cls, base))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 
 from chainrule._version import __version__
 
@@ -38,28 +39,37 @@ def _int_at_least(minimum: int):
 _positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    text = text.strip()
-    if text in ("", "0", "none"):
-        return ()
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 256,128, got {text!r}") from None
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
-    return sizes
+def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One option for each field of :class:`~chainrule.training.config.TrainConfig` (or those in
+    ``names``), with its help, type and choices from the field; an option not given is left out of the
+    parsed arguments, so that the field's own default applies."""
+    from chainrule.training.config import TrainConfig
+
+    for f in fields(TrainConfig):
+        if names is not None and f.name not in names:
+            continue
+        meta = f.metadata
+        help = meta["help"]() if callable(meta["help"]) else meta["help"]
+        options: dict = {"dest": f.name, "default": argparse.SUPPRESS}
+        if isinstance(f.default, bool):
+            options["action"] = "store_false" if f.default else "store_true"
+        else:
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            options.update(type=meta["parse"] or str, metavar=meta["metavar"], choices=choices)
+            if f.default is not None:
+                shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+                help += f" (default: {shown})"
+        parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), help=help, **options)
 
 
-def data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="digits",
-                        help="digits (embedded, default), mnist, fashion-mnist, a folder of IDX files, "
-                        "an .npz or a .csv")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)")
+#: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
+EXPLAIN_FORMATS = ("text", "markdown", "latex", "json")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
+    """The parser of every command. ``train_options=False`` leaves out ``chainrule train``'s options,
+    whose choices list the registered kinds and so load the library: what ``chainrule --help`` and the
+    other commands do without."""
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Neural networks in NumPy whose every gradient is the hand-derived formula.",
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "forward formula with its numbers, the loss, the backward pass layer by layer, the update.",
     )
     explain.add_argument("file", metavar="FILE", help="the problem file (.toml)")
-    explain.add_argument("--format", choices=("text", "markdown", "latex", "json"), default="text",
+    explain.add_argument("--format", choices=EXPLAIN_FORMATS, default="text",
                          help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
                          "document) or json (every number in full precision); default: text")
     explain.add_argument("--steps", type=_positive_int, default=None,
@@ -123,46 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a network and write the model, metrics.json and plots to --out. With no "
         "options: an MLP 64-256-128-10 on the 8×8 digits that ship with scikit-learn, in seconds.",
     )
-    data_options(train)
-    train.add_argument("--hidden", type=_sizes, default=(256, 128), metavar="SIZES",
-                       help="hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression "
-                       "(default: 256,128)")
-    train.add_argument("--activation", choices=("relu", "leaky_relu", "tanh", "sigmoid"), default="relu")
-    train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden linear layer")
-    train.add_argument("--dropout", type=float, default=0.0, metavar="P",
-                       help="drop probability after every hidden activation (default: 0)")
-    train.add_argument("--loss", choices=("softmax_cross_entropy", "cross_entropy", "mse"),
-                       default="softmax_cross_entropy",
-                       help="softmax_cross_entropy on logits (fused, default), cross_entropy after a "
-                       "softmax layer, or mse (1/(2n)) on one-hot targets")
-    train.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "adam", "adamw"), default="adam")
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.001 for adam/adamw, 0.1 otherwise)")
-    train.add_argument("--momentum", type=float, default=0.9, help="for --optimizer momentum/nesterov (default: 0.9)")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
-    train.add_argument("--schedule", choices=("none", "cosine", "step"), default="cosine",
-                       help="learning-rate schedule over the epochs: cosine decay to 0 (default), ×0.1 every "
-                       "half of the epochs, or none")
-    train.add_argument("--batch-size", type=_positive_int, default=64, help="(default: 64)")
-    train.add_argument("--epochs", type=_positive_int, default=10, help="(default: 10)")
-    train.add_argument("--val-split", type=float, default=0.1,
-                       help="share of the training set held out for validation (default: 0.1)")
-    train.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
-                       help="stop when the validation loss has not improved for PATIENCE epochs; keep the best")
-    train.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--out", default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
-    train.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
+    if train_options:
+        config_options(train)
     train.add_argument("--resume", default=None, metavar="DIR",
                        help="continue the interrupted run in DIR from its last checkpoint, with its own "
                        "configuration (the other options are ignored, except --quiet)")
-    train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    train.add_argument("--quiet", action="store_true", help="print only the final summary")
     train.set_defaults(run=_run_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
                                    description="Evaluate a model file on the test set of a dataset.")
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
-    data_options(evaluate)
+    config_options(evaluate, ("dataset", "data_dir"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -186,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(train_options=command == "train")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -233,9 +216,8 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from chainrule.explain import run_problem
-    from chainrule.problem import load_problem
-    from chainrule.render import render
+    from chainrule.explain import load_problem, run_problem
+    from chainrule.explain.render import render
 
     explanation = run_problem(load_problem(args.file), steps=args.steps)
     sys.stdout.write(render(explanation, args.format, args.precision))
@@ -245,9 +227,8 @@ def _run_explain(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     import json
 
-    from chainrule.check import check_answers, load_answers, report, verdicts_to_json
-    from chainrule.explain import run_problem
-    from chainrule.problem import load_problem
+    from chainrule.explain import load_problem, run_problem
+    from chainrule.explain.check import check_answers, load_answers, report, verdicts_to_json
 
     explanation = run_problem(load_problem(args.file), steps=args.steps)
     verdicts = check_answers(explanation, load_answers(args.answers), args.answers)
@@ -259,23 +240,15 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from chainrule.run import TrainConfig, config_from_checkpoint, train
+    from chainrule.training.config import TrainConfig
+    from chainrule.training.run import config_from_checkpoint, train
 
     if args.resume is not None:
         config = config_from_checkpoint(args.resume)
-        config.quiet = args.quiet
+        config.quiet = getattr(args, "quiet", False)
         train(config, resume=True)
         return 0
-
-    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer in ("adam", "adamw") else 0.1)
-    config = TrainConfig(
-        dataset=args.dataset, data_dir=args.data_dir, hidden=args.hidden, activation=args.activation,
-        batchnorm=args.batchnorm, dropout=args.dropout, loss=args.loss, optimizer=args.optimizer, lr=lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs,
-        val_split=args.val_split, early_stopping=args.early_stopping, seed=args.seed, dtype=args.dtype,
-        out=args.out, force=args.force, quiet=args.quiet, plots=not args.no_plots,
-    )
-    train(config)
+    train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}))
     return 0
 
 
@@ -284,12 +257,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from chainrule.data import load_dataset
-    from chainrule.io import load_model
-    from chainrule.plots import confusion_matrix
+    from chainrule.training.config import TrainConfig
+    from chainrule.training.data import load_dataset
+    from chainrule.training.modelfile import load_model
+    from chainrule.training.plots import confusion_matrix
 
     model = load_model(args.model)
-    dataset = load_dataset(args.dataset, args.data_dir, progress=not args.json)
+    dataset = load_dataset(getattr(args, "dataset", TrainConfig.dataset), getattr(args, "data_dir", None),
+                           progress=not args.json)
     predicted = model.predict(dataset.X_test)
     matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
@@ -311,8 +286,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from chainrule.io import load_model
-    from chainrule.predict import read_inputs
+    from chainrule.training.images import read_inputs
+    from chainrule.training.modelfile import load_model
 
     model = load_model(args.model)
     for name, raw in read_inputs(args.files, model):
@@ -325,7 +300,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _run_datasets(args: argparse.Namespace) -> int:
-    from chainrule.data import describe
+    from chainrule.training.data import describe
 
     for name, where in describe(args.data_dir):
         print(f"{name:<14} {where}")

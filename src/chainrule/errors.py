@@ -22,6 +22,15 @@ class ConfigError(ChainruleError, ValueError):
     """An invalid hyper-parameter, an unknown name, or a value outside its allowed range."""
 
 
+class SettingError(ConfigError):
+    """A bad value of one named setting or array; ``key`` names it, so that a problem file's error can
+    point at its place."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class DataError(ChainruleError, ValueError):
     """A dataset or model file that cannot be found or read: the message says where it looked or what
     is wrong with it."""
@@ -44,6 +53,8 @@ def check_choice(what: str, value: str, choices) -> str:
 def check_positive(what: str, value: float, *, allow_zero: bool = False) -> float:
     """Return ``value`` if it is a finite number > 0 (or >= 0), else raise a :class:`ConfigError`."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid {what}: expected a number, got {value!r}") from None

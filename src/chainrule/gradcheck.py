@@ -16,6 +16,8 @@ Stochastic layers (Dropout) replay the same random numbers on every evaluation.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,47 +197,28 @@ def _randomness_replay(model: Module):
     return replay
 
 
-def builtin_checks(seed: int = 0, batch: int = 5, **options) -> dict:
-    """Every layer and loss of the library (and a deep network) with random inputs, as
-    ``name -> function returning a GradcheckReport``: what ``chainrule gradcheck`` runs. ``options``
-    (``tolerance``, ``atol``, ``eps``) are passed to :func:`gradcheck`."""
-    import functools
+def builtin_checks(seed: int = 0, batch: int = 5, **options) -> dict[str, Callable[[], GradcheckReport]]:
+    """Every registered layer and loss kind, with the cases each declares (``gradcheck_cases``) on random
+    inputs, and two deep networks, as ``name -> function returning a GradcheckReport``: what
+    ``chainrule gradcheck`` runs. ``options`` (``tolerance``, ``atol``, ``eps``) go to :func:`gradcheck`."""
+    from chainrule import network
+    from chainrule.losses import SoftmaxCrossEntropyLoss
+    from chainrule.registry import LAYERS, LOSSES
 
-    from chainrule import activations, layers, losses, network
-
-    check = functools.partial(gradcheck, **options)
-
+    check = functools.partial(gradcheck, seed=seed, **options)
     rng = np.random.default_rng(seed)
     features, classes = 4, 3
     x = rng.standard_normal((batch, features))
-    logits = 3 * rng.standard_normal((batch, classes))
+    checks: dict[str, Callable[[], GradcheckReport]] = {}
+    for kind in LAYERS.kinds():
+        for name, module in kind.cls.gradcheck_cases(features, rng).items():
+            checks[name] = functools.partial(check, module, x)
+    for kind in LOSSES.kinds():
+        for name, (loss, pred, target) in kind.cls.gradcheck_cases(batch, rng).items():
+            checks[name] = functools.partial(check, loss, pred, target)
     labels = rng.integers(0, classes, batch)
-    bits = rng.integers(0, 2, (batch, 1)).astype(np.float64)
-    probs = activations.softmax(logits)
-    sigm = 1 / (1 + np.exp(-logits[:, :1]))
-
-    def bn_eval() -> Module:
-        bn = layers.BatchNorm1d(features, dtype=np.float64)
-        bn.buffers["running_mean"][:] = rng.standard_normal(features)
-        bn.buffers["running_var"][:] = rng.uniform(0.5, 2, features)
-        return bn.eval()
-
-    def deep_net() -> Module:
-        return network.mlp([features, 6, 5, classes], "tanh", batchnorm=True, dropout=0.2, seed=seed,
-                           dtype=np.float64)
-
-    checks = {
-        "linear": lambda: check(layers.Linear(features, classes, seed=seed), x, seed=seed),
-        "batchnorm": lambda: check(layers.BatchNorm1d(features), x, seed=seed),
-        "batchnorm_eval": lambda: check(bn_eval(), x, seed=seed),
-        "dropout": lambda: check(layers.Dropout(0.4, seed=seed), x, seed=seed),
-        **{name: (lambda cls=cls: check(cls(), x, seed=seed)) for name, cls in activations.ACTIVATIONS.items()},
-        **{f"mse_{scale}": (lambda scale=scale: check(losses.MSELoss(scale), logits, probs, seed=seed))
-           for scale in losses.SCALES},
-        "bce": lambda: check(losses.BCELoss(), sigm, bits, seed=seed),
-        "bce_with_logits": lambda: check(losses.BCEWithLogitsLoss(), logits[:, :1], bits, seed=seed),
-        "cross_entropy": lambda: check(losses.CrossEntropyLoss(), probs, labels, seed=seed),
-        "softmax_cross_entropy": lambda: check(losses.SoftmaxCrossEntropyLoss(), logits, labels, seed=seed),
-        "mlp": lambda: check(deep_net(), x, labels, loss=losses.SoftmaxCrossEntropyLoss(), seed=seed),
-    }
+    for name, options in {"mlp": {"activation": "tanh", "batchnorm": True, "dropout": 0.2},
+                          "mlp_layernorm_gelu": {"activation": "gelu", "layernorm": True}}.items():
+        net = network.mlp([features, 6, 5, classes], seed=seed, dtype=np.float64, **options)
+        checks[name] = functools.partial(check, net, x, labels, loss=SoftmaxCrossEntropyLoss())
     return checks

@@ -1,5 +1,8 @@
 """The compiled loops of ``chainrule/_kernels.c``, each next to the NumPy code it replaces.
 
+Callers ask for an operation (``adam_step``, ``relu_grad``, ``erf``); whether it runs compiled or in NumPy
+is decided here, per call, from the arrays it is given.
+
 The extension is built at install where a C compiler is found (``setup.py``). Without it, or with the
 environment variable ``CHAINRULE_NO_KERNELS=1``, ``compiled`` is ``None`` and chainrule runs the NumPy
 code, which gives the same results (the tests compare both); only the speed differs.
@@ -7,6 +10,7 @@ code, which gives the same results (the tests compare both); only the speed diff
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -29,6 +33,35 @@ def fusable(first: NDArray, *others: NDArray) -> bool:
         if a.dtype != dtype or not a.flags.c_contiguous:
             return False
     return True
+
+
+def sgd_step(param: NDArray, grad: NDArray, lr: float) -> None:
+    """``param -= lr·grad`` in place."""
+    if fusable(param, grad):
+        compiled.sgd_step(param, grad, lr)
+    else:
+        param -= lr * grad
+
+
+def adam_step(param: NDArray, grad: NDArray, m: NDArray, v: NDArray, beta1: float, beta2: float,
+              step_size: float, inv_sqrt_bc2: float, eps: float) -> None:
+    """One Adam update in place, with the bias corrections folded into ``step_size = lr/(1 − β₁ᵗ)`` and
+    ``inv_sqrt_bc2 = 1/√(1 − β₂ᵗ)``::
+
+        m ← β₁·m + (1 − β₁)·g,   v ← β₂·v + (1 − β₂)·g²,   θ ← θ − step_size·m/(√v·inv_sqrt_bc2 + ε)
+
+    The NumPy code rounds each operation as the compiled loop does, so both give the same bits."""
+    if fusable(param, grad, m, v):
+        compiled.adam_step(param, grad, m, v, beta1, beta2, step_size, inv_sqrt_bc2, eps)
+        return
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    v *= beta2
+    v += (1.0 - beta2) * (grad * grad)
+    denominator = np.sqrt(v)
+    denominator *= inv_sqrt_bc2
+    denominator += eps
+    param -= step_size * (m / denominator)
 
 
 def take_rows(X: NDArray, rows: NDArray, out: NDArray) -> NDArray:
@@ -56,3 +89,16 @@ def relu_grad(grad: NDArray, a: NDArray) -> NDArray:
         compiled.relu_grad(grad, a, out)
         return out
     return grad * (a > 0)
+
+
+def erf(x: NDArray) -> NDArray:
+    """The error function of each entry of ``x`` (float32 or float64), as a new array of its dtype."""
+    out = np.empty_like(x)
+    if fusable(x):
+        compiled.erf(x, out)
+        return out
+    out[...] = _erf_each(x)
+    return out
+
+
+_erf_each = np.frompyfunc(math.erf, 1, 1)  # math.erf, one Python call per entry: correct, not fast

@@ -1,20 +1,32 @@
-"""Layers with parameters or state: :class:`Linear`, :class:`BatchNorm1d`, :class:`Dropout`.
+"""Layers with parameters or state: :class:`Linear`, :class:`BatchNorm1d`, :class:`LayerNorm`, :class:`Dropout`.
 
-Rows are objects: ``X`` has shape ``(n, in_features)``. Seed 001 writes the same maths for one column
-vector with ``W`` of shape ``(out, in)`` (``z = W·a + b``); here ``W`` is its transpose, ``(in, out)``, so
-that a whole batch is one product ``Z = X·W + b`` (seeds 002 and 003).
+Rows are objects: ``X`` has shape ``(n, in_features)`` and a linear layer's ``W`` has shape ``(in, out)``, so
+that a whole batch is one product ``Z = X·W + b``. (Written for one column vector, as many notes do, the
+same layer is ``z = Wᵀx + b``: their ``W`` of shape ``(out, in)`` is our ``Wᵀ``; see docs/background.md.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from chainrule.errors import ConfigError, check_positive
+from chainrule.errors import ConfigError, SettingError, check_positive
 from chainrule.init import init_weight, make_rng
 from chainrule.module import Module, Parameter, as_batch, check_grad_shape
+from chainrule.notation import Eq, Formulas
+from chainrule.registry import LAYERS
 
 
+def _size(owner: str, what: str, n: Any) -> int:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"{owner}: {what} must be a positive integer, got {n!r}")
+    return int(n)
+
+
+@LAYERS.register("linear")
 class Linear(Module):
     r"""Affine layer :math:`Z = X W + b`.
 
@@ -27,6 +39,8 @@ class Linear(Module):
               \partial L/\partial X = \delta W^\top
     """
 
+    symbol = "Z"
+
     def __init__(
         self,
         in_features: int,
@@ -38,10 +52,8 @@ class Linear(Module):
         dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__()
-        for what, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f"Linear: {what} must be a positive integer, got {n!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = _size("Linear", "in_features", in_features)
+        self.out_features = _size("Linear", "out_features", out_features)
         self.dtype = np.dtype(dtype)
         weight = init_weight(init, self.in_features, self.out_features, seed, self.dtype)
         self.params["W"] = Parameter(weight, decay=True)
@@ -54,12 +66,7 @@ class Linear(Module):
         """A layer with the given weight ``W`` (in, out) and optional bias ``b`` (out,)."""
         W = np.array(W, dtype=dtype, ndmin=2)
         layer = cls(W.shape[0], W.shape[1], bias=b is not None, init="zeros", dtype=dtype)
-        layer.params["W"].data[...] = W
-        if b is not None:
-            b = np.asarray(b, dtype=dtype)
-            if b.shape != (W.shape[1],):
-                raise ConfigError(f"{layer!r}: expected b of shape ({W.shape[1]},), got {b.shape}")
-            layer.params["b"].data[...] = b
+        layer.load_state_dict({"W": W, **({"b": np.asarray(b, dtype=dtype)} if b is not None else {})})
         return layer
 
     def forward(self, x: NDArray) -> NDArray:
@@ -79,13 +86,93 @@ class Linear(Module):
             self.params["b"].add(delta.sum(axis=0))  # (out,)
         return delta @ W.data.T if input_grad else None  # (n, in)
 
+    def output_features(self, in_features: int) -> int:
+        return self.out_features
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": "b" in self.params}
+
+    @classmethod
+    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
+        W = arrays["W"]  # a problem file must give W: KeyError names it
+        if W.ndim != 2:
+            raise SettingError("W", f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got shape {W.shape}")
+        if W.shape[0] != in_features:
+            raise SettingError("W", f"expected {in_features} rows (the layer's input has {in_features} "
+                                    f"features), got shape {W.shape}")
+        return {"in_features": W.shape[0], "out_features": W.shape[1], "bias": "b" in arrays}
+
+    def formulas(self) -> Formulas:
+        bias = "b" in self.params
+        return Formulas(
+            forward=(Eq("{out} = {in}·{W}" + (" + {b}" if bias else "")),),
+            backward=(Eq("∂L/∂{W} = {in}ᵀ·{δ}"), *((Eq("∂L/∂{b} = Σ_rows {δ}"),) if bias else ()),
+                      Eq("∂L/∂{in} = {δ}·{W}ᵀ")),
+        )
+
+    @classmethod
+    def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
+        return {"linear": cls(features, 3, seed=rng), "linear_no_bias": cls(features, 2, bias=False, seed=rng)}
+
     def __repr__(self) -> str:
         bias = "" if "b" in self.params else ", bias=False"
         return f"Linear({self.in_features}, {self.out_features}{bias})"
 
 
-class BatchNorm1d(Module):
-    r"""Batch normalisation over the rows of a batch, per feature (seed 001, section 5).
+class _Normalization(Module):
+    """What BatchNorm and LayerNorm share: ``x̂ = (x − μ)/√(σ² + ε)``, then ``y = γ ⊙ x̂ + β`` with a
+    scale ``γ`` and a shift ``β`` per feature, and the backward pass through ``γ`` and ``β``."""
+
+    symbol = "N"
+
+    def __init__(self, features: int, eps: float, dtype: DTypeLike) -> None:
+        super().__init__()
+        self.eps = check_positive(f"{type(self).__name__} eps", eps)
+        self.dtype = np.dtype(dtype)
+        self.params["gamma"] = Parameter(np.ones(features, dtype=self.dtype))
+        self.params["beta"] = Parameter(np.zeros(features, dtype=self.dtype))
+        self.x_hat = self.inv_std = self.mean = self.var = None
+
+    def _normalize(self, x: NDArray, mean: NDArray, var: NDArray, centered: NDArray | None = None) -> NDArray:
+        """``γ ⊙ x̂ + β``, keeping ``x̂`` and ``1/√(σ² + ε)`` for the backward pass (and ``μ``, ``σ²``
+        for :meth:`details`)."""
+        self.mean, self.var = mean, var
+        self.inv_std = 1.0 / np.sqrt(var + self.eps)
+        x_hat = x - mean if centered is None else centered
+        x_hat *= self.inv_std  # x̂, in the array of x − μ, which is not needed again
+        self.x_hat = x_hat
+        out = x_hat * self.params["gamma"].data
+        out += self.params["beta"].data
+        return out
+
+    def _affine_backward(self, g: NDArray) -> tuple[NDArray, NDArray]:
+        """Adds ``∂L/∂γ = Σ_rows g ⊙ x̂`` and ``∂L/∂β = Σ_rows g`` and returns both."""
+        d_gamma = np.einsum("ij,ij->j", g, self.x_hat)  # (d,)
+        d_beta = g.sum(axis=0)  # (d,)
+        self.params["gamma"].add(d_gamma)
+        self.params["beta"].add(d_beta)
+        return d_gamma, d_beta
+
+    def details(self) -> dict[str, NDArray]:
+        return {"mean": self.mean, "var": self.var, "x_hat": self.x_hat}
+
+    @classmethod
+    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
+        return {cls._features_setting: in_features}
+
+    _features_setting: ClassVar[str]
+
+    @classmethod
+    def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
+        layer = cls(features)
+        layer.load_state_dict({"gamma": rng.normal(size=features), "beta": rng.normal(size=features)},
+                              strict=False)
+        return {cls.kind: layer}
+
+
+@LAYERS.register("batchnorm")
+class BatchNorm1d(_Normalization):
+    r"""Batch normalisation: each feature (column) normalised over the rows of the batch.
 
     Training mode, for a batch ``X`` (n, d):
 
@@ -111,6 +198,8 @@ class BatchNorm1d(Module):
     In evaluation mode the statistics are constants: :math:`\partial L/\partial x = g\gamma/\sqrt{v+\epsilon}`.
     """
 
+    _features_setting = "num_features"
+
     def __init__(
         self,
         num_features: int,
@@ -119,57 +208,38 @@ class BatchNorm1d(Module):
         *,
         dtype: DTypeLike = np.float32,
     ) -> None:
-        super().__init__()
-        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ConfigError(f"BatchNorm1d: num_features must be a positive integer, got {num_features!r}")
-        self.num_features = int(num_features)
-        self.eps = check_positive("BatchNorm1d eps", eps)
+        self.num_features = _size("BatchNorm1d", "num_features", num_features)
+        super().__init__(self.num_features, eps, dtype)
         self.momentum = float(momentum)
         if not 0.0 <= self.momentum <= 1.0:
             raise ConfigError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum!r}")
-        self.dtype = np.dtype(dtype)
-        self.params["gamma"] = Parameter(np.ones(num_features, dtype=self.dtype))
-        self.params["beta"] = Parameter(np.zeros(num_features, dtype=self.dtype))
         self.buffers["running_mean"] = np.zeros(num_features, dtype=self.dtype)
         self.buffers["running_var"] = np.ones(num_features, dtype=self.dtype)
-        self.x_hat = self.inv_std = None
         self.batch_stats = True  # whether the cached forward used batch statistics
 
     def forward(self, x: NDArray) -> NDArray:
         x = as_batch(x, self, self.num_features, self.dtype)
-        if self.training:
-            n = x.shape[0]
-            if n < 2:
-                raise ConfigError(f"{self!r}: training mode needs at least 2 rows per batch, got {n}")
-            mean = x.sum(axis=0) / n  # (d,); the same numbers as x.mean(axis=0), without its overhead
-            centered = x - mean  # (n, d)
-            var = np.einsum("ij,ij->j", centered, centered) / n  # (d,), biased; no (n, d) temporary
-            m = self.momentum
-            self.buffers["running_mean"] *= 1 - m
-            self.buffers["running_mean"] += m * mean
-            self.buffers["running_var"] *= 1 - m
-            self.buffers["running_var"] += (m * n / (n - 1)) * var
-        else:
-            centered = x - self.buffers["running_mean"]
-            var = self.buffers["running_var"]
-        self.mean, self.var = (mean if self.training else self.buffers["running_mean"]), var
-        self.inv_std = 1.0 / np.sqrt(var + self.eps)  # (d,)
-        centered *= self.inv_std  # x̂, in the array of x − μ, which is not needed again
-        self.x_hat = centered  # (n, d)
         self.batch_stats = self.training
-        out = self.x_hat * self.params["gamma"].data
-        out += self.params["beta"].data
-        return out
+        if not self.training:
+            return self._normalize(x, self.buffers["running_mean"], self.buffers["running_var"])
+        n = x.shape[0]
+        if n < 2:
+            raise ConfigError(f"{self!r}: training mode needs at least 2 rows per batch, got {n}")
+        mean = x.sum(axis=0) / n  # (d,); the same numbers as x.mean(axis=0), without its overhead
+        centered = x - mean  # (n, d)
+        var = np.einsum("ij,ij->j", centered, centered) / n  # (d,), biased; no (n, d) temporary
+        m = self.momentum
+        self.buffers["running_mean"] *= 1 - m
+        self.buffers["running_mean"] += m * mean
+        self.buffers["running_var"] *= 1 - m
+        self.buffers["running_var"] += (m * n / (n - 1)) * var
+        return self._normalize(x, mean, var, centered)
 
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         x_hat = self._cached("x_hat")
         g = check_grad_shape(self, grad_output, x_hat.shape)
-        gamma = self.params["gamma"]
-        d_gamma = np.einsum("ij,ij->j", g, x_hat)  # Σ g·x̂, (d,)
-        d_beta = g.sum(axis=0)  # Σ g, (d,)
-        gamma.add(d_gamma)
-        self.params["beta"].add(d_beta)
-        scale = gamma.data * self.inv_std  # γ/√(σ²+ε), (d,)
+        d_gamma, d_beta = self._affine_backward(g)
+        scale = self.params["gamma"].data * self.inv_std  # γ/√(σ²+ε), (d,)
         if not self.batch_stats:
             return g * scale
         n = x_hat.shape[0]
@@ -179,10 +249,105 @@ class BatchNorm1d(Module):
         grad_input *= scale / n
         return grad_input
 
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def details(self) -> dict[str, NDArray]:
+        if self.batch_stats:
+            return super().details()
+        return {"running_mean": self.mean, "running_var": self.var, "x_hat": self.x_hat}
+
+    def formulas(self) -> Formulas:
+        affine = (Eq("{out} = {gamma} ⊙ {x_hat} + {beta}"),)
+        gradients = (Eq("∂L/∂{gamma} = Σ_rows {δ} ⊙ {x_hat}"), Eq("∂L/∂{beta} = Σ_rows {δ}"))
+        if not self.batch_stats:
+            return Formulas(
+                forward=(Eq("{x_hat} = ({in} − {running_mean})/√({running_var} + {eps})", values=False), *affine),
+                backward=(*gradients, Eq("∂L/∂{in} = {δ} ⊙ {gamma}/√({running_var} + {eps})")),
+            )
+        return Formulas(
+            forward=(Eq("{mean} = (1/n)·Σ_rows {in}", values=False),
+                     Eq("{var} = (1/n)·Σ_rows ({in} − {mean})²", values=False),
+                     Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False), *affine),
+            backward=(*gradients,
+                      Eq("∂L/∂{in} = {gamma}/(n·√({var} + {eps})) ⊙ (n·{δ} − ∂L/∂{beta} − {x_hat} ⊙ ∂L/∂{gamma})",
+                         values=False)),
+        )
+
+    @classmethod
+    def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
+        evaluation = cls(features)
+        evaluation.load_state_dict({"running_mean": rng.standard_normal(features),
+                                    "running_var": rng.uniform(0.5, 2, features)}, strict=False)
+        return {**super().gradcheck_cases(features, rng), "batchnorm_eval": evaluation.eval()}
+
     def __repr__(self) -> str:
         return f"BatchNorm1d({self.num_features})"
 
 
+@LAYERS.register("layernorm")
+class LayerNorm(_Normalization):
+    r"""Layer normalisation: each row (object) normalised over its own features, as ``torch.nn.LayerNorm``
+    over the last dimension, with a scale ``γ`` and a shift ``β`` per feature.
+
+    For a row ``x`` of ``d`` features:
+
+    .. math:: \mu = \tfrac1d\textstyle\sum_j x_j,\quad \sigma^2 = \tfrac1d\sum_j (x_j-\mu)^2,\quad
+              \hat x = (x-\mu)/\sqrt{\sigma^2+\epsilon},\quad y = \gamma\odot\hat x + \beta
+
+    The statistics are those of the row itself, in training and evaluation alike (nothing is kept
+    between batches). Backward, with :math:`g = \partial L/\partial y` and :math:`\hat g = g\odot\gamma`,
+    row by row:
+
+    .. math:: \partial L/\partial x = \frac{1}{\sqrt{\sigma^2+\epsilon}}
+              \Big(\hat g - \tfrac1d\textstyle\sum_j \hat g_j - \hat x\,\tfrac1d\sum_j \hat g_j\hat x_j\Big),\quad
+              \partial L/\partial\gamma = \sum_{rows} g\odot\hat x,\quad \partial L/\partial\beta = \sum_{rows} g
+    """
+
+    _features_setting = "normalized_shape"
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, *, dtype: DTypeLike = np.float32) -> None:
+        self.normalized_shape = _size("LayerNorm", "normalized_shape", normalized_shape)
+        super().__init__(self.normalized_shape, eps, dtype)
+
+    def forward(self, x: NDArray) -> NDArray:
+        x = as_batch(x, self, self.normalized_shape, self.dtype)
+        d = x.shape[1]
+        mean = x.sum(axis=1, keepdims=True) / d  # (n, 1)
+        centered = x - mean  # (n, d)
+        var = np.einsum("ij,ij->i", centered, centered)[:, None] / d  # (n, 1), biased
+        return self._normalize(x, mean, var, centered)
+
+    def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
+        x_hat = self._cached("x_hat")
+        g = check_grad_shape(self, grad_output, x_hat.shape)
+        self._affine_backward(g)
+        g_hat = g * self.params["gamma"].data  # ĝ = g ⊙ γ, (n, d)
+        d = x_hat.shape[1]
+        grad_input = g_hat - g_hat.sum(axis=1, keepdims=True) / d
+        grad_input -= x_hat * (np.einsum("ij,ij->i", g_hat, x_hat)[:, None] / d)
+        grad_input *= self.inv_std  # (n, 1) broadcast over the features
+        return grad_input
+
+    def config(self) -> dict[str, Any]:
+        return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+
+    def formulas(self) -> Formulas:
+        return Formulas(
+            forward=(Eq("{mean} = (1/d)·Σ_cols {in}", values=False),
+                     Eq("{var} = (1/d)·Σ_cols ({in} − {mean})²", values=False),
+                     Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False),
+                     Eq("{out} = {gamma} ⊙ {x_hat} + {beta}")),
+            backward=(Eq("∂L/∂{gamma} = Σ_rows {δ} ⊙ {x_hat}"), Eq("∂L/∂{beta} = Σ_rows {δ}"),
+                      Eq("∂L/∂{in} = (ĝ − (1/d)·Σ_cols ĝ − {x_hat} ⊙ (1/d)·Σ_cols(ĝ ⊙ {x_hat}))/√({var} + {eps}),  "
+                         "ĝ = {δ} ⊙ {gamma}", values=False)),
+        )
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.normalized_shape})"
+
+
+@LAYERS.register("dropout")
 class Dropout(Module):
     r"""Inverted dropout: each input is zeroed with probability ``p`` (the **drop** probability) and the
     kept ones are scaled by ``1/(1−p)``, so that evaluation mode is the identity.
@@ -190,6 +355,9 @@ class Dropout(Module):
     .. math:: y = x \odot m / (1-p),\quad m_{ij}\sim\text{Bernoulli}(1-p),\qquad
               \partial L/\partial x = g \odot m / (1-p)
     """
+
+    #: Its output depends on random numbers, which a problem file (where every number is given) cannot hold.
+    deterministic = False
 
     def __init__(self, p: float = 0.5, *, seed: int | np.random.Generator | None = None) -> None:
         super().__init__()
@@ -215,5 +383,20 @@ class Dropout(Module):
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         return grad_output * self._cached("mask")
 
-    def __repr__(self) -> str:
-        return f"Dropout(p={self.p})"
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def details(self) -> dict[str, NDArray]:
+        return {"mask": self.mask} if isinstance(self.mask, np.ndarray) else {}
+
+    def formulas(self) -> Formulas:
+        if not isinstance(self.mask, np.ndarray):  # evaluation mode (or p = 0): the identity
+            return Formulas(forward=(Eq("{out} = {in}"),), backward=(Eq("∂L/∂{in} = {δ}"),))
+        return Formulas(
+            forward=(Eq("{out} = {in} ⊙ {mask}"), Eq("M = [u ≥ p]/(1 − p),  u uniform in [0, 1)", result=None)),
+            backward=(Eq("∂L/∂{in} = {δ} ⊙ {mask}"),),
+        )
+
+    @classmethod
+    def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
+        return {"dropout": cls(0.4, seed=rng)}

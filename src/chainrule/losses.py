@@ -1,19 +1,19 @@
 """Losses: each gives its value ``forward(pred, target)`` and ``∂L/∂pred`` from ``backward()``.
 
-Every loss sums over the outputs of a row and then scales over the ``n`` rows (objects) of the batch
-(PRODUCT.md). The scale is named, because the seeds use all four:
+Every loss sums over the outputs of a row and then scales over the ``n`` rows (objects) of the batch. The
+scale is named, because all four are in common use:
 
 =============  ==========  ==========================================
 ``scale``      factor      where
 =============  ==========  ==========================================
-``mean``       ``1/n``     the default; seeds 000, 001, 003
+``mean``       ``1/n``     the default
 ``sum``        ``1``
-``half_mean``  ``1/(2n)``  seed 002's ``MSE = 1/(2n)·Σ(ŷ − y)²``
+``half_mean``  ``1/(2n)``  ``MSE = 1/(2n)·Σ(ŷ − y)²``, whose gradient is ``(ŷ − y)/n``
 ``half_sum``   ``1/2``     ``½·Σ``
 =============  ==========  ==========================================
 
-For the three output pairs of seed 001 the gradient entering the last linear layer is ``δ = (a − y)/m``:
-MSE (``half_mean``) after :class:`~chainrule.activations.Identity`, :class:`CrossEntropyLoss` after
+For three output pairs the gradient entering the last linear layer is ``δ = (a − y)/n``: MSE
+(``half_mean``) after :class:`~chainrule.activations.Identity`, :class:`CrossEntropyLoss` after
 :class:`~chainrule.activations.Softmax`, :class:`BCELoss` after :class:`~chainrule.activations.Sigmoid`.
 The fused losses :class:`SoftmaxCrossEntropyLoss` and :class:`BCEWithLogitsLoss` compute that ``δ``
 directly from the logits, which is faster and stays finite for any logit.
@@ -21,30 +21,58 @@ directly from the logits, which is faster and stays finite for any logit.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.activations import row_max
+from chainrule import registry
+from chainrule.activations import row_max, softmax
 from chainrule.errors import ConfigError, ShapeError, check_choice, check_positive
 from chainrule.module import Parameter
+from chainrule.notation import Eq, Formulas, with_formulas
+from chainrule.registry import LOSSES
 
 SCALES = {"mean": (1.0, True), "sum": (1.0, False), "half_mean": (0.5, True), "half_sum": (0.5, False)}
-#: Each scale's factor as written, for the terminal and for LaTeX.
-SCALE_FORMULAS = {"mean": ("1/n", r"\frac1n"), "sum": ("1", "1"), "half_mean": ("1/(2n)", r"\frac1{2n}"),
-                  "half_sum": ("1/2", r"\frac12")}
+#: Each scale's factor as it is shown.
+SCALE_FORMULAS = {"mean": "1/n", "sum": "1", "half_mean": "1/(2n)", "half_sum": "1/2"}
 
 #: Logarithms are clamped here, as PyTorch's BCELoss does, so that p = 0 or 1 gives a finite loss.
 LOG_FLOOR = -100.0
-#: The smallest denominator of a probability-space gradient (p(1 − p), or p).
+#: The smallest denominator p(1 − p) of the BCE gradient, as in PyTorch's BCELoss.
 GRAD_FLOOR = 1e-12
 
 
 class Loss:
-    """Base class: validates ``pred`` and ``target``, keeps what ``backward`` needs."""
+    """Base class: validates ``pred`` and ``target``, keeps what ``backward`` needs.
 
+    A registered loss declares its formulas (``function`` and ``derivative``, with ``{in}`` for the prediction,
+    ``{y}`` for the target and ``{k}`` for the scale's factor) and, for one that expects probabilities,
+    the activation it follows (``after``) and the fused loss that takes that activation's input instead.
+    """
+
+    #: The name of this kind in problem files (set by :meth:`Registry.register`).
+    kind: ClassVar[str] = ""
     #: How the targets are read: ``"values"`` (same shape as pred), ``"classes"`` (class indices or
     #: probability rows), or ``"binary"`` (values in [0, 1], same shape as pred).
-    target_kind = "values"
+    target_kind: ClassVar[str] = "values"
+    #: For a loss on probabilities: the activation that must come before it, and the fused loss that
+    #: takes that activation's input (the logits) instead.
+    after: ClassVar[str | None] = None
+    fused: ClassVar[str | None] = None
+    #: The scale at which the gradient with respect to the logits (or, for MSE, the outputs) is
+    #: ``(Ŷ − Y)/n``.
+    delta_scale: ClassVar[str | None] = None
+    function: ClassVar[str] = "L"
+    derivative: ClassVar[str] = "∂L/∂{in}"
+    definitions: ClassVar[tuple[str, ...]] = ()
+    #: The symbol of the prediction in the docstring's formulas (``ŷ``, ``p`` for a probability, ``z`` for a logit).
+    symbol: ClassVar[str] = "ŷ"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        formulas = [f"L = {cls.function}", f"∂L/∂{cls.symbol} = {cls.derivative}", *cls.definitions]
+        cls.__doc__ = with_formulas(cls.__doc__, formulas, {"in": cls.symbol})
 
     def __init__(self, scale: str = "mean") -> None:
         self.scale = check_choice("loss scale", scale, tuple(SCALES))
@@ -79,16 +107,34 @@ class Loss:
     def gradient(self) -> NDArray:
         raise NotImplementedError
 
+    def config(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return registry.build(cls, config)
+
+    def formulas(self) -> Formulas:
+        """The loss and its gradient as shown (see :mod:`chainrule.notation`)."""
+        return Formulas(forward=(Eq(f"L = {self.function}", result="L"), *(Eq(d, result=None) for d in self.definitions)),
+                        backward=(Eq(f"∂L/∂{{in}} = {self.derivative}"),))
+
+    @classmethod
+    def gradcheck_cases(cls, batch: int, rng: np.random.Generator) -> dict[str, tuple[Loss, NDArray, NDArray]]:
+        """``(loss, prediction, target)`` to check against finite differences, by name."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scale={self.scale!r})"
 
 
+@LOSSES.register("mse")
 class MSELoss(Loss):
-    r"""Squared error :math:`L = k\sum_{i,j}(\hat y_{ij} - y_{ij})^2`, :math:`\partial L/\partial\hat y = 2k(\hat y - y)`.
+    """Squared error, summed over a row's outputs. With ``scale="half_mean"`` (``k = 1/(2n)``) the
+    gradient is ``(ŷ − y)/n``."""
 
-    With ``scale="half_mean"`` (:math:`k = 1/(2n)`, seed 002) the gradient is :math:`(\hat y - y)/n`.
-    """
-
+    delta_scale = "half_mean"
+    function, derivative = "{k}·Σ({in} − {y})²", "2·{k}·({in} − {y})"
 
     def value(self):
         diff = self.pred - self.target
@@ -97,17 +143,20 @@ class MSELoss(Loss):
     def gradient(self):
         return (2.0 * self.k) * (self.pred - self.target)
 
+    @classmethod
+    def gradcheck_cases(cls, batch, rng):
+        pred, target = rng.standard_normal((batch, 3)), rng.standard_normal((batch, 3))
+        return {f"mse_{scale}": (cls(scale), pred, target) for scale in SCALES}
 
+
+@LOSSES.register("bce")
 class BCELoss(Loss):
-    r"""Binary cross-entropy on probabilities :math:`p` (after a sigmoid):
+    """Binary cross-entropy on probabilities ``p`` (after a sigmoid). As in PyTorch's ``BCELoss``, the
+    logarithms are clamped at -100 and the denominator at 1e-12, so ``p = 0`` or ``1`` is finite."""
 
-    .. math:: L = -k\sum [y\ln p + (1-y)\ln(1-p)],\qquad
-              \partial L/\partial p = k\,\frac{p - y}{p(1-p)}
-
-    The logarithms are clamped at -100 and the denominator at 1e-12, so ``p = 0`` or ``1`` is finite.
-    """
-
-    target_kind = "binary"
+    target_kind, after, fused, delta_scale, symbol = "binary", "sigmoid", "bce_with_logits", "mean", "p"
+    function = "−{k}·Σ[{y}·ln {in} + (1 − {y})·ln(1 − {in})]"
+    derivative = "{k}·({in} − {y})/({in}·(1 − {in}))"
 
     def value(self):
         p, y = self.pred, self.target
@@ -120,15 +169,19 @@ class BCELoss(Loss):
         p, y = self.pred, self.target
         return self.k * (p - y) / np.maximum(p * (1.0 - p), GRAD_FLOOR)
 
+    @classmethod
+    def gradcheck_cases(cls, batch, rng):
+        logits = 3 * rng.standard_normal((batch, 1))
+        return {"bce": (cls(), 1 / (1 + np.exp(-logits)), rng.integers(0, 2, (batch, 1)).astype(np.float64))}
 
+
+@LOSSES.register("bce_with_logits")
 class BCEWithLogitsLoss(Loss):
-    r"""Binary cross-entropy on logits :math:`z` (sigmoid fused in), stable for any logit:
+    """Binary cross-entropy on logits ``z``, the sigmoid fused in: stable for any logit."""
 
-    .. math:: L = k\sum [\max(z, 0) - zy + \ln(1 + e^{-|z|})],\qquad
-              \partial L/\partial z = k(\sigma(z) - y)
-    """
-
-    target_kind = "binary"
+    target_kind, delta_scale, symbol = "binary", "mean", "z"
+    function = "{k}·Σ[max({in}, 0) − {in}·{y} + ln(1 + e^(−|{in}|))]"
+    derivative = "{k}·(σ({in}) − {y})"
 
     def value(self):
         z, y = self.pred, self.target
@@ -140,36 +193,49 @@ class BCEWithLogitsLoss(Loss):
             probs = 1.0 / (1.0 + np.exp(-z))
         return self.k * (probs - self.target)
 
+    @classmethod
+    def gradcheck_cases(cls, batch, rng):
+        logits = 3 * rng.standard_normal((batch, 1))
+        return {"bce_with_logits": (cls(), logits, rng.integers(0, 2, (batch, 1)).astype(np.float64))}
 
+
+@LOSSES.register("cross_entropy")
 class CrossEntropyLoss(Loss):
-    r"""Cross-entropy on probabilities :math:`\hat y` (after a softmax), seeds 000 and 004:
+    """Cross-entropy on probabilities ``ŷ`` (after a softmax); targets are class indices ``(n,)`` or
+    probability rows ``(n, classes)``.
 
-    .. math:: L = -k\sum_{i,c} y_{ic}\ln\hat y_{ic},\qquad \partial L/\partial\hat y = -k\,y/\hat y
-
-    Targets are class indices ``(n,)`` or probability rows ``(n, classes)``.
+    Exact for every probability that the dtype can hold, so that a softmax followed by this loss gives the
+    fused loss's numbers. A probability of exactly 0 (the softmax of logits more than about 745 apart,
+    in float64) has lost the information; there the logarithm is taken at the smallest positive number
+    instead, and the gradient's denominator at ``1/max``, the smallest whose reciprocal is finite.
     """
 
-    target_kind = "classes"
+    target_kind, after, fused, delta_scale = "classes", "softmax", "softmax_cross_entropy", "mean"
+    function, derivative = "−{k}·Σ {y} ⊙ ln {in}", "−{k}·{y}/{in}"
 
     def value(self):
-        with np.errstate(divide="ignore"):
-            log_p = np.maximum(np.log(self.pred), LOG_FLOOR)
-        return -self.k * np.sum(self.target * log_p)
+        info = np.finfo(self.pred.dtype)
+        return -self.k * np.sum(self.target * np.log(np.maximum(self.pred, info.smallest_subnormal)))
 
     def gradient(self):
-        return -self.k * self.target / np.maximum(self.pred, GRAD_FLOOR)
+        info = np.finfo(self.pred.dtype)
+        return -self.k * self.target / np.maximum(self.pred, 1 / info.max)
+
+    @classmethod
+    def gradcheck_cases(cls, batch, rng):
+        # −y/p is steep at small p: finite differences need p well above their step to be exact to 1e-7
+        probs = softmax(rng.standard_normal((batch, 3)))
+        return {"cross_entropy": (cls(), probs, rng.integers(0, 3, batch))}
 
 
+@LOSSES.register("softmax_cross_entropy")
 class SoftmaxCrossEntropyLoss(Loss):
-    r"""Softmax and cross-entropy fused, on logits :math:`z` (seeds 000, 003, 004):
+    """Softmax and cross-entropy fused, on logits ``z``: finite for logits of any size. For the mean the
+    gradient is ``(Ŷ − Y)/n``."""
 
-    .. math:: L = -k\sum_{i,c} y_{ic}\Big(z_{ic} - \max_j z_{ij} - \ln\sum_j e^{z_{ij} - \max_j z_{ij}}\Big),
-              \qquad \partial L/\partial z = k(\mathrm{softmax}(z) - y)
-
-    which for the mean is seed 000's :math:`(\hat Y - Y)/m`. Finite for logits of any size.
-    """
-
-    target_kind = "classes"
+    target_kind, delta_scale, symbol = "classes", "mean", "z"
+    function, derivative = "−{k}·Σ {y} ⊙ ln softmax({in})", "{k}·(softmax({in}) − {y})"
+    definitions = ("ln softmax(z) = z − max z − ln Σ_cols e^(z − max z)",)
 
     def value(self):
         z = self.pred
@@ -183,22 +249,17 @@ class SoftmaxCrossEntropyLoss(Loss):
         probs *= self.k
         return probs
 
-
-LOSSES: dict[str, type[Loss]] = {
-    "mse": MSELoss,
-    "bce": BCELoss,
-    "bce_with_logits": BCEWithLogitsLoss,
-    "cross_entropy": CrossEntropyLoss,
-    "softmax_cross_entropy": SoftmaxCrossEntropyLoss,
-}
+    @classmethod
+    def gradcheck_cases(cls, batch, rng):
+        return {"softmax_cross_entropy": (cls(), 3 * rng.standard_normal((batch, 3)), rng.integers(0, 3, batch))}
 
 
 def make_loss(name: str, scale: str = "mean") -> Loss:
-    """The loss called ``name`` (a key of :data:`LOSSES`)."""
-    return LOSSES[check_choice("loss", name, tuple(LOSSES))](scale=scale)
+    """The loss registered as ``name`` (``mse``, ``cross_entropy``, ...; see :data:`~chainrule.registry.LOSSES`)."""
+    return LOSSES[name].cls(scale=scale)
 
 
-# -- L2 regularisation (seed 003) -----------------------------------------------------------------
+# -- L2 regularisation -----------------------------------------------------------------
 def l2_penalty(params: list[Parameter], lam: float) -> float:
     r""":math:`\frac{\lambda}{2}\sum\|W\|^2` over the weights among ``params`` (not the biases)."""
     lam = check_positive("l2", lam, allow_zero=True)
@@ -224,7 +285,7 @@ def _as_predictions(pred, loss: Loss) -> NDArray:
         raise ShapeError(f"{loss!r}: expected numeric predictions of shape (n, outputs), got {pred.shape}")
     if pred.dtype.kind != "f":
         pred = pred.astype(np.float64)
-    if isinstance(loss, (BCELoss, CrossEntropyLoss)) and (np.any(pred < 0) or np.any(pred > 1)):
+    if loss.after is not None and (np.any(pred < 0) or np.any(pred > 1)):
         raise ShapeError(f"{loss!r}: expects probabilities in [0, 1] (put a sigmoid/softmax before it, "
                          f"or use the loss on logits); got values in [{pred.min():g}, {pred.max():g}]")
     return pred

@@ -1,6 +1,6 @@
 """The building block: a :class:`Module` with a forward pass, a backward pass and its :class:`Parameter` s.
 
-Convention (PRODUCT.md): batches are rows, ``X`` has shape ``(n, features)``.
+Convention: batches are rows, ``X`` has shape ``(n, features)``.
 
 * ``forward(x)`` computes the output and keeps in the module what ``backward`` will need (the cache);
 * ``backward(grad_output, input_grad=True)`` takes ``∂L/∂output`` (same shape as the output), **adds**
@@ -13,19 +13,22 @@ Convention (PRODUCT.md): batches are rows, ``X`` has shape ``(n, features)``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from chainrule import registry
 from chainrule.errors import ConfigError, ShapeError
+from chainrule.notation import Formulas
 
 
 class Parameter:
     """A trainable array ``data`` with its gradient ``grad`` (same shape and dtype).
 
     ``decay`` says whether L2 regularisation applies to it: true for weights, false for biases and
-    BatchNorm's shift and scale, as in seed 003 (``λ/2·‖W‖²`` over weights only).
+    the shift and scale of a normalisation (``λ/2·‖W‖²`` is over weights only).
 
     :meth:`zero_grad` does not write the zeros at once: the first gradient added after it (a layer's
     ``Xᵀ·δ`` at every training step) is written straight into ``grad``, which saves a pass over the
@@ -86,9 +89,24 @@ class Module:
 
     Subclasses set ``self.params`` (name → :class:`Parameter`) and ``self.buffers`` (name → array of
     state that is not trained, e.g. BatchNorm's running statistics) and implement ``forward`` and
-    ``backward``.
+    ``backward``. A kind of layer registered in :data:`chainrule.registry.LAYERS` also gives:
+
+    * :meth:`config`: its constructor's arguments as plain values, so that ``from_config`` builds it again
+      (model files, problem files);
+    * :meth:`formulas`: its forward and backward formulas, for ``chainrule explain``;
+    * :meth:`details`: values its forward pass computed on the way, for the trace (BatchNorm's ``μ``, ``σ²``);
+    * :meth:`gradcheck_cases`: instances to check against finite differences (``chainrule gradcheck``).
     """
 
+    #: The name of this kind in problem and model files (set by :meth:`Registry.register`).
+    kind: ClassVar[str] = ""
+    #: False for a kind whose output depends on random numbers (dropout): not available in problem files.
+    deterministic: ClassVar[bool] = True
+    #: The letter of this layer's output in ``explain`` (``Z₀ = X·W₀``, ``A₁ = max(0, Z₀)``).
+    symbol: ClassVar[str] = "A"
+    #: Whether this module's outputs are probabilities (a sigmoid, a softmax, a network ending in one):
+    #: classes are then predicted by thresholding at 0.5 instead of 0.
+    gives_probabilities: bool = False
     training: bool = True
 
     def __init__(self) -> None:
@@ -131,6 +149,80 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    def output_features(self, in_features: int) -> int:
+        """The number of features this module outputs for ``in_features`` input features."""
+        return in_features
+
+    # -- configuration and state ------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments that define this module, as plain values (``Linear(784, 10)`` →
+        ``{"in_features": 784, "out_features": 10, "bias": True}``); ``from_config`` builds it again."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, dtype: DTypeLike = np.float32) -> Module:
+        """A new module of this kind from :meth:`config`'s dict (``dtype`` for those with parameters);
+        an unknown or missing setting is a :class:`ConfigError`."""
+        return registry.build(cls, config, dtype=dtype)
+
+    @classmethod
+    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
+        """The settings that a problem file does not write, because the number of features entering the
+        layer and the arrays it gives (by parameter name) already say them: ``Linear`` takes its sizes
+        from ``W`` and has a bias if ``b`` is given. A missing array raises ``KeyError``; an array that
+        does not fit, a :class:`~chainrule.errors.SettingError`."""
+        return {}
+
+    def state_dict(self) -> dict[str, NDArray]:
+        """Every parameter and buffer by name (``W``, ``running_mean``; ``0.W`` inside a
+        :class:`~chainrule.network.Sequential`), as in PyTorch: the arrays themselves, not copies (copy
+        them to keep a snapshot)."""
+        return {**{name: p.data for name, p in self.params.items()}, **self.buffers}
+
+    def load_state_dict(self, state: Mapping[str, NDArray], strict: bool = True) -> None:
+        """Copy ``state`` (what :meth:`state_dict` returns) into this module's arrays, cast to their
+        dtype. Every array must have its key's shape and hold numbers; with ``strict`` no key may be
+        missing or unexpected. Raises a :class:`ShapeError` that names the keys."""
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            raise ShapeError(f"{self!r}: the state does not fit"
+                             + (f"; missing {', '.join(missing[:5])}" if missing else "")
+                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+        for key, value in state.items():
+            if key not in own:
+                continue
+            value = np.asarray(value)
+            if value.shape != own[key].shape or value.dtype.kind not in "fiu":
+                raise ShapeError(f"{key} has shape {value.shape} and dtype {value.dtype}; expected numbers of "
+                                 f"shape {own[key].shape}")
+        for key, target in own.items():
+            if key in state:
+                target[...] = state[key]
+
+    # -- what explain and the trace show ----------------------------------------------------------
+    def formulas(self) -> Formulas:
+        """The forward and backward formulas of this module, with placeholders for its arrays (see
+        :mod:`chainrule.notation`)."""
+        return Formulas()
+
+    def details(self) -> dict[str, NDArray]:
+        """Values the last forward pass computed on the way (BatchNorm: ``mean``, ``var``, ``x_hat``),
+        by the names its formulas use: recorded by the trace after the forward pass."""
+        return {}
+
+    def backward_details(self) -> dict[str, NDArray]:
+        """Values of the last backward pass that its formulas name (an element-wise activation: the
+        local derivative ``f'``): recorded by the trace after the backward pass."""
+        return {}
+
+    @classmethod
+    def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
+        """Instances of this kind to check against finite differences on inputs with ``features``
+        columns, by name (``chainrule gradcheck NAME``)."""
+        return {cls.kind: cls()}
+
+    # -- helpers ------------------------------------------------------------------------------------
     def astype(self, dtype: DTypeLike) -> Module:
         """A deep copy whose parameters and buffers have ``dtype`` (e.g. float64 for gradient checks)."""
         dtype = np.dtype(dtype)
@@ -153,7 +245,8 @@ class Module:
         return value
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({settings})"
 
 
 def as_batch(x, owner: object, features: int | None = None, dtype: DTypeLike | None = None) -> NDArray:

@@ -1,7 +1,8 @@
-"""Networks: :class:`Sequential` and the two models of the seeds, built in one line.
+"""Networks: :class:`Sequential`, and the two usual models built in one line (:func:`mlp`,
+:func:`softmax_regression`).
 
 Backpropagation through a chain ``a⁽ˡ⁾ = f⁽ˡ⁾(a⁽ˡ⁻¹⁾)`` is each layer's backward in reverse order: the
-gradient one layer returns is the upstream gradient of the layer before it (seed 001, section 3).
+gradient one layer returns is the upstream gradient of the layer before it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from chainrule.activations import ACTIVATIONS, Softmax
+from chainrule import activations
+from chainrule.activations import Softmax
 from chainrule.errors import ChainruleError, ConfigError, check_choice
 from chainrule.init import make_rng
-from chainrule.layers import BatchNorm1d, Dropout, Linear
+from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear
 from chainrule.module import Module, Parameter
+from chainrule.registry import LAYERS
 
 
 class Sequential(Module):
@@ -83,8 +86,21 @@ class Sequential(Module):
                     seen.add(id(p))
                     yield f"{i}.{name}", p
 
-    def predict_proba(self, x: NDArray, batch_size: int = 4096) -> NDArray:
-        """The network's output in evaluation mode, computed in batches; the mode is restored after."""
+    def state_dict(self) -> dict[str, NDArray]:
+        """Every layer's parameters and buffers, named ``"i.name"`` (``0.W``, ``1.running_mean``); a
+        parameter shared by two layers appears under both names, as in PyTorch."""
+        return {f"{i}.{name}": array for i, layer in enumerate(self.layers)
+                for name, array in layer.state_dict().items()}
+
+    @property
+    def gives_probabilities(self) -> bool:
+        """Whether the network's outputs are probabilities (it ends in a softmax or a sigmoid) rather than
+        logits or other scores."""
+        return bool(self.layers) and self.layers[-1].gives_probabilities
+
+    def outputs(self, x: NDArray, batch_size: int = 4096) -> NDArray:
+        """The network's outputs in evaluation mode (logits or probabilities, as its last layer gives
+        them), computed in batches; the mode of every layer is restored after."""
         was_training = [m.training for m in self.modules()]
         self.eval()
         try:
@@ -94,12 +110,13 @@ class Sequential(Module):
                 m.training = mode
         return np.concatenate(outs) if outs else np.empty((0, 0))
 
+    def predict_proba(self, x: NDArray, batch_size: int = 4096) -> NDArray:
+        """The probability of each class, shape ``(n, classes)`` (two columns for a single output)."""
+        return class_probabilities(self.outputs(x, batch_size), self.gives_probabilities)
+
     def predict(self, x: NDArray, batch_size: int = 4096) -> NDArray:
-        """Class indices: the arg-max of each row of the output (a single output is thresholded at 0)."""
-        out = self.predict_proba(x, batch_size)
-        if out.shape[1] == 1:
-            return (out[:, 0] > 0).astype(np.int64)
-        return out.argmax(axis=1)
+        """The class of each row (see :func:`predicted_classes`)."""
+        return predicted_classes(self.outputs(x, batch_size), self.gives_probabilities)
 
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]
@@ -110,6 +127,25 @@ class Sequential(Module):
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+def predicted_classes(outputs: NDArray, probabilities: bool) -> NDArray:
+    """The class of each row of a network's ``outputs``: the arg-max of the row, or for a single output
+    (two classes) 1 where it is above 0.5 for ``probabilities`` and above 0 for logits."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > (0.5 if probabilities else 0.0)).astype(np.int64)
+    return outputs.argmax(axis=1)
+
+
+def class_probabilities(outputs: NDArray, probabilities: bool) -> NDArray:
+    """The probability of each class from a network's ``outputs``, float64: the outputs themselves if
+    they are ``probabilities``, else their softmax (a sigmoid for a single output); a single output gives
+    two columns, ``[1 − p, p]``."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.shape[1] == 1:
+        p = outputs[:, 0] if probabilities else 1.0 / (1.0 + np.exp(-np.clip(outputs[:, 0], -700, 700)))
+        return np.stack([1.0 - p, p], axis=1)
+    return outputs.copy() if probabilities else activations.softmax(outputs)
 
 
 def _locate(err: ChainruleError, i: int) -> None:
@@ -125,6 +161,7 @@ def mlp(
     *,
     output: str = "identity",
     batchnorm: bool = False,
+    layernorm: bool = False,
     dropout: float = 0.0,
     init: str | None = None,
     seed: int | np.random.Generator | None = None,
@@ -132,18 +169,22 @@ def mlp(
 ) -> Sequential:
     """A multi-layer perceptron in one line: ``mlp([784, 256, 10])``.
 
-    ``sizes`` lists the widths from input to output. Each hidden layer is ``Linear`` →
-    (``BatchNorm1d``) → activation → (``Dropout``); the last ``Linear`` is followed by ``output``
+    ``sizes`` lists the widths from input to output. Each hidden layer is ``Linear`` → (``BatchNorm1d``
+    or ``LayerNorm``) → activation → (``Dropout``); the last ``Linear`` is followed by ``output``
     (``identity`` gives logits, for :class:`~chainrule.losses.SoftmaxCrossEntropyLoss`; ``softmax`` or
-    ``sigmoid`` give probabilities). ``init`` defaults to He for the ReLU family, Xavier otherwise.
+    ``sigmoid`` give probabilities). ``activation`` is any element-wise activation (``relu``,
+    ``leaky_relu``, ``gelu``, ``tanh``, ``sigmoid``, ...). ``init`` defaults to He for the ReLU family,
+    Xavier otherwise.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ConfigError(f"mlp: expected at least an input and an output size, got {sizes}")
-    check_choice("activation", activation, tuple(a for a in ACTIVATIONS if a != "softmax"))
-    check_choice("output activation", output, tuple(ACTIVATIONS))
+    check_choice("activation", activation, activations.names(hidden=True))
+    check_choice("output activation", output, activations.names())
+    if batchnorm and layernorm:
+        raise ConfigError("mlp: choose one normalisation, batchnorm or layernorm")
     if init is None:
-        init = "he_normal" if activation in ("relu", "leaky_relu") else "xavier_uniform"
+        init = "he_normal" if activation in ("relu", "leaky_relu", "gelu") else "xavier_uniform"
     rng = make_rng(seed)
     layers: list[Module] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -155,11 +196,13 @@ def mlp(
             break
         if batchnorm:
             layers.append(BatchNorm1d(fan_out, dtype=dtype))
-        layers.append(ACTIVATIONS[activation]())
+        if layernorm:
+            layers.append(LayerNorm(fan_out, dtype=dtype))
+        layers.append(LAYERS[activation].cls())
         if dropout:
             layers.append(Dropout(dropout, seed=rng))
     if output != "identity":
-        layers.append(ACTIVATIONS[output]())
+        layers.append(LAYERS[output].cls())
     return Sequential(*layers)
 
 
@@ -172,7 +215,7 @@ def softmax_regression(
     seed: int | np.random.Generator | None = None,
     dtype: DTypeLike = np.float32,
 ) -> Sequential:
-    """Softmax regression (seeds 000, 003): one ``Linear`` from features to class scores.
+    """Softmax regression: one ``Linear`` from features to class scores.
 
     By default it outputs logits, to be trained with :class:`~chainrule.losses.SoftmaxCrossEntropyLoss`
     (the fused ``(Ŷ − Y)/m``); ``probabilities=True`` appends a :class:`Softmax` layer. The loss is

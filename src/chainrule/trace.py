@@ -1,9 +1,12 @@
 """A trace of one training step: what every layer received and returned, forward and backward.
 
 The trace is recorded where :class:`~chainrule.network.Sequential` calls its layers (its ``observer``),
-so it holds copies of the arrays the library computed — never a second computation of the maths. The
-only things it asks a layer for are values the layer's own backward uses: an activation's local
-derivative (:meth:`~chainrule.activations.Activation.local_derivative`) and BatchNorm's statistics.
+so it holds copies of the arrays the library computed — never a second computation of the maths. Beside
+a layer's inputs, outputs and gradients it keeps what the layer reports of its own work: after the
+forward pass its :meth:`~chainrule.module.Module.details` (BatchNorm's batch mean and variance, kept for
+this, and its ``x̂``), after the backward pass its
+:meth:`~chainrule.module.Module.backward_details` (an element-wise activation's local derivative, which
+is its backward pass applied to ones).
 
     >>> trace = Trace()
     >>> with trace.recording(model):
@@ -20,15 +23,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.activations import Activation
-from chainrule.layers import BatchNorm1d
 from chainrule.module import Module
 from chainrule.network import Sequential
 
 
 @dataclass
 class LayerRecord:
-    """One layer's part of a step. ``grads`` are the gradients its backward added (``Xᵀ·δ``, ...)."""
+    """One layer's part of a step.
+
+    ``params`` are its parameters before the step; ``grads`` what their ``.grad`` held right after its
+    backward pass (its own gradients, after ``zero_grad``; with tied weights, plus what the later layer
+    sharing them added first); ``details`` the values named in :meth:`Module.details` and
+    :meth:`Module.backward_details`.
+    """
 
     index: int
     layer: Module
@@ -38,8 +45,12 @@ class LayerRecord:
     details: dict[str, NDArray] = field(default_factory=dict)
     grad_output: NDArray | None = None
     grad_input: NDArray | None = None
-    local_derivative: NDArray | None = None
     grads: dict[str, NDArray] = field(default_factory=dict)
+
+    @property
+    def local_derivative(self) -> NDArray | None:
+        """An element-wise activation's ``f'(z)`` (``None`` for other layers)."""
+        return self.details.get("f′")
 
 
 class Trace:
@@ -63,16 +74,13 @@ class Trace:
         record = self.layers[index] = LayerRecord(index, layer)
         record.input, record.output = _copy(x), _copy(out)
         record.params = {name: p.data.copy() for name, p in layer.params.items()}
-        if isinstance(layer, BatchNorm1d):
-            record.details = {"mean": _copy(layer.mean), "var": _copy(layer.var),
-                              "inv_std": _copy(layer.inv_std), "x_hat": _copy(layer.x_hat)}
+        record.details = {name: _copy(value) for name, value in layer.details().items()}
 
     def on_backward(self, index: int, layer: Module, grad_output: NDArray, grad_input: NDArray) -> None:
         record = self.layers.setdefault(index, LayerRecord(index, layer))
         record.grad_output, record.grad_input = _copy(grad_output), _copy(grad_input)
         record.grads = {name: p.grad.copy() for name, p in layer.params.items()}
-        if isinstance(layer, Activation):
-            record.local_derivative = _copy(layer.local_derivative())
+        record.details.update({name: _copy(value) for name, value in layer.backward_details().items()})
 
 
 def _copy(array) -> NDArray | None:

@@ -1,6 +1,7 @@
-"""The training loop: mini-batch gradient descent over shuffled data, one plain function.
+"""The training loop: mini-batch gradient descent over shuffled data, one plain function (:func:`fit`).
 
-Each step is the one of seed 001: forward, loss, backward from the loss, (L2 gradient), update.
+Each step is :func:`chainrule.step.train_step`: forward, loss, backward from the loss, (L2 gradient),
+update.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from numpy.typing import NDArray
 
 from chainrule import kernels
 from chainrule.errors import ChainruleError, ConfigError, ShapeError
-from chainrule.losses import Loss, add_l2_grad, l2_penalty
+from chainrule.losses import Loss
 from chainrule.module import Module
+from chainrule.network import predicted_classes
 from chainrule.optim import Optimizer
+from chainrule.step import train_step
 
 
 class TrainingError(ChainruleError):
@@ -47,37 +50,14 @@ class History:
         return [e.loss for e in self.epochs]
 
 
-def accuracy(output: NDArray, target: NDArray) -> float:
-    """The share of rows whose arg-max (or, for one output, sign of the logit / side of 0.5) is right."""
+def accuracy(output: NDArray, target: NDArray, probabilities: bool = False) -> float:
+    """The share of rows whose :func:`~chainrule.network.predicted_classes` is the target's class (an
+    index, or the arg-max of a one-hot row)."""
     target = np.asarray(target)
     if target.ndim == 2 and target.shape[1] > 1:
         target = target.argmax(axis=1)
-    target = target.reshape(-1)
-    if output.shape[1] == 1:
-        threshold = 0.5 if output.min() >= 0 and output.max() <= 1 else 0.0
-        predicted = (output[:, 0] > threshold).astype(np.int64)
-    else:
-        predicted = output.argmax(axis=1)
-    return np.count_nonzero(predicted == target) / len(target)
-
-
-def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArray, y: NDArray,
-               l2: float = 0.0, input_grad: bool = False) -> tuple[float, NDArray]:
-    """One step of gradient descent on the batch ``(X, y)``: forward, loss (+ ``λ/2·Σ‖W‖²``),
-    backward from the loss, ``λW`` added to the weights' gradients, update (none without an
-    optimizer). Returns the loss before the update and the network's output. ``∂L/∂X`` is computed
-    only with ``input_grad=True`` (a trace that shows it)."""
-    model.zero_grad()
-    out = model.forward(X)
-    value = loss.forward(out, y)
-    model.backward(loss.backward(), input_grad=input_grad)
-    if l2:
-        params = model.parameters()
-        value += l2_penalty(params, l2)
-        add_l2_grad(params, l2)
-    if optimizer is not None:
-        optimizer.step()
-    return value, out
+    predicted = predicted_classes(output, probabilities)
+    return np.count_nonzero(predicted == target.reshape(-1)) / len(target)
 
 
 def run_epoch(
@@ -115,7 +95,7 @@ def run_epoch(
                                 "are not normalised")
         total_loss += batch_loss * len(xb)
         if classify:
-            total_correct += accuracy(out, yb) * len(xb)
+            total_correct += accuracy(out, yb, model.gives_probabilities) * len(xb)
         if on_batch is not None:
             done = start + len(xb)
             on_batch(done, total_loss / done, total_correct / done if classify else None)
@@ -134,7 +114,7 @@ def evaluate(model: Module, loss: Loss, X: NDArray, y: NDArray, batch_size: int 
             xb, yb = X[start : start + batch_size], y[start : start + batch_size]
             out = model.forward(xb)
             total_loss += loss.forward(out, yb) * len(xb)
-            total_correct += accuracy(out, yb) * len(xb) if classify else 0.0
+            total_correct += accuracy(out, yb, model.gives_probabilities) * len(xb) if classify else 0.0
     finally:
         for m, mode in zip(model.modules(), modes, strict=True):
             m.training = mode
@@ -150,7 +130,7 @@ class FitState:
     epoch: int = 0
     history: History = field(default_factory=History)
     best_loss: float = float("inf")
-    best_state: list[NDArray] | None = None
+    best_state: dict[str, NDArray] | None = None  # the model's state dict at its best epoch (a copy)
     waited: int = 0
 
 
@@ -212,7 +192,8 @@ def fit(
         state.epoch = epoch
         if early_stopping is not None:
             if result.val_loss < state.best_loss:
-                state.best_loss, state.best_state, state.waited = result.val_loss, model_arrays(model, copy=True), 0
+                best = {key: array.copy() for key, array in model.state_dict().items()}
+                state.best_loss, state.best_state, state.waited = result.val_loss, best, 0
                 history.best_epoch = epoch
             else:
                 state.waited += 1
@@ -222,12 +203,5 @@ def fit(
         if on_checkpoint is not None:
             on_checkpoint(state)
     if state.best_state is not None:
-        for target, saved in zip(model_arrays(model), state.best_state, strict=True):
-            target[...] = saved
+        model.load_state_dict(state.best_state)
     return history
-
-
-def model_arrays(model: Module, copy: bool = False) -> list[NDArray]:
-    """Every parameter and buffer of ``model``, in a fixed order (copies with ``copy=True``)."""
-    arrays = [a for m in model.modules() for a in (*(p.data for p in m.params.values()), *m.buffers.values())]
-    return [a.copy() for a in arrays] if copy else arrays

@@ -1,27 +1,27 @@
 """The problem file of ``chainrule explain``: one small network, one batch and its training step(s).
 
-The format is a public contract, documented key by key in ``docs/problem-files.md``. Every error names
-the file, the place in it and what was expected, as one line (:class:`ProblemFileError`, exit code 2).
+The format is a public contract, documented key by key in ``docs/problem-files.md``. Its layers, loss and
+optimizer are the registered kinds (:mod:`chainrule.registry`): a layer's keys are its settings (``eps``,
+``alpha``) and its parameters (``W``, ``gamma``), the optimizer's keys its settings. Every error names the
+file, the place in it and what was expected, as one line (:class:`ProblemFileError`, exit code 2).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.activations import LeakyReLU, Softmax
-from chainrule.errors import ChainruleError
-from chainrule.layers import BatchNorm1d, Linear
-from chainrule.losses import LOSSES, SCALES, Loss, make_loss
-from chainrule.module import Module
+from chainrule.errors import ChainruleError, ConfigError, SettingError
+from chainrule.losses import SCALES, Loss
+from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
-from chainrule.optim import SGD, Adam, Optimizer
-from chainrule import activations
+from chainrule.optim import Optimizer, make_optimizer, optimizer_settings
+from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS
 
 
 class ProblemFileError(ChainruleError):
@@ -30,19 +30,10 @@ class ProblemFileError(ChainruleError):
     exit_code = 2
 
 
-#: The keys each layer type accepts besides ``type``.
-LAYER_KEYS = {
-    "linear": {"W", "b"},
-    "batchnorm": {"gamma", "beta", "eps"},
-    "leaky_relu": {"alpha"},
-    **{name: set() for name in ("relu", "sigmoid", "tanh", "softmax", "identity")},
-}
-#: The keys of ``[train]`` for each optimizer, with their defaults.
-OPTIMIZER_KEYS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": None, "weight_decay": 0.0},
-    "momentum": {"lr": None, "momentum": 0.9, "nesterov": False, "dampening": 0.0, "weight_decay": 0.0},
-    "adam": {"lr": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
-}
+def layer_kinds() -> tuple[str, ...]:
+    """The layer kinds a problem file can hold: every registered one whose output is given by its numbers
+    (not dropout, whose output depends on random numbers)."""
+    return LAYERS.names(lambda kind: kind.cls.deterministic)
 
 
 @dataclass
@@ -53,29 +44,18 @@ class Problem:
     title: str
     X: NDArray
     y: NDArray
-    layer_types: list[str]
     model: Sequential
     loss: Loss
-    loss_type: str
     l2: float
     optimizer_name: str
-    optimizer_settings: dict[str, Any]
-    steps: int
+    optimizer_settings: dict[str, Any] = field(default_factory=dict)  # as written in [train]
+    steps: int = 1
 
     def make_optimizer(self, model: Sequential | None = None) -> Optimizer | None:
         """The optimizer of ``[train]`` over ``model``'s parameters (default: the problem's network);
-        ``None`` for a network without parameters (seed 004: a softmax of given logits)."""
-        s = self.optimizer_settings
+        ``None`` for a network without parameters (a softmax of given logits)."""
         params = (model or self.model).parameters()
-        if not params:
-            return None
-        if self.optimizer_name == "adam":
-            return Adam(params, lr=s["lr"], betas=(s["beta1"], s["beta2"]), eps=s["eps"],
-                        weight_decay=s["weight_decay"])
-        if self.optimizer_name == "momentum":
-            return SGD(params, lr=s["lr"], momentum=s["momentum"], nesterov=s["nesterov"],
-                       dampening=s["dampening"], weight_decay=s["weight_decay"])
-        return SGD(params, lr=s["lr"], weight_decay=s["weight_decay"])
+        return make_optimizer(self.optimizer_name, params, **self.optimizer_settings) if params else None
 
 
 def load_problem(path: str | Path) -> Problem:
@@ -113,85 +93,99 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     layer_specs = doc["layers"]
     if not isinstance(layer_specs, list) or not layer_specs or not all(isinstance(s, dict) for s in layer_specs):
         raise where.error("layers", "expected one or more [[layers]] tables")
-    layers, types, features = [], [], X.shape[1]
+    layers, features = [], X.shape[1]
     for i, spec in enumerate(layer_specs):
-        layer, features = _build_layer(spec, f"layers[{i}]", features, where)
+        layer = _build_layer(spec, f"layers[{i}]", features, where)
         layers.append(layer)
-        types.append(spec["type"])
+        features = layer.output_features(features)
     model = Sequential(*layers)
 
     loss_spec = where.table(doc, "loss")
     where.keys(loss_spec, "loss", {"type", "scale", "l2"}, required={"type"})
-    loss_type = where.choice(loss_spec["type"], "loss.type", tuple(LOSSES))
+    loss_kind = where.choice(loss_spec["type"], "loss.type", LOSSES.names())
     scale = where.choice(loss_spec.get("scale", "mean"), "loss.scale", tuple(SCALES))
     l2 = where.number(loss_spec.get("l2", 0.0), "loss.l2", minimum=0.0)
-    loss = make_loss(loss_type, scale)
+    loss = LOSSES[loss_kind].cls(scale=scale)
+    if loss.after and layers[-1].kind != loss.after:
+        raise where.error("loss.type", f"{loss_kind} expects probabilities, so the last layer must be "
+                                       f"{loss.after}, got {layers[-1].kind} (or use {loss.fused} on logits)")
 
+    name, settings, steps = _train(doc, where)
+    problem = Problem(path, title, X, y, model, loss, l2, name, settings, steps)
+    _check_targets(problem, where)
+    return problem
+
+
+def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:
+    """The optimizer's name and the settings written for it, and the number of steps, from ``[train]``."""
     train = doc.get("train", {"optimizer": "sgd", "lr": 1.0})
     if not isinstance(train, dict):
         raise where.error("train", "expected a [train] table")
-    name = where.choice(train.get("optimizer", "sgd"), "train.optimizer", tuple(OPTIMIZER_KEYS))
-    allowed = OPTIMIZER_KEYS[name]
+    name = where.choice(train.get("optimizer", "sgd"), "train.optimizer", OPTIMIZERS.names())
+    allowed = optimizer_settings(name)
     where.keys(train, "train", {"optimizer", "steps", *allowed}, required={"lr"})
     settings = {}
     for key, default in allowed.items():
-        value = train.get(key, default)
+        if key not in train:
+            continue
+        value = train[key]
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise where.error(f"train.{key}", f"expected true or false, got {value!r}")
             settings[key] = value
         else:
-            settings[key] = where.number(value, f"train.{key}", minimum=0.0, positive=key in ("lr", "eps"))
+            settings[key] = where.number(value, f"train.{key}", minimum=0.0, positive=key == "lr")
+    try:  # the optimizer's own checks (betas below 1, Nesterov with momentum), on a stand-in parameter
+        make_optimizer(name, [Parameter(np.zeros(1))], **settings)
+    except ConfigError as err:
+        raise where.error("train", str(err)) from None
     steps = train.get("steps", 1)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise where.error("train.steps", f"expected a positive integer, got {steps!r}")
-
-    needs = {"cross_entropy": "softmax", "bce": "sigmoid"}.get(loss_type)
-    if needs and types[-1] != needs:
-        fused = {"softmax": "softmax_cross_entropy", "sigmoid": "bce_with_logits"}[needs]
-        raise where.error("loss.type", f"{loss_type} expects probabilities, so the last layer must be "
-                                       f"{needs}, got {types[-1]} (or use {fused} on logits)")
-    problem = Problem(path, title, X, y, types, model, loss, loss_type, l2, name, settings, steps)
-    _check_targets(problem, where)
-    return problem
+    return name, settings, steps
 
 
-def _build_layer(spec: dict, place: str, features: int, where: _Where) -> tuple[Module, int]:
+def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module:
+    """A layer from its table: numbers are its settings, lists its parameters; the settings that the
+    parameters and the incoming features already say (``Linear``'s sizes) are taken from them."""
     if "type" not in spec:
         raise where.error(place, "missing key 'type'")
-    kind = where.choice(spec["type"], f"{place}.type", tuple(LAYER_KEYS))
-    where.keys(spec, place, {"type", *LAYER_KEYS[kind]}, required={"W"} if kind == "linear" else set())
-    if kind == "linear":
-        W = where.matrix(spec["W"], f"{place}.W")
-        if W.shape[0] != features:
-            raise where.error(f"{place}.W", f"expected {features} rows (the layer's input has {features} "
-                                            f"features), got shape {W.shape}")
-        b = None
-        if "b" in spec:
-            b = where.array(spec["b"], f"{place}.b").reshape(-1)
-            if b.shape != (W.shape[1],):
-                raise where.error(f"{place}.b", f"expected {W.shape[1]} values (one per column of W), "
-                                                f"got {b.size}")
-        return Linear.from_arrays(W, b), W.shape[1]
-    if kind == "batchnorm":
-        eps = where.number(spec.get("eps", 1e-5), f"{place}.eps", minimum=0.0, positive=True)
-        bn = BatchNorm1d(features, eps=eps, dtype=np.float64)
-        for key in ("gamma", "beta"):
-            if key in spec:
-                value = where.array(spec[key], f"{place}.{key}").reshape(-1)
-                if value.shape != (features,):
-                    raise where.error(f"{place}.{key}", f"expected {features} values (one per feature), "
-                                                        f"got {value.size}")
-                bn.params[key].data[...] = value
-        return bn, features
-    if kind == "leaky_relu":
-        alpha = where.number(spec.get("alpha", 0.01), f"{place}.alpha", minimum=0.0)
-        if alpha >= 1:
-            raise where.error(f"{place}.alpha", f"expected a number in [0, 1), got {alpha!r}")
-        return LeakyReLU(alpha), features
-    if kind == "softmax":
-        return Softmax(), features
-    return activations.ACTIVATIONS[kind](), features
+    kind = where.choice(spec["type"], f"{place}.type", layer_kinds())
+    cls = LAYERS[kind].cls
+    arrays = {k: where.array(v, f"{place}.{k}") for k, v in spec.items() if isinstance(v, list)}
+    settings = {k: v for k, v in spec.items() if k != "type" and not isinstance(v, list)}
+    try:
+        inferred = cls.inferred_config(features, arrays)
+    except KeyError as err:
+        raise where.error(place, f"missing key '{err.args[0]}'") from None
+    except SettingError as err:
+        raise where.error(f"{place}.{err.key}", str(err)) from None
+    layer = cls.from_config(inferred, dtype=np.float64)
+    defaults = {k: v for k, v in layer.config().items() if k not in inferred}
+    where.keys(spec, place, {"type", *defaults, *layer.params})
+    for key in spec:
+        if key in layer.params and key not in arrays:
+            raise where.error(f"{place}.{key}", "expected numbers in a list")
+        if key in defaults and key in arrays:
+            raise where.error(f"{place}.{key}", f"expected a single value, got a list")
+    for key, value in settings.items():
+        if isinstance(defaults[key], bool) and not isinstance(value, bool):
+            raise where.error(f"{place}.{key}", f"expected true or false, got {value!r}")
+        if not isinstance(defaults[key], bool):
+            where.number(value, f"{place}.{key}")
+    try:
+        layer = cls.from_config({**inferred, **settings}, dtype=np.float64)
+    except ConfigError as err:
+        raise where.error(place, str(err)) from None
+    for key, value in arrays.items():
+        target = layer.params[key].data
+        if target.ndim == 1:
+            value = arrays[key] = value.reshape(-1)
+        if value.shape != target.shape:
+            expected = f"{target.size} values" if target.ndim == 1 else f"shape {target.shape}"
+            raise where.error(f"{place}.{key}", f"expected {expected}, got {value.size if target.ndim == 1 else value.shape}")
+    layer.load_state_dict(arrays, strict=False)
+    return layer
 
 
 def _check_targets(problem: Problem, where: _Where) -> None:
@@ -217,7 +211,7 @@ class _Where:
         return ProblemFileError(f"{self.path}: {place}: {message}" if place else f"{self.path}: {message}")
 
     def keys(self, table: dict, place: str, allowed: set, required: set = frozenset()) -> None:
-        for key in required:
+        for key in sorted(required):
             if key not in table:
                 raise self.error(place or "top level", f"missing key '{key}'")
         unknown = sorted(set(table) - allowed)

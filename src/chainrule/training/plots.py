@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.io import atomic_write
-from chainrule.layers import Linear
+from chainrule.archive import atomic_write
 
 
 def _pyplot():
@@ -39,9 +38,9 @@ def plot_run(result, X_test_raw: NDArray, y_test: NDArray) -> list[Path]:
               result.out / "confusion_matrix.png"),
     ]
     if model.image_shape is not None:
-        first = next(layer for layer in model.network.layers if isinstance(layer, Linear))
-        files.append(_save(plt, _weights(plt, first.params["W"].data, model.image_shape, model.classes
-                                         if first.out_features == len(model.classes) else None),
+        W = next(layer.params["W"].data for layer in model.network.layers if "W" in layer.params)
+        files.append(_save(plt, _weights(plt, W, model.image_shape, model.classes
+                                         if W.shape[1] == len(model.classes) else None),
                            result.out / "first_layer_weights.png"))
         files.append(_save(plt, _confident_errors(plt, X_test_raw, y_test, probs, model), result.out / "most_confident_errors.png"))
     return files

@@ -1,6 +1,6 @@
 """Datasets: the embedded 8×8 digits, MNIST and Fashion-MNIST (IDX files), any IDX folder, ``.npz``, ``.csv``.
 
-MNIST-style data are looked up, in this order (PRODUCT.md): ``--data-dir`` (the folder itself or its
+MNIST-style data are looked up, in this order: ``--data-dir`` (the folder itself or its
 ``NAME`` subfolder), the folder named by ``$CHAINRULE_DATA_DIR`` (same), the system location that
 Debian's ``dataset-fashion-mnist`` package uses (``/usr/share/datasets/NAME``), the user cache
 (``$XDG_CACHE_HOME/chainrule/NAME``, by default ``~/.cache/chainrule/NAME``). If none has the files they
@@ -13,8 +13,8 @@ Nothing is read or downloaded at import time.
 from __future__ import annotations
 
 import gzip
-import math
 import hashlib
+import math
 import importlib.util
 import os
 import struct
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.archive import ARCHIVE_ERRORS
 from chainrule.errors import DataError
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -326,8 +327,6 @@ def load_digits() -> Dataset:
 
 
 def load_npz(path: str | Path) -> Dataset:
-    from chainrule.io import ARCHIVE_ERRORS
-
     """An ``.npz`` with arrays ``X_train``, ``y_train``, ``X_test``, ``y_test`` (or ``x_...``), read
     without pickle."""
     path = Path(path)

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.explain.problem import Problem
 from chainrule.losses import Loss, l2_penalty
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer
-from chainrule.problem import Problem
+from chainrule.step import train_step
 from chainrule.trace import LayerRecord, Trace
-from chainrule.train import train_step
 
 #: Steps recorded in full (for the renderers, and for ``chainrule check`` to recognise a value that
 #: belongs to another step); later steps keep only their loss.
@@ -36,7 +36,7 @@ class StepRecord:
     loss_grad: NDArray  # ∂L/∂(network output), what the loss passes to the last layer
     grads: dict[int, dict[str, NDArray]]  # total gradients (L2 included) per layer and parameter
     params_after: dict[int, dict[str, NDArray]]
-    optimizer_state: dict[int, dict[str, dict[str, NDArray]]]
+    optimizer_state: dict[int, dict[str, dict[str, NDArray]]]  # per layer and parameter, by state name
     lr: float
 
 
@@ -47,6 +47,7 @@ class Explanation:
     history: list[float]
     final_loss: float
     params_after: dict[int, dict[str, NDArray]] = field(default_factory=dict)
+    optimizer: Optimizer | None = None  # as it is after the steps
 
     @property
     def first(self) -> StepRecord:
@@ -73,18 +74,19 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
     final = _loss_at(model, problem.loss, problem)
     params_after = {i: {n: p.data.copy() for n, p in layer.params.items()}
                     for i, layer in enumerate(model.layers) if layer.params}
-    return Explanation(problem, records, history, final, params_after)
+    return Explanation(problem, records, history, final, params_after, optimizer)
 
 
 def to_json(explanation: Explanation) -> dict[str, Any]:
-    """The JSON contract of PRODUCT.md (``loss``, ``layers``, ``history``, ``final_loss``) and a few
-    more keys: per layer ``input``, ``grad_output``, ``local_derivative`` (activations) and ``params``
-    (before the step); ``loss_grad``, ``data_loss``, ``l2_penalty``, ``steps``."""
+    """The JSON contract of ``chainrule explain --format json`` (``loss``, ``layers``, ``history``,
+    ``final_loss``) and a few more keys: per layer ``input``, ``grad_output``, ``local_derivative``
+    (element-wise activations) and ``params`` (before the step); ``loss_grad``, ``data_loss``,
+    ``l2_penalty``, ``steps``."""
     problem, first = explanation.problem, explanation.first
     layers = []
-    for record, kind in zip(first.layers, problem.layer_types, strict=True):
+    for record in first.layers:
         entry: dict[str, Any] = {
-            "type": kind,
+            "type": record.layer.kind,
             "input": record.input.tolist(),
             "output": record.output.tolist(),
             "grad_output": record.grad_output.tolist(),
@@ -132,11 +134,13 @@ def _step_record(number: int, trace: Trace, value: float, problem: Problem, opti
     grads: dict[int, dict[str, NDArray]] = {}
     after: dict[int, dict[str, NDArray]] = {}
     state: dict[int, dict[str, dict[str, NDArray]]] = {}
+    saved = optimizer.state_dict()["state"] if optimizer is not None else {}
     for k, (i, name) in enumerate(owners):
         p = optimizer.params[k]
         grads.setdefault(i, {})[name] = p.grad.copy()
         after.setdefault(i, {})[name] = p.data.copy()
-        state.setdefault(i, {})[name] = {s: v.copy() for s, v in optimizer.param_state(k).items()}
+        state.setdefault(i, {})[name] = {s: np.array(v, copy=True) for s, v in saved.get(k, {}).items()
+                                         if isinstance(v, np.ndarray)}
     layers = [trace.layers[i] for i in sorted(trace.layers)]
     penalty = value - problem.loss.value() if problem.l2 else 0.0
     return StepRecord(number, layers, float(value), float(penalty), layers[-1].grad_output, grads, after,

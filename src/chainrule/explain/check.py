@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.explain import Explanation, StepRecord, to_json
+from chainrule.explain.explanation import Explanation, StepRecord, to_json
+from chainrule.explain.problem import ProblemFileError, read_toml
 from chainrule.losses import SCALE_FORMULAS
-from chainrule.problem import ProblemFileError, read_toml
 
 _PATH = re.compile(r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
                    r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
@@ -160,7 +160,7 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
     problem = explanation.problem
     n = problem.X.shape[0]
     scale = problem.loss.scale
-    scale_text = SCALE_FORMULAS[scale][0]
+    scale_text = SCALE_FORMULAS[scale]
     factors = [(n, f"n = {n} times the right value: the 1/n of the loss scale {scale_text} is missing"),
                (1 / n, f"1/n = 1/{n} of the right value: divided by n once too often"),
                (2, "twice the right value: a factor ½ is missing"),
@@ -181,7 +181,8 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
         before = np.array(entry["params"][name])
         grad = np.array(entry["grads"][name])
         lr = explanation.first.lr
-        if len(explanation.history) == 1 and problem.optimizer_name == "sgd":
+        # the slips of an update θ − lr·g, where that is the update (plain gradient descent, one step)
+        if len(explanation.history) == 1 and np.allclose(expected, before - lr * grad, rtol=1e-12, atol=1e-12):
             yield "the parameter before the update: no step was taken", before
             yield "the gradient was added instead of subtracted", before + lr * grad
             for c, text in [(1, ""), *factors]:

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import DataError
-from chainrule.io import Classifier
+from chainrule.training.classifier import Classifier
 
 
 def read_inputs(files: list[str], model: Classifier) -> Iterator[tuple[str, NDArray]]:

@@ -1,0 +1,94 @@
+"""A trained network with what it needs to read raw inputs: the :class:`Classifier` that a run saves.
+
+The inputs are normalised as in training, ``x = (raw/scale − mean)/std``, where ``scale`` maps the raw
+range to [0, 1] (255 for pixels) and ``mean``, ``std`` are measured on the training set
+(:func:`normalisation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.errors import DataError
+from chainrule.network import Sequential, class_probabilities, predicted_classes
+
+
+@dataclass
+class Classifier:
+    """A trained network with its input normalisation ``x = (raw/scale − mean)/std`` and class names.
+
+    ``predict_proba`` gives class probabilities, ``predict`` the class indices; both take raw features,
+    shape ``(n, features)``, or images of ``image_shape``.
+    """
+
+    network: Sequential
+    mean: NDArray
+    std: NDArray
+    scale: float
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int] | None = None
+    frame_fill: float = 1.0  # share of the frame that the content of a training image fills
+
+    @property
+    def features(self) -> int:
+        return int(self.mean.shape[0])
+
+    def transform(self, raw: NDArray) -> NDArray:
+        """Raw inputs as the network reads them: one row each, normalised."""
+        raw = np.asarray(raw)
+        if raw.ndim == 1 or (self.image_shape is not None and raw.shape == tuple(self.image_shape)):
+            raw = raw.reshape(1, -1)
+        raw = raw.reshape(len(raw), -1)
+        if raw.shape[1] != self.features:
+            raise DataError(f"the model expects {self.features} features per input"
+                            + (f" (images of {self.image_shape[0]}×{self.image_shape[1]})" if self.image_shape else "")
+                            + f", got {raw.shape[1]}")
+        dtype = self.mean.dtype
+        return (raw.astype(dtype) / dtype.type(self.scale) - self.mean) / self.std
+
+    def outputs(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
+        """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs."""
+        return self.network.outputs(self.transform(raw), batch_size)
+
+    def predict_proba(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
+        return class_probabilities(self.outputs(raw, batch_size), self.network.gives_probabilities)
+
+    def predict(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
+        return predicted_classes(self.outputs(raw, batch_size), self.network.gives_probabilities)
+
+    def save(self, path: str | Path) -> None:
+        from chainrule.training.modelfile import save_model
+
+        save_model(self, path)
+
+    def __repr__(self) -> str:
+        layers = " → ".join(repr(layer) for layer in self.network.layers)
+        shape = f", images {self.image_shape[0]}×{self.image_shape[1]}" if self.image_shape else ""
+        return f"Classifier({layers}; {len(self.classes)} classes, {self.features} features{shape})"
+
+
+def normalisation(X_train: NDArray, image: bool, dtype) -> tuple[float, NDArray, NDArray]:
+    """``scale`` (the raw maximum, e.g. 255 or 16), then mean and std of ``X/scale``: one value for all
+    pixels of images, one per feature otherwise (constant features keep std 1)."""
+    scale = float(X_train.max()) if X_train.max() > 1 else 1.0
+    # sums in float64 over blocks of rows: no float64 copy of the whole set (it would double the memory)
+    total = np.zeros(X_train.shape[1])
+    squares = np.zeros(X_train.shape[1])
+    for start in range(0, len(X_train), 4096):
+        block = X_train[start : start + 4096].astype(np.float64) / scale
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    n = len(X_train)
+    if image:
+        mean = total.sum() / (n * X_train.shape[1])
+        var = squares.sum() / (n * X_train.shape[1]) - mean**2
+        mean, std = np.full(X_train.shape[1], mean), np.full(X_train.shape[1], np.sqrt(max(var, 0.0)) or 1.0)
+    else:
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+        std[std < 1e-8] = 1.0
+    return scale, mean.astype(dtype), std.astype(dtype)

@@ -1,0 +1,171 @@
+"""The configuration of a training run: one dataclass whose fields are also ``chainrule train``'s options.
+
+Each field carries its help text (and, where the value is not a plain string or number, how to read it
+from the command line); :mod:`chainrule.cli` makes one option of each field and passes on only the
+options given, so every default lives here and only here. Settings that belong to a kind keep that
+kind's own defaults: ``lr=None`` is the chosen optimizer's learning rate (0.1 for SGD, 1e-3 for Adam).
+
+Nothing here imports NumPy until a configuration is checked, so that the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+#: The losses a classifier can be trained with (targets are class labels).
+TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
+SCHEDULES = ("none", "cosine", "step")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, or a message saying what was expected."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """Comma-separated layer sizes (``256,128``); ``0``, ``none`` or nothing for none."""
+    text = text.strip()
+    if text in ("", "0", "none"):
+        return ()
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 256,128, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return values
+
+
+def option(default: Any, help: str | Callable[[], str], *, parse: Callable[[str], Any] | None = None,
+           choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None, metavar: str | None = None,
+           flag: str | None = None) -> Any:
+    """A field that is also a command-line option: its default, its help (a function for one that lists
+    registered kinds), how to read it (``parse``), its ``choices`` (a function: looked up when the
+    option is made), ``metavar`` and ``flag`` (by default ``--`` and the name with dashes)."""
+    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "metavar": metavar,
+                                            "flag": flag})
+
+
+def _hidden_activations() -> tuple[str, ...]:
+    from chainrule import activations
+
+    return activations.names(hidden=True)
+
+
+def _optimizers() -> tuple[str, ...]:
+    from chainrule.registry import OPTIMIZERS
+
+    return OPTIMIZERS.names()
+
+
+def _default_of(setting: str) -> str:
+    """Help text: each optimizer's default of ``setting``, grouped (``0.1 for sgd, momentum; ...``)."""
+    from chainrule.optim import optimizer_settings
+
+    groups: dict[str, list[str]] = {}
+    for name in _optimizers():
+        value = optimizer_settings(name).get(setting)
+        if value is not None:
+            groups.setdefault(f"{value:g}", []).append(name)
+    return "; ".join(f"{value} for {', '.join(names)}" for value, names in groups.items())
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; ``chainrule train``'s options map one to one onto these fields."""
+
+    dataset: str = option("digits", "digits (embedded), mnist, fashion-mnist, a folder of IDX files, an .npz "
+                                    "or a .csv")
+    data_dir: str | None = option(None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)",
+                                  metavar="DIR")
+    hidden: tuple[int, ...] = option((256, 128), "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for "
+                                                 "softmax regression", parse=sizes, metavar="SIZES")
+    activation: str = option("relu", "the activation of the hidden layers", choices=_hidden_activations)
+    batchnorm: bool = option(False, "BatchNorm after every hidden linear layer")
+    layernorm: bool = option(False, "LayerNorm after every hidden linear layer")
+    dropout: float = option(0.0, "drop probability after every hidden activation", parse=float, metavar="P")
+    loss: str = option("softmax_cross_entropy", "softmax_cross_entropy on logits (fused), cross_entropy after a "
+                                                "softmax layer, or mse (1/(2n)) on one-hot targets",
+                       choices=TRAINING_LOSSES)
+    optimizer: str = option("adam", "the optimizer", choices=_optimizers)
+    lr: float | None = option(None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})",
+                              parse=float)
+    momentum: float | None = option(None, lambda: "momentum, for the optimizers that have it (default: "
+                                                  f"{_default_of('momentum')})", parse=float)
+    weight_decay: float | None = option(None, lambda: "weight decay added to every gradient (AdamW: decoupled) "
+                                                      f"(default: {_default_of('weight_decay')})", parse=float)
+    schedule: str = option("cosine", "learning-rate schedule over the epochs: cosine decay to 0, ×0.1 every half "
+                                     "of the epochs (step), or none", choices=SCHEDULES)
+    batch_size: int = option(64, "rows per training step", parse=positive_int)
+    epochs: int = option(10, "passes over the training set", parse=positive_int)
+    val_split: float = option(0.1, "share of the training set held out for validation", parse=float)
+    early_stopping: int | None = option(None, "stop when the validation loss has not improved for PATIENCE epochs; "
+                                              "keep the best", parse=positive_int, metavar="PATIENCE")
+    seed: int = option(0, "seed of the split, the initial weights, the batch order and dropout", parse=int)
+    dtype: str = option("float32", "floating-point type of the weights and data", choices=("float32", "float64"))
+    out: str | None = option(None, "output folder (default: a new folder under runs/)", metavar="DIR")
+    force: bool = option(False, "write into an existing, non-empty --out (the files of a run there are replaced)")
+    quiet: bool = option(False, "print only the final summary")
+    plots: bool = option(True, "skip the PNG plots", flag="--no-plots")
+
+    def validate(self) -> TrainConfig:
+        """Check every field (a :class:`~chainrule.errors.ConfigError` names the option); returns self."""
+        from chainrule.errors import ConfigError, check_choice, check_positive
+        from chainrule.optim import optimizer_settings
+
+        check_choice("optimizer", self.optimizer, _optimizers())
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("loss", self.loss, TRAINING_LOSSES)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
+        check_choice("activation", self.activation, _hidden_activations())
+        takes = optimizer_settings(self.optimizer)
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            flag = f"--{name.replace('_', '-')}"
+            check_positive(flag if name != "lr" else "learning rate (--lr)", value, allow_zero=name != "lr")
+            if name not in takes:
+                raise ConfigError(f"{flag}: the {self.optimizer} optimizer has no {name}; it takes "
+                                  f"{', '.join(takes)}")
+        if self.batchnorm and self.layernorm:
+            raise ConfigError("--batchnorm and --layernorm: choose one normalisation")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout is the drop probability and must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.early_stopping is not None and (self.early_stopping < 1 or self.val_split == 0):
+            raise ConfigError("--early-stopping needs a patience >= 1 and a validation split (--val-split > 0)")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"--hidden sizes must be positive integers, got {','.join(map(str, self.hidden))}")
+        return self
+
+    def optimizer_settings(self) -> dict[str, float]:
+        """The optimizer settings given (``lr``, ``momentum``, ``weight_decay``); the others keep the
+        optimizer's defaults."""
+        return {name: getattr(self, name) for name in ("lr", "momentum", "weight_decay")
+                if getattr(self, name) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON values (``hidden`` as a list), as metrics.json and checkpoints keep it."""
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+                for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`; an unknown key is a ``TypeError``."""
+        if "hidden" in values:
+            values = {**values, "hidden": tuple(values["hidden"])}
+        return cls(**values)

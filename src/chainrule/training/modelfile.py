@@ -1,0 +1,130 @@
+"""Model files: a :class:`~chainrule.training.classifier.Classifier` in one ``.npz``, read without pickle.
+
+The file (see :mod:`chainrule.archive`) holds the architecture as a list of layers, each its registered
+kind and configuration (``{"type": "linear", "in_features": 784, "out_features": 256, "bias": true}``),
+the network's state dict (arrays ``model.0.W``, ``model.1.running_mean``, ...), the input normalisation
+(``input.mean``, ``input.std``), the class names and the image shape. Loading checks everything against
+the declared architecture before building anything: object arrays, missing or extra arrays, wrong shapes,
+non-finite weights, a truncated archive or a huge declared size are refused with one clear message.
+
+Version 1 files (chainrule before the registry: arrays ``layers.0.W``, layer sizes ``in``/``out``) are
+still read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule import archive
+from chainrule.errors import ChainruleError, DataError
+from chainrule.module import Module
+from chainrule.network import Sequential
+from chainrule.registry import LAYERS
+from chainrule.training.classifier import Classifier
+
+FORMAT = "chainrule-model"
+VERSION = 2
+WHAT = "chainrule model file"
+#: The largest size any layer may declare: far above any MLP this library trains (a crafted file
+#: declaring more would be refused by its arrays anyway, but only after allocating them).
+MAX_SIZE = 2**24
+
+
+def save_model(model: Classifier, path: str | Path) -> None:
+    """Write ``model`` to ``path`` atomically (a temporary file renamed into place)."""
+    archive.save(path, {
+        "format": FORMAT, "version": VERSION,
+        "layers": [{"type": layer.kind, **layer.config()} for layer in model.network.layers],
+        "dtype": str(model.mean.dtype), "scale": float(model.scale),
+        "classes": list(model.classes),
+        "image_shape": list(model.image_shape) if model.image_shape else None,
+        "frame_fill": float(model.frame_fill),
+        "model": model.network.state_dict(),
+        "input": {"mean": model.mean, "std": model.std},
+    })
+
+
+def load_model(path: str | Path) -> Classifier:
+    """Read a model file written by :func:`save_model`, without pickle, checking every array."""
+    path = Path(path)
+    doc = archive.load(path, FORMAT, WHAT, upgrade=_upgrade)
+    if doc.get("version") != VERSION:
+        raise DataError(f"{path}: model file version {doc.get('version')!r}; this chainrule reads versions 1 "
+                        f"and {VERSION}")
+    try:
+        dtype = np.dtype(doc["dtype"])
+        scale = float(doc["scale"])
+        classes = tuple(str(c) for c in doc["classes"])
+        specs = doc["layers"]
+        image_shape = tuple(_size(s) for s in doc["image_shape"]) if doc.get("image_shape") else None
+        fill = float(doc.get("frame_fill", 1.0))
+        if not 0 < fill <= 1:
+            raise ValueError(f"frame_fill {fill} outside (0, 1]")
+        state, mean, std = doc["model"], doc["input"]["mean"], doc["input"]["std"]
+        if not isinstance(state, dict):
+            raise TypeError("the model's state is not a table of arrays")
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{path}: incomplete model description ({err})") from None
+    if dtype not in (np.float32, np.float64) or not np.isfinite(scale) or scale <= 0 or not isinstance(specs, list) \
+            or not specs:
+        raise DataError(f"{path}: invalid model description (dtype {dtype}, scale {scale}, layers {specs!r:.80})")
+    archive.require_finite(path, state, "model.")
+    archive.require_finite(path, {"mean": mean, "std": std}, "input.")
+    if mean.ndim != 1 or std.shape != mean.shape or np.any(std <= 0):
+        raise DataError(f"{path}: input.mean and input.std must be vectors of one length, std positive")
+    network = Sequential(*(_build_layer(spec, dtype, f"{path}: layers[{i}]") for i, spec in enumerate(specs)))
+    try:
+        network.load_state_dict(state)
+    except ChainruleError as err:
+        raise DataError(f"{path}: the weights do not match the architecture: {err}") from None
+    features = mean.shape[0]
+    try:
+        network.eval()  # first: a training-mode probe would move BatchNorm's statistics
+        network.forward(np.zeros((2, features), dtype))  # the shapes of consecutive layers fit
+    except Exception as err:  # noqa: BLE001 - any failure here means the file is inconsistent
+        raise DataError(f"{path}: the layers do not fit together or the {features} input features ({err})") from None
+    return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
+
+
+def load(path: str | Path) -> Classifier:
+    """A trained model, ready to predict: ``chainrule.load("runs/.../model.npz").predict(images)``."""
+    return load_model(path)
+
+
+def _build_layer(spec: Any, dtype: np.dtype, where: str) -> Module:
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        raise DataError(f"{where}: expected a layer description with a 'type'")
+    config = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        for key, value in config.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                _size(value)
+        return LAYERS[spec["type"]].cls.from_config(config, dtype=dtype)
+    except (ChainruleError, KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{where}: invalid layer description {spec} ({err})") from None
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_SIZE:
+        raise ValueError(f"expected a positive integer below {MAX_SIZE}, got {value!r}")
+    return value
+
+
+#: Version 1's layer settings, by their names of version 2.
+_V1_SETTINGS = {"in": "in_features", "out": "out_features", "features": "num_features"}
+
+
+def _upgrade(meta: dict[str, Any], arrays: dict[str, NDArray]) -> dict[str, Any]:
+    """A version 1 file's JSON in version 2's form: settings renamed, and each array referred to where
+    version 2 keeps it (version 1 named arrays ``layers.{i}.{name}`` and left them unreferenced)."""
+    if meta.get("version") != 1 or not isinstance(meta.get("layers"), list):
+        return meta
+    layers = [{_V1_SETTINGS.get(k, k): v for k, v in spec.items()} if isinstance(spec, dict) else spec
+              for spec in meta["layers"]]
+    state = {name[len("layers."):]: {"$array": name} for name in arrays if name.startswith("layers.")}
+    inputs = {"mean": {"$array": "input.mean"}, "std": {"$array": "input.std"}}
+    return {**meta, "version": VERSION, "layers": layers, "model": state, "input": inputs}

@@ -1,0 +1,275 @@
+"""A whole ``chainrule train`` run: data, model, :func:`~chainrule.training.loop.fit`, and what it leaves.
+
+A run writes into its output folder: ``model.npz`` (see :mod:`~chainrule.training.modelfile`),
+``metrics.json`` (the configuration, every epoch's numbers, the test accuracy), ``checkpoint.npz`` after
+every epoch (see :mod:`~chainrule.training.checkpoint`; ``--resume`` continues from it) and PNG plots
+(learning curves, confusion matrix, first-layer weights as images, the most confidently wrong test
+examples). The same seed gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule.archive import atomic_write
+from chainrule.errors import ChainruleError, ConfigError, DataError
+from chainrule.losses import make_loss
+from chainrule.network import Sequential, mlp, softmax_regression
+from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
+from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
+from chainrule.training.classifier import Classifier, normalisation
+from chainrule.training.config import TrainConfig
+from chainrule.training.data import Dataset, load_dataset
+from chainrule.training.images import frame_fill
+from chainrule.training.loop import EpochResult, FitState, evaluate, fit
+from chainrule.training.modelfile import save_model
+from chainrule.training.progress import Progress
+
+#: The files a run writes into its folder (and the only ones --force removes).
+RUN_FILES = ("model.npz", "metrics.json", NAME, "learning_curves.png", "confusion_matrix.png",
+             "first_layer_weights.png", "most_confident_errors.png")
+
+
+@dataclass
+class RunResult:
+    out: Path
+    model: Classifier
+    history: list[EpochResult]
+    test_loss: float
+    test_accuracy: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# -- what a configuration builds ------------------------------------------------------------------------
+def build_model(config: TrainConfig, features: int, classes: int, rng: np.random.Generator) -> Sequential:
+    dtype = np.dtype(config.dtype)
+    output = "softmax" if config.loss == "cross_entropy" else "identity"
+    if not config.hidden:
+        return softmax_regression(features, classes, probabilities=output == "softmax", dtype=dtype)
+    return mlp([features, *config.hidden, classes], config.activation, output=output, batchnorm=config.batchnorm,
+               layernorm=config.layernorm, dropout=config.dropout, seed=rng, dtype=dtype)
+
+
+def build_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    return make_optimizer(config.optimizer, model.parameters(), **config.optimizer_settings())
+
+
+def build_scheduler(config: TrainConfig, optimizer: Optimizer):
+    if config.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, config.epochs)
+    if config.schedule == "step":
+        return StepLR(optimizer, max(1, config.epochs // 2), 0.1)
+    return None
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = False) -> RunResult:
+    """Run ``config`` end to end and write its outputs (progress bars go to standard error).
+
+    A checkpoint is written after every epoch; ``resume=True`` continues the run in ``config.out`` from
+    its checkpoint. Ctrl-C (SIGINT) or SIGTERM stops the run with a :class:`RunInterrupted` that says how
+    to resume. A run that fails before its first checkpoint removes the output folder it created, so no
+    partial output is left behind; after that, the last good checkpoint stays.
+    """
+    config.validate()
+    existed = config.out is not None and Path(config.out).exists()
+    out = Path(config.out) if resume else prepare_output(config)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    try:
+        return _train(config, dataset, out, resume)
+    except (KeyboardInterrupt, _Terminated) as stop:
+        how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
+        checkpoint = out / NAME
+        if not checkpoint.exists():
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
+        raise RunInterrupted(f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
+                             f"continue it with `chainrule train --resume {out}`") from None
+    except BaseException:
+        if not existed and not (out / NAME).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class RunInterrupted(ChainruleError):
+    """A run stopped by Ctrl-C or SIGTERM; exit code 130 like a shell's for SIGINT."""
+
+    exit_code = 130
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # signal handlers only go there
+
+
+def config_from_checkpoint(folder: str | Path) -> TrainConfig:
+    """The configuration of the run saved in ``folder`` (for ``chainrule train --resume``)."""
+    folder = Path(folder)
+    if not (folder / NAME).is_file():
+        raise ConfigError(f"--resume {folder}: no {NAME} there; a run writes one after every epoch")
+    stored = read_checkpoint(folder)["config"]
+    try:
+        config = TrainConfig.from_dict({**stored, "out": str(folder), "force": True})
+    except TypeError as err:
+        raise DataError(f"{folder / NAME}: a configuration this chainrule does not know ({err})") from None
+    return config.validate()
+
+
+def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool) -> RunResult:
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet)
+    _check_finite(dataset)
+    seeds = np.random.SeedSequence(config.seed).spawn(3)
+    split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
+    dtype = np.dtype(config.dtype)
+    scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
+
+    def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
+        X = raw.astype(dtype)
+        X /= dtype.type(scale)
+        X -= mean
+        X /= std
+        return X
+
+    order = split_rng.permutation(len(dataset.X_train))
+    n_val = int(round(len(order) * config.val_split))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    X_train, y_train = prepare(dataset.X_train[train_idx]), dataset.y_train[train_idx]
+    validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
+    X_test, y_test = prepare(dataset.X_test), dataset.y_test
+    classes = len(dataset.classes)
+    targets = (lambda y: np.eye(classes, dtype=dtype)[y]) if config.loss == "mse" else (lambda y: y)  # noqa: E731
+    model = build_model(config, dataset.features, classes, model_rng)
+    loss = make_loss(config.loss, "half_mean" if config.loss == "mse" else "mean")
+    optimizer = build_optimizer(config, model)
+    settings = optimizer.config()  # as built: the schedule changes lr as it goes
+    scheduler = build_scheduler(config, optimizer)
+
+    _check_free_space(out, model)
+    stored_config = {**config.to_dict(), "out": None, "force": False}
+    state = (restore_checkpoint(read_checkpoint(out), out, model, optimizer, scheduler) if resume
+             else FitState(shuffle_rng))
+
+    def checkpoint(state: FitState) -> None:
+        save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
+        so_far = {"config": stored_config, "status": "running", "epochs": _epochs_json(state.history.epochs)}
+        _write_json(out / "metrics.json", so_far)
+
+    log = Progress(config, len(X_train), first_epoch=state.epoch + 1)
+    log.start(dataset, model, optimizer, out, resumed_after=state.epoch if resume else None)
+    # Overflow on the way to a NaN loss would print NumPy warnings; the loss check says it better.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
+                      batch_size=config.batch_size, state=state,
+                      validation=(validation[0], targets(validation[1])) if validation else None,
+                      early_stopping=config.early_stopping, scheduler=scheduler, on_batch=log.batch,
+                      on_epoch=log.epoch, on_checkpoint=checkpoint, classify=True)
+    test_loss, test_accuracy = evaluate(model, loss, X_test, targets(y_test), classify=True)
+    fill = 1.0
+    if dataset.image_shape is not None:
+        fill = frame_fill(dataset.X_train[:1000].reshape(-1, *dataset.image_shape))
+    classifier = Classifier(model.eval(), mean, std, scale, dataset.classes, dataset.image_shape, fill)
+    save_model(classifier, out / "model.npz")
+    metrics = {
+        "config": stored_config,
+        "status": "finished",
+        "dataset": {"name": dataset.name, "source": dataset.source, "train": len(X_train),
+                    "validation": n_val, "test": len(X_test), "features": dataset.features,
+                    "classes": list(dataset.classes)},
+        "model": repr(model),
+        "optimizer": {"name": config.optimizer, **settings},
+        "epochs": _epochs_json(history.epochs),
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+    }
+    _write_json(out / "metrics.json", metrics)
+    result = RunResult(out, classifier, history.epochs, test_loss, test_accuracy, metrics)
+    if config.plots:
+        from chainrule.training.plots import plot_run
+
+        plot_run(result, dataset.X_test, y_test)
+    log.finish(result)
+    return result
+
+
+# -- the output folder ----------------------------------------------------------------------------------
+def prepare_output(config: TrainConfig) -> Path:
+    """The output folder, created now so that an unwritable place fails before training starts."""
+    if config.out is None:
+        stem = Path("runs") / f"{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, k = stem, 1
+        while out.exists():
+            k += 1
+            out = Path(f"{stem}-{k}")
+    else:
+        out = Path(config.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not config.force:
+            raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --force "
+                              "to overwrite the files of a run there")
+        if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
+            for name in RUN_FILES:  # this one's (a stale checkpoint would resume the old run)
+                (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
+    return out
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
+
+
+def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
+    """The epochs as metrics.json lists them: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy``, ``seconds``."""
+    return [{"epoch": e.epoch, "train_loss": e.loss, "train_accuracy": e.accuracy, "val_loss": e.val_loss,
+             "val_accuracy": e.val_accuracy, "seconds": e.seconds} for e in epochs]
+
+
+def _check_free_space(out: Path, model: Sequential) -> None:
+    """Refuse to start when the output folder cannot hold what the run will write: the model, a
+    checkpoint (weights, optimizer moments, best weights: about five copies) and the plots."""
+    weights = sum(a.nbytes for a in model.state_dict().values())
+    needed = 6 * weights + 5 * 2**20
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise ConfigError(f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
+                          f"{needed / 2**20:.1f} MB for its model, checkpoints and plots")
+
+
+def _check_finite(dataset: Dataset) -> None:
+    for name in ("X_train", "X_test"):
+        X = getattr(dataset, name)
+        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+            rows = np.unique(np.argwhere(~np.isfinite(X))[:, 0])
+            raise DataError(f"{dataset.name}: {name} contains NaN or inf (rows {rows[:5].tolist()}"
+                            f"{'…' if len(rows) > 5 else ''}); refusing to train on it")
