@@ -7,7 +7,7 @@ For each configuration every contender trains on the same float32 data, in the s
 order (one shuffled permutation per epoch, shared), with the same architecture, optimizer, batch size
 and thread count. Runs are interleaved (chainrule, torch, sklearn, floor, chainrule, ...) after one
 warm-up epoch each; the table gives the median seconds per epoch with min–max, the ratios, and the test
-accuracy after the same number of epochs. chainrule runs through `chainrule.train.run_epoch`, the loop of
+accuracy after the same number of epochs. chainrule runs through `chainrule.training.loop.run_epoch`, the loop of
 `chainrule train`. Also measured: peak RSS of a `chainrule train` run on Fashion-MNIST, and the start-up
 time of `chainrule --help` against a bare `python -c pass`. See docs/benchmarks.md.
 """
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import chainrule as cr  # noqa: E402
-from chainrule.data import load_dataset  # noqa: E402
-from chainrule.train import evaluate, run_epoch  # noqa: E402
+from chainrule.training.data import load_dataset  # noqa: E402
+from chainrule.training.loop import evaluate, run_epoch  # noqa: E402
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     python benchmarks/profile_step.py [--config a] [--data-dir ../shared/datasets] [--epochs 3]
 
-Runs the training step of `chainrule.train.train_step` for one configuration of bench_train.py, layer by
+Runs the training step of `chainrule.step.train_step` for one configuration of bench_train.py, layer by
 layer, with a clock around every part (gathering the batch, zeroing gradients, each layer's forward and
 backward, the loss, the optimizer's update, the accuracy), and prints milliseconds per epoch, averaged
 over `--epochs` epochs after a warm-up one. The clocks add about 1 µs per part.
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_train import CONFIGS, Chainrule, fashion_mnist  # noqa: E402
 from chainrule import kernels  # noqa: E402
-from chainrule.train import accuracy  # noqa: E402
+from chainrule.training.loop import accuracy  # noqa: E402
 
 
 def profile(contender: Chainrule, epochs: int, rng: np.random.Generator) -> tuple[dict[str, float], float]:

@@ -73,6 +73,7 @@ def same_weights(a, b):
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted, tmp_path, how):
     out = tmp_path / "run"
     code, stdout, stderr = interrupt(dataset, out, how)
@@ -91,6 +92,7 @@ def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted
     same_weights(uninterrupted, out)
 
 
+@pytest.mark.slow
 def test_corrupted_checkpoint_is_refused(dataset, uninterrupted, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -105,6 +107,7 @@ def test_corrupted_checkpoint_is_refused(dataset, uninterrupted, tmp_path):
     assert result.returncode == 1 and "no checkpoint.npz there" in result.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(dataset, uninterrupted, tmp_path):
     import chainrule.training.checkpoint as checkpoint
 
@@ -119,6 +122,7 @@ def test_checkpoint_of_another_model_is_refused(dataset, uninterrupted, tmp_path
     assert checkpoint.NAME == "checkpoint.npz"
 
 
+@pytest.mark.slow
 def test_loss_that_becomes_nan_stops_the_run_with_epoch_and_batch(tmp_path):
     result = subprocess.run(chainrule("train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--out",
                                       tmp_path / "run", "--quiet"), capture_output=True, text=True)
@@ -128,6 +132,7 @@ def test_loss_that_becomes_nan_stops_the_run_with_epoch_and_batch(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing of value was made: no partial output
 
 
+@pytest.mark.slow
 def test_a_failure_after_a_checkpoint_keeps_it(tmp_path, monkeypatch):
     """A run that breaks in epoch 3 keeps the checkpoint of epoch 2 (and says where it is)."""
     import chainrule.training.loop as train_module
@@ -165,6 +170,7 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path):
     assert (out / "model.npz").read_bytes() == b"precious"
 
 
+@pytest.mark.slow
 def test_force_removes_the_files_of_the_earlier_run_first(uninterrupted, tmp_path):
     """A new run over an old one with --force, interrupted at once, must not offer to resume the old one."""
     from chainrule.training.run import RunInterrupted, TrainConfig, prepare_output
@@ -250,6 +256,7 @@ def model_bytes(tmp_path_factory):
 
 @FUZZ
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_model_loader(tmp_path, model_bytes, data):
     only_our_errors(load_model, tmp_path / "fuzz.npz", data.draw(mutations(model_bytes)))
 

@@ -15,6 +15,7 @@ from chainrule.training.data import load_digits, read_idx, write_idx
 from chainrule.training.modelfile import load_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+pytestmark = pytest.mark.slow  # every test here trains a model (or reads one a training run wrote)
 
 
 def cli(*args, cwd=None):

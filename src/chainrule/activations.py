@@ -51,13 +51,8 @@ class ElementWise(Activation):
         formulas = [f"a = {cls.function}", f"f′(z) = {cls.derivative}", *cls.definitions]
         cls.__doc__ = with_formulas(cls.__doc__, formulas, {"in": "z", "out": "a"})
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.x = None
-
     def forward(self, x: NDArray) -> NDArray:
-        self.x = self._input(x)
-        self.out = self.apply(self.x)
+        self.out = self.apply(x if type(x) is np.ndarray and x.dtype.kind == "f" else self._input(x))
         return self.out
 
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
@@ -65,11 +60,13 @@ class ElementWise(Activation):
         return self.times_derivative(check_grad_shape(self, grad_output, out.shape))
 
     def apply(self, z: NDArray) -> NDArray:
-        """``f(z)``, element by element, in ``z``'s dtype."""
+        """``f(z)``, element by element, in ``z``'s dtype; keeps what :meth:`times_derivative` needs
+        besides the output ``self.out`` (most need only that)."""
         raise NotImplementedError
 
     def times_derivative(self, grad: NDArray) -> NDArray:
-        """``grad ⊙ f'(z)`` at the input of the last forward pass, as a new array."""
+        """``grad ⊙ f'(z)`` at the input of the last forward pass (from ``self.out``, which its callers
+        have checked is there, and what :meth:`apply` kept), as a new array."""
         raise NotImplementedError
 
     def local_derivative(self) -> NDArray:
@@ -112,7 +109,7 @@ class Sigmoid(ElementWise):
             return 1.0 / (1.0 + np.exp(-z))
 
     def times_derivative(self, grad):
-        a = self._cached("out")
+        a = self.out
         return grad * (a * (1.0 - a))
 
 
@@ -126,7 +123,7 @@ class Tanh(ElementWise):
         return np.tanh(z)
 
     def times_derivative(self, grad):
-        a = self._cached("out")
+        a = self.out
         return grad * (1.0 - a * a)
 
 
@@ -140,7 +137,7 @@ class ReLU(ElementWise):
         return kernels.relu(z)
 
     def times_derivative(self, grad):
-        return kernels.relu_grad(grad, self._cached("out"))  # a > 0 exactly where z > 0
+        return kernels.relu_grad(grad, self.out)  # a > 0 exactly where z > 0
 
 
 @LAYERS.register("leaky_relu")
@@ -165,7 +162,7 @@ class LeakyReLU(ElementWise):
         return np.where(z > 0, z, z * z.dtype.type(self.alpha))
 
     def times_derivative(self, grad):
-        a = self._cached("out")
+        a = self.out
         return grad * np.where(a > 0, 1.0, self.alpha).astype(a.dtype)  # a > 0 exactly where z > 0
 
 
@@ -180,15 +177,16 @@ class GELU(ElementWise):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cdf = None
+        self.x = self.cdf = None
 
     def apply(self, z):
+        self.x = z
         half = z.dtype.type(0.5)
         self.cdf = half * (1 + kernels.erf(z * z.dtype.type(math.sqrt(0.5))))  # Φ(z)
         return z * self.cdf
 
     def times_derivative(self, grad):
-        z, cdf = self._cached("x"), self._cached("cdf")
+        z, cdf = self.x, self.cdf
         pdf = np.exp(z * z * z.dtype.type(-0.5))
         pdf *= z.dtype.type(1 / math.sqrt(2 * math.pi))  # φ(z)
         return grad * (cdf + z * pdf)

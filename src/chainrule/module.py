@@ -267,7 +267,8 @@ def as_batch(x, owner: object, features: int | None = None, dtype: DTypeLike | N
 
 
 def check_grad_shape(owner: object, grad: NDArray, expected: tuple[int, ...]) -> NDArray:
-    grad = np.asarray(grad)
+    if type(grad) is not np.ndarray:
+        grad = np.asarray(grad)
     if grad.shape != expected:
         raise ShapeError(f"{owner!r}: expected an upstream gradient of shape {expected}, got {grad.shape}")
     return grad

@@ -68,14 +68,15 @@ class Optimizer:
             grad = p.grad
             if self.weight_decay:
                 grad = grad + self.weight_decay * p.data
-            self.update(p.data, grad, state, **constants)
+            self.update(p.data, grad, state, constants)
 
     def step_constants(self) -> dict[str, float]:
         """Numbers that are the same for every parameter in this step (Adam's bias corrections)."""
         return {}
 
-    def update(self, param: NDArray, grad: NDArray, state: dict[str, NDArray], **constants: float) -> None:
-        """Update ``param`` in place from ``grad``, reading and writing its ``state``."""
+    def update(self, param: NDArray, grad: NDArray, state: dict[str, NDArray], constants: dict[str, float]) -> None:
+        """Update ``param`` in place from ``grad``, reading and writing its ``state`` (``constants``: what
+        :meth:`step_constants` gave for this step)."""
         raise NotImplementedError
 
     # -- configuration and state ----------------------------------------------------------------------
@@ -224,9 +225,10 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ConfigError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 
-    def update(self, param, grad, state):
-        direction = momentum_direction(grad, state, self.momentum, self.dampening, self.nesterov)
-        kernels.sgd_step(param, direction, self.lr)  # θ −= lr·d
+    def update(self, param, grad, state, constants):
+        if self.momentum:
+            grad = momentum_direction(grad, state, self.momentum, self.dampening, self.nesterov)
+        kernels.sgd_step(param, grad, self.lr)  # θ −= lr·d
 
     def config(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov,
@@ -301,13 +303,13 @@ class Adam(Optimizer):
         t = self.steps
         return {"step_size": self.lr / (1.0 - self.beta1**t), "inv_sqrt_bc2": 1.0 / math.sqrt(1.0 - self.beta2**t)}
 
-    def update(self, param, grad, state, *, step_size, inv_sqrt_bc2):
+    def update(self, param, grad, state, constants):
         if self.decoupled_decay:
             param *= 1.0 - self.lr * self.decoupled_decay
         if "exp_avg" not in state:
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
-        kernels.adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], self.beta1, self.beta2, step_size,
-                          inv_sqrt_bc2, self.eps)
+        kernels.adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], self.beta1, self.beta2,
+                          constants["step_size"], constants["inv_sqrt_bc2"], self.eps)
 
     def config(self) -> dict[str, Any]:
         config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
@@ -393,7 +395,7 @@ class RMSprop(Optimizer):
         self.eps = check_positive("RMSprop eps", eps)
         self.momentum = check_positive("momentum", momentum, allow_zero=True)
 
-    def update(self, param, grad, state):
+    def update(self, param, grad, state, constants):
         rmsprop_update(param, grad, state, lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum)
 
     def config(self) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Registry:
     def __getitem__(self, name: str) -> Kind:
         kinds = self._loaded()
         if name not in kinds:
-            raise ConfigError(f"unknown {self.family} {name!r}; expected one of {', '.join(kinds)}")
+            raise ConfigError(f"unknown {self.family} {name!r}; expected one of {', '.join(self.names())}")
         return kinds[name]
 
     def __contains__(self, name: object) -> bool:
