@@ -6,5 +6,13 @@ uses the same updates written in NumPy.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("chainrule._kernels", ["src/chainrule/_kernels.c"], optional=True,
-                             extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off"])])
+setup(
+    ext_modules=[
+        Extension(
+            "chainrule._kernels",
+            ["src/chainrule/_kernels.c"],
+            optional=True,
+            extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off"],
+        )
+    ]
+)

@@ -62,8 +62,11 @@ class Chainrule:
         X, y, self.X_test, self.y_test = data
         self.X, self.y = X, y
         sizes = [X.shape[1], *cfg.hidden, 10]
-        self.model = (cr.mlp(sizes, "relu", batchnorm=cfg.batchnorm, seed=seed) if cfg.hidden
-                      else cr.softmax_regression(X.shape[1], 10, init="xavier_uniform", seed=seed))
+        self.model = (
+            cr.mlp(sizes, "relu", batchnorm=cfg.batchnorm, seed=seed)
+            if cfg.hidden
+            else cr.softmax_regression(X.shape[1], 10, init="xavier_uniform", seed=seed)
+        )
         params = self.model.parameters()
         self.opt = cr.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else cr.Adam(params, lr=cfg.lr)
         self.loss = cr.SoftmaxCrossEntropyLoss()
@@ -90,8 +93,11 @@ class Chainrule:
 
     def initial_weights(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """(W, b) of every linear layer, (in, out) and (out,), as they are before training."""
-        return [(layer.params["W"].data.copy(), layer.params["b"].data.copy() if "b" in layer.params else None)
-                for layer in self.model.layers if isinstance(layer, cr.Linear)]
+        return [
+            (layer.params["W"].data.copy(), layer.params["b"].data.copy() if "b" in layer.params else None)
+            for layer in self.model.layers
+            if isinstance(layer, cr.Linear)
+        ]
 
 
 class Torch:
@@ -152,8 +158,17 @@ class Sklearn:
 
         X, y, self.X_test, self.y_test = data
         self.X, self.y = X, y
-        self.model = MLPClassifier(cfg.hidden, activation="relu", solver=cfg.optimizer, learning_rate_init=cfg.lr,
-                                   batch_size=cfg.batch, shuffle=False, random_state=seed, alpha=0.0, momentum=0.0)
+        self.model = MLPClassifier(
+            cfg.hidden,
+            activation="relu",
+            solver=cfg.optimizer,
+            learning_rate_init=cfg.lr,
+            batch_size=cfg.batch,
+            shuffle=False,
+            random_state=seed,
+            alpha=0.0,
+            momentum=0.0,
+        )
         self.classes = np.arange(10)
 
     def epoch(self, rng: np.random.Generator) -> None:
@@ -218,8 +233,15 @@ def measure(cfg: Config, data, repeats: int, seed: int) -> dict[str, dict]:
             times[c.name].append(time.perf_counter() - started)
             if isinstance(c, Chainrule):
                 updates.append(c.update_seconds)
-    results = {c.name: {"median": statistics.median(times[c.name]), "min": min(times[c.name]),
-                        "max": max(times[c.name]), "accuracy": c.accuracy()} for c in contenders}
+    results = {
+        c.name: {
+            "median": statistics.median(times[c.name]),
+            "min": min(times[c.name]),
+            "max": max(times[c.name]),
+            "accuracy": c.accuracy(),
+        }
+        for c in contenders
+    }
     results["chainrule"]["update"] = statistics.median(updates)
     return results
 
@@ -235,8 +257,22 @@ def peak_rss_of_train(data_dir: str) -> float:
     """Peak resident memory (MB) of `chainrule train` on Fashion-MNIST (1 epoch, the default MLP, plots
     included)."""
     out = Path("/tmp") / f"chainrule-bench-{os.getpid()}"
-    command = [sys.executable, "-m", "chainrule.cli", "train", "--dataset", "fashion-mnist", "--data-dir",
-               data_dir, "--epochs", "1", "--quiet", "--force", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "chainrule.cli",
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        "1",
+        "--quiet",
+        "--force",
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     shutil.rmtree(out, ignore_errors=True)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports kilobytes
@@ -245,6 +281,7 @@ def peak_rss_of_train(data_dir: str) -> float:
 def startup(repeats: int = 7) -> tuple[float, float]:
     """Median seconds of `chainrule --help` and of `python -c pass`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
     def median(command):
         samples = []
         for _ in range(repeats):
@@ -252,6 +289,7 @@ def startup(repeats: int = 7) -> tuple[float, float]:
             subprocess.run(command, check=True, capture_output=True, env=env)
             samples.append(time.perf_counter() - started)
         return statistics.median(samples)
+
     return median([sys.executable, "-m", "chainrule.cli", "--help"]), median([sys.executable, "-c", "pass"])
 
 
@@ -272,11 +310,15 @@ def main(argv=None) -> int:
     import sklearn
     import torch
 
-    print(f"Fashion-MNIST {len(data[0])} train / {len(data[2])} test, float32; {os.cpu_count()} cores; "
-          f"numpy {numpy.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"scikit-learn {sklearn.__version__}; {args.repeats} interleaved epochs after a warm-up\n")
-    header = (f"{'config':<7}{'contender':<11}{'s/epoch median (min–max)':<28}{'test acc':>9}   "
-              f"{'cr/torch':>8} {'cr/sklearn':>10} {'cr/floor':>8}")
+    print(
+        f"Fashion-MNIST {len(data[0])} train / {len(data[2])} test, float32; {os.cpu_count()} cores; "
+        f"numpy {numpy.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"scikit-learn {sklearn.__version__}; {args.repeats} interleaved epochs after a warm-up\n"
+    )
+    header = (
+        f"{'config':<7}{'contender':<11}{'s/epoch median (min–max)':<28}{'test acc':>9}   "
+        f"{'cr/torch':>8} {'cr/sklearn':>10} {'cr/floor':>8}"
+    )
     print(header)
     print("-" * len(header))
     for key in args.configs.split(","):
@@ -285,16 +327,22 @@ def main(argv=None) -> int:
         ours = results["chainrule"]["median"]
         ratio = lambda name: f"{ours / results[name]['median']:.2f}" if name in results else "n/a"  # noqa: E731
         for name, r in results.items():
-            ratios = (f"{ratio('pytorch'):>8} {ratio('sklearn'):>10} {ratio('floor'):>8}" if name == "chainrule" else "")
+            ratios = f"{ratio('pytorch'):>8} {ratio('sklearn'):>10} {ratio('floor'):>8}" if name == "chainrule" else ""
             accuracy = "" if np.isnan(r["accuracy"]) else f"{r['accuracy']:.4f}"
-            print(f"({key})    {name:<11}{r['median']:7.3f} ({r['min']:.3f}–{r['max']:.3f})"
-                  f"{'':<8}{accuracy:>9}   {ratios}")
+            print(
+                f"({key})    {name:<11}{r['median']:7.3f} ({r['min']:.3f}–{r['max']:.3f})"
+                f"{'':<8}{accuracy:>9}   {ratios}"
+            )
         update = results["chainrule"]["update"]
-        print(f"        {cfg.title}; chainrule's optimizer update {update:.3f} s/epoch "
-              f"({update / results['floor']['median']:.2f} of the floor)")
+        print(
+            f"        {cfg.title}; chainrule's optimizer update {update:.3f} s/epoch "
+            f"({update / results['floor']['median']:.2f} of the floor)"
+        )
     print(f"\npeak RSS of `chainrule train --dataset fashion-mnist --epochs 1`: {rss:.0f} MB")
-    print(f"start-up: `chainrule --help` {help_s:.3f} s, `python -c pass` {bare_s:.3f} s, "
-          f"difference {help_s - bare_s:.3f} s")
+    print(
+        f"start-up: `chainrule --help` {help_s:.3f} s, `python -c pass` {bare_s:.3f} s, "
+        f"difference {help_s - bare_s:.3f} s"
+    )
     return 0
 
 

@@ -49,8 +49,7 @@ def test_correct_solution_is_accepted():
 
 
 def test_published_solution_exits_1_and_json_lists_causes():
-    result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers_with_slips.toml",
-                 "--format", "json")
+    result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers_with_slips.toml", "--format", "json")
     assert result.returncode == 1
     import json
 
@@ -58,12 +57,20 @@ def test_published_solution_exits_1_and_json_lists_causes():
     assert out["right"] == 3 and out["total"] == 11
 
 
-@pytest.mark.parametrize("text, right", [
-    ("loss = 0.25", True), ("loss = 0.3", True),   # 0.3 means 0.25 to 0.35
-    ("loss = 0.19", False), ("loss = 0.250", True), ("loss = 0.251", False), ("loss = 1", False),
-    ('"layers[2].output" = [[1], [1]]', True), ('"layers[2].output" = [1, 1]', True),
-    ('"layers[2].output" = [[1, 1]]', False),
-])
+@pytest.mark.parametrize(
+    "text, right",
+    [
+        ("loss = 0.25", True),
+        ("loss = 0.3", True),  # 0.3 means 0.25 to 0.35
+        ("loss = 0.19", False),
+        ("loss = 0.250", True),
+        ("loss = 0.251", False),
+        ("loss = 1", False),
+        ('"layers[2].output" = [[1], [1]]', True),
+        ('"layers[2].output" = [1, 1]', True),
+        ('"layers[2].output" = [[1, 1]]', False),
+    ],
+)
 def test_precision_and_shape_rules(tmp_path, text, right):
     answers = tmp_path / "a.toml"
     answers.write_text(text + "\n")
@@ -101,28 +108,39 @@ lr = 1.0
 """
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.replace('type = "relu"', 'type = "relu'), "not valid TOML: "),
-    (lambda s: s.replace('type = "relu"', 'type = "swish"'),
-     "layers[1].type: unknown value 'swish'; expected one of batchnorm, gelu, identity, layernorm, leaky_relu"),
-    (lambda s: s.replace("W = [[0.5], [1]]", "W = [[0.5], [1], [2]]"),
-     "layers[2].W: expected 2 rows (the layer's input has 2 features), got shape (3, 1)"),
-    (lambda s: s.replace("W = [[0.5], [1]]", ""), "layers[2]: missing key 'W'"),
-    (lambda s: s.replace("[loss]\ntype = \"mse\"", "[loss]\nscale = \"mean\""), "loss: missing key 'type'"),
-    (lambda s: s.replace("y = [[2], [1]]", "y = [[2], [1], [3]]"),
-     r"data.y: MSELoss: expected targets of shape (2, 1), got (3, 1)"),
-    (lambda s: s.replace('type = "mse"', 'type = "cross_entropy"').replace("y = [[2], [1]]", "y = [0, 0]"),
-     "loss.type: cross_entropy expects probabilities, so the last layer must be softmax, got linear "
-     "(or use softmax_cross_entropy on logits)"),
-    (lambda s: s.replace("lr = 1.0", "lr = -1"), "train.lr: expected a number > 0, got -1"),
-    (lambda s: s.replace("lr = 1.0", "lr = 1.0\nmomentum = 0.9"), "train: unknown key 'momentum'"),
-    (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1]]"), "data.X: expected numbers in a list"),
-    (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [1, 2]"), "data.X: expected a matrix"),
-    (lambda s: s.replace("X = [[1, 2], [-1, 2]]", 'X = [[1, 2], [-1, "a"]]'), "data.X: expected numbers"),
-    (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1, nan]]"), "data.X: expected finite numbers"),
-    (lambda s: s.replace("[train]", "[train]\nsteps = 0"), "train.steps: expected a positive integer, got 0"),
-    (lambda s: s + "\nextra = 1\n", None),  # a key after [train] belongs to it
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.replace('type = "relu"', 'type = "relu'), "not valid TOML: "),
+        (
+            lambda s: s.replace('type = "relu"', 'type = "swish"'),
+            "layers[1].type: unknown value 'swish'; expected one of batchnorm, gelu, identity, layernorm, leaky_relu",
+        ),
+        (
+            lambda s: s.replace("W = [[0.5], [1]]", "W = [[0.5], [1], [2]]"),
+            "layers[2].W: expected 2 rows (the layer's input has 2 features), got shape (3, 1)",
+        ),
+        (lambda s: s.replace("W = [[0.5], [1]]", ""), "layers[2]: missing key 'W'"),
+        (lambda s: s.replace('[loss]\ntype = "mse"', '[loss]\nscale = "mean"'), "loss: missing key 'type'"),
+        (
+            lambda s: s.replace("y = [[2], [1]]", "y = [[2], [1], [3]]"),
+            r"data.y: MSELoss: expected targets of shape (2, 1), got (3, 1)",
+        ),
+        (
+            lambda s: s.replace('type = "mse"', 'type = "cross_entropy"').replace("y = [[2], [1]]", "y = [0, 0]"),
+            "loss.type: cross_entropy expects probabilities, so the last layer must be softmax, got linear "
+            "(or use softmax_cross_entropy on logits)",
+        ),
+        (lambda s: s.replace("lr = 1.0", "lr = -1"), "train.lr: expected a number > 0, got -1"),
+        (lambda s: s.replace("lr = 1.0", "lr = 1.0\nmomentum = 0.9"), "train: unknown key 'momentum'"),
+        (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1]]"), "data.X: expected numbers in a list"),
+        (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [1, 2]"), "data.X: expected a matrix"),
+        (lambda s: s.replace("X = [[1, 2], [-1, 2]]", 'X = [[1, 2], [-1, "a"]]'), "data.X: expected numbers"),
+        (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1, nan]]"), "data.X: expected finite numbers"),
+        (lambda s: s.replace("[train]", "[train]\nsteps = 0"), "train.steps: expected a positive integer, got 0"),
+        (lambda s: s + "\nextra = 1\n", None),  # a key after [train] belongs to it
+    ],
+)
 def test_bad_problem_files(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
     path.write_text(edit(GOOD))

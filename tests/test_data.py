@@ -19,8 +19,10 @@ needs_shared = pytest.mark.skipif(not (SHARED / "fashion-mnist").is_dir(), reaso
 
 @needs_shared
 def test_real_mnist_test_set_matches_its_published_checksums_and_reads():
-    for name, md5 in (("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-                      ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c")):
+    for name, md5 in (
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ):
         assert hashlib.md5((SHARED / "mnist" / name).read_bytes()).hexdigest() == md5
         assert data.REMOTES["mnist"].md5["test_images" if "images" in name else "test_labels"] == md5
     images = read_idx(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz")
@@ -54,17 +56,20 @@ def idx_bytes(array):
     return bytes([0, 0, 8, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape) + array.tobytes()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "not an IDX file (only 0 bytes)"),
-    (b"\x1f\x8b\x08\x00garbage", "cannot read it as an IDX file"),
-    (b"\x00\x01\x08\x01\x00\x00\x00\x01\x05", "magic number 0x00010801"),
-    (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "magic number 0x00000701"),
-    (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated IDX header"),
-    (idx_bytes(np.zeros((3, 2, 2)))[:-1], "(truncated)"),
-    (idx_bytes(np.zeros((3, 2, 2))) + b"\x00", "(trailing bytes)"),
-    (b"\x00\x00\x08\x02\xff\xff\xff\xff\xff\xff\xff\xff", "implausible IDX dimensions"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x00", "implausible IDX dimensions (0,)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not an IDX file (only 0 bytes)"),
+        (b"\x1f\x8b\x08\x00garbage", "cannot read it as an IDX file"),
+        (b"\x00\x01\x08\x01\x00\x00\x00\x01\x05", "magic number 0x00010801"),
+        (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "magic number 0x00000701"),
+        (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated IDX header"),
+        (idx_bytes(np.zeros((3, 2, 2)))[:-1], "(truncated)"),
+        (idx_bytes(np.zeros((3, 2, 2))) + b"\x00", "(trailing bytes)"),
+        (b"\x00\x00\x08\x02\xff\xff\xff\xff\xff\xff\xff\xff", "implausible IDX dimensions"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x00", "implausible IDX dimensions (0,)"),
+    ],
+)
 def test_corrupt_idx_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad-idx"
     path.write_bytes(content)
@@ -179,8 +184,9 @@ def test_checksum_mismatch_leaves_no_file(served, monkeypatch):
     tampered["train-images-idx3-ubyte.gz"] = body[:20] + bytes([body[20] ^ 0xFF]) + body[21:]
     with Server(tampered) as server, pytest.raises(DataError, match="checksum mismatch"):
         data.download_dataset("mnist", mirrors=(server.url,), progress=False)
-    assert not any(p.name.startswith("train-images") or p.suffix == ".part" or p.name.startswith(".")
-                   for p in cache.iterdir())
+    assert not any(
+        p.name.startswith("train-images") or p.suffix == ".part" or p.name.startswith(".") for p in cache.iterdir()
+    )
 
 
 def test_interrupted_download_leaves_no_half_file(served):
@@ -208,8 +214,13 @@ def test_load_dataset_downloads_when_not_found(served, monkeypatch):
 # -- npz and csv -------------------------------------------------------------------------------------------
 def test_npz_and_csv(tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", X_train=rng.random((20, 3)), y_train=rng.integers(0, 2, 20),
-             X_test=rng.random((5, 3)), y_test=rng.integers(0, 2, 5))
+    np.savez(
+        tmp_path / "d.npz",
+        X_train=rng.random((20, 3)),
+        y_train=rng.integers(0, 2, 20),
+        X_test=rng.random((5, 3)),
+        y_test=rng.integers(0, 2, 5),
+    )
     dataset = load_dataset(str(tmp_path / "d.npz"))
     assert dataset.X_train.shape == (20, 3) and dataset.classes == ("0", "1")
     table = np.column_stack([rng.integers(0, 3, 30), rng.random((30, 4))])
@@ -218,16 +229,35 @@ def test_npz_and_csv(tmp_path):
     assert dataset.X_train.shape == (24, 4) and dataset.X_test.shape == (6, 4)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: np.savez(p, X_train=np.zeros((2, 2)), y_train=np.zeros(2)), "missing array 'X_test'"),
-    (lambda p: np.savez(p, X_train=np.zeros((2, 2)), y_train=np.zeros(3), X_test=np.zeros((1, 2)), y_test=np.zeros(1)),
-     "X_train has 2 rows but y_train has shape"),
-    (lambda p: np.savez(p, X_train=np.zeros((2, 2)), y_train=np.array([0.5, 1]), X_test=np.zeros((1, 2)),
-                        y_test=np.zeros(1)), "labels must be integers"),
-    (lambda p: np.savez(p, X_train=np.array([None, 1], dtype=object), y_train=np.zeros(2), X_test=np.zeros((1, 2)),
-                        y_test=np.zeros(1)), "not a readable .npz"),
-    (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "not a readable .npz"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: np.savez(p, X_train=np.zeros((2, 2)), y_train=np.zeros(2)), "missing array 'X_test'"),
+        (
+            lambda p: np.savez(
+                p, X_train=np.zeros((2, 2)), y_train=np.zeros(3), X_test=np.zeros((1, 2)), y_test=np.zeros(1)
+            ),
+            "X_train has 2 rows but y_train has shape",
+        ),
+        (
+            lambda p: np.savez(
+                p, X_train=np.zeros((2, 2)), y_train=np.array([0.5, 1]), X_test=np.zeros((1, 2)), y_test=np.zeros(1)
+            ),
+            "labels must be integers",
+        ),
+        (
+            lambda p: np.savez(
+                p,
+                X_train=np.array([None, 1], dtype=object),
+                y_train=np.zeros(2),
+                X_test=np.zeros((1, 2)),
+                y_test=np.zeros(1),
+            ),
+            "not a readable .npz",
+        ),
+        (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "not a readable .npz"),
+    ],
+)
 def test_bad_npz(tmp_path, make, message):
     path = tmp_path / "bad.npz"
     make(path)
@@ -236,7 +266,9 @@ def test_bad_npz(tmp_path, make, message):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(DataError, match="unknown dataset 'cifar': expected one of digits, mnist, fashion-mnist, a folder of IDX"):
+    with pytest.raises(
+        DataError, match="unknown dataset 'cifar': expected one of digits, mnist, fashion-mnist, a folder of IDX"
+    ):
         load_dataset("cifar")
 
 

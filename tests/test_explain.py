@@ -27,8 +27,12 @@ PROBLEMS = sorted(p for p in EXAMPLES.glob("*.toml") if "answers" not in p.name)
 
 
 def explain_json(path, *args):
-    result = subprocess.run([sys.executable, "-m", "chainrule.cli", "explain", str(path), "--format", "json", *args],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "explain", str(path), "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout)
 
 
@@ -127,9 +131,13 @@ def torch_reference(torch, problem, steps):
         value.backward()
         history.append(value.item())
         if step == 0:
-            first = {"loss": value.item(), "outputs": [o.detach().numpy().copy() for o in outputs],
-                     "grad_outputs": [o.grad.numpy().copy() for o in outputs], "grad_x": X.grad.numpy().copy(),
-                     "grads": torch_arrays(mirror, model)}
+            first = {
+                "loss": value.item(),
+                "outputs": [o.detach().numpy().copy() for o in outputs],
+                "grad_outputs": [o.grad.numpy().copy() for o in outputs],
+                "grad_x": X.grad.numpy().copy(),
+                "grads": torch_arrays(mirror, model),
+            }
             first["grads"] = {k: v.copy() for k, v in first["grads"].items()}
         if params:
             opt.step()
@@ -152,7 +160,9 @@ def compare_with_torch(torch, problem, steps=None):
             # β of a BatchNorm before another BatchNorm has a gradient that is 0 in exact arithmetic: a
             # sum of ~1-sized terms that cancel, leaving ~1e-14 of float64 noise on both sides
             assert_close(value, first["grads"][f"{i}.{name}"], what=f"layers[{i}].grads.{name}", floor=1e-3)
-            assert_close(entry["params_after"][name], params_after[f"{i}.{name}"], what=f"layers[{i}].params_after.{name}")
+            assert_close(
+                entry["params_after"][name], params_after[f"{i}.{name}"], what=f"layers[{i}].params_after.{name}"
+            )
     assert_close(out["history"], history, what="history")
     assert_close(out["final_loss"], final, what="final_loss")
 
@@ -172,8 +182,9 @@ def problem_files(draw):
     n, features = draw(st.integers(3, 6)), draw(st.integers(1, 4))
     doc = {"data": {"X": rng.normal(size=(n, features)).round(3).tolist()}, "layers": []}
     for kind in draw(st.lists(st.sampled_from(LAYERS), min_size=0, max_size=4)):
-        if kind in ("batchnorm", "layernorm") and (not doc["layers"] or doc["layers"][-1]["type"] != "linear"
-                                                   or (kind == "layernorm" and features < 3)):
+        if kind in ("batchnorm", "layernorm") and (
+            not doc["layers"] or doc["layers"][-1]["type"] != "linear" or (kind == "layernorm" and features < 3)
+        ):
             # as in practice, right after a linear layer: BatchNorm after BatchNorm (or an identity
             # between) makes the first β's gradient 0 in exact arithmetic, and Adam turns its 1e-16
             # rounding noise into full-size steps that no two implementations share
@@ -200,8 +211,13 @@ def problem_files(draw):
     # the last layer's weights small enough that a sigmoid stays away from saturation: at p = 1 − 1e-6
     # the BCE gradient (p − y)/(p(1 − p)) turns one ulp of p into a 1e-10 relative difference, which
     # would test floating-point rounding against PyTorch's, not the maths
-    doc["layers"].append({"type": "linear", "W": (0.5 * rng.normal(size=(features, classes))).round(3).tolist(),
-                          "b": rng.normal(size=classes).round(3).tolist()})
+    doc["layers"].append(
+        {
+            "type": "linear",
+            "W": (0.5 * rng.normal(size=(features, classes))).round(3).tolist(),
+            "b": rng.normal(size=classes).round(3).tolist(),
+        }
+    )
     if loss in ("bce", "cross_entropy"):
         doc["layers"].append({"type": "sigmoid" if loss == "bce" else "softmax"})
     if loss == "mse":
@@ -210,11 +226,17 @@ def problem_files(draw):
         doc["data"]["y"] = rng.integers(0, 2, (n, 1)).tolist()
     else:
         doc["data"]["y"] = rng.integers(0, classes, n).tolist()
-    doc["loss"] = {"type": loss, "scale": draw(st.sampled_from(["mean", "sum", "half_mean", "half_sum"])),
-                   "l2": draw(st.sampled_from([0.0, 0.05]))}
+    doc["loss"] = {
+        "type": loss,
+        "scale": draw(st.sampled_from(["mean", "sum", "half_mean", "half_sum"])),
+        "l2": draw(st.sampled_from([0.0, 0.05])),
+    }
     optimizer = draw(st.sampled_from(cr.OPTIMIZERS.names()))
-    doc["train"] = {"optimizer": optimizer, "lr": 0.01 if optimizer.startswith(("adam", "rms")) else 0.05,
-                    "steps": draw(st.integers(1, 4))}
+    doc["train"] = {
+        "optimizer": optimizer,
+        "lr": 0.01 if optimizer.startswith(("adam", "rms")) else 0.05,
+        "steps": draw(st.integers(1, 4)),
+    }
     if optimizer == "momentum":
         doc["train"].update(momentum=0.8, nesterov=draw(st.booleans()))
     if optimizer == "rmsprop":
@@ -263,8 +285,12 @@ def test_latex_compiles(tmp_path):
     for path in PROBLEMS:
         tex = tmp_path / f"{path.stem}.tex"
         tex.write_text(render(run_problem(load_problem(path), steps=2), "latex"))
-        result = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", tex.name],
-                                cwd=tmp_path, capture_output=True, text=True)
+        result = subprocess.run(
+            [engine, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -272,7 +298,9 @@ def test_precision_rounds_text_but_not_json():
     explanation = run_problem(load_problem(EXAMPLES / "softmax_cross_entropy.toml"))
     assert "0.2447" in render(explanation, "text") and "0.24473" not in render(explanation, "text")
     assert "0.24472847" in render(explanation, "text", precision=8)
-    assert json.loads(render(explanation, "json"))["layers"][0]["output"][0][1] == pytest.approx(0.24472847105479764, rel=1e-15)
+    assert json.loads(render(explanation, "json"))["layers"][0]["output"][0][1] == pytest.approx(
+        0.24472847105479764, rel=1e-15
+    )
 
 
 def test_fused_simplification_is_shown_with_the_numbers_of_the_backward_pass():
@@ -284,10 +312,20 @@ def test_fused_simplification_is_shown_with_the_numbers_of_the_backward_pass():
 
 
 def test_both_spellings_give_the_same_numbers():
-    separate = parse_problem({"data": {"X": [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "y": [1, 2]},
-                              "layers": [{"type": "softmax"}], "loss": {"type": "cross_entropy"}})
-    fused = parse_problem({"data": {"X": [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "y": [1, 2]},
-                           "layers": [{"type": "identity"}], "loss": {"type": "softmax_cross_entropy"}})
+    separate = parse_problem(
+        {
+            "data": {"X": [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "y": [1, 2]},
+            "layers": [{"type": "softmax"}],
+            "loss": {"type": "cross_entropy"},
+        }
+    )
+    fused = parse_problem(
+        {
+            "data": {"X": [[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], "y": [1, 2]},
+            "layers": [{"type": "identity"}],
+            "loss": {"type": "softmax_cross_entropy"},
+        }
+    )
     a, b = to_json(run_problem(separate)), to_json(run_problem(fused))
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-14)
     assert_close(a["layers"][0]["grad_input"], b["layers"][0]["grad_input"], 1e-14)

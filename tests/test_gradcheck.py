@@ -132,15 +132,26 @@ def test_binary_losses(shape):
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.integers(0, 2**31 - 1),
-       st.sampled_from(cr.activations.names(hidden=True)), st.sampled_from(["", "batchnorm", "layernorm"]),
-       st.booleans())
+@given(
+    st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(cr.activations.names(hidden=True)),
+    st.sampled_from(["", "batchnorm", "layernorm"]),
+    st.booleans(),
+)
 def test_deep_network_with_loss(hidden, seed, activation, norm, dropout):
     if norm == "layernorm":  # one or two features normalise to constants: gradients of rounding noise only
         hidden = [h + 2 for h in hidden]
     sizes = [3, *hidden, 4]
-    net = cr.mlp(sizes, activation, batchnorm=norm == "batchnorm", layernorm=norm == "layernorm",
-                 dropout=0.3 if dropout else 0.0, seed=seed, dtype=np.float64)
+    net = cr.mlp(
+        sizes,
+        activation,
+        batchnorm=norm == "batchnorm",
+        layernorm=norm == "layernorm",
+        dropout=0.3 if dropout else 0.0,
+        seed=seed,
+        dtype=np.float64,
+    )
     rng = np.random.default_rng(seed)
     for p in net.parameters():  # biases off zero: a dead ReLU row then never sits on the kink at 0
         p.data += rng.normal(0, 0.3, p.shape)

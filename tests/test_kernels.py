@@ -34,6 +34,7 @@ OPTIMIZERS = {
 def test_fused_updates_give_the_bits_of_the_numpy_updates(compiled, name, dtype, monkeypatch):
     """Every operation is rounded as in the NumPy code, so 20 steps give identical arrays — for sizes that
     end in a partial vector of every instruction set (AVX-512 holds 16 floats)."""
+
     def twenty_steps(with_kernels):
         monkeypatch.setattr(kernels, "compiled", with_kernels)
         rng = np.random.default_rng(0)

@@ -29,9 +29,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def example_layer(kind: str, features: int = 4):
     """An instance of every layer kind with settings away from their defaults."""
     cls = cr.LAYERS[kind].cls
-    built = {"linear": lambda: cls(features, features, seed=1), "batchnorm": lambda: cls(features, eps=1e-3, momentum=0.2),
-             "layernorm": lambda: cls(features, eps=1e-4), "dropout": lambda: cls(0.25),
-             "leaky_relu": lambda: cls(0.2)}
+    built = {
+        "linear": lambda: cls(features, features, seed=1),
+        "batchnorm": lambda: cls(features, eps=1e-3, momentum=0.2),
+        "layernorm": lambda: cls(features, eps=1e-4),
+        "dropout": lambda: cls(0.25),
+        "leaky_relu": lambda: cls(0.2),
+    }
     return built.get(kind, cls)()
 
 
@@ -98,8 +102,13 @@ def test_optimizer_presets_and_defaults_live_in_one_place():
     assert optimizer_settings("momentum")["momentum"] == 0.9
     assert set(optimizer_settings("nesterov")) == {"lr", "momentum", "weight_decay"}
     assert optimizer_settings("adamw")["weight_decay"] == 0.01
-    assert optimizer_settings("rmsprop") == {"lr": 0.01, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0,
-                                             "momentum": 0.0}
+    assert optimizer_settings("rmsprop") == {
+        "lr": 0.01,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+    }
     params = cr.mlp([3, 2], seed=0).parameters()
     assert cr.make_optimizer("nesterov", params).nesterov
     assert isinstance(cr.make_optimizer("adamw", params), cr.AdamW)
@@ -130,8 +139,13 @@ def test_every_trainconfig_field_is_an_option_with_no_default_of_its_own():
     assert all(a.default is argparse.SUPPRESS for a in options.values())  # the field's default applies
     args = parser.parse_args(["train", "--activation", "gelu", "--layernorm", "--optimizer", "rmsprop", "--no-plots"])
     config = TrainConfig(**{k: getattr(args, k) for k in options if hasattr(args, k)})
-    assert (config.activation, config.layernorm, config.optimizer, config.plots, config.epochs) == \
-        ("gelu", True, "rmsprop", False, TrainConfig.epochs)
+    assert (config.activation, config.layernorm, config.optimizer, config.plots, config.epochs) == (
+        "gelu",
+        True,
+        "rmsprop",
+        False,
+        TrainConfig.epochs,
+    )
     assert set(options["activation"].choices) == set(cr.activations.names(hidden=True))
     assert set(options["optimizer"].choices) == set(cr.OPTIMIZERS.names())
     assert EXPLAIN_FORMATS == FORMATS
@@ -156,8 +170,11 @@ def layers_with(kind):
         middle.update(gamma=[1.5, 0.5, 1.0, 2.0], beta=[0.1, -0.2, 0.0, 0.3], eps=1e-3)
     if kind == "leaky_relu":
         middle["alpha"] = 0.2
-    return [{"type": "linear", "W": rng.normal(size=(3, 4)).round(2).tolist(), "b": [0.1, 0.0, -0.1, 0.2]},
-            middle, {"type": "linear", "W": rng.normal(size=(4, 3)).round(2).tolist()}]
+    return [
+        {"type": "linear", "W": rng.normal(size=(3, 4)).round(2).tolist(), "b": [0.1, 0.0, -0.1, 0.2]},
+        middle,
+        {"type": "linear", "W": rng.normal(size=(4, 3)).round(2).tolist()},
+    ]
 
 
 @pytest.mark.parametrize("kind", layer_kinds())
@@ -178,11 +195,22 @@ def test_every_problem_file_kind_is_explained_in_every_format(kind, tmp_path):
 #: Each kind's formulas as they must read between Z₀ = X·W₀ + b₀ and Z₂ = ·W₂ (written by hand).
 SHOWN = {
     "linear": ["Z₁ = Z₀·W₁", "∂L/∂W₁ = Z₀ᵀ·δ", "∂L/∂Z₀ = δ·W₁ᵀ", "∂L/∂W₁ + λ·W₁"],
-    "batchnorm": ["Layer 1: batchnorm (ε = 0.001)", "μ = (1/n)·Σ_rows Z₀", "σ² = (1/n)·Σ_rows (Z₀ − μ)²",
-                  "x̂ = (Z₀ − μ)/√(σ² + ε)", "N₁ = γ₁ ⊙ x̂ + β₁", "∂L/∂γ₁ = Σ_rows δ ⊙ x̂", "∂L/∂β₁ = Σ_rows δ",
-                  "∂L/∂Z₀ = γ₁/(n·√(σ² + ε)) ⊙ (n·δ − ∂L/∂β₁ − x̂ ⊙ ∂L/∂γ₁)"],
-    "layernorm": ["Layer 1: layernorm (ε = 0.001)", "μ = (1/d)·Σ_cols Z₀", "N₁ = γ₁ ⊙ x̂ + β₁",
-                  "∂L/∂Z₀ = (ĝ − (1/d)·Σ_cols ĝ − x̂ ⊙ (1/d)·Σ_cols(ĝ ⊙ x̂))/√(σ² + ε),  ĝ = δ ⊙ γ₁"],
+    "batchnorm": [
+        "Layer 1: batchnorm (ε = 0.001)",
+        "μ = (1/n)·Σ_rows Z₀",
+        "σ² = (1/n)·Σ_rows (Z₀ − μ)²",
+        "x̂ = (Z₀ − μ)/√(σ² + ε)",
+        "N₁ = γ₁ ⊙ x̂ + β₁",
+        "∂L/∂γ₁ = Σ_rows δ ⊙ x̂",
+        "∂L/∂β₁ = Σ_rows δ",
+        "∂L/∂Z₀ = γ₁/(n·√(σ² + ε)) ⊙ (n·δ − ∂L/∂β₁ − x̂ ⊙ ∂L/∂γ₁)",
+    ],
+    "layernorm": [
+        "Layer 1: layernorm (ε = 0.001)",
+        "μ = (1/d)·Σ_cols Z₀",
+        "N₁ = γ₁ ⊙ x̂ + β₁",
+        "∂L/∂Z₀ = (ĝ − (1/d)·Σ_cols ĝ − x̂ ⊙ (1/d)·Σ_cols(ĝ ⊙ x̂))/√(σ² + ε),  ĝ = δ ⊙ γ₁",
+    ],
     "identity": ["A₁ = Z₀", "f′(Z₀) = 1"],
     "sigmoid": ["A₁ = σ(Z₀)", "f′(Z₀) = σ(Z₀)(1 − σ(Z₀)) = A₁(1 − A₁)"],
     "tanh": ["A₁ = tanh(Z₀)", "f′(Z₀) = 1 − tanh²(Z₀) = 1 − A₁²"],
@@ -216,10 +244,12 @@ def test_every_layer_kind_survives_a_model_file(kind, tmp_path):
 
 
 def test_gradcheck_list_names_every_kind():
-    result = subprocess.run([sys.executable, "-m", "chainrule.cli", "gradcheck", "--list"], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "gradcheck", "--list"], capture_output=True, text=True, check=True
+    )
     names = result.stdout.split()
     assert {"gelu", "layernorm", "batchnorm_eval", "linear_no_bias", "mlp_layernorm_gelu"} <= set(names)
-    result = subprocess.run([sys.executable, "-m", "chainrule.cli", "gradcheck", "gelu", "layernorm"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "gradcheck", "gelu", "layernorm"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("2 passed, 0 failed"), result.stdout

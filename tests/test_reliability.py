@@ -38,8 +38,26 @@ def dataset(tmp_path_factory):
 
 
 def options(dataset, out):
-    return ["train", "--dataset", dataset, "--epochs", "5", "--dropout", "0.2", "--batchnorm", "--optimizer",
-            "momentum", "--lr", "0.05", "--early-stopping", "3", "--no-plots", "--quiet", "--out", out]
+    return [
+        "train",
+        "--dataset",
+        dataset,
+        "--epochs",
+        "5",
+        "--dropout",
+        "0.2",
+        "--batchnorm",
+        "--optimizer",
+        "momentum",
+        "--lr",
+        "0.05",
+        "--early-stopping",
+        "3",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        out,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +69,9 @@ def uninterrupted(dataset, tmp_path_factory):
 
 def interrupt(dataset, out, how):
     """Start a run, wait for its first checkpoint, then stop it with ``how`` in the middle of an epoch."""
-    process = subprocess.Popen(chainrule(*options(dataset, out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        chainrule(*options(dataset, out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while not (out / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.01)
@@ -69,7 +88,9 @@ def same_weights(a, b):
             if key != "meta":
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)
     history = [json.loads((d / "metrics.json").read_text())["epochs"] for d in (a, b)]
-    assert [(e["train_loss"], e["val_loss"]) for e in history[0]] == [(e["train_loss"], e["val_loss"]) for e in history[1]]
+    assert [(e["train_loss"], e["val_loss"]) for e in history[0]] == [
+        (e["train_loss"], e["val_loss"]) for e in history[1]
+    ]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
@@ -124,8 +145,11 @@ def test_checkpoint_of_another_model_is_refused(dataset, uninterrupted, tmp_path
 
 @pytest.mark.slow
 def test_loss_that_becomes_nan_stops_the_run_with_epoch_and_batch(tmp_path):
-    result = subprocess.run(chainrule("train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--out",
-                                      tmp_path / "run", "--quiet"), capture_output=True, text=True)
+    result = subprocess.run(
+        chainrule("train", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--out", tmp_path / "run", "--quiet"),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip()
     assert line.startswith("chainrule: error: epoch 1, batch ") and "learning rate is probably too high" in line
@@ -195,8 +219,9 @@ def mutations(seed_bytes: bytes):
         st.binary(max_size=300),
         st.integers(0, len(seed_bytes)).map(lambda n: seed_bytes[:n]),
         st.binary(min_size=1, max_size=50).map(lambda extra: seed_bytes + extra),
-        st.lists(st.tuples(st.integers(0, max(0, len(seed_bytes) - 1)), st.integers(0, 255)), min_size=1,
-                 max_size=8).map(lambda changes: _mutate(seed_bytes, changes)),
+        st.lists(
+            st.tuples(st.integers(0, max(0, len(seed_bytes) - 1)), st.integers(0, 255)), min_size=1, max_size=8
+        ).map(lambda changes: _mutate(seed_bytes, changes)),
     )
 
 
@@ -249,8 +274,9 @@ def test_fuzz_answers_loader(tmp_path, data):
 @pytest.fixture(scope="module")
 def model_bytes(tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "run"
-    subprocess.run(chainrule("train", "--hidden", "8", "--epochs", "1", "--no-plots", "--quiet", "--out", out),
-                   check=True)
+    subprocess.run(
+        chainrule("train", "--hidden", "8", "--epochs", "1", "--no-plots", "--quiet", "--out", out), check=True
+    )
     return (out / "model.npz").read_bytes()
 
 
@@ -267,19 +293,25 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     from chainrule.errors import ConfigError
     from chainrule.training.run import TrainConfig, train
 
-    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(
+        shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9 - 1000, 1000)
+    )
     with pytest.raises(ConfigError, match="has 0.0 MB free; this run needs about"):
         train(TrainConfig(epochs=1, out=str(tmp_path / "run"), quiet=True))
     assert not (tmp_path / "run").exists()
 
 
 def test_internal_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
-    code = ("import sys, chainrule.cli as c, chainrule.training.data as d\n"
-            "def broken(*a, **k):\n    raise RuntimeError('boom')\n"
-            "d.describe = broken\nsys.exit(c.main(sys.argv[1:]))\n")
+    code = (
+        "import sys, chainrule.cli as c, chainrule.training.data as d\n"
+        "def broken(*a, **k):\n    raise RuntimeError('boom')\n"
+        "d.describe = broken\nsys.exit(c.main(sys.argv[1:]))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code, "datasets"], capture_output=True, text=True)
     assert result.returncode == 3 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("chainrule: internal error: RuntimeError: boom (this is a bug in chainrule; "
-                                     "run again with --debug for the traceback and report it)")
+    assert result.stderr.strip() == (
+        "chainrule: internal error: RuntimeError: boom (this is a bug in chainrule; "
+        "run again with --debug for the traceback and report it)"
+    )
     result = subprocess.run([sys.executable, "-c", code, "--debug", "datasets"], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr

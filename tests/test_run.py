@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow  # every test here trains a model (or reads one a 
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "chainrule.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,14 @@ def digits_run(tmp_path_factory):
 def test_train_writes_model_metrics_and_plots(digits_run):
     out, result = digits_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.npz", "confusion_matrix.png", "first_layer_weights.png", "learning_curves.png", "metrics.json", "model.npz",
-        "most_confident_errors.png"]
+        "checkpoint.npz",
+        "confusion_matrix.png",
+        "first_layer_weights.png",
+        "learning_curves.png",
+        "metrics.json",
+        "model.npz",
+        "most_confident_errors.png",
+    ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -61,8 +68,9 @@ def test_save_load_identical_predictions(tmp_path):
     digits = load_digits()
     network = cr.mlp([64, 16, 10], batchnorm=True, dropout=0.1, seed=0)
     network.forward(digits.X_train[:100] / 16)  # move BatchNorm's running statistics off their start
-    model = cr.Classifier(network.eval(), np.full(64, 0.3, np.float32), np.full(64, 0.4, np.float32), 16.0,
-                          tuple("0123456789"), (8, 8))
+    model = cr.Classifier(
+        network.eval(), np.full(64, 0.3, np.float32), np.full(64, 0.4, np.float32), 16.0, tuple("0123456789"), (8, 8)
+    )
     model.save(tmp_path / "m.npz")
     loaded = load_model(tmp_path / "m.npz")
     np.testing.assert_array_equal(loaded.outputs(digits.X_test), model.outputs(digits.X_test))
@@ -72,12 +80,29 @@ def test_save_load_identical_predictions(tmp_path):
 def test_same_seed_same_numbers(tmp_path):
     runs = []
     for name in ("a", "b"):
-        result = cli("train", "--epochs", "2", "--dropout", "0.2", "--batchnorm", "--seed", "7", "--no-plots",
-                     "--quiet", "--out", tmp_path / name)
+        result = cli(
+            "train",
+            "--epochs",
+            "2",
+            "--dropout",
+            "0.2",
+            "--batchnorm",
+            "--seed",
+            "7",
+            "--no-plots",
+            "--quiet",
+            "--out",
+            tmp_path / name,
+        )
         assert result.returncode == 0, result.stderr
         metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        runs.append(([{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]],
-                     metrics["test_accuracy"], np.load(tmp_path / name / "model.npz")))
+        runs.append(
+            (
+                [{k: v for k, v in e.items() if k != "seconds"} for e in metrics["epochs"]],
+                metrics["test_accuracy"],
+                np.load(tmp_path / name / "model.npz"),
+            )
+        )
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     for key in runs[0][2].files:
         np.testing.assert_array_equal(runs[0][2][key], runs[1][2][key])
@@ -90,20 +115,66 @@ def test_quiet_prints_only_the_summary(tmp_path):
 
 
 def test_softmax_regression_and_other_options(tmp_path):
-    result = cli("train", "--hidden", "0", "--optimizer", "sgd", "--lr", "0.1", "--epochs", "3", "--loss",
-                 "cross_entropy", "--no-plots", "--out", tmp_path / "s", "--dtype", "float64")
+    result = cli(
+        "train",
+        "--hidden",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "3",
+        "--loss",
+        "cross_entropy",
+        "--no-plots",
+        "--out",
+        tmp_path / "s",
+        "--dtype",
+        "float64",
+    )
     assert result.returncode == 0, result.stderr
     model = load_model(tmp_path / "s" / "model.npz")
     assert [type(layer).__name__ for layer in model.network.layers] == ["Linear", "Softmax"]
     assert model.mean.dtype == np.float64
-    result = cli("train", "--hidden", "32", "--loss", "mse", "--optimizer", "nesterov", "--epochs", "2", "--schedule", "step",
-                 "--early-stopping", "1", "--weight-decay", "1e-4", "--no-plots", "--out", tmp_path / "m")
+    result = cli(
+        "train",
+        "--hidden",
+        "32",
+        "--loss",
+        "mse",
+        "--optimizer",
+        "nesterov",
+        "--epochs",
+        "2",
+        "--schedule",
+        "step",
+        "--early-stopping",
+        "1",
+        "--weight-decay",
+        "1e-4",
+        "--no-plots",
+        "--out",
+        tmp_path / "m",
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
-    result = cli("train", "--hidden", "64", "--lr", "0.05", "--epochs", "30", "--early-stopping", "2",
-                 "--no-plots", "--out", tmp_path / "e")
+    result = cli(
+        "train",
+        "--hidden",
+        "64",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "30",
+        "--early-stopping",
+        "2",
+        "--no-plots",
+        "--out",
+        tmp_path / "e",
+    )
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert result.returncode == 0 and metrics["stopped_early"]
     best = metrics["best_epoch"]
@@ -138,10 +209,20 @@ def test_model_trained_on_real_mnist_digits_predicts_real_mnist_pictures(tmp_pat
 
     images = read_idx(SHARED / "mnist" / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(SHARED / "mnist" / "t10k-labels-idx1-ubyte.gz")
-    np.savez(tmp_path / "mnist.npz", X_train=images[:3000], y_train=labels[:3000], X_test=images[9000:],
-             y_test=labels[9000:])
-    result = cli("train", "--dataset", tmp_path / "mnist.npz", "--epochs", "5", "--no-plots", "--quiet",
-                 "--out", tmp_path / "run")
+    np.savez(
+        tmp_path / "mnist.npz", X_train=images[:3000], y_train=labels[:3000], X_test=images[9000:], y_test=labels[9000:]
+    )
+    result = cli(
+        "train",
+        "--dataset",
+        tmp_path / "mnist.npz",
+        "--epochs",
+        "5",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        tmp_path / "run",
+    )
     assert result.returncode == 0, result.stderr
     paths = []
     for i in range(5000, 5100):
@@ -163,9 +244,24 @@ def one_line_error(result, code=1):
 
 def test_dataset_not_found_lists_where_it_looked(tmp_path, monkeypatch):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "CHAINRULE_MIRRORS": "http://127.0.0.1:9/"}
-    result = subprocess.run([sys.executable, "-m", "chainrule.cli", "train", "--dataset", "mnist", "--data-dir",
-                             str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--quiet"],
-                            capture_output=True, text=True, env={**__import__("os").environ, **env})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chainrule.cli",
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+    )
     line = one_line_error(result)
     assert "dataset 'mnist' not found; looked in" in line and str(tmp_path / "none") in line
     assert not (tmp_path / "o").exists()  # no partial output
@@ -200,16 +296,21 @@ def test_existing_out_needs_force(digits_run, tmp_path):
     assert "exists and is not empty" in line and "--force" in line
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--lr", "0"], "learning rate (--lr): expected a finite number > 0, got 0"),
-    (["--dropout", "1"], "--dropout is the drop probability and must be in [0, 1)"),
-    (["--val-split", "0", "--early-stopping", "2"], "--early-stopping needs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lr", "0"], "learning rate (--lr): expected a finite number > 0, got 0"),
+        (["--dropout", "1"], "--dropout is the drop probability and must be in [0, 1)"),
+        (["--val-split", "0", "--early-stopping", "2"], "--early-stopping needs"),
+    ],
+)
 def test_bad_training_options(tmp_path, args, message):
     assert message in one_line_error(cli("train", *args, "--out", tmp_path / "o"))
 
 
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--hidden", "12,x"], ["--optimizer", "adagrad"], ["--activation", "swish"]])
+@pytest.mark.parametrize(
+    "args", [["--epochs", "0"], ["--hidden", "12,x"], ["--optimizer", "adagrad"], ["--activation", "swish"]]
+)
 def test_bad_command_lines_exit_2(args):
     result = cli("train", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -221,22 +322,33 @@ def test_predict_refuses_what_is_not_an_image(digits_run, tmp_path):
     line = one_line_error(cli("predict", out / "model.npz", tmp_path / "fake.png"))
     assert "fake.png: not an image that can be read" in line
     np.save(tmp_path / "wrong.npy", np.zeros(10))
-    assert "does not hold inputs of 64 features" in one_line_error(cli("predict", out / "model.npz", tmp_path / "wrong.npy"))
+    assert "does not hold inputs of 64 features" in one_line_error(
+        cli("predict", out / "model.npz", tmp_path / "wrong.npy")
+    )
 
 
 def write_zip(path, arrays):
     np.savez(path, **arrays)
 
 
-@pytest.mark.parametrize("tamper, message", [
-    (lambda a: a.pop("model.0.W"), "missing array model.0.W"),
-    (lambda a: a.update({"extra": np.zeros(1)}), "unexpected arrays extra"),
-    (lambda a: a.update({"model.0.W": np.zeros((3, 3), np.float32)}), "0.W has shape (3, 3)"),
-    (lambda a: a.update({"model.0.W": np.full(a["model.0.W"].shape, np.nan, np.float32)}), "model.0.W contains NaN"),
-    (lambda a: a.update({"meta": np.array("{not json")}), "no readable 'meta' record"),
-    (lambda a: a.update({"meta": np.array(json.dumps({"format": "other"}))}), "format 'other'"),
-    (lambda a: a.update({"model.0.W": np.array([object()] * 2, dtype=object)}), "Python objects, which are never loaded"),
-])
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda a: a.pop("model.0.W"), "missing array model.0.W"),
+        (lambda a: a.update({"extra": np.zeros(1)}), "unexpected arrays extra"),
+        (lambda a: a.update({"model.0.W": np.zeros((3, 3), np.float32)}), "0.W has shape (3, 3)"),
+        (
+            lambda a: a.update({"model.0.W": np.full(a["model.0.W"].shape, np.nan, np.float32)}),
+            "model.0.W contains NaN",
+        ),
+        (lambda a: a.update({"meta": np.array("{not json")}), "no readable 'meta' record"),
+        (lambda a: a.update({"meta": np.array(json.dumps({"format": "other"}))}), "format 'other'"),
+        (
+            lambda a: a.update({"model.0.W": np.array([object()] * 2, dtype=object)}),
+            "Python objects, which are never loaded",
+        ),
+    ],
+)
 def test_crafted_model_files_are_refused(digits_run, tmp_path, tamper, message):
     out, _ = digits_run
     with np.load(out / "model.npz") as archive:
@@ -262,7 +374,9 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
     line = one_line_error(cli("evaluate", tmp_path / "cut.npz"))
     assert "cut.npz: not a readable chainrule model file" in line
     (tmp_path / "text.npz").write_text("hello")
-    assert "not a readable chainrule model file" in one_line_error(cli("predict", tmp_path / "text.npz", tmp_path / "x.npy"))
+    assert "not a readable chainrule model file" in one_line_error(
+        cli("predict", tmp_path / "text.npz", tmp_path / "x.npy")
+    )
 
 
 def test_huge_declared_size_is_refused(tmp_path, monkeypatch):

@@ -8,9 +8,7 @@ import chainrule as cr
 
 def seed002_network():
     """y = ReLU(X·W1)·W2, no biases (seed 002)."""
-    return cr.Sequential(
-        cr.Linear.from_arrays([[1, -1], [0.5, 0]]), cr.ReLU(), cr.Linear.from_arrays([[0.5], [1]])
-    )
+    return cr.Sequential(cr.Linear.from_arrays([[1, -1], [0.5, 0]]), cr.ReLU(), cr.Linear.from_arrays([[0.5], [1]]))
 
 
 X002 = np.array([[1.0, 2.0], [-1.0, 2.0]])
@@ -95,8 +93,7 @@ def test_seed001_three_output_pairs_give_a_minus_y_over_m(pair):
     np.testing.assert_allclose(delta, (a - y) / m, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("fused,separate", [("softmax_cross_entropy", "cross_entropy"),
-                                            ("bce_with_logits", "bce")])
+@pytest.mark.parametrize("fused,separate", [("softmax_cross_entropy", "cross_entropy"), ("bce_with_logits", "bce")])
 def test_fused_and_separate_spellings_give_the_same_gradients(fused, separate):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(8, 5))

@@ -37,7 +37,9 @@ def test_load_state_dict_copies_in_and_refuses_what_does_not_fit():
     assert np.any(target[0].params["W"].data != 0)
     with pytest.raises(ShapeError, match="missing 3.b; unexpected 9.b"):
         target.load_state_dict({**{k: v for k, v in snapshot.items() if k != "3.b"}, "9.b": np.zeros(2)})
-    with pytest.raises(ShapeError, match=r"0.W has shape \(4, 3\) and dtype float64; expected numbers of shape \(3, 4\)"):
+    with pytest.raises(
+        ShapeError, match=r"0.W has shape \(4, 3\) and dtype float64; expected numbers of shape \(3, 4\)"
+    ):
         target.load_state_dict({**snapshot, "0.W": np.zeros((4, 3))})
     target.load_state_dict({"1.gamma": np.full(4, 2.0)}, strict=False)
     assert np.all(target[1].params["gamma"].data == 2)
@@ -51,8 +53,12 @@ def _steps(optimizer, params, rng, count):
 
 
 CASES = {
-    "sgd": {}, "momentum": {"dampening": 0.2}, "nesterov": {"weight_decay": 0.01}, "adam": {"weight_decay": 0.05},
-    "adamw": {}, "rmsprop": {"momentum": 0.7, "weight_decay": 0.01},
+    "sgd": {},
+    "momentum": {"dampening": 0.2},
+    "nesterov": {"weight_decay": 0.01},
+    "adam": {"weight_decay": 0.05},
+    "adamw": {},
+    "rmsprop": {"momentum": 0.7, "weight_decay": 0.01},
 }
 
 
@@ -73,8 +79,9 @@ def test_an_optimizer_restored_from_its_state_dict_goes_on_bit_for_bit(name):
     params2, optimizer2 = fresh()
     for p, data in zip(params2, saved_params, strict=True):
         p.data[...] = data
-    saved["state"] = {k: {n: np.array(v) if isinstance(v, list) else v for n, v in s.items()}
-                      for k, s in saved["state"].items()}
+    saved["state"] = {
+        k: {n: np.array(v) if isinstance(v, list) else v for n, v in s.items()} for k, s in saved["state"].items()
+    }
     optimizer2.load_state_dict(saved)
     assert optimizer2.steps == 5 or not optimizer2.counts_steps
     _steps(optimizer2, params2, after, 5)
@@ -119,16 +126,26 @@ def test_schedule_state_dict():
 # -- the plain NumPy update beside each optimizer against what the optimizer runs -----------------------
 REFERENCES = {
     "sgd": (dict(lr=0.1), lambda p, g, s, t: sgd_update(p, g, s, lr=0.1)),
-    "momentum": (dict(lr=0.1, momentum=0.8, dampening=0.1),
-                 lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.8, dampening=0.1)),
-    "nesterov": (dict(lr=0.1, momentum=0.9), lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.9, nesterov=True)),
-    "adam": (dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6),
-             lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, step=t)),
-    "adamw": (dict(lr=0.01, weight_decay=0.1),
-              lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=t,
-                                             decoupled_decay=0.1)),
-    "rmsprop": (dict(lr=0.01, alpha=0.9, momentum=0.5),
-                lambda p, g, s, t: rmsprop_update(p, g, s, lr=0.01, alpha=0.9, eps=1e-8, momentum=0.5)),
+    "momentum": (
+        dict(lr=0.1, momentum=0.8, dampening=0.1),
+        lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.8, dampening=0.1),
+    ),
+    "nesterov": (
+        dict(lr=0.1, momentum=0.9),
+        lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.9, nesterov=True),
+    ),
+    "adam": (
+        dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6),
+        lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, step=t),
+    ),
+    "adamw": (
+        dict(lr=0.01, weight_decay=0.1),
+        lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=t, decoupled_decay=0.1),
+    ),
+    "rmsprop": (
+        dict(lr=0.01, alpha=0.9, momentum=0.5),
+        lambda p, g, s, t: rmsprop_update(p, g, s, lr=0.01, alpha=0.9, eps=1e-8, momentum=0.5),
+    ),
 }
 
 
@@ -196,12 +213,32 @@ def test_a_version_1_model_file_is_still_read(tmp_path):
     rng = np.random.default_rng(0)
     W0, b0, W2, b2 = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(4, 2)), rng.normal(size=2)
     mean, std = rng.normal(size=3), rng.uniform(0.5, 2, 3)
-    meta = {"format": "chainrule-model", "version": 1, "dtype": "float64", "scale": 2.0, "classes": ["no", "yes"],
-            "image_shape": None, "frame_fill": 1.0,
-            "layers": [{"type": "linear", "in": 3, "out": 4, "bias": True}, {"type": "leaky_relu", "alpha": 0.1},
-                       {"type": "linear", "in": 4, "out": 2, "bias": True}]}
-    np.savez(tmp_path / "v1.npz", meta=np.array(json.dumps(meta)), **{"layers.0.W": W0, "layers.0.b": b0,
-             "layers.2.W": W2, "layers.2.b": b2, "input.mean": mean, "input.std": std})
+    meta = {
+        "format": "chainrule-model",
+        "version": 1,
+        "dtype": "float64",
+        "scale": 2.0,
+        "classes": ["no", "yes"],
+        "image_shape": None,
+        "frame_fill": 1.0,
+        "layers": [
+            {"type": "linear", "in": 3, "out": 4, "bias": True},
+            {"type": "leaky_relu", "alpha": 0.1},
+            {"type": "linear", "in": 4, "out": 2, "bias": True},
+        ],
+    }
+    np.savez(
+        tmp_path / "v1.npz",
+        meta=np.array(json.dumps(meta)),
+        **{
+            "layers.0.W": W0,
+            "layers.0.b": b0,
+            "layers.2.W": W2,
+            "layers.2.b": b2,
+            "input.mean": mean,
+            "input.std": std,
+        },
+    )
     model = load_model(tmp_path / "v1.npz")
     raw = rng.normal(size=(5, 3))
     h = (raw / 2.0 - mean) / std @ W0 + b0
@@ -219,8 +256,19 @@ def test_a_run_with_the_new_kinds_resumes_to_bit_identical_weights(tmp_path, mon
     from chainrule.training.run import TrainConfig, config_from_checkpoint, train
 
     def config(out):
-        return TrainConfig(hidden=(32,), activation="gelu", layernorm=True, dropout=0.1, optimizer="rmsprop",
-                           momentum=0.5, epochs=4, early_stopping=3, out=str(out), quiet=True, plots=False)
+        return TrainConfig(
+            hidden=(32,),
+            activation="gelu",
+            layernorm=True,
+            dropout=0.1,
+            optimizer="rmsprop",
+            momentum=0.5,
+            epochs=4,
+            early_stopping=3,
+            out=str(out),
+            quiet=True,
+            plots=False,
+        )
 
     train(config(tmp_path / "whole"))
     original, calls = loop.run_epoch, {"n": 0}

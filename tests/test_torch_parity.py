@@ -4,7 +4,6 @@ PyTorch is the independent reference here: its layers and autograd compute what 
 backward passes compute. These tests skip without torch, except in CI (CHAINRULE_REQUIRE_TORCH=1).
 """
 
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -87,23 +86,33 @@ def test_batchnorm(torch, shape, training):
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.lists(st.integers(1, 8), min_size=1, max_size=4), st.integers(0, 2**31 - 1),
-       st.sampled_from(cr.activations.names(hidden=True)), st.sampled_from(["", "batchnorm", "layernorm"]),
-       st.sampled_from(["identity", "softmax", "sigmoid"]))
+@given(
+    st.lists(st.integers(1, 8), min_size=1, max_size=4),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(cr.activations.names(hidden=True)),
+    st.sampled_from(["", "batchnorm", "layernorm"]),
+    st.sampled_from(["identity", "softmax", "sigmoid"]),
+)
 def test_random_deep_networks(torch, hidden, seed, activation, norm, output):
     if norm == "layernorm":  # one or two features normalise to constants: gradients of rounding noise only
         hidden = [h + 2 for h in hidden]
     sizes = [5, *hidden, 3]
-    net = cr.mlp(sizes, activation, output=output, batchnorm=norm == "batchnorm", layernorm=norm == "layernorm",
-                 seed=seed, dtype=np.float64)
+    net = cr.mlp(
+        sizes,
+        activation,
+        output=output,
+        batchnorm=norm == "batchnorm",
+        layernorm=norm == "layernorm",
+        seed=seed,
+        dtype=np.float64,
+    )
     x = np.random.default_rng(seed).normal(0, 1, (7, 5))
     compare_module(torch, net, x, seed)
 
 
 # -- losses ----------------------------------------------------------------------------------------
 @settings(max_examples=40, deadline=None)
-@given(shapes, st.sampled_from(cr.LOSSES.names()), st.sampled_from(list(cr.losses.SCALES)),
-       st.booleans())
+@given(shapes, st.sampled_from(cr.LOSSES.names()), st.sampled_from(list(cr.losses.SCALES)), st.booleans())
 def test_losses(torch, shape, name, scale, indices):
     n, d, seed = shape
     rng = np.random.default_rng(seed)
@@ -205,7 +214,7 @@ def test_twenty_optimizer_steps_match_torch_optim(torch, case):
     t_opt = torch_optimizer(torch, name, opt.config(), mirror.parameters())
     loss = cr.SoftmaxCrossEntropyLoss()
     for step in range(20):
-        xb, yb = x[step % 4 * 5:][:5], labels[step % 4 * 5:][:5]
+        xb, yb = x[step % 4 * 5 :][:5], labels[step % 4 * 5 :][:5]
         opt.zero_grad()
         loss.forward(net.forward(xb), yb)
         net.backward(loss.backward())
@@ -232,4 +241,3 @@ def test_learning_rate_schedules_match_torch(torch, schedule):
         ours.step()
         theirs.step()
         assert opt.lr == pytest.approx(t_opt.param_groups[0]["lr"], rel=1e-12)
-

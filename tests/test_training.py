@@ -31,8 +31,9 @@ def blobs(n=300, classes=3, features=5, seed=0):
 def test_softmax_regression_learns_blobs():
     X, y = blobs()
     model = cr.softmax_regression(5, 3)
-    history = fit(model, cr.SoftmaxCrossEntropyLoss(), cr.SGD(model.parameters(), lr=0.1), X, y,
-                  epochs=10, batch_size=32, l2=1e-3)
+    history = fit(
+        model, cr.SoftmaxCrossEntropyLoss(), cr.SGD(model.parameters(), lr=0.1), X, y, epochs=10, batch_size=32, l2=1e-3
+    )
     assert history.losses[-1] < 0.5 * history.losses[0]
     assert np.mean(model.predict(X) == y) > 0.95
 
@@ -41,7 +42,9 @@ def test_softmax_regression_learns_blobs():
 def test_mlp_learns_spirals_that_a_linear_model_cannot(optimizer):
     X, y = spirals(100, seed=1)
     model = cr.mlp([2, 32, 32, 3], "relu", batchnorm=optimizer == "adam", seed=1)
-    opt = cr.SGD(model.parameters(), lr=0.1, momentum=0.9) if optimizer == "sgd" else cr.Adam(model.parameters(), lr=0.01)
+    opt = (
+        cr.SGD(model.parameters(), lr=0.1, momentum=0.9) if optimizer == "sgd" else cr.Adam(model.parameters(), lr=0.01)
+    )
     history = fit(model, cr.SoftmaxCrossEntropyLoss(), opt, X, y, epochs=40, batch_size=32, seed=1)
     assert history.losses[-1] < 0.3 * history.losses[0]
     assert np.mean(model.predict(X) == y) > 0.9
@@ -80,10 +83,15 @@ def test_same_seed_same_training():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("scheme, variance", [
-    ("he_normal", lambda i, o: 2 / i), ("he_uniform", lambda i, o: 2 / i),
-    ("xavier_normal", lambda i, o: 2 / (i + o)), ("xavier_uniform", lambda i, o: 2 / (i + o)),
-])
+@pytest.mark.parametrize(
+    "scheme, variance",
+    [
+        ("he_normal", lambda i, o: 2 / i),
+        ("he_uniform", lambda i, o: 2 / i),
+        ("xavier_normal", lambda i, o: 2 / (i + o)),
+        ("xavier_uniform", lambda i, o: 2 / (i + o)),
+    ],
+)
 def test_initialisation_variance(scheme, variance):
     fan_in, fan_out = 400, 300
     W = init_weight(scheme, fan_in, fan_out, rng=0)

@@ -8,10 +8,14 @@ import chainrule as cr
 
 #: Layer kind -> (the torch.nn module computing the same, our parameter names as its attributes).
 LAYERS = {
-    "linear": (lambda nn, l: nn.Linear(l.in_features, l.out_features, bias="b" in l.params),
-               {"W": "weight", "b": "bias"}),
-    "batchnorm": (lambda nn, l: nn.BatchNorm1d(l.num_features, eps=l.eps, momentum=l.momentum),
-                  {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"}),
+    "linear": (
+        lambda nn, l: nn.Linear(l.in_features, l.out_features, bias="b" in l.params),
+        {"W": "weight", "b": "bias"},
+    ),
+    "batchnorm": (
+        lambda nn, l: nn.BatchNorm1d(l.num_features, eps=l.eps, momentum=l.momentum),
+        {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
+    ),
     "layernorm": (lambda nn, l: nn.LayerNorm(l.normalized_shape, eps=l.eps), {"gamma": "weight", "beta": "bias"}),
     "dropout": (lambda nn, l: nn.Dropout(l.p), {}),
     "identity": (lambda nn, l: nn.Identity(), {}),
@@ -64,8 +68,11 @@ def torch_loss(torch, name, scale, pred, target, n):
     if name == "bce_with_logits":
         return k * F.binary_cross_entropy_with_logits(pred, target, reduction="sum")
     if name == "cross_entropy":  # on probabilities: the negative log-likelihood of their logarithm
-        return k * (F.nll_loss(torch.log(pred), target, reduction="sum") if target.ndim == 1
-                    else -(target * torch.log(pred)).sum())
+        return k * (
+            F.nll_loss(torch.log(pred), target, reduction="sum")
+            if target.ndim == 1
+            else -(target * torch.log(pred)).sum()
+        )
     return k * F.cross_entropy(pred, target, reduction="sum")
 
 

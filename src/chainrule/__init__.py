@@ -24,8 +24,19 @@ _EXPORTS = {
     **dict.fromkeys(("ChainruleError", "ConfigError", "DataError", "ShapeError"), "errors"),
     **dict.fromkeys(("GradcheckReport", "gradcheck"), "gradcheck"),
     **dict.fromkeys(("BatchNorm1d", "Dropout", "LayerNorm", "Linear"), "layers"),
-    **dict.fromkeys(("BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "SoftmaxCrossEntropyLoss",
-                     "add_l2_grad", "l2_penalty", "make_loss"), "losses"),
+    **dict.fromkeys(
+        (
+            "BCELoss",
+            "BCEWithLogitsLoss",
+            "CrossEntropyLoss",
+            "MSELoss",
+            "SoftmaxCrossEntropyLoss",
+            "add_l2_grad",
+            "l2_penalty",
+            "make_loss",
+        ),
+        "losses",
+    ),
     **dict.fromkeys(("Module", "Parameter"), "module"),
     **dict.fromkeys(("Sequential", "mlp", "softmax_regression"), "network"),
     **dict.fromkeys(("SGD", "Adam", "AdamW", "RMSprop", "CosineAnnealingLR", "StepLR", "make_optimizer"), "optim"),
@@ -37,8 +48,26 @@ _EXPORTS = {
     "TrainConfig": "training.config",
     "train": "training.run",
 }
-_SUBMODULES = ("activations", "archive", "cli", "errors", "explain", "gradcheck", "init", "kernels", "layers",
-               "losses", "module", "network", "notation", "optim", "registry", "step", "trace", "training")
+_SUBMODULES = (
+    "activations",
+    "archive",
+    "cli",
+    "errors",
+    "explain",
+    "gradcheck",
+    "init",
+    "kernels",
+    "layers",
+    "losses",
+    "module",
+    "network",
+    "notation",
+    "optim",
+    "registry",
+    "step",
+    "trace",
+    "training",
+)
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
@@ -63,13 +92,25 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from chainrule.gradcheck import GradcheckReport, gradcheck  # noqa: F401
     from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear  # noqa: F401
     from chainrule.losses import (  # noqa: F401
-        BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, SoftmaxCrossEntropyLoss, add_l2_grad, l2_penalty,
+        BCELoss,
+        BCEWithLogitsLoss,
+        CrossEntropyLoss,
+        MSELoss,
+        SoftmaxCrossEntropyLoss,
+        add_l2_grad,
+        l2_penalty,
         make_loss,
     )
     from chainrule.module import Module, Parameter  # noqa: F401
     from chainrule.network import Sequential, mlp, softmax_regression  # noqa: F401
     from chainrule.optim import (  # noqa: F401
-        SGD, Adam, AdamW, CosineAnnealingLR, RMSprop, StepLR, make_optimizer,
+        SGD,
+        Adam,
+        AdamW,
+        CosineAnnealingLR,
+        RMSprop,
+        StepLR,
+        make_optimizer,
     )
     from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS  # noqa: F401
     from chainrule.step import train_step  # noqa: F401

@@ -28,8 +28,16 @@ from chainrule.errors import DataError
 MAX_BYTES = 2 * 1024**3
 #: What reading a damaged or crafted .npz can raise (zipfile: unsupported compression method ->
 #: NotImplementedError, "encrypted" flag -> RuntimeError; found by fuzzing).
-ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError, NotImplementedError,
-                  RuntimeError)
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+)
 _REF = "$array"
 
 
@@ -89,8 +97,12 @@ def save(path: str | Path, document: dict[str, Any]) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path: str | Path, format: str, what: str,
-         upgrade: Callable[[dict[str, Any], dict[str, NDArray]], dict[str, Any]] | None = None) -> dict[str, Any]:
+def load(
+    path: str | Path,
+    format: str,
+    what: str,
+    upgrade: Callable[[dict[str, Any], dict[str, NDArray]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The document written by :func:`save` at ``path``, whose ``format`` entry must be ``format``;
     ``what`` names the kind of file in the errors. ``upgrade(meta, arrays)`` may rewrite the JSON of an
     older version first; the caller checks the ``version``."""

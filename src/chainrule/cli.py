@@ -90,9 +90,13 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     check.add_argument("--batch", type=_positive_int, default=5, help="rows of the random batch (default: 5)")
     check.add_argument("--tolerance", type=float, default=1e-7, help="largest relative error (default: 1e-7)")
-    check.add_argument("--atol", type=float, default=1e-8,
-                       help="an array whose largest absolute difference is at most this passes too; "
-                       "for gradients that are exactly zero (default: 1e-8)")
+    check.add_argument(
+        "--atol",
+        type=float,
+        default=1e-8,
+        help="an array whose largest absolute difference is at most this passes too; "
+        "for gradients that are exactly zero (default: 1e-8)",
+    )
     check.set_defaults(run=_run_gradcheck)
 
     explain = commands.add_parser(
@@ -103,28 +107,38 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "forward formula with its numbers, the loss, the backward pass layer by layer, the update.",
     )
     explain.add_argument("file", metavar="FILE", help="the problem file (.toml)")
-    explain.add_argument("--format", choices=EXPLAIN_FORMATS, default="text",
-                         help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
-                         "document) or json (every number in full precision); default: text")
-    explain.add_argument("--steps", type=_positive_int, default=None,
-                         help="training steps on the same batch (default: the file's train.steps)")
-    explain.add_argument("--precision", type=_non_negative_int, default=4,
-                         help="decimals shown in text, markdown and latex (default: 4)")
+    explain.add_argument(
+        "--format",
+        choices=EXPLAIN_FORMATS,
+        default="text",
+        help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
+        "document) or json (every number in full precision); default: text",
+    )
+    explain.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="training steps on the same batch (default: the file's train.steps)",
+    )
+    explain.add_argument(
+        "--precision", type=_non_negative_int, default=4, help="decimals shown in text, markdown and latex (default: 4)"
+    )
     explain.set_defaults(run=_run_explain)
 
     check_cmd = commands.add_parser(
         "check",
         help="check the numbers of a hand-worked solution against a problem file",
         description="Compare the answers of ANSWERS (TOML: values named by their place in the JSON of "
-        "chainrule explain, e.g. \"layers[0].output\" = [[2, -1], [0, 1]]) with the right numbers of "
+        'chainrule explain, e.g. "layers[0].output" = [[2, -1], [0, 1]]) with the right numbers of '
         "the problem FILE. Each answer is right at the precision it was written with; for a wrong one "
         "the likely slip is named. Exits 0 when all answers are right, 1 otherwise.",
     )
     check_cmd.add_argument("file", metavar="FILE", help="the problem file (.toml)")
     check_cmd.add_argument("answers", metavar="ANSWERS", help="the answers file (.toml)")
     check_cmd.add_argument("--format", choices=("text", "json"), default="text")
-    check_cmd.add_argument("--steps", type=_positive_int, default=None,
-                           help="training steps (default: the problem file's train.steps)")
+    check_cmd.add_argument(
+        "--steps", type=_positive_int, default=None, help="training steps (default: the problem file's train.steps)"
+    )
     check_cmd.set_defaults(run=_run_check)
 
     train = commands.add_parser(
@@ -135,31 +149,42 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     if train_options:
         config_options(train)
-    train.add_argument("--resume", default=None, metavar="DIR",
-                       help="continue the interrupted run in DIR from its last checkpoint, with its own "
-                       "configuration (the other options are ignored, except --quiet)")
+    train.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the interrupted run in DIR from its last checkpoint, with its own "
+        "configuration (the other options are ignored, except --quiet)",
+    )
     train.set_defaults(run=_run_train)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a model",
-                                   description="Evaluate a model file on the test set of a dataset.")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="accuracy, per-class accuracy and confusion matrix of a model",
+        description="Evaluate a model file on the test set of a dataset.",
+    )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
     config_options(evaluate, ("dataset", "data_dir"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.set_defaults(run=_run_evaluate)
 
     predict = commands.add_parser(
-        "predict", help="classify images (PNG/JPEG) or .npy arrays with a model",
+        "predict",
+        help="classify images (PNG/JPEG) or .npy arrays with a model",
         description="Print the predicted class and its probability for each input. Images are converted "
         "to grey, resized to the model's input size and scaled to its input range; a light background "
-        "is inverted to the dark background of MNIST-style data. A .npy file holds one input or a batch.")
+        "is inverted to the dark background of MNIST-style data. A .npy file holds one input or a batch.",
+    )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--top", type=_positive_int, default=1, help="show the K most likely classes")
     predict.set_defaults(run=_run_predict)
 
-    datasets = commands.add_parser("datasets", help="list the datasets and where each was found",
-                                   description="List the named datasets and where each one is (or would be "
-                                   "downloaded to).")
+    datasets = commands.add_parser(
+        "datasets",
+        help="list the datasets and where each was found",
+        description="List the named datasets and where each one is (or would be downloaded to).",
+    )
     datasets.add_argument("--data-dir", default=None)
     datasets.set_defaults(run=_run_datasets)
 
@@ -189,8 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug, not bad input: still one line, and the way to see more
         if args.debug:
             raise
-        print(f"chainrule: internal error: {type(err).__name__}: {err} (this is a bug in chainrule; "
-              "run again with --debug for the traceback and report it)", file=sys.stderr)
+        print(
+            f"chainrule: internal error: {type(err).__name__}: {err} (this is a bug in chainrule; "
+            "run again with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
         return 3
 
 
@@ -263,17 +291,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from chainrule.training.plots import confusion_matrix
 
     model = load_model(args.model)
-    dataset = load_dataset(getattr(args, "dataset", TrainConfig.dataset), getattr(args, "data_dir", None),
-                           progress=not args.json)
+    dataset = load_dataset(
+        getattr(args, "dataset", TrainConfig.dataset), getattr(args, "data_dir", None), progress=not args.json
+    )
     predicted = model.predict(dataset.X_test)
     matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     accuracy = float(np.mean(predicted == dataset.y_test))
     if args.json:
-        print(json.dumps({"model": args.model, "dataset": dataset.name, "examples": len(predicted),
-                          "accuracy": accuracy,
-                          "per_class_accuracy": dict(zip(model.classes, per_class.tolist(), strict=True)),
-                          "confusion_matrix": matrix.tolist()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "dataset": dataset.name,
+                    "examples": len(predicted),
+                    "accuracy": accuracy,
+                    "per_class_accuracy": dict(zip(model.classes, per_class.tolist(), strict=True)),
+                    "confusion_matrix": matrix.tolist(),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"{args.model} on {dataset.name} test set ({len(predicted)} examples): accuracy {accuracy:.4f}")
     width = max(len(c) for c in model.classes)

@@ -148,19 +148,26 @@ def gradcheck(
     for name, array in arrays.items():
         full = np.asarray(analytic[name], dtype=np.float64)
         if full.shape != array.shape:
-            raise ConfigError(f"gradcheck: the gradient of {name} has shape {full.shape}, "
-                              f"expected {array.shape}")
+            raise ConfigError(f"gradcheck: the gradient of {name} has shape {full.shape}, expected {array.shape}")
         numeric, compared = np.zeros_like(array), np.zeros_like(array)
         for index in _entries(array.shape, max_entries, rng):
             numeric[index] = _central_difference(phi, array, index, eps)
             compared[index] = full[index]
         diff = np.abs(compared - numeric)
         worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
-        report.checks.append(ArrayCheck(
-            name, array.shape, relative_error(compared, numeric), tuple(int(i) for i in worst),
-            float(compared[worst]) if diff.size else 0.0, float(numeric[worst]) if diff.size else 0.0,
-            float(diff.max(initial=0.0)), tolerance, atol,
-        ))
+        report.checks.append(
+            ArrayCheck(
+                name,
+                array.shape,
+                relative_error(compared, numeric),
+                tuple(int(i) for i in worst),
+                float(compared[worst]) if diff.size else 0.0,
+                float(numeric[worst]) if diff.size else 0.0,
+                float(diff.max(initial=0.0)),
+                tolerance,
+                atol,
+            )
+        )
     return report
 
 
@@ -189,8 +196,11 @@ def _entries(shape: tuple[int, ...], max_entries: int | None, rng: np.random.Gen
 
 def _randomness_replay(model: Module):
     """A function that resets every random generator inside ``model`` to its present state."""
-    states = [(m, m.rng.bit_generator.state) for m in model.modules()
-              if isinstance(getattr(m, "rng", None), np.random.Generator)]
+    states = [
+        (m, m.rng.bit_generator.state)
+        for m in model.modules()
+        if isinstance(getattr(m, "rng", None), np.random.Generator)
+    ]
 
     def replay() -> None:
         for m, state in states:
@@ -219,8 +229,10 @@ def builtin_checks(seed: int = 0, batch: int = 5, **options) -> dict[str, Callab
         for name, (loss, pred, target) in kind.cls.gradcheck_cases(batch, rng).items():
             checks[name] = functools.partial(check, loss, pred, target)
     labels = rng.integers(0, classes, batch)
-    for name, options in {"mlp": {"activation": "tanh", "batchnorm": True, "dropout": 0.2},
-                          "mlp_layernorm_gelu": {"activation": "gelu", "layernorm": True}}.items():
+    for name, options in {
+        "mlp": {"activation": "tanh", "batchnorm": True, "dropout": 0.2},
+        "mlp_layernorm_gelu": {"activation": "gelu", "layernorm": True},
+    }.items():
         net = network.mlp([features, 6, 5, classes], seed=seed, dtype=np.float64, **options)
         checks[name] = functools.partial(check, net, x, labels, loss=SoftmaxCrossEntropyLoss())
     return checks

@@ -43,8 +43,17 @@ def sgd_step(param: NDArray, grad: NDArray, lr: float) -> None:
         param -= lr * grad
 
 
-def adam_step(param: NDArray, grad: NDArray, m: NDArray, v: NDArray, beta1: float, beta2: float,
-              step_size: float, inv_sqrt_bc2: float, eps: float) -> None:
+def adam_step(
+    param: NDArray,
+    grad: NDArray,
+    m: NDArray,
+    v: NDArray,
+    beta1: float,
+    beta2: float,
+    step_size: float,
+    inv_sqrt_bc2: float,
+    eps: float,
+) -> None:
     """One Adam update in place, with the bias corrections folded into ``step_size = lr/(1 − β₁ᵗ)`` and
     ``inv_sqrt_bc2 = 1/√(1 − β₂ᵗ)``::
 
@@ -66,8 +75,13 @@ def adam_step(param: NDArray, grad: NDArray, m: NDArray, v: NDArray, beta1: floa
 
 def take_rows(X: NDArray, rows: NDArray, out: NDArray) -> NDArray:
     """``out[...] = X[rows]`` for a batch of row indices; returns ``out``."""
-    if (compiled is not None and rows.dtype == np.intp and X.flags.c_contiguous and out.flags.c_contiguous
-            and out.dtype == X.dtype):
+    if (
+        compiled is not None
+        and rows.dtype == np.intp
+        and X.flags.c_contiguous
+        and out.flags.c_contiguous
+        and out.dtype == X.dtype
+    ):
         compiled.take_rows(X, rows, out)
         return out
     return np.take(X, rows, axis=0, out=out)

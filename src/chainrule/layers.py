@@ -98,16 +98,20 @@ class Linear(Module):
         if W.ndim != 2:
             raise SettingError("W", f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got shape {W.shape}")
         if W.shape[0] != in_features:
-            raise SettingError("W", f"expected {in_features} rows (the layer's input has {in_features} "
-                                    f"features), got shape {W.shape}")
+            raise SettingError(
+                "W", f"expected {in_features} rows (the layer's input has {in_features} features), got shape {W.shape}"
+            )
         return {"in_features": W.shape[0], "out_features": W.shape[1], "bias": "b" in arrays}
 
     def formulas(self) -> Formulas:
         bias = "b" in self.params
         return Formulas(
             forward=(Eq("{out} = {in}·{W}" + (" + {b}" if bias else "")),),
-            backward=(Eq("∂L/∂{W} = {in}ᵀ·{δ}"), *((Eq("∂L/∂{b} = Σ_rows {δ}"),) if bias else ()),
-                      Eq("∂L/∂{in} = {δ}·{W}ᵀ")),
+            backward=(
+                Eq("∂L/∂{W} = {in}ᵀ·{δ}"),
+                *((Eq("∂L/∂{b} = Σ_rows {δ}"),) if bias else ()),
+                Eq("∂L/∂{in} = {δ}·{W}ᵀ"),
+            ),
         )
 
     @classmethod
@@ -165,8 +169,7 @@ class _Normalization(Module):
     @classmethod
     def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
         layer = cls(features)
-        layer.load_state_dict({"gamma": rng.normal(size=features), "beta": rng.normal(size=features)},
-                              strict=False)
+        layer.load_state_dict({"gamma": rng.normal(size=features), "beta": rng.normal(size=features)}, strict=False)
         return {cls.kind: layer}
 
 
@@ -266,19 +269,27 @@ class BatchNorm1d(_Normalization):
                 backward=(*gradients, Eq("∂L/∂{in} = {δ} ⊙ {gamma}/√({running_var} + {eps})")),
             )
         return Formulas(
-            forward=(Eq("{mean} = (1/n)·Σ_rows {in}", values=False),
-                     Eq("{var} = (1/n)·Σ_rows ({in} − {mean})²", values=False),
-                     Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False), *affine),
-            backward=(*gradients,
-                      Eq("∂L/∂{in} = {gamma}/(n·√({var} + {eps})) ⊙ (n·{δ} − ∂L/∂{beta} − {x_hat} ⊙ ∂L/∂{gamma})",
-                         values=False)),
+            forward=(
+                Eq("{mean} = (1/n)·Σ_rows {in}", values=False),
+                Eq("{var} = (1/n)·Σ_rows ({in} − {mean})²", values=False),
+                Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False),
+                *affine,
+            ),
+            backward=(
+                *gradients,
+                Eq(
+                    "∂L/∂{in} = {gamma}/(n·√({var} + {eps})) ⊙ (n·{δ} − ∂L/∂{beta} − {x_hat} ⊙ ∂L/∂{gamma})",
+                    values=False,
+                ),
+            ),
         )
 
     @classmethod
     def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
         evaluation = cls(features)
-        evaluation.load_state_dict({"running_mean": rng.standard_normal(features),
-                                    "running_var": rng.uniform(0.5, 2, features)}, strict=False)
+        evaluation.load_state_dict(
+            {"running_mean": rng.standard_normal(features), "running_var": rng.uniform(0.5, 2, features)}, strict=False
+        )
         return {**super().gradcheck_cases(features, rng), "batchnorm_eval": evaluation.eval()}
 
     def __repr__(self) -> str:
@@ -334,13 +345,21 @@ class LayerNorm(_Normalization):
 
     def formulas(self) -> Formulas:
         return Formulas(
-            forward=(Eq("{mean} = (1/d)·Σ_cols {in}", values=False),
-                     Eq("{var} = (1/d)·Σ_cols ({in} − {mean})²", values=False),
-                     Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False),
-                     Eq("{out} = {gamma} ⊙ {x_hat} + {beta}")),
-            backward=(Eq("∂L/∂{gamma} = Σ_rows {δ} ⊙ {x_hat}"), Eq("∂L/∂{beta} = Σ_rows {δ}"),
-                      Eq("∂L/∂{in} = (ĝ − (1/d)·Σ_cols ĝ − {x_hat} ⊙ (1/d)·Σ_cols(ĝ ⊙ {x_hat}))/√({var} + {eps}),  "
-                         "ĝ = {δ} ⊙ {gamma}", values=False)),
+            forward=(
+                Eq("{mean} = (1/d)·Σ_cols {in}", values=False),
+                Eq("{var} = (1/d)·Σ_cols ({in} − {mean})²", values=False),
+                Eq("{x_hat} = ({in} − {mean})/√({var} + {eps})", values=False),
+                Eq("{out} = {gamma} ⊙ {x_hat} + {beta}"),
+            ),
+            backward=(
+                Eq("∂L/∂{gamma} = Σ_rows {δ} ⊙ {x_hat}"),
+                Eq("∂L/∂{beta} = Σ_rows {δ}"),
+                Eq(
+                    "∂L/∂{in} = (ĝ − (1/d)·Σ_cols ĝ − {x_hat} ⊙ (1/d)·Σ_cols(ĝ ⊙ {x_hat}))/√({var} + {eps}),  "
+                    "ĝ = {δ} ⊙ {gamma}",
+                    values=False,
+                ),
+            ),
         )
 
     def __repr__(self) -> str:

@@ -116,8 +116,10 @@ class Loss:
 
     def formulas(self) -> Formulas:
         """The loss and its gradient as shown (see :mod:`chainrule.notation`)."""
-        return Formulas(forward=(Eq(f"L = {self.function}", result="L"), *(Eq(d, result=None) for d in self.definitions)),
-                        backward=(Eq(f"∂L/∂{{in}} = {self.derivative}"),))
+        return Formulas(
+            forward=(Eq(f"L = {self.function}", result="L"), *(Eq(d, result=None) for d in self.definitions)),
+            backward=(Eq(f"∂L/∂{{in}} = {self.derivative}"),),
+        )
 
     @classmethod
     def gradcheck_cases(cls, batch: int, rng: np.random.Generator) -> dict[str, tuple[Loss, NDArray, NDArray]]:
@@ -286,8 +288,10 @@ def _as_predictions(pred, loss: Loss) -> NDArray:
     if pred.dtype.kind != "f":
         pred = pred.astype(np.float64)
     if loss.after is not None and (np.any(pred < 0) or np.any(pred > 1)):
-        raise ShapeError(f"{loss!r}: expects probabilities in [0, 1] (put a sigmoid/softmax before it, "
-                         f"or use the loss on logits); got values in [{pred.min():g}, {pred.max():g}]")
+        raise ShapeError(
+            f"{loss!r}: expects probabilities in [0, 1] (put a sigmoid/softmax before it, "
+            f"or use the loss on logits); got values in [{pred.min():g}, {pred.max():g}]"
+        )
     return pred
 
 
@@ -308,8 +312,9 @@ def _as_target(target, pred: NDArray, loss: Loss) -> NDArray:
             if not np.array_equal(classes, target):
                 classes = None
         if classes is None or classes.min() < 0 or classes.max() >= outputs:
-            raise ShapeError(f"{name}: class indices must be integers in [0, {outputs - 1}], "
-                             f"got {np.unique(target)[:10].tolist()}")
+            raise ShapeError(
+                f"{name}: class indices must be integers in [0, {outputs - 1}], got {np.unique(target)[:10].tolist()}"
+            )
         one_hot = np.zeros(pred.shape, dtype=pred.dtype)
         one_hot[np.arange(n), classes] = 1.0
         return one_hot

@@ -186,16 +186,19 @@ class Module:
         own = self.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if strict and (missing or unexpected):
-            raise ShapeError(f"{self!r}: the state does not fit"
-                             + (f"; missing {', '.join(missing[:5])}" if missing else "")
-                             + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else ""))
+            raise ShapeError(
+                f"{self!r}: the state does not fit"
+                + (f"; missing {', '.join(missing[:5])}" if missing else "")
+                + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else "")
+            )
         for key, value in state.items():
             if key not in own:
                 continue
             value = np.asarray(value)
             if value.shape != own[key].shape or value.dtype.kind not in "fiu":
-                raise ShapeError(f"{key} has shape {value.shape} and dtype {value.dtype}; expected numbers of "
-                                 f"shape {own[key].shape}")
+                raise ShapeError(
+                    f"{key} has shape {value.shape} and dtype {value.dtype}; expected numbers of shape {own[key].shape}"
+                )
         for key, target in own.items():
             if key in state:
                 target[...] = state[key]

@@ -89,8 +89,9 @@ class Sequential(Module):
     def state_dict(self) -> dict[str, NDArray]:
         """Every layer's parameters and buffers, named ``"i.name"`` (``0.W``, ``1.running_mean``); a
         parameter shared by two layers appears under both names, as in PyTorch."""
-        return {f"{i}.{name}": array for i, layer in enumerate(self.layers)
-                for name, array in layer.state_dict().items()}
+        return {
+            f"{i}.{name}": array for i, layer in enumerate(self.layers) for name, array in layer.state_dict().items()
+        }
 
     @property
     def gives_probabilities(self) -> bool:

@@ -21,9 +21,26 @@ from dataclasses import dataclass
 #: The symbol of a placeholder, when it is not the layer's input, output or a parameter (those are named
 #: by their place in the network: ``X``, ``Z₂``, ``W₂``).
 SYMBOLS = {
-    "δ": "δ", "mean": "μ", "var": "σ²", "x_hat": "x̂", "running_mean": "μ̄", "running_var": "σ̄²", "mask": "M",
-    "gamma": "γ", "beta": "β", "eps": "ε", "alpha": "α", "momentum": "μ", "beta1": "β₁", "beta2": "β₂",
-    "lr": "lr", "weight_decay": "wd", "dampening": "τ", "k": "k", "y": "y", "f′": "f′({in})",
+    "δ": "δ",
+    "mean": "μ",
+    "var": "σ²",
+    "x_hat": "x̂",
+    "running_mean": "μ̄",
+    "running_var": "σ̄²",
+    "mask": "M",
+    "gamma": "γ",
+    "beta": "β",
+    "eps": "ε",
+    "alpha": "α",
+    "momentum": "μ",
+    "beta1": "β₁",
+    "beta2": "β₂",
+    "lr": "lr",
+    "weight_decay": "wd",
+    "dampening": "τ",
+    "k": "k",
+    "y": "y",
+    "f′": "f′({in})",
 }
 
 #: Placeholders: ``{name}``, where a name is letters, digits, ``_``, ``'`` or a Greek letter.
@@ -85,7 +102,7 @@ def split(text: str) -> tuple[str, str]:
     match = re.search(r" (=|←) ", text)
     if match is None:
         return text, ""
-    return text[: match.start()], text[match.end():]
+    return text[: match.start()], text[match.end() :]
 
 
 def last_part(rhs: str) -> tuple[str, str]:
@@ -97,12 +114,41 @@ def last_part(rhs: str) -> tuple[str, str]:
 
 # -- Unicode maths -> LaTeX -------------------------------------------------------------------------------
 _CHARS = {
-    "−": "-", "·": r"\cdot ", "⊙": r"\odot ", "×": r"\times ", "←": r"\leftarrow ", "→": r"\to ",
-    "≤": r"\le ", "≥": r"\ge ", "≈": r"\approx ", "∈": r"\in ", "Σ": r"\sum ", "‖": r"\|", "∞": r"\infty ",
-    "∂": r"\partial ", "½": r"\tfrac12 ", "′": "'", "…": r"\ldots ", "⋮": r"\vdots ",
-    "α": r"\alpha ", "β": r"\beta ", "γ": r"\gamma ", "δ": r"\delta ", "ε": r"\epsilon ", "η": r"\eta ",
-    "θ": r"\theta ", "λ": r"\lambda ", "μ": r"\mu ", "π": r"\pi ", "σ": r"\sigma ", "τ": r"\tau ",
-    "φ": r"\phi ", "Φ": r"\Phi ", "Ŷ": r"\hat{Y}", "ŷ": r"\hat{y}", "ĝ": r"\hat{g}",
+    "−": "-",
+    "·": r"\cdot ",
+    "⊙": r"\odot ",
+    "×": r"\times ",
+    "←": r"\leftarrow ",
+    "→": r"\to ",
+    "≤": r"\le ",
+    "≥": r"\ge ",
+    "≈": r"\approx ",
+    "∈": r"\in ",
+    "Σ": r"\sum ",
+    "‖": r"\|",
+    "∞": r"\infty ",
+    "∂": r"\partial ",
+    "½": r"\tfrac12 ",
+    "′": "'",
+    "…": r"\ldots ",
+    "⋮": r"\vdots ",
+    "α": r"\alpha ",
+    "β": r"\beta ",
+    "γ": r"\gamma ",
+    "δ": r"\delta ",
+    "ε": r"\epsilon ",
+    "η": r"\eta ",
+    "θ": r"\theta ",
+    "λ": r"\lambda ",
+    "μ": r"\mu ",
+    "π": r"\pi ",
+    "σ": r"\sigma ",
+    "τ": r"\tau ",
+    "φ": r"\phi ",
+    "Φ": r"\Phi ",
+    "Ŷ": r"\hat{Y}",
+    "ŷ": r"\hat{y}",
+    "ĝ": r"\hat{g}",
 }
 _SUPERSCRIPTS = {"²": "2", "³": "3", "¹": "1", "⁻": "-", "ᵀ": r"\top ", "ᵗ": "t", "ⁿ": "n"}
 _SUBSCRIPTS = {**{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")}, "ᵢ": "i", "ⱼ": "j", "ₖ": "k"}

@@ -49,8 +49,9 @@ class Optimizer:
             raise ConfigError(f"{type(self).__name__}: got an empty parameter list")
         for p in self.params:
             if not isinstance(p, Parameter):
-                raise ConfigError(f"{type(self).__name__}: expected Parameters (model.parameters()), "
-                                  f"got {type(p).__name__}")
+                raise ConfigError(
+                    f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}"
+                )
         self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr)
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         self.state: list[dict[str, NDArray]] = [{} for _ in self.params]
@@ -108,7 +109,7 @@ class Optimizer:
         learning rate (which schedules change). The other settings are this optimizer's own and must
         equal the saved ones. Raises a :class:`ConfigError` that says what does not fit."""
         try:
-            group, = state_dict["param_groups"]
+            (group,) = state_dict["param_groups"]
             saved_state = {int(k): v for k, v in state_dict["state"].items()}
             lr = group["lr"]
         except (KeyError, TypeError, ValueError) as err:
@@ -117,8 +118,10 @@ class Optimizer:
         different = [k for k, v in own.items() if k != "lr" and group.get(k) != v]
         if different or list(group.get("params", ())) != list(range(len(self.params))):
             what = ", ".join(f"{k} {group.get(k)!r} (this optimizer: {own[k]!r})" for k in different)
-            raise ConfigError(f"{type(self).__name__}: the saved state is of another optimizer or other "
-                              f"parameters ({what or 'another number of parameters'})")
+            raise ConfigError(
+                f"{type(self).__name__}: the saved state is of another optimizer or other "
+                f"parameters ({what or 'another number of parameters'})"
+            )
         new_state, steps = [], set()
         for k, p in enumerate(self.params):
             entry = dict(saved_state.get(k, {}))
@@ -130,8 +133,10 @@ class Optimizer:
             for name, value in entry.items():
                 value = np.asarray(value)
                 if value.shape != p.data.shape or value.dtype.kind != "f":
-                    raise ConfigError(f"{type(self).__name__}: state {name!r} of parameter {k} has shape "
-                                      f"{value.shape} and dtype {value.dtype}; expected floats of shape {p.data.shape}")
+                    raise ConfigError(
+                        f"{type(self).__name__}: state {name!r} of parameter {k} has shape "
+                        f"{value.shape} and dtype {value.dtype}; expected floats of shape {p.data.shape}"
+                    )
                 entry[name] = value.astype(p.data.dtype, copy=True)
             new_state.append(entry)
         if len(steps) > 1 or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in steps):
@@ -173,8 +178,9 @@ def optimizer_settings(name: str) -> dict[str, Any]:
 
 
 # -- SGD --------------------------------------------------------------------------------------------------
-def momentum_direction(grad: NDArray, state: dict[str, NDArray], momentum: float, dampening: float = 0.0,
-                       nesterov: bool = False) -> NDArray:
+def momentum_direction(
+    grad: NDArray, state: dict[str, NDArray], momentum: float, dampening: float = 0.0, nesterov: bool = False
+) -> NDArray:
     """The direction of an SGD step: ``g`` without momentum; else the momentum buffer
     ``b ← μ·b + (1 − τ)·g`` (``b = g`` at the first step), or ``g + μ·b`` for Nesterov."""
     if not momentum:
@@ -188,8 +194,16 @@ def momentum_direction(grad: NDArray, state: dict[str, NDArray], momentum: float
     return grad + momentum * buf if nesterov else buf
 
 
-def sgd_update(param: NDArray, grad: NDArray, state: dict[str, NDArray], *, lr: float, momentum: float = 0.0,
-               dampening: float = 0.0, nesterov: bool = False) -> None:
+def sgd_update(
+    param: NDArray,
+    grad: NDArray,
+    state: dict[str, NDArray],
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+) -> None:
     """SGD's update in plain NumPy: ``θ ← θ − lr·d`` with ``d`` the :func:`momentum_direction`."""
     param -= lr * momentum_direction(grad, state, momentum, dampening, nesterov)
 
@@ -231,21 +245,40 @@ class SGD(Optimizer):
         kernels.sgd_step(param, grad, self.lr)  # θ −= lr·d
 
     def config(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
 
     def formulas(self) -> tuple[Eq, ...]:
         if not self.momentum:
             return (*self._decay(), Eq("{θ} ← {θ} − {lr}·{g}", result="θ"))
-        buffer = Eq("{b} ← {momentum}·{b} + " + ("(1 − {dampening})·" if self.dampening else "")
-                    + "{g}  (at the first step: {b} = {g})", result="b")
+        buffer = Eq(
+            "{b} ← {momentum}·{b} + "
+            + ("(1 − {dampening})·" if self.dampening else "")
+            + "{g}  (at the first step: {b} = {g})",
+            result="b",
+        )
         step = "{θ} ← {θ} − {lr}·({g} + {momentum}·{b})" if self.nesterov else "{θ} ← {θ} − {lr}·{b}"
         return (*self._decay(), buffer, Eq(step, result="θ"))
 
 
 # -- Adam -------------------------------------------------------------------------------------------------
-def adam_update(param: NDArray, grad: NDArray, state: dict[str, NDArray], *, lr: float, beta1: float,
-                beta2: float, eps: float, step: int, decoupled_decay: float = 0.0) -> None:
+def adam_update(
+    param: NDArray,
+    grad: NDArray,
+    state: dict[str, NDArray],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+    decoupled_decay: float = 0.0,
+) -> None:
     """Adam's update in plain NumPy, as the paper writes it (``step`` counts from 1)::
 
         m ← β₁·m + (1 − β₁)·g            v ← β₂·v + (1 − β₂)·g²
@@ -308,12 +341,26 @@ class Adam(Optimizer):
             param *= 1.0 - self.lr * self.decoupled_decay
         if "exp_avg" not in state:
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
-        kernels.adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], self.beta1, self.beta2,
-                          constants["step_size"], constants["inv_sqrt_bc2"], self.eps)
+        kernels.adam_step(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            self.beta1,
+            self.beta2,
+            constants["step_size"],
+            constants["inv_sqrt_bc2"],
+            self.eps,
+        )
 
     def config(self) -> dict[str, Any]:
-        config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                  "weight_decay": self.decoupled_decay if self.decoupled else self.weight_decay}
+        config = {
+            "lr": self.lr,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "weight_decay": self.decoupled_decay if self.decoupled else self.weight_decay,
+        }
         return {**config, "decoupled": True} if self.decoupled and type(self) is Adam else config
 
     @classmethod
@@ -324,29 +371,45 @@ class Adam(Optimizer):
 
     def formulas(self) -> tuple[Eq, ...]:
         decay = (Eq("{θ} ← {θ} − {lr}·{weight_decay}·{θ}", result=None),) if self.decoupled else self._decay()
-        return (*decay,
-                Eq("{m} ← {beta1}·{m} + (1 − {beta1})·{g}", result="m"),
-                Eq("{v} ← {beta2}·{v} + (1 − {beta2})·{g}²", result="v"),
-                Eq("{θ} ← {θ} − {lr}·m̂/(√v̂ + {eps}),  m̂ = {m}/(1 − {beta1}ᵗ),  v̂ = {v}/(1 − {beta2}ᵗ)", result="θ"))
+        return (
+            *decay,
+            Eq("{m} ← {beta1}·{m} + (1 − {beta1})·{g}", result="m"),
+            Eq("{v} ← {beta2}·{v} + (1 − {beta2})·{g}²", result="v"),
+            Eq("{θ} ← {θ} − {lr}·m̂/(√v̂ + {eps}),  m̂ = {m}/(1 − {beta1}ᵗ),  v̂ = {v}/(1 − {beta2}ᵗ)", result="θ"),
+        )
 
 
 @OPTIMIZERS.register("adamw")
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``."""
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, decoupled=True)
 
 
 # -- RMSprop ----------------------------------------------------------------------------------------------
-def rmsprop_update(param: NDArray, grad: NDArray, state: dict[str, NDArray], *, lr: float, alpha: float,
-                   eps: float, momentum: float = 0.0) -> None:
+def rmsprop_update(
+    param: NDArray,
+    grad: NDArray,
+    state: dict[str, NDArray],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    momentum: float = 0.0,
+) -> None:
     """RMSprop's update in plain NumPy, as ``torch.optim.RMSprop`` (not centered)::
 
-        v ← α·v + (1 − α)·g²              (v = 0 before the first step)
-        θ ← θ − lr·g/(√v + ε)              without momentum
-        b ← μ·b + g/(√v + ε),  θ ← θ − lr·b   with momentum μ (b = 0 before the first step)
+    v ← α·v + (1 − α)·g²              (v = 0 before the first step)
+    θ ← θ − lr·g/(√v + ε)              without momentum
+    b ← μ·b + g/(√v + ε),  θ ← θ − lr·b   with momentum μ (b = 0 before the first step)
     """
     v = state.get("square_avg")
     if v is None:
@@ -399,16 +462,26 @@ class RMSprop(Optimizer):
         rmsprop_update(param, grad, state, lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum)
 
     def config(self) -> dict[str, Any]:
-        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
-                "momentum": self.momentum}
+        return {
+            "lr": self.lr,
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+        }
 
     def formulas(self) -> tuple[Eq, ...]:
-        average = Eq("{v} ← {alpha}·{v} + (1 − {alpha})·{g}²  (at the first step: {v} = (1 − {alpha})·{g}²)",
-                     result="v")
+        average = Eq(
+            "{v} ← {alpha}·{v} + (1 − {alpha})·{g}²  (at the first step: {v} = (1 − {alpha})·{g}²)", result="v"
+        )
         if not self.momentum:
             return (*self._decay(), average, Eq("{θ} ← {θ} − {lr}·{g}/(√{v} + {eps})", result="θ"))
-        return (*self._decay(), average, Eq("{b} ← {momentum}·{b} + {g}/(√{v} + {eps})", result="b"),
-                Eq("{θ} ← {θ} − {lr}·{b}", result="θ"))
+        return (
+            *self._decay(),
+            average,
+            Eq("{b} ← {momentum}·{b} + {g}/(√{v} + {eps})", result="b"),
+            Eq("{θ} ← {θ} − {lr}·{b}", result="θ"),
+        )
 
 
 # -- learning-rate schedules ----------------------------------------------------------------------

@@ -49,8 +49,9 @@ class Registry:
         self.family = family
         self._kinds: dict[str, Kind] = {}
 
-    def register(self, name: str, *, fixed: Mapping[str, Any] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> Callable[[type], type]:
+    def register(
+        self, name: str, *, fixed: Mapping[str, Any] | None = None, defaults: Mapping[str, Any] | None = None
+    ) -> Callable[[type], type]:
         """A class decorator that registers the class under ``name``; the first name a class gets is also
         its ``kind`` attribute (the name written into files)."""
 
@@ -102,8 +103,11 @@ def constructor_defaults(cls: type) -> dict[str, Any]:
     """The keyword arguments of ``cls``'s constructor with their defaults (``inspect.Parameter.empty``
     for those without), leaving out :data:`NOT_CONFIG`."""
     signature = inspect.signature(cls.__init__)
-    return {name: p.default for name, p in signature.parameters.items()
-            if name not in NOT_CONFIG and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if name not in NOT_CONFIG and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def build(cls: type, config: Mapping[str, Any], *args: Any, **context: Any) -> Any:

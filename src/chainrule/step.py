@@ -14,8 +14,15 @@ from chainrule.module import Module
 from chainrule.optim import Optimizer
 
 
-def train_step(model: Module, loss: Loss, optimizer: Optimizer | None, X: NDArray, y: NDArray,
-               l2: float = 0.0, input_grad: bool = False) -> tuple[float, NDArray]:
+def train_step(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer | None,
+    X: NDArray,
+    y: NDArray,
+    l2: float = 0.0,
+    input_grad: bool = False,
+) -> tuple[float, NDArray]:
     """One step on the batch ``(X, y)``; returns the loss before the update and the network's output.
 
     Without an optimizer the step stops after the backward pass (the gradients are in ``param.grad``).

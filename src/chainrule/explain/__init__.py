@@ -13,5 +13,13 @@ hand-worked answer sheet checked against them.
 from chainrule.explain.explanation import Explanation, StepRecord, run_problem, to_json
 from chainrule.explain.problem import Problem, ProblemFileError, load_problem, parse_problem
 
-__all__ = ["Explanation", "Problem", "ProblemFileError", "StepRecord", "load_problem", "parse_problem",
-           "run_problem", "to_json"]
+__all__ = [
+    "Explanation",
+    "Problem",
+    "ProblemFileError",
+    "StepRecord",
+    "load_problem",
+    "parse_problem",
+    "run_problem",
+    "to_json",
+]

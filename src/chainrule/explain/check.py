@@ -27,9 +27,11 @@ from chainrule.explain.explanation import Explanation, StepRecord, to_json
 from chainrule.explain.problem import ProblemFileError, read_toml
 from chainrule.losses import SCALE_FORMULAS
 
-_PATH = re.compile(r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
-                   r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
-                   r"(grads|params|params_after)\.\w+))$")
+_PATH = re.compile(
+    r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
+    r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
+    r"(grads|params|params_after)\.\w+))$"
+)
 #: Relative distance under which a wrong value is called "close" (rounded intermediate values).
 CLOSE = 0.05
 
@@ -42,7 +44,7 @@ class Written(float):
     def __new__(cls, text: str) -> Written:
         number = super().__new__(cls, text)
         exponent = Decimal(text.replace("_", "")).as_tuple().exponent
-        number.tolerance = 0.5 * 10.0 ** exponent if isinstance(exponent, int) else 0.0
+        number.tolerance = 0.5 * 10.0**exponent if isinstance(exponent, int) else 0.0
         return number
 
 
@@ -63,13 +65,14 @@ def load_answers(path: str) -> dict[str, Any]:
         raise ProblemFileError(f"{path}: answers: expected a table of values")
     answers = {k: v for k, v in answers.items() if k not in ("title", "problem")}
     if not answers:
-        raise ProblemFileError(f"{path}: no answers found; write e.g. loss = 0.25 or \"layers[0].output\" = [[1, 2]]")
+        raise ProblemFileError(f'{path}: no answers found; write e.g. loss = 0.25 or "layers[0].output" = [[1, 2]]')
     for key, value in answers.items():
         if not _PATH.match(key):
             raise ProblemFileError(
                 f"{path}: {key}: not a place in the output of chainrule explain; expected e.g. loss, "
                 "final_loss, history[0], layers[0].output, layers[1].grad_input, layers[2].grads.W, "
-                "layers[0].params_after.b")
+                "layers[0].params_after.b"
+            )
         try:
             array = np.array(value, dtype=np.float64)
         except (TypeError, ValueError):
@@ -143,8 +146,9 @@ def _close(answer: NDArray, expected: NDArray) -> bool:
     return answer.shape == expected.shape and bool(np.all(np.abs(answer - expected) <= CLOSE * scale + 1e-9))
 
 
-def _diagnose(key: str, answer: NDArray, tol: NDArray, expected: NDArray, explanation: Explanation,
-              values: dict) -> list[str]:
+def _diagnose(
+    key: str, answer: NDArray, tol: NDArray, expected: NDArray, explanation: Explanation, values: dict
+) -> list[str]:
     """The first known slip that turns the right value into the written one; failing that, which
     entries differ and how."""
     causes: list[str] = []
@@ -161,11 +165,13 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
     n = problem.X.shape[0]
     scale = problem.loss.scale
     scale_text = SCALE_FORMULAS[scale]
-    factors = [(n, f"n = {n} times the right value: the 1/n of the loss scale {scale_text} is missing"),
-               (1 / n, f"1/n = 1/{n} of the right value: divided by n once too often"),
-               (2, "twice the right value: a factor ½ is missing"),
-               (0.5, "half the right value: an extra factor ½"),
-               (2 * n, f"2n = {2 * n} times the right value: the 1/(2n) is missing")]
+    factors = [
+        (n, f"n = {n} times the right value: the 1/n of the loss scale {scale_text} is missing"),
+        (1 / n, f"1/n = 1/{n} of the right value: divided by n once too often"),
+        (2, "twice the right value: a factor ½ is missing"),
+        (0.5, "half the right value: an extra factor ½"),
+        (2 * n, f"2n = {2 * n} times the right value: the 1/(2n) is missing"),
+    ]
     yield "wrong sign", -expected
     if _square(expected):
         yield "transposed", expected.T
@@ -231,8 +237,10 @@ def _entrywise(answer: NDArray, tol: NDArray, expected: NDArray) -> list[str]:
         elif _close(np.array(-a), np.array(e)):
             causes.append(f"{at}: wrong sign, and rounded intermediate values ({_num(a)}, right {_num(e)})")
         elif _close(np.array(a), np.array(e)):
-            causes.append(f"{at}: close, but not at the precision written ({_num(a)}, right {_num(e)}): "
-                          "rounded intermediate values?")
+            causes.append(
+                f"{at}: close, but not at the precision written ({_num(a)}, right {_num(e)}): "
+                "rounded intermediate values?"
+            )
         else:
             causes.append(f"{at}: {_num(a)}, right {_num(e)}")
     return causes
@@ -243,7 +251,9 @@ def _num(x: float) -> str:
 
 
 def _show(array: NDArray) -> str:
-    return np.array2string(np.asarray(array, dtype=np.float64) + 0.0, precision=6, suppress_small=True, separator=", ").replace("\n", "")
+    return np.array2string(
+        np.asarray(array, dtype=np.float64) + 0.0, precision=6, suppress_small=True, separator=", "
+    ).replace("\n", "")
 
 
 def report(verdicts: list[Verdict]) -> str:
@@ -265,7 +275,14 @@ def verdicts_to_json(verdicts: list[Verdict]) -> dict:
     return {
         "right": sum(v.right for v in verdicts),
         "total": len(verdicts),
-        "answers": [{"path": v.path, "right": v.right, "written": np.array(v.written, dtype=np.float64).tolist(),
-                     "expected": v.expected, "causes": v.causes} for v in verdicts],
+        "answers": [
+            {
+                "path": v.path,
+                "right": v.right,
+                "written": np.array(v.written, dtype=np.float64).tolist(),
+                "expected": v.expected,
+                "causes": v.causes,
+            }
+            for v in verdicts
+        ],
     }
-

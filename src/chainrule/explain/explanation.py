@@ -65,15 +65,15 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
         if number <= DETAILED_STEPS:
             trace = Trace()
             with trace.recording(model):
-                value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2,
-                                      input_grad=True)
+                value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2, input_grad=True)
             records.append(_step_record(number, trace, value, problem, optimizer, owners))
         else:
             value, _ = train_step(model, problem.loss, optimizer, problem.X, problem.y, problem.l2)
         history.append(float(value))
     final = _loss_at(model, problem.loss, problem)
-    params_after = {i: {n: p.data.copy() for n, p in layer.params.items()}
-                    for i, layer in enumerate(model.layers) if layer.params}
+    params_after = {
+        i: {n: p.data.copy() for n, p in layer.params.items()} for i, layer in enumerate(model.layers) if layer.params
+    }
     return Explanation(problem, records, history, final, params_after, optimizer)
 
 
@@ -99,17 +99,19 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
             entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
             entry["params_after"] = {n: v.tolist() for n, v in explanation.params_after[record.index].items()}
         layers.append(entry)
-    return _finite_or_null({
-        "title": problem.title,
-        "loss": first.loss,
-        "data_loss": first.loss - first.penalty,
-        "l2_penalty": first.penalty,
-        "loss_grad": first.loss_grad.tolist(),
-        "layers": layers,
-        "steps": len(explanation.history),
-        "history": explanation.history,
-        "final_loss": explanation.final_loss,
-    })
+    return _finite_or_null(
+        {
+            "title": problem.title,
+            "loss": first.loss,
+            "data_loss": first.loss - first.penalty,
+            "l2_penalty": first.penalty,
+            "loss_grad": first.loss_grad.tolist(),
+            "layers": layers,
+            "steps": len(explanation.history),
+            "history": explanation.history,
+            "final_loss": explanation.final_loss,
+        }
+    )
 
 
 def _finite_or_null(value: Any) -> Any:
@@ -129,8 +131,14 @@ def _parameter_owners(model: Sequential, optimizer: Optimizer | None) -> list[tu
     return [owner[id(p)] for p in optimizer.params] if optimizer is not None else []
 
 
-def _step_record(number: int, trace: Trace, value: float, problem: Problem, optimizer: Optimizer | None,
-                 owners: list[tuple[int, str]]) -> StepRecord:
+def _step_record(
+    number: int,
+    trace: Trace,
+    value: float,
+    problem: Problem,
+    optimizer: Optimizer | None,
+    owners: list[tuple[int, str]],
+) -> StepRecord:
     grads: dict[int, dict[str, NDArray]] = {}
     after: dict[int, dict[str, NDArray]] = {}
     state: dict[int, dict[str, dict[str, NDArray]]] = {}
@@ -139,12 +147,22 @@ def _step_record(number: int, trace: Trace, value: float, problem: Problem, opti
         p = optimizer.params[k]
         grads.setdefault(i, {})[name] = p.grad.copy()
         after.setdefault(i, {})[name] = p.data.copy()
-        state.setdefault(i, {})[name] = {s: np.array(v, copy=True) for s, v in saved.get(k, {}).items()
-                                         if isinstance(v, np.ndarray)}
+        state.setdefault(i, {})[name] = {
+            s: np.array(v, copy=True) for s, v in saved.get(k, {}).items() if isinstance(v, np.ndarray)
+        }
     layers = [trace.layers[i] for i in sorted(trace.layers)]
     penalty = value - problem.loss.value() if problem.l2 else 0.0
-    return StepRecord(number, layers, float(value), float(penalty), layers[-1].grad_output, grads, after,
-                      state, optimizer.lr if optimizer is not None else 0.0)
+    return StepRecord(
+        number,
+        layers,
+        float(value),
+        float(penalty),
+        layers[-1].grad_output,
+        grads,
+        after,
+        state,
+        optimizer.lr if optimizer is not None else 0.0,
+    )
 
 
 def _loss_at(model: Sequential, loss: Loss, problem: Problem) -> float:

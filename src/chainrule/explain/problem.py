@@ -107,8 +107,11 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     l2 = where.number(loss_spec.get("l2", 0.0), "loss.l2", minimum=0.0)
     loss = LOSSES[loss_kind].cls(scale=scale)
     if loss.after and layers[-1].kind != loss.after:
-        raise where.error("loss.type", f"{loss_kind} expects probabilities, so the last layer must be "
-                                       f"{loss.after}, got {layers[-1].kind} (or use {loss.fused} on logits)")
+        raise where.error(
+            "loss.type",
+            f"{loss_kind} expects probabilities, so the last layer must be "
+            f"{loss.after}, got {layers[-1].kind} (or use {loss.fused} on logits)",
+        )
 
     name, settings, steps = _train(doc, where)
     problem = Problem(path, title, X, y, model, loss, l2, name, settings, steps)
@@ -183,7 +186,9 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
             value = arrays[key] = value.reshape(-1)
         if value.shape != target.shape:
             expected = f"{target.size} values" if target.ndim == 1 else f"shape {target.shape}"
-            raise where.error(f"{place}.{key}", f"expected {expected}, got {value.size if target.ndim == 1 else value.shape}")
+            raise where.error(
+                f"{place}.{key}", f"expected {expected}, got {value.size if target.ndim == 1 else value.shape}"
+            )
     layer.load_state_dict(arrays, strict=False)
     return layer
 
@@ -216,8 +221,9 @@ class _Where:
                 raise self.error(place or "top level", f"missing key '{key}'")
         unknown = sorted(set(table) - allowed)
         if unknown:
-            raise self.error(place or "top level", f"unknown key '{unknown[0]}'; expected one of "
-                                                   f"{', '.join(sorted(allowed))}")
+            raise self.error(
+                place or "top level", f"unknown key '{unknown[0]}'; expected one of {', '.join(sorted(allowed))}"
+            )
 
     def table(self, doc: dict, key: str) -> dict:
         value = doc[key]
@@ -251,6 +257,7 @@ class _Where:
     def matrix(self, value, place: str) -> NDArray:
         array = self.array(value, place)
         if array.ndim != 2:
-            raise self.error(place, f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), "
-                                    f"got {array.ndim} dimension(s)")
+            raise self.error(
+                place, f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {array.ndim} dimension(s)"
+            )
         return array

@@ -116,11 +116,21 @@ def _layer_lookups(r: LayerRecord, in_name: Sym, out_name: Sym) -> tuple[_Symbol
     """The symbols, numbers and results of one layer's formulas."""
     layer = r.layer
     settings = {k: v for k, v in layer.config().items() if isinstance(v, float)}
-    symbols = _Symbols({"in": in_name, "out": out_name, "δ": Sym("δ"),
-                        **{name: indexed(SYMBOLS.get(name, name), r.index) for name in r.params}})
+    symbols = _Symbols(
+        {
+            "in": in_name,
+            "out": out_name,
+            "δ": Sym("δ"),
+            **{name: indexed(SYMBOLS.get(name, name), r.index) for name in r.params},
+        }
+    )
     numbers = {"in": r.input, "out": r.output, "δ": r.grad_output, **r.params, **r.details, **settings}
-    results = {"out": r.output, "∂in": r.grad_input, **r.details,
-               **{f"∂{name}": grad for name, grad in r.grads.items()}}
+    results = {
+        "out": r.output,
+        "∂in": r.grad_input,
+        **r.details,
+        **{f"∂{name}": grad for name, grad in r.grads.items()},
+    }
     return symbols, numbers, results
 
 
@@ -131,10 +141,17 @@ def build(explanation: Explanation) -> list:
     doc: list = [Heading(1, problem.title)]
     n = problem.X.shape[0]
     optimizer = explanation.optimizer
-    training = (f", optimizer {problem.optimizer_name} with lr = {fmt(optimizer.config()['lr'])}"
-                if optimizer is not None else " (no parameters: forward and backward only)")
-    doc.append(Sentence(f"One batch of n = {n} objects (rows), {len(step.layers)} layers, loss "
-                        f"{loss.kind} ({loss.scale}){training}."))
+    training = (
+        f", optimizer {problem.optimizer_name} with lr = {fmt(optimizer.config()['lr'])}"
+        if optimizer is not None
+        else " (no parameters: forward and backward only)"
+    )
+    doc.append(
+        Sentence(
+            f"One batch of n = {n} objects (rows), {len(step.layers)} layers, loss "
+            f"{loss.kind} ({loss.scale}){training}."
+        )
+    )
     doc.append(Equation(["X = ", problem.X, ",   y = ", problem.y]))
 
     doc.append(Heading(2, "Forward pass"))
@@ -152,17 +169,25 @@ def build(explanation: Explanation) -> list:
     loss_symbols = _Symbols({"in": names[-1], "y": Sym("y"), "k": Sym("k")})
     loss_numbers = {"in": last.output, "y": loss.target, "k": k}
     doc.append(Heading(3, f"Loss: {loss.kind}, scale {loss.scale}"))
-    doc.extend(filter(None, (show(eq, loss_symbols, loss_numbers, {"L": step.loss - step.penalty})
-                             for eq in loss.formulas().forward)))
+    doc.extend(
+        filter(
+            None,
+            (show(eq, loss_symbols, loss_numbers, {"L": step.loss - step.penalty}) for eq in loss.formulas().forward),
+        )
+    )
     doc.append(Equation([f"k = {SCALE_FORMULAS[loss.scale]} = {fmt(k)}"]))
     if problem.l2:
-        doc.append(Equation([f"L + λ/2·Σ‖W‖² = {fmt(step.loss - step.penalty)} + {fmt(problem.l2)}/2·Σ‖W‖² = "
-                             f"{fmt(step.loss)}"]))
+        doc.append(
+            Equation(
+                [f"L + λ/2·Σ‖W‖² = {fmt(step.loss - step.penalty)} + {fmt(problem.l2)}/2·Σ‖W‖² = {fmt(step.loss)}"]
+            )
+        )
 
     doc.append(Heading(2, "Backward pass"))
     doc.append(Heading(3, "Loss gradient"))
-    doc.extend(filter(None, (show(eq, loss_symbols, loss_numbers, {"∂in": step.loss_grad})
-                             for eq in loss.formulas().backward)))
+    doc.extend(
+        filter(None, (show(eq, loss_symbols, loss_numbers, {"∂in": step.loss_grad}) for eq in loss.formulas().backward))
+    )
     if loss.after is None and loss.scale == loss.delta_scale:
         doc.append(Sentence(f"At this scale this is (Ŷ − Y)/n: {_DELTA}"))
     for r in reversed(step.layers):
@@ -175,8 +200,14 @@ def build(explanation: Explanation) -> list:
                 doc.append(block)
             name = (eq.computes() or "")[1:]
             if problem.l2 and name in r.params and r.layer.params[name].decay:
-                doc.append(show(Eq("∂L/∂{θ} + λ·{θ}", result="total"), {**symbols, "θ": symbols[name]}, {},
-                                {"total": step.grads[r.index][name]}))
+                doc.append(
+                    show(
+                        Eq("∂L/∂{θ} + λ·{θ}", result="total"),
+                        {**symbols, "θ": symbols[name]},
+                        {},
+                        {"total": step.grads[r.index][name]},
+                    )
+                )
         if r is last and loss.after == r.layer.kind:
             doc.extend(_paired(loss, symbols, numbers, results))
 
@@ -189,8 +220,10 @@ def build(explanation: Explanation) -> list:
     return doc
 
 
-_DELTA = ("the δ that enters the last linear layer for each of the three output pairs, MSE (1/(2n)) after an "
-          "identity, cross-entropy after a softmax and binary cross-entropy after a sigmoid (1/n).")
+_DELTA = (
+    "the δ that enters the last linear layer for each of the three output pairs, MSE (1/(2n)) after an "
+    "identity, cross-entropy after a softmax and binary cross-entropy after a sigmoid (1/n)."
+)
 
 
 def _layer_heading(r: LayerRecord) -> str:
@@ -205,11 +238,21 @@ def _paired(loss, symbols, numbers, results) -> list:
     """A loss on probabilities after its activation: the two backward factors simplify to ``k·(a − y)``,
     and the numbers of the backward pass just shown are those of that formula."""
     at_scale = "; at this scale it is (Ŷ − Y)/n" if loss.scale == loss.delta_scale else ""
-    blocks: list = [Sentence(f"{loss.after}, then {loss.kind}: the two factors simplify to k·(a − y), which the "
-                             f"fused {loss.fused} computes directly from the logits{at_scale}.")]
+    blocks: list = [
+        Sentence(
+            f"{loss.after}, then {loss.kind}: the two factors simplify to k·(a − y), which the "
+            f"fused {loss.fused} computes directly from the logits{at_scale}."
+        )
+    ]
     eq = Eq("∂L/∂{in} = {k}·({out} − {y})")
-    blocks.append(show(eq, {**symbols, "k": Sym("k"), "y": Sym("y")},
-                       {**numbers, "k": loss.factor(len(loss.target)), "y": loss.target}, results))
+    blocks.append(
+        show(
+            eq,
+            {**symbols, "k": Sym("k"), "y": Sym("y")},
+            {**numbers, "k": loss.factor(len(loss.target)), "y": loss.target},
+            results,
+        )
+    )
     return blocks
 
 
@@ -231,8 +274,14 @@ def _update(explanation: Explanation, step: StepRecord, lookups) -> list:
             state = step.optimizer_state[r.index][name]
             row = (lambda a: a[None, :]) if before.ndim == 1 else (lambda a: a)
             if plain and not state:
-                blocks.append(show(rules[0], {**symbols, "θ": theta, "g": Sym(f"∂L/∂{theta.text}")},
-                                   {"θ": row(before), "g": row(grad), "lr": step.lr}, {"θ": row(after)}))
+                blocks.append(
+                    show(
+                        rules[0],
+                        {**symbols, "θ": theta, "g": Sym(f"∂L/∂{theta.text}")},
+                        {"θ": row(before), "g": row(grad), "lr": step.lr},
+                        {"θ": row(after)},
+                    )
+                )
                 continue
             for key, array in state.items():  # the optimizer's state for this parameter, after the step
                 blocks.append(Equation([f"{optimizer.state_symbols.get(key, key)}(", theta, ") = ", row(array)]))
@@ -247,8 +296,11 @@ def _history(explanation: Explanation) -> list:
     if len(history) == 1:
         return [Sentence(f"Loss before the step: {fmt(history[0])}; after it: {fmt(explanation.final_loss)}.")]
     count = len(history)
-    shown = range(count) if count <= 12 else [*range(5), *np.linspace(5, count - 6, 4).astype(int)[1:-1],
-                                                *range(count - 5, count)]
+    shown = (
+        range(count)
+        if count <= 12
+        else [*range(5), *np.linspace(5, count - 6, 4).astype(int)[1:-1], *range(count - 5, count)]
+    )
     blocks: list = [Sentence(f"{count} steps on the same batch. The first step is shown above in full.")]
     blocks += [Sentence(f"step {i + 1:>6}: loss before {fmt(history[i])}") for i in sorted(set(shown))]
     blocks.append(Sentence(f"final loss {fmt(explanation.final_loss)}"))
@@ -354,8 +406,9 @@ def to_text(doc: list) -> str:
 # -- LaTeX and Markdown -------------------------------------------------------------------------------
 def _tex_matrix(array) -> str:
     matrix = _as_matrix(array)
-    body = r" \\ ".join(" & ".join(c.replace("⋮", r"\vdots").replace("…", r"\cdots") for c in row)
-                        for row in _cells(matrix))
+    body = r" \\ ".join(
+        " & ".join(c.replace("⋮", r"\vdots").replace("…", r"\cdots") for c in row) for row in _cells(matrix)
+    )
     rows, cols = matrix.shape
     return rf"\underset{{{rows}\times{cols}}}{{\begin{{pmatrix}} {body} \end{{pmatrix}}}}"
 
@@ -373,8 +426,18 @@ def _tex_equation(eq: Equation) -> str:
     return "".join(held[ord(c) - ord(sentinel(0))] if is_sentinel(c) else c for c in to_latex("".join(text)))
 
 
-_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-             "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "^": r"\^{}",
+    "~": r"\~{}",
+}
 
 
 def _inline_tex(text: str) -> str:
@@ -407,8 +470,14 @@ def to_markdown(doc: list) -> str:
 
 
 def to_latex_document(doc: list) -> str:
-    out = [r"\documentclass{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[utf8]{inputenc}",
-           r"\usepackage[margin=2cm,landscape]{geometry}", r"\allowdisplaybreaks", r"\begin{document}"]
+    out = [
+        r"\documentclass{article}",
+        r"\usepackage{amsmath,amssymb}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[margin=2cm,landscape]{geometry}",
+        r"\allowdisplaybreaks",
+        r"\begin{document}",
+    ]
     for block in doc:
         if isinstance(block, Heading):
             command = {1: "section*", 2: "subsection*", 3: "subsubsection*"}[block.level]

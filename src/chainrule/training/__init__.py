@@ -18,9 +18,19 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "config", "train": "run", "RunResult": "run", "RunInterrupted": "run",
-    "fit": "loop", "evaluate": "loop", "History": "loop", "EpochResult": "loop", "TrainingError": "loop",
-    "Classifier": "classifier", "load_model": "modelfile", "save_model": "modelfile", "load_dataset": "data",
+    "TrainConfig": "config",
+    "train": "run",
+    "RunResult": "run",
+    "RunInterrupted": "run",
+    "fit": "loop",
+    "evaluate": "loop",
+    "History": "loop",
+    "EpochResult": "loop",
+    "TrainingError": "loop",
+    "Classifier": "classifier",
+    "load_model": "modelfile",
+    "save_model": "modelfile",
+    "load_dataset": "data",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -37,21 +37,34 @@ def _generators(model: Module) -> list[np.random.Generator]:
     return list(seen.values())
 
 
-def save_checkpoint(folder: Path, model: Module, optimizer: Optimizer, scheduler, state: FitState,
-                    config: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path, model: Module, optimizer: Optimizer, scheduler, state: FitState, config: dict[str, Any]
+) -> Path:
     path = folder / NAME
-    archive.save(path, {
-        "format": FORMAT, "version": VERSION, "config": config,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "fit": {"epoch": state.epoch, "history": [asdict(e) for e in state.history.epochs],
-                "best_epoch": state.history.best_epoch, "stopped_early": state.history.stopped_early,
-                "best_loss": state.best_loss if np.isfinite(state.best_loss) else None, "waited": state.waited,
-                "best_state": state.best_state},
-        "rng": {"batches": state.rng.bit_generator.state,
-                "model": [g.bit_generator.state for g in _generators(model)]},
-    })
+    archive.save(
+        path,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "fit": {
+                "epoch": state.epoch,
+                "history": [asdict(e) for e in state.history.epochs],
+                "best_epoch": state.history.best_epoch,
+                "stopped_early": state.history.stopped_early,
+                "best_loss": state.best_loss if np.isfinite(state.best_loss) else None,
+                "waited": state.waited,
+                "best_state": state.best_state,
+            },
+            "rng": {
+                "batches": state.rng.bit_generator.state,
+                "model": [g.bit_generator.state for g in _generators(model)],
+            },
+        },
+    )
     return path
 
 
@@ -60,8 +73,10 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
     path = folder / NAME
     doc = archive.load(path, FORMAT, WHAT)
     if doc.get("version") != VERSION:
-        raise DataError(f"{path}: a checkpoint of version {doc.get('version')!r}, written by another chainrule; "
-                        f"this one resumes version {VERSION}: start the run again")
+        raise DataError(
+            f"{path}: a checkpoint of version {doc.get('version')!r}, written by another chainrule; "
+            f"this one resumes version {VERSION}: start the run again"
+        )
     if not isinstance(doc.get("config"), dict):
         raise DataError(f"{path}: the checkpoint has no run configuration")
     return doc

@@ -44,9 +44,11 @@ class Classifier:
             raw = raw.reshape(1, -1)
         raw = raw.reshape(len(raw), -1)
         if raw.shape[1] != self.features:
-            raise DataError(f"the model expects {self.features} features per input"
-                            + (f" (images of {self.image_shape[0]}×{self.image_shape[1]})" if self.image_shape else "")
-                            + f", got {raw.shape[1]}")
+            raise DataError(
+                f"the model expects {self.features} features per input"
+                + (f" (images of {self.image_shape[0]}×{self.image_shape[1]})" if self.image_shape else "")
+                + f", got {raw.shape[1]}"
+            )
         dtype = self.mean.dtype
         return (raw.astype(dtype) / dtype.type(self.scale) - self.mean) / self.std
 

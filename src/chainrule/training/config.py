@@ -45,14 +45,21 @@ def sizes(text: str) -> tuple[int, ...]:
     return values
 
 
-def option(default: Any, help: str | Callable[[], str], *, parse: Callable[[str], Any] | None = None,
-           choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None, metavar: str | None = None,
-           flag: str | None = None) -> Any:
+def option(
+    default: Any,
+    help: str | Callable[[], str],
+    *,
+    parse: Callable[[str], Any] | None = None,
+    choices: Callable[[], tuple[str, ...]] | tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    flag: str | None = None,
+) -> Any:
     """A field that is also a command-line option: its default, its help (a function for one that lists
     registered kinds), how to read it (``parse``), its ``choices`` (a function: looked up when the
     option is made), ``metavar`` and ``flag`` (by default ``--`` and the name with dashes)."""
-    return field(default=default, metadata={"help": help, "parse": parse, "choices": choices, "metavar": metavar,
-                                            "flag": flag})
+    return field(
+        default=default, metadata={"help": help, "parse": parse, "choices": choices, "metavar": metavar, "flag": flag}
+    )
 
 
 def _hidden_activations() -> tuple[str, ...]:
@@ -83,33 +90,52 @@ def _default_of(setting: str) -> str:
 class TrainConfig:
     """Everything that defines a run; ``chainrule train``'s options map one to one onto these fields."""
 
-    dataset: str = option("digits", "digits (embedded), mnist, fashion-mnist, a folder of IDX files, an .npz "
-                                    "or a .csv")
-    data_dir: str | None = option(None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)",
-                                  metavar="DIR")
-    hidden: tuple[int, ...] = option((256, 128), "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for "
-                                                 "softmax regression", parse=sizes, metavar="SIZES")
+    dataset: str = option("digits", "digits (embedded), mnist, fashion-mnist, a folder of IDX files, an .npz or a .csv")
+    data_dir: str | None = option(
+        None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)", metavar="DIR"
+    )
+    hidden: tuple[int, ...] = option(
+        (256, 128),
+        "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression",
+        parse=sizes,
+        metavar="SIZES",
+    )
     activation: str = option("relu", "the activation of the hidden layers", choices=_hidden_activations)
     batchnorm: bool = option(False, "BatchNorm after every hidden linear layer")
     layernorm: bool = option(False, "LayerNorm after every hidden linear layer")
     dropout: float = option(0.0, "drop probability after every hidden activation", parse=float, metavar="P")
-    loss: str = option("softmax_cross_entropy", "softmax_cross_entropy on logits (fused), cross_entropy after a "
-                                                "softmax layer, or mse (1/(2n)) on one-hot targets",
-                       choices=TRAINING_LOSSES)
+    loss: str = option(
+        "softmax_cross_entropy",
+        "softmax_cross_entropy on logits (fused), cross_entropy after a "
+        "softmax layer, or mse (1/(2n)) on one-hot targets",
+        choices=TRAINING_LOSSES,
+    )
     optimizer: str = option("adam", "the optimizer", choices=_optimizers)
-    lr: float | None = option(None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})",
-                              parse=float)
-    momentum: float | None = option(None, lambda: "momentum, for the optimizers that have it (default: "
-                                                  f"{_default_of('momentum')})", parse=float)
-    weight_decay: float | None = option(None, lambda: "weight decay added to every gradient (AdamW: decoupled) "
-                                                      f"(default: {_default_of('weight_decay')})", parse=float)
-    schedule: str = option("cosine", "learning-rate schedule over the epochs: cosine decay to 0, ×0.1 every half "
-                                     "of the epochs (step), or none", choices=SCHEDULES)
+    lr: float | None = option(
+        None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})", parse=float
+    )
+    momentum: float | None = option(
+        None, lambda: f"momentum, for the optimizers that have it (default: {_default_of('momentum')})", parse=float
+    )
+    weight_decay: float | None = option(
+        None,
+        lambda: f"weight decay added to every gradient (AdamW: decoupled) (default: {_default_of('weight_decay')})",
+        parse=float,
+    )
+    schedule: str = option(
+        "cosine",
+        "learning-rate schedule over the epochs: cosine decay to 0, ×0.1 every half of the epochs (step), or none",
+        choices=SCHEDULES,
+    )
     batch_size: int = option(64, "rows per training step", parse=positive_int)
     epochs: int = option(10, "passes over the training set", parse=positive_int)
     val_split: float = option(0.1, "share of the training set held out for validation", parse=float)
-    early_stopping: int | None = option(None, "stop when the validation loss has not improved for PATIENCE epochs; "
-                                              "keep the best", parse=positive_int, metavar="PATIENCE")
+    early_stopping: int | None = option(
+        None,
+        "stop when the validation loss has not improved for PATIENCE epochs; keep the best",
+        parse=positive_int,
+        metavar="PATIENCE",
+    )
     seed: int = option(0, "seed of the split, the initial weights, the batch order and dropout", parse=int)
     dtype: str = option("float32", "floating-point type of the weights and data", choices=("float32", "float64"))
     out: str | None = option(None, "output folder (default: a new folder under runs/)", metavar="DIR")
@@ -135,8 +161,7 @@ class TrainConfig:
             flag = f"--{name.replace('_', '-')}"
             check_positive(flag if name != "lr" else "learning rate (--lr)", value, allow_zero=name != "lr")
             if name not in takes:
-                raise ConfigError(f"{flag}: the {self.optimizer} optimizer has no {name}; it takes "
-                                  f"{', '.join(takes)}")
+                raise ConfigError(f"{flag}: the {self.optimizer} optimizer has no {name}; it takes {', '.join(takes)}")
         if self.batchnorm and self.layernorm:
             raise ConfigError("--batchnorm and --layernorm: choose one normalisation")
         if not 0.0 <= self.dropout < 1.0:
@@ -155,13 +180,15 @@ class TrainConfig:
     def optimizer_settings(self) -> dict[str, float]:
         """The optimizer settings given (``lr``, ``momentum``, ``weight_decay``); the others keep the
         optimizer's defaults."""
-        return {name: getattr(self, name) for name in ("lr", "momentum", "weight_decay")
-                if getattr(self, name) is not None}
+        return {
+            name: getattr(self, name) for name in ("lr", "momentum", "weight_decay") if getattr(self, name) is not None
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON values (``hidden`` as a list), as metrics.json and checkpoints keep it."""
-        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
-                for f in fields(self)}
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value for f in fields(self)
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

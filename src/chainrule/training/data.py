@@ -31,8 +31,18 @@ from numpy.typing import NDArray
 from chainrule.archive import ARCHIVE_ERRORS
 from chainrule.errors import DataError
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 #: The four files of an MNIST-style dataset, by role.
@@ -56,14 +66,22 @@ class Remote:
 REMOTES = {
     "mnist": Remote(
         ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-        {"train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
-         "test_images": "9fb629c4189551a2d022fa330f9573f3", "test_labels": "ec29112dd5afa0611ce80d1b7f02629c"},
+        {
+            "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+            "test_images": "9fb629c4189551a2d022fa330f9573f3",
+            "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
         DIGIT_CLASSES,
     ),
     "fashion-mnist": Remote(
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        {"train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
-         "test_images": "bef4ecab320f06d8554ea6380940ec79", "test_labels": "bb300cfdad3c16e7a12a480ee83cd310"},
+        {
+            "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+            "test_images": "bef4ecab320f06d8554ea6380940ec79",
+            "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
         FASHION_CLASSES,
     ),
 }
@@ -90,8 +108,14 @@ class Dataset:
 
 
 # -- IDX ---------------------------------------------------------------------------------------------
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 #: Refuse headers that declare more than this many values (a corrupt or crafted file).
 MAX_IDX_VALUES = 2**31
 
@@ -117,8 +141,10 @@ def read_idx(path: str | Path) -> NDArray:
         raise DataError(f"{path}: not an IDX file (only {len(data)} bytes)")
     zero, type_code, ndim = data[0:2], data[2], data[3]
     if zero != b"\x00\x00" or type_code not in _IDX_TYPES or not 1 <= ndim <= 4:
-        raise DataError(f"{path}: not an IDX file (magic number 0x{data[:4].hex()}; expected 0x000008NN "
-                        "with NN the number of dimensions, e.g. 0x00000803 for images)")
+        raise DataError(
+            f"{path}: not an IDX file (magic number 0x{data[:4].hex()}; expected 0x000008NN "
+            "with NN the number of dimensions, e.g. 0x00000803 for images)"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected at least {header})")
@@ -129,8 +155,10 @@ def read_idx(path: str | Path) -> NDArray:
         raise DataError(f"{path}: implausible IDX dimensions {shape}")
     expected = count * dtype.itemsize
     if len(data) - header != expected:
-        raise DataError(f"{path}: IDX data of {len(data) - header} bytes, but the header {shape} declares "
-                        f"{expected} ({'truncated' if len(data) - header < expected else 'trailing bytes'})")
+        raise DataError(
+            f"{path}: IDX data of {len(data) - header} bytes, but the header {shape} declares "
+            f"{expected} ({'truncated' if len(data) - header < expected else 'trailing bytes'})"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -155,8 +183,10 @@ def load_idx_folder(folder: str | Path, name: str | None = None, classes: tuple[
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim < 2 or labels.ndim != 1:
-            raise DataError(f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
-                            f"got {images.shape} and {labels.shape}")
+            raise DataError(
+                f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
+                f"got {images.shape} and {labels.shape}"
+            )
         if len(images) != len(labels):
             raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} {split} labels")
     n_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
@@ -164,9 +194,13 @@ def load_idx_folder(folder: str | Path, name: str | None = None, classes: tuple[
     image_shape = tuple(arrays["train_images"].shape[1:3]) if arrays["train_images"].ndim == 3 else None
     return Dataset(
         name or folder.name,
-        arrays["train_images"].reshape(len(arrays["train_images"]), -1), arrays["train_labels"].astype(np.int64),
-        arrays["test_images"].reshape(len(arrays["test_images"]), -1), arrays["test_labels"].astype(np.int64),
-        classes, image_shape, str(folder),
+        arrays["train_images"].reshape(len(arrays["train_images"]), -1),
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"].reshape(len(arrays["test_images"]), -1),
+        arrays["test_labels"].astype(np.int64),
+        classes,
+        image_shape,
+        str(folder),
     )
 
 
@@ -202,8 +236,9 @@ def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
     return None
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
-                 progress: bool = True) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, download: bool = True, progress: bool = True
+) -> Dataset:
     """A dataset by name (``digits``, ``mnist``, ``fashion-mnist``) or by path (a folder of IDX files,
     an ``.npz`` or a ``.csv`` file)."""
     if name == "digits":
@@ -223,19 +258,29 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         return load_npz(path)
     if path.suffix == ".csv" and path.is_file():
         return load_csv(path)
-    raise DataError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
-                    "an .npz or a .csv file")
+    raise DataError(
+        f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
+        "an .npz or a .csv file"
+    )
 
 
 def _not_found(name: str, data_dir) -> str:
     places = ", ".join(str(p) for p in search_path(name, data_dir))
-    return (f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
-            f"{IDX_FILES['train_images']}.gz) in one of them, pass --data-dir, or allow the download")
+    return (
+        f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
+        f"{IDX_FILES['train_images']}.gz) in one of them, pass --data-dir, or allow the download"
+    )
 
 
 # -- download ------------------------------------------------------------------------------------------
-def download_dataset(name: str, *, progress: bool = True, mirrors: tuple[str, ...] | None = None,
-                     data_dir: str | Path | None = None, timeout: float = 30.0) -> Path:
+def download_dataset(
+    name: str,
+    *,
+    progress: bool = True,
+    mirrors: tuple[str, ...] | None = None,
+    data_dir: str | Path | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """Download the four files of ``name`` into the cache and verify their MD5; returns the folder.
 
     Each file is written to a temporary file beside its destination and renamed into place only after
@@ -317,8 +362,10 @@ def load_digits() -> Dataset:
     spec = importlib.util.find_spec("sklearn")
     csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
     if csv is None or not csv.is_file():
-        raise DataError("the 'digits' dataset ships inside scikit-learn, which is not installed: "
-                        "pip install 'chainrule[train]' (or pip install scikit-learn)")
+        raise DataError(
+            "the 'digits' dataset ships inside scikit-learn, which is not installed: "
+            "pip install 'chainrule[train]' (or pip install scikit-learn)"
+        )
     table = np.loadtxt(csv, delimiter=",", dtype=np.float32)  # read directly: importing sklearn is slow
     X, y = table[:, :-1], table[:, -1].astype(np.int64)
     order = np.random.default_rng(0).permutation(len(X))
@@ -348,8 +395,16 @@ def load_npz(path: str | Path) -> Dataset:
     image_shape = tuple(get["X_train"].shape[1:3]) if get["X_train"].ndim == 3 else None
     y_train, y_test = _labels(get["y_train"], path), _labels(get["y_test"], path)
     classes = tuple(str(c) for c in range(int(max(y_train.max(), y_test.max())) + 1))
-    return Dataset(path.stem, get["X_train"].reshape(len(get["X_train"]), -1), y_train,
-                   get["X_test"].reshape(len(get["X_test"]), -1), y_test, classes, image_shape, str(path))
+    return Dataset(
+        path.stem,
+        get["X_train"].reshape(len(get["X_train"]), -1),
+        y_train,
+        get["X_test"].reshape(len(get["X_test"]), -1),
+        y_test,
+        classes,
+        image_shape,
+        str(path),
+    )
 
 
 def load_csv(path: str | Path, test_fraction: float = 0.2) -> Dataset:
@@ -383,8 +438,12 @@ def _numeric_row(line: str) -> bool:
 
 def _labels(y: NDArray, path) -> NDArray:
     labels = np.asarray(y)
-    if labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels)) or np.any(labels < 0) \
-            or not np.array_equal(labels, np.round(labels)):
+    if (
+        labels.dtype.kind not in "iuf"
+        or not np.all(np.isfinite(labels))
+        or np.any(labels < 0)
+        or not np.array_equal(labels, np.round(labels))
+    ):
         raise DataError(f"{path}: labels must be integers >= 0")
     return labels.astype(np.int64)
 
@@ -393,12 +452,23 @@ def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
     """``(name, where it is or how it would be got)`` for every named dataset: ``chainrule datasets``."""
     rows = []
     spec = importlib.util.find_spec("sklearn")
-    rows.append(("digits", f"embedded in scikit-learn ({Path(spec.origin).parent})" if spec and spec.origin
-                 else "needs scikit-learn: pip install 'chainrule[train]'"))
+    rows.append(
+        (
+            "digits",
+            f"embedded in scikit-learn ({Path(spec.origin).parent})"
+            if spec and spec.origin
+            else "needs scikit-learn: pip install 'chainrule[train]'",
+        )
+    )
     for name, remote in REMOTES.items():
         folder = locate(name, data_dir)
-        rows.append((name, str(folder) if folder else
-                     f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
-                     f"from {remote.mirrors[0]} into {cache_dir() / name}"))
+        rows.append(
+            (
+                name,
+                str(folder)
+                if folder
+                else f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
+                f"from {remote.mirrors[0]} into {cache_dir() / name}",
+            )
+        )
     return rows
-

@@ -90,9 +90,11 @@ def run_epoch(
         yb = y[rows]
         batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
         if not math.isfinite(batch_loss):
-            raise TrainingError(f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
-                                "rate is probably too high for these data (try a smaller --lr), or the inputs "
-                                "are not normalised")
+            raise TrainingError(
+                f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
+                "rate is probably too high for these data (try a smaller --lr), or the inputs "
+                "are not normalised"
+            )
         total_loss += batch_loss * len(xb)
         if classify:
             total_correct += accuracy(out, yb, model.gives_probabilities) * len(xb)
@@ -102,8 +104,9 @@ def run_epoch(
     return total_loss / len(X), total_correct / len(X) if classify else None
 
 
-def evaluate(model: Module, loss: Loss, X: NDArray, y: NDArray, batch_size: int = 4096,
-             classify: bool | None = None) -> tuple[float, float | None]:
+def evaluate(
+    model: Module, loss: Loss, X: NDArray, y: NDArray, batch_size: int = 4096, classify: bool | None = None
+) -> tuple[float, float | None]:
     """The mean loss and accuracy on ``(X, y)`` in evaluation mode (the mode is restored after)."""
     classify = loss.target_kind != "values" if classify is None else classify
     modes = [m.training for m in model.modules()]
@@ -178,8 +181,9 @@ def fit(
         epoch = state.epoch + 1
         started = time.perf_counter()
         try:
-            train_loss, train_accuracy = run_epoch(model, loss, optimizer, X, y, batch_size, state.rng, l2,
-                                                   on_batch, classify)
+            train_loss, train_accuracy = run_epoch(
+                model, loss, optimizer, X, y, batch_size, state.rng, l2, on_batch, classify
+            )
         except TrainingError as err:
             raise TrainingError(f"epoch {epoch}, {err}") from None
         result = EpochResult(epoch, train_loss, train_accuracy)

@@ -36,16 +36,21 @@ MAX_SIZE = 2**24
 
 def save_model(model: Classifier, path: str | Path) -> None:
     """Write ``model`` to ``path`` atomically (a temporary file renamed into place)."""
-    archive.save(path, {
-        "format": FORMAT, "version": VERSION,
-        "layers": [{"type": layer.kind, **layer.config()} for layer in model.network.layers],
-        "dtype": str(model.mean.dtype), "scale": float(model.scale),
-        "classes": list(model.classes),
-        "image_shape": list(model.image_shape) if model.image_shape else None,
-        "frame_fill": float(model.frame_fill),
-        "model": model.network.state_dict(),
-        "input": {"mean": model.mean, "std": model.std},
-    })
+    archive.save(
+        path,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "layers": [{"type": layer.kind, **layer.config()} for layer in model.network.layers],
+            "dtype": str(model.mean.dtype),
+            "scale": float(model.scale),
+            "classes": list(model.classes),
+            "image_shape": list(model.image_shape) if model.image_shape else None,
+            "frame_fill": float(model.frame_fill),
+            "model": model.network.state_dict(),
+            "input": {"mean": model.mean, "std": model.std},
+        },
+    )
 
 
 def load_model(path: str | Path) -> Classifier:
@@ -53,8 +58,9 @@ def load_model(path: str | Path) -> Classifier:
     path = Path(path)
     doc = archive.load(path, FORMAT, WHAT, upgrade=_upgrade)
     if doc.get("version") != VERSION:
-        raise DataError(f"{path}: model file version {doc.get('version')!r}; this chainrule reads versions 1 "
-                        f"and {VERSION}")
+        raise DataError(
+            f"{path}: model file version {doc.get('version')!r}; this chainrule reads versions 1 and {VERSION}"
+        )
     try:
         dtype = np.dtype(doc["dtype"])
         scale = float(doc["scale"])
@@ -69,8 +75,13 @@ def load_model(path: str | Path) -> Classifier:
             raise TypeError("the model's state is not a table of arrays")
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{path}: incomplete model description ({err})") from None
-    if dtype not in (np.float32, np.float64) or not np.isfinite(scale) or scale <= 0 or not isinstance(specs, list) \
-            or not specs:
+    if (
+        dtype not in (np.float32, np.float64)
+        or not np.isfinite(scale)
+        or scale <= 0
+        or not isinstance(specs, list)
+        or not specs
+    ):
         raise DataError(f"{path}: invalid model description (dtype {dtype}, scale {scale}, layers {specs!r:.80})")
     archive.require_finite(path, state, "model.")
     archive.require_finite(path, {"mean": mean, "std": std}, "input.")
@@ -123,8 +134,10 @@ def _upgrade(meta: dict[str, Any], arrays: dict[str, NDArray]) -> dict[str, Any]
     version 2 keeps it (version 1 named arrays ``layers.{i}.{name}`` and left them unreferenced)."""
     if meta.get("version") != 1 or not isinstance(meta.get("layers"), list):
         return meta
-    layers = [{_V1_SETTINGS.get(k, k): v for k, v in spec.items()} if isinstance(spec, dict) else spec
-              for spec in meta["layers"]]
-    state = {name[len("layers."):]: {"$array": name} for name in arrays if name.startswith("layers.")}
+    layers = [
+        {_V1_SETTINGS.get(k, k): v for k, v in spec.items()} if isinstance(spec, dict) else spec
+        for spec in meta["layers"]
+    ]
+    state = {name[len("layers.") :]: {"$array": name} for name in arrays if name.startswith("layers.")}
     inputs = {"mean": {"$array": "input.mean"}, "std": {"$array": "input.std"}}
     return {**meta, "version": VERSION, "layers": layers, "model": state, "input": inputs}

@@ -34,15 +34,26 @@ def plot_run(result, X_test_raw: NDArray, y_test: NDArray) -> list[Path]:
     predicted = probs.argmax(axis=1)
     files = [
         _save(plt, _learning_curves(plt, result.history), result.out / "learning_curves.png"),
-        _save(plt, _confusion(plt, confusion_matrix(y_test, predicted, len(model.classes)), model.classes),
-              result.out / "confusion_matrix.png"),
+        _save(
+            plt,
+            _confusion(plt, confusion_matrix(y_test, predicted, len(model.classes)), model.classes),
+            result.out / "confusion_matrix.png",
+        ),
     ]
     if model.image_shape is not None:
         W = next(layer.params["W"].data for layer in model.network.layers if "W" in layer.params)
-        files.append(_save(plt, _weights(plt, W, model.image_shape, model.classes
-                                         if W.shape[1] == len(model.classes) else None),
-                           result.out / "first_layer_weights.png"))
-        files.append(_save(plt, _confident_errors(plt, X_test_raw, y_test, probs, model), result.out / "most_confident_errors.png"))
+        files.append(
+            _save(
+                plt,
+                _weights(plt, W, model.image_shape, model.classes if W.shape[1] == len(model.classes) else None),
+                result.out / "first_layer_weights.png",
+            )
+        )
+        files.append(
+            _save(
+                plt, _confident_errors(plt, X_test_raw, y_test, probs, model), result.out / "most_confident_errors.png"
+            )
+        )
     return files
 
 
@@ -81,8 +92,15 @@ def _confusion(plt, matrix: NDArray, classes):
     limit = matrix.max() / 2 if matrix.size else 0
     for i in ticks:
         for j in ticks:
-            axis.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                      color="white" if matrix[i, j] > limit else "black")
+            axis.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > limit else "black",
+            )
     accuracy = np.trace(matrix) / max(1, matrix.sum())
     axis.set_title(f"Confusion matrix on the test set (accuracy {accuracy:.4f})")
     return figure
@@ -116,7 +134,8 @@ def _confident_errors(plt, X_raw: NDArray, y: NDArray, probs: NDArray, model, co
         axis.axis("off")
     for axis, i in zip(axes.flat, wrong, strict=False):
         axis.imshow(np.asarray(X_raw[i]).reshape(model.image_shape), cmap="gray_r")
-        axis.set_title(f"{model.classes[predicted[i]]} {probs[i, predicted[i]]:.2f}\ntrue: {model.classes[y[i]]}",
-                       fontsize=7)
+        axis.set_title(
+            f"{model.classes[predicted[i]]} {probs[i, predicted[i]]:.2f}\ntrue: {model.classes[y[i]]}", fontsize=7
+        )
     figure.suptitle("Most confidently wrong test examples (predicted, probability, true class)")
     return figure

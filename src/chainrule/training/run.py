@@ -36,8 +36,15 @@ from chainrule.training.modelfile import save_model
 from chainrule.training.progress import Progress
 
 #: The files a run writes into its folder (and the only ones --force removes).
-RUN_FILES = ("model.npz", "metrics.json", NAME, "learning_curves.png", "confusion_matrix.png",
-             "first_layer_weights.png", "most_confident_errors.png")
+RUN_FILES = (
+    "model.npz",
+    "metrics.json",
+    NAME,
+    "learning_curves.png",
+    "confusion_matrix.png",
+    "first_layer_weights.png",
+    "most_confident_errors.png",
+)
 
 
 @dataclass
@@ -56,8 +63,16 @@ def build_model(config: TrainConfig, features: int, classes: int, rng: np.random
     output = "softmax" if config.loss == "cross_entropy" else "identity"
     if not config.hidden:
         return softmax_regression(features, classes, probabilities=output == "softmax", dtype=dtype)
-    return mlp([features, *config.hidden, classes], config.activation, output=output, batchnorm=config.batchnorm,
-               layernorm=config.layernorm, dropout=config.dropout, seed=rng, dtype=dtype)
+    return mlp(
+        [features, *config.hidden, classes],
+        config.activation,
+        output=output,
+        batchnorm=config.batchnorm,
+        layernorm=config.layernorm,
+        dropout=config.dropout,
+        seed=rng,
+        dtype=dtype,
+    )
 
 
 def build_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
@@ -94,8 +109,10 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
             if not existed:
                 shutil.rmtree(out, ignore_errors=True)
             raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
-        raise RunInterrupted(f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
-                             f"continue it with `chainrule train --resume {out}`") from None
+        raise RunInterrupted(
+            f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
+            f"continue it with `chainrule train --resume {out}`"
+        ) from None
     except BaseException:
         if not existed and not (out / NAME).exists():
             shutil.rmtree(out, ignore_errors=True)
@@ -168,8 +185,9 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
 
     _check_free_space(out, model)
     stored_config = {**config.to_dict(), "out": None, "force": False}
-    state = (restore_checkpoint(read_checkpoint(out), out, model, optimizer, scheduler) if resume
-             else FitState(shuffle_rng))
+    state = (
+        restore_checkpoint(read_checkpoint(out), out, model, optimizer, scheduler) if resume else FitState(shuffle_rng)
+    )
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
@@ -180,11 +198,23 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     log.start(dataset, model, optimizer, out, resumed_after=state.epoch if resume else None)
     # Overflow on the way to a NaN loss would print NumPy warnings; the loss check says it better.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        history = fit(model, loss, optimizer, X_train, targets(y_train), epochs=config.epochs,
-                      batch_size=config.batch_size, state=state,
-                      validation=(validation[0], targets(validation[1])) if validation else None,
-                      early_stopping=config.early_stopping, scheduler=scheduler, on_batch=log.batch,
-                      on_epoch=log.epoch, on_checkpoint=checkpoint, classify=True)
+        history = fit(
+            model,
+            loss,
+            optimizer,
+            X_train,
+            targets(y_train),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            state=state,
+            validation=(validation[0], targets(validation[1])) if validation else None,
+            early_stopping=config.early_stopping,
+            scheduler=scheduler,
+            on_batch=log.batch,
+            on_epoch=log.epoch,
+            on_checkpoint=checkpoint,
+            classify=True,
+        )
     test_loss, test_accuracy = evaluate(model, loss, X_test, targets(y_test), classify=True)
     fill = 1.0
     if dataset.image_shape is not None:
@@ -194,9 +224,15 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     metrics = {
         "config": stored_config,
         "status": "finished",
-        "dataset": {"name": dataset.name, "source": dataset.source, "train": len(X_train),
-                    "validation": n_val, "test": len(X_test), "features": dataset.features,
-                    "classes": list(dataset.classes)},
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "train": len(X_train),
+            "validation": n_val,
+            "test": len(X_test),
+            "features": dataset.features,
+            "classes": list(dataset.classes),
+        },
         "model": repr(model),
         "optimizer": {"name": config.optimizer, **settings},
         "epochs": _epochs_json(history.epochs),
@@ -229,8 +265,10 @@ def prepare_output(config: TrainConfig) -> Path:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} exists and is not a folder")
         if out.is_dir() and any(out.iterdir()) and not config.force:
-            raise ConfigError(f"--out {out} exists and is not empty; choose another folder or pass --force "
-                              "to overwrite the files of a run there")
+            raise ConfigError(
+                f"--out {out} exists and is not empty; choose another folder or pass --force "
+                "to overwrite the files of a run there"
+            )
         if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
             for name in RUN_FILES:  # this one's (a stale checkpoint would resume the old run)
                 (out / name).unlink(missing_ok=True)
@@ -251,8 +289,17 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
     """The epochs as metrics.json lists them: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy``, ``seconds``."""
-    return [{"epoch": e.epoch, "train_loss": e.loss, "train_accuracy": e.accuracy, "val_loss": e.val_loss,
-             "val_accuracy": e.val_accuracy, "seconds": e.seconds} for e in epochs]
+    return [
+        {
+            "epoch": e.epoch,
+            "train_loss": e.loss,
+            "train_accuracy": e.accuracy,
+            "val_loss": e.val_loss,
+            "val_accuracy": e.val_accuracy,
+            "seconds": e.seconds,
+        }
+        for e in epochs
+    ]
 
 
 def _check_free_space(out: Path, model: Sequential) -> None:
@@ -262,8 +309,10 @@ def _check_free_space(out: Path, model: Sequential) -> None:
     needed = 6 * weights + 5 * 2**20
     free = shutil.disk_usage(out).free
     if free < needed:
-        raise ConfigError(f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
-                          f"{needed / 2**20:.1f} MB for its model, checkpoints and plots")
+        raise ConfigError(
+            f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
+            f"{needed / 2**20:.1f} MB for its model, checkpoints and plots"
+        )
 
 
 def _check_finite(dataset: Dataset) -> None:
@@ -271,5 +320,7 @@ def _check_finite(dataset: Dataset) -> None:
         X = getattr(dataset, name)
         if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
             rows = np.unique(np.argwhere(~np.isfinite(X))[:, 0])
-            raise DataError(f"{dataset.name}: {name} contains NaN or inf (rows {rows[:5].tolist()}"
-                            f"{'…' if len(rows) > 5 else ''}); refusing to train on it")
+            raise DataError(
+                f"{dataset.name}: {name} contains NaN or inf (rows {rows[:5].tolist()}"
+                f"{'…' if len(rows) > 5 else ''}); refusing to train on it"
+            )
