@@ -15,6 +15,7 @@ time of `chainrule --help` against a bare `python -c pass`. See docs/benchmarks.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -189,7 +190,7 @@ class Floor:
         self.n, self.batch = len(X), cfg.batch
         sizes = [X.shape[1], *cfg.hidden, 10]
         rng = np.random.default_rng(seed)
-        self.W = [rng.standard_normal((a, b), dtype=np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.W = [rng.standard_normal((a, b), dtype=np.float32) for a, b in itertools.pairwise(sizes)]
         self.X = X
 
     def epoch(self, rng: np.random.Generator) -> None:
@@ -325,7 +326,10 @@ def main(argv=None) -> int:
         cfg = CONFIGS[key]
         results = measure(cfg, data, args.repeats, args.seed)
         ours = results["chainrule"]["median"]
-        ratio = lambda name: f"{ours / results[name]['median']:.2f}" if name in results else "n/a"  # noqa: E731
+
+        def ratio(name, ours=ours, results=results):
+            return f"{ours / results[name]['median']:.2f}" if name in results else "n/a"
+
         for name, r in results.items():
             ratios = f"{ratio('pytorch'):>8} {ratio('sklearn'):>10} {ratio('floor'):>8}" if name == "chainrule" else ""
             accuracy = "" if np.isnan(r["accuracy"]) else f"{r['accuracy']:.4f}"

@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_train import CONFIGS, Chainrule, fashion_mnist  # noqa: E402
 from chainrule import kernels  # noqa: E402
 from chainrule.training.loop import accuracy  # noqa: E402
+
+from bench_train import CONFIGS, Chainrule, fashion_mnist  # noqa: E402
 
 
 def profile(contender: Chainrule, epochs: int, rng: np.random.Generator) -> tuple[dict[str, float], float]:

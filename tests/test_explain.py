@@ -19,6 +19,7 @@ from chainrule.explain import load_problem, parse_problem, run_problem, to_json
 from chainrule.explain.render import render
 from chainrule.step import train_step
 from chainrule.trace import Trace
+
 from helpers import assert_close
 from torch_mirror import to_torch, torch_arrays, torch_loss, torch_optimizer
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.gradcheck import builtin_checks, gradcheck, relative_error
+
 from helpers import check_gradients
 
 shapes = st.tuples(st.integers(2, 7), st.integers(1, 6), st.integers(0, 2**31 - 1))

@@ -97,7 +97,7 @@ def same_weights(a, b):
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted, tmp_path, how):
     out = tmp_path / "run"
-    code, stdout, stderr = interrupt(dataset, out, how)
+    code, _stdout, stderr = interrupt(dataset, out, how)
     if how == signal.SIGKILL:
         assert code == -signal.SIGKILL
     else:
@@ -296,7 +296,7 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(
         shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9 - 1000, 1000)
     )
-    with pytest.raises(ConfigError, match="has 0.0 MB free; this run needs about"):
+    with pytest.raises(ConfigError, match=r"has 0\.0 MB free; this run needs about"):
         train(TrainConfig(epochs=1, out=str(tmp_path / "run"), quiet=True))
     assert not (tmp_path / "run").exists()
 

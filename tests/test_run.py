@@ -367,7 +367,7 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
     meta["layers"][2]["in_features"] = 999
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "arch.npz", **arrays)
-    with pytest.raises(DataError, match="the weights do not match the architecture|has shape"):
+    with pytest.raises(DataError, match=r"the weights do not match the architecture|has shape"):
         load_model(tmp_path / "arch.npz")
     data = (out / "model.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])

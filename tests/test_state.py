@@ -35,7 +35,7 @@ def test_load_state_dict_copies_in_and_refuses_what_does_not_fit():
     np.testing.assert_array_equal(target.forward(X), source.forward(X))
     snapshot["0.W"][...] = 0  # a copy: the model keeps its own arrays
     assert np.any(target[0].params["W"].data != 0)
-    with pytest.raises(ShapeError, match="missing 3.b; unexpected 9.b"):
+    with pytest.raises(ShapeError, match=r"missing 3\.b; unexpected 9\.b"):
         target.load_state_dict({**{k: v for k, v in snapshot.items() if k != "3.b"}, "9.b": np.zeros(2)})
     with pytest.raises(
         ShapeError, match=r"0.W has shape \(4, 3\) and dtype float64; expected numbers of shape \(3, 4\)"
@@ -125,25 +125,25 @@ def test_schedule_state_dict():
 
 # -- the plain NumPy update beside each optimizer against what the optimizer runs -----------------------
 REFERENCES = {
-    "sgd": (dict(lr=0.1), lambda p, g, s, t: sgd_update(p, g, s, lr=0.1)),
+    "sgd": ({"lr": 0.1}, lambda p, g, s, t: sgd_update(p, g, s, lr=0.1)),
     "momentum": (
-        dict(lr=0.1, momentum=0.8, dampening=0.1),
+        {"lr": 0.1, "momentum": 0.8, "dampening": 0.1},
         lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.8, dampening=0.1),
     ),
     "nesterov": (
-        dict(lr=0.1, momentum=0.9),
+        {"lr": 0.1, "momentum": 0.9},
         lambda p, g, s, t: sgd_update(p, g, s, lr=0.1, momentum=0.9, nesterov=True),
     ),
     "adam": (
-        dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6),
+        {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
         lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, step=t),
     ),
     "adamw": (
-        dict(lr=0.01, weight_decay=0.1),
+        {"lr": 0.01, "weight_decay": 0.1},
         lambda p, g, s, t: adam_update(p, g, s, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=t, decoupled_decay=0.1),
     ),
     "rmsprop": (
-        dict(lr=0.01, alpha=0.9, momentum=0.5),
+        {"lr": 0.01, "alpha": 0.9, "momentum": 0.5},
         lambda p, g, s, t: rmsprop_update(p, g, s, lr=0.01, alpha=0.9, eps=1e-8, momentum=0.5),
     ),
 }

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
+
 from helpers import assert_close
 from torch_mirror import LAYERS, to_torch, torch_arrays, torch_loss, torch_optimizer
 
@@ -41,7 +42,7 @@ CASES = settings(max_examples=15, deadline=None)
 
 def test_every_registered_kind_has_a_torch_twin():
     assert set(cr.LAYERS.names()) == set(LAYERS)
-    assert set(name for name, _ in OPTIMIZERS.values()) == set(cr.OPTIMIZERS.names())
+    assert {name for name, _ in OPTIMIZERS.values()} == set(cr.OPTIMIZERS.names())
 
 
 @CASES
@@ -80,7 +81,7 @@ def test_batchnorm(torch, shape, training):
     bn.buffers["running_mean"][:] = rng.normal(size=d)
     bn.buffers["running_var"][:] = rng.uniform(0.5, 2, size=d)
     bn.train(training)
-    net, mirror = compare_module(torch, bn, rng.normal(1, 3, (n + 1, d)), seed)
+    _net, mirror = compare_module(torch, bn, rng.normal(1, 3, (n + 1, d)), seed)
     assert_close(bn.buffers["running_mean"], mirror[0].running_mean.numpy(), what="running mean")
     assert_close(bn.buffers["running_var"], mirror[0].running_var.numpy(), what="running var")
 

@@ -9,22 +9,25 @@ import chainrule as cr
 #: Layer kind -> (the torch.nn module computing the same, our parameter names as its attributes).
 LAYERS = {
     "linear": (
-        lambda nn, l: nn.Linear(l.in_features, l.out_features, bias="b" in l.params),
+        lambda nn, layer: nn.Linear(layer.in_features, layer.out_features, bias="b" in layer.params),
         {"W": "weight", "b": "bias"},
     ),
     "batchnorm": (
-        lambda nn, l: nn.BatchNorm1d(l.num_features, eps=l.eps, momentum=l.momentum),
+        lambda nn, layer: nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum),
         {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
     ),
-    "layernorm": (lambda nn, l: nn.LayerNorm(l.normalized_shape, eps=l.eps), {"gamma": "weight", "beta": "bias"}),
-    "dropout": (lambda nn, l: nn.Dropout(l.p), {}),
-    "identity": (lambda nn, l: nn.Identity(), {}),
-    "sigmoid": (lambda nn, l: nn.Sigmoid(), {}),
-    "tanh": (lambda nn, l: nn.Tanh(), {}),
-    "relu": (lambda nn, l: nn.ReLU(), {}),
-    "leaky_relu": (lambda nn, l: nn.LeakyReLU(l.alpha), {}),
-    "gelu": (lambda nn, l: nn.GELU(), {}),
-    "softmax": (lambda nn, l: nn.Softmax(dim=1), {}),
+    "layernorm": (
+        lambda nn, layer: nn.LayerNorm(layer.normalized_shape, eps=layer.eps),
+        {"gamma": "weight", "beta": "bias"},
+    ),
+    "dropout": (lambda nn, layer: nn.Dropout(layer.p), {}),
+    "identity": (lambda nn, layer: nn.Identity(), {}),
+    "sigmoid": (lambda nn, layer: nn.Sigmoid(), {}),
+    "tanh": (lambda nn, layer: nn.Tanh(), {}),
+    "relu": (lambda nn, layer: nn.ReLU(), {}),
+    "leaky_relu": (lambda nn, layer: nn.LeakyReLU(layer.alpha), {}),
+    "gelu": (lambda nn, layer: nn.GELU(), {}),
+    "softmax": (lambda nn, layer: nn.Softmax(dim=1), {}),
 }
 
 

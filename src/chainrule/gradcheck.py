@@ -68,7 +68,7 @@ class GradcheckReport:
         rows = [f"{self.subject}: {'ok' if self.passed else 'FAILED'}"]
         for c in self.checks:
             rows.append(
-                f"  {c.name:<12} {str(c.shape):<10} rel. error {c.error:9.2e} at {str(c.index):<9}"
+                f"  {c.name:<12} {c.shape!s:<10} rel. error {c.error:9.2e} at {c.index!s:<9}"
                 f" analytic {c.analytic: .10g}  numeric {c.numeric: .10g}  {'ok' if c.passed else 'FAILED'}"
             )
         return "\n".join(rows)

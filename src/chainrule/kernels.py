@@ -29,10 +29,7 @@ def fusable(first: NDArray, *others: NDArray) -> bool:
     dtype = first.dtype
     if compiled is None or dtype.char not in "fd" or not first.flags.c_contiguous:
         return False
-    for a in others:
-        if a.dtype != dtype or not a.flags.c_contiguous:
-            return False
-    return True
+    return all(not (a.dtype != dtype or not a.flags.c_contiguous) for a in others)
 
 
 def sgd_step(param: NDArray, grad: NDArray, lr: float) -> None:

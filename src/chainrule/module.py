@@ -36,7 +36,7 @@ class Parameter:
     always reads as the sum of what was added since :meth:`zero_grad`.
     """
 
-    __slots__ = ("data", "_grad", "decay", "_zero_pending")
+    __slots__ = ("_grad", "_zero_pending", "data", "decay")
 
     def __init__(self, data: NDArray, *, decay: bool = False) -> None:
         self.data = data

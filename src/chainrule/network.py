@@ -7,6 +7,7 @@ gradient one layer returns is the upstream gradient of the layer before it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -188,7 +189,7 @@ def mlp(
         init = "he_normal" if activation in ("relu", "leaky_relu", "gelu") else "xavier_uniform"
     rng = make_rng(seed)
     layers: list[Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         # BatchNorm's β replaces the bias of the layer before it (a bias there has zero gradient)
         bias = last or not batchnorm

@@ -221,7 +221,7 @@ class SGD(Optimizer):
               \\ g & \text{else}\end{cases}
     """
 
-    state_symbols = {"momentum_buffer": "b"}
+    state_symbols: ClassVar[dict[str, str]] = {"momentum_buffer": "b"}
 
     def __init__(
         self,
@@ -308,7 +308,7 @@ class Adam(Optimizer):
     once per step).
     """
 
-    state_symbols = {"exp_avg": "m", "exp_avg_sq": "v"}
+    state_symbols: ClassVar[dict[str, str]] = {"exp_avg": "m", "exp_avg_sq": "v"}
     counts_steps = True
 
     def __init__(
@@ -436,7 +436,7 @@ class RMSprop(Optimizer):
     .. math:: v_t = \alpha v_{t-1} + (1-\alpha)g^2,\qquad \theta \mathrel{-}= \text{lr}\cdot g/(\sqrt{v_t}+\epsilon)
     """
 
-    state_symbols = {"square_avg": "v", "momentum_buffer": "b"}
+    state_symbols: ClassVar[dict[str, str]] = {"square_avg": "v", "momentum_buffer": "b"}
     counts_steps = True
 
     def __init__(

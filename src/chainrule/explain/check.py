@@ -8,9 +8,10 @@ An answers file (TOML) names values by their place in the JSON of ``chainrule ex
     "layers[2].grads.W" = [[-2], [0]]
 
 An answer is right when every number is within half a unit of the last decimal it was written with
-(``0.73`` accepts 0.7311, ``0.7`` accepts 0.65 to 0.75); an integer (``2``, ``-1``) is read as exact. A wrong answer is compared with the usual slips:
-transposed, wrong sign (all or some entries), off by the loss scale's ``1/n`` or ``½``, an update with a
-transposed or mis-scaled gradient, a value of another step, rounding of intermediate values.
+(``0.73`` accepts 0.7311, ``0.7`` accepts 0.65 to 0.75); an integer (``2``, ``-1``) is read as exact.
+A wrong answer is compared with the usual slips: transposed, wrong sign (all or some entries), off by the
+loss scale's ``1/n`` or ``½``, an update with a transposed or mis-scaled gradient, a value of another step,
+rounding of intermediate values.
 """
 
 from __future__ import annotations
@@ -197,8 +198,7 @@ def _candidates(key: str, expected: NDArray, explanation: Explanation, values: d
                     yield "the update used the transposed gradient" + suffix, before - lr * c * grad.T
                 if text:
                     yield "the update used a gradient that is " + text, before - lr * c * grad
-    for description, value in _other_steps(key, explanation):
-        yield description, value
+    yield from _other_steps(key, explanation)
 
 
 def _square(a: NDArray) -> bool:

@@ -170,7 +170,7 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
         if key in layer.params and key not in arrays:
             raise where.error(f"{place}.{key}", "expected numbers in a list")
         if key in defaults and key in arrays:
-            raise where.error(f"{place}.{key}", f"expected a single value, got a list")
+            raise where.error(f"{place}.{key}", "expected a single value, got a list")
     for key, value in settings.items():
         if isinstance(defaults[key], bool) and not isinstance(value, bool):
             raise where.error(f"{place}.{key}", f"expected true or false, got {value!r}")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import math
 import importlib.util
+import math
 import os
 import struct
 import tempfile

@@ -96,7 +96,7 @@ def load_model(path: str | Path) -> Classifier:
     try:
         network.eval()  # first: a training-mode probe would move BatchNorm's statistics
         network.forward(np.zeros((2, features), dtype))  # the shapes of consecutive layers fit
-    except Exception as err:  # noqa: BLE001 - any failure here means the file is inconsistent
+    except Exception as err:
         raise DataError(f"{path}: the layers do not fit together or the {features} input features ({err})") from None
     return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
 
@@ -111,7 +111,7 @@ def _build_layer(spec: Any, dtype: np.dtype, where: str) -> Module:
         raise DataError(f"{where}: expected a layer description with a 'type'")
     config = {k: v for k, v in spec.items() if k != "type"}
     try:
-        for key, value in config.items():
+        for value in config.values():
             if isinstance(value, int) and not isinstance(value, bool):
                 _size(value)
         return LAYERS[spec["type"]].cls.from_config(config, dtype=dtype)

@@ -170,13 +170,13 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
         return X
 
     order = split_rng.permutation(len(dataset.X_train))
-    n_val = int(round(len(order) * config.val_split))
+    n_val = round(len(order) * config.val_split)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     X_train, y_train = prepare(dataset.X_train[train_idx]), dataset.y_train[train_idx]
     validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
     X_test, y_test = prepare(dataset.X_test), dataset.y_test
     classes = len(dataset.classes)
-    targets = (lambda y: np.eye(classes, dtype=dtype)[y]) if config.loss == "mse" else (lambda y: y)  # noqa: E731
+    targets = (lambda y: np.eye(classes, dtype=dtype)[y]) if config.loss == "mse" else (lambda y: y)
     model = build_model(config, dataset.features, classes, model_rng)
     loss = make_loss(config.loss, "half_mean" if config.loss == "mse" else "mean")
     optimizer = build_optimizer(config, model)
