@@ -352,7 +352,7 @@ def test_trace_of_any_sequential_from_python():
     for i, layer in enumerate(reference.layers):  # the trace holds what the layers returned
         h = layer.forward(h)
         assert_close(trace.layers[i].output, h, 1e-15)
-    record = trace.layers[0]  # ∂L/∂W = Xᵀ·δ holds between the recorded arrays (seed 002's backward rule)
+    record = trace.layers[0]  # ∂L/∂W = Xᵀ·δ holds between the recorded arrays (the linear layer's backward rule)
     assert_close(record.grads["W"], record.input.T @ record.grad_output, 1e-14)
     assert_close(record.grads["W"], model[0].params["W"].grad, 0)  # the gradient the step used
     tanh = trace.layers[2]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,12 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._loaded()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
     def names(self, where: Callable[[Kind], bool] | None = None) -> tuple[str, ...]:
         """The registered names in alphabetical order; with ``where``, those it accepts."""

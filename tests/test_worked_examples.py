@@ -1,4 +1,5 @@
-"""The seeds' maths, with the numbers worked by hand (and the seeds' slips corrected)."""
+"""The maths of the notes chainrule grew from (docs/background.md), with the numbers worked by hand, and
+the slips of their worked solutions corrected."""
 
 import numpy as np
 import pytest
@@ -6,15 +7,15 @@ import pytest
 import chainrule as cr
 
 
-def seed002_network():
-    """y = ReLU(X·W1)·W2, no biases (seed 002)."""
+def relu_network():
+    """y = ReLU(X·W₀)·W₂, no biases: the hand exercise."""
     return cr.Sequential(cr.Linear.from_arrays([[1, -1], [0.5, 0]]), cr.ReLU(), cr.Linear.from_arrays([[0.5], [1]]))
 
 
-X002 = np.array([[1.0, 2.0], [-1.0, 2.0]])
+X_EXERCISE = np.array([[1.0, 2.0], [-1.0, 2.0]])
 
 
-def test_seed004_softmax_cross_entropy_numbers():
+def test_softmax_cross_entropy_of_1_2_3():
     z, y = np.array([[1.0, 2.0, 3.0]]), np.array([1])
     softmax = cr.Softmax()
     probs = softmax.forward(z)
@@ -32,17 +33,17 @@ def test_seed004_softmax_cross_entropy_numbers():
         np.testing.assert_allclose(grad[0], [0.0900306, -0.7552715, 0.6652410], atol=5e-8, err_msg=spelling)
 
 
-def test_seed004_intermediate_derivative():
-    """∂L/∂σ₂ = −1/σ₂ ≈ −4.086 (the seed rounds σ₂ to 0.245 first and gets −4.082)."""
+def test_softmax_example_intermediate_derivative():
+    """∂L/∂σ₂ = −1/σ₂ ≈ −4.086 (the notes round σ₂ to 0.245 first and get −4.082)."""
     loss = cr.CrossEntropyLoss()
     loss.forward(cr.activations.softmax(np.array([[1.0, 2.0, 3.0]])), [1])
     np.testing.assert_allclose(loss.backward()[0], [0, -1 / 0.2447284710547976, 0], rtol=1e-12)
 
 
-def test_seed002_forward_backward_and_step_with_correct_arithmetic():
-    net = seed002_network()
+def test_relu_exercise_forward_backward_and_step_with_correct_arithmetic():
+    net = relu_network()
     loss = cr.MSELoss("half_mean")
-    H1 = net[0].forward(X002)
+    H1 = net[0].forward(X_EXERCISE)
     np.testing.assert_array_equal(H1, [[2, -1], [0, 1]])  # the published H1[0][1] = -0.5 is a slip
     O1 = net[1].forward(H1)
     y_hat = net[2].forward(O1)
@@ -60,14 +61,14 @@ def test_seed002_forward_backward_and_step_with_correct_arithmetic():
     np.testing.assert_array_equal(net[2].params["W"].data, [[1.5], [1]])
 
 
-def test_seed002_sigmoid_logloss_variant():
+def test_relu_exercise_sigmoid_logloss_variant():
     """σ(ŷ) = σ(1) ≈ 0.731 for both rows; with y = (0, 1) the gradient entering the sigmoid is
     (p − y)/n: positive for y = 0, negative for y = 1 (the published 1.4 for y = 1 has the wrong sign)."""
     p = 1 / (1 + np.exp(-1.0))
     y = np.array([[0.0], [1.0]])
-    net = cr.Sequential(*seed002_network().layers, cr.Sigmoid())
+    net = cr.Sequential(*relu_network().layers, cr.Sigmoid())
     bce = cr.BCELoss()
-    probs = net.forward(X002)
+    probs = net.forward(X_EXERCISE)
     np.testing.assert_allclose(probs, [[p], [p]], rtol=1e-15)
     assert bce.forward(probs, y) == pytest.approx(-(np.log(1 - p) + np.log(p)) / 2, rel=1e-14)
     d_probs = bce.backward()
@@ -77,7 +78,7 @@ def test_seed002_sigmoid_logloss_variant():
 
 
 @pytest.mark.parametrize("pair", ["mse+identity", "cross_entropy+softmax", "bce+sigmoid"])
-def test_seed001_three_output_pairs_give_a_minus_y_over_m(pair):
+def test_three_output_pairs_give_a_minus_y_over_m(pair):
     rng = np.random.default_rng(1)
     m, k = 6, 4
     z = rng.normal(size=(m, k))
@@ -113,7 +114,7 @@ def test_fused_and_separate_spellings_give_the_same_gradients(fused, separate):
         np.testing.assert_allclose(g_fused, g_separate, rtol=1e-9, atol=1e-14)
 
 
-def test_seed003_softmax_regression_gradient_with_l2():
+def test_softmax_regression_gradient_with_l2():
     """∂loss/∂W = Xᵀ(S − Y)/M + λW, ∂loss/∂b = Σ(S − Y)/M: the bias is not regularised."""
     rng = np.random.default_rng(3)
     M, N, L, lam = 16, 20, 10, 0.1
@@ -127,7 +128,7 @@ def test_seed003_softmax_regression_gradient_with_l2():
     cr.add_l2_grad(params, lam)
     W, b = model[0].params["W"].data, model[0].params["b"].data
     f = X @ W + b
-    f -= f.max(axis=1, keepdims=True)  # seed 003, step 2
+    f -= f.max(axis=1, keepdims=True)  # the max-subtraction of the notes
     S = np.exp(f) / np.exp(f).sum(axis=1, keepdims=True)
     Y = np.eye(L)[labels]
     assert value == pytest.approx(-np.sum(Y * np.log(S)) / M + lam / 2 * np.sum(W**2), rel=1e-12)
