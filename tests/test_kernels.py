@@ -131,3 +131,19 @@ def test_compiled_loops_refuse_arrays_they_cannot_take(compiled):
     read_only.flags.writeable = False
     with pytest.raises((ValueError, BufferError)):
         compiled.sgd_step(read_only, b32, 0.1)  # the parameter is written
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_kernel_is_the_c_librarys_and_its_fallback_pythons(compiled, dtype, monkeypatch):
+    """The error function of GELU: compiled (the C library's erf/erff) and NumPy-side (math.erf per entry)
+    against math.erf, which is the C library's for one number; tails, zero, infinities and NaN included."""
+    import math
+
+    x = np.concatenate([np.linspace(-8, 8, 1001), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300]]).astype(dtype)
+    exact = np.array([math.erf(v) for v in x.astype(np.float64)])
+    fast = kernels.erf(x)
+    assert fast.dtype == dtype
+    tolerance = 0 if dtype == np.float64 else 2e-7  # float32: erff against the rounded double
+    np.testing.assert_allclose(fast, exact.astype(dtype), rtol=tolerance, atol=tolerance)
+    monkeypatch.setattr(kernels, "compiled", None)
+    np.testing.assert_array_equal(kernels.erf(x), exact.astype(dtype))
