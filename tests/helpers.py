@@ -27,3 +27,49 @@ def check_gradients(subject, x, target=None, *, loss=None, seed=0, tolerance=1e-
     report = gradcheck(subject, x, target, loss=loss, seed=seed, tolerance=tolerance)
     assert report.passed, str(report)
     return report
+
+
+def problem_with(layer=None, loss="softmax_cross_entropy", optimizer="rmsprop"):
+    """A problem file (as a dict) with a given layer kind between two linear layers (3 → 4 → 3), a loss
+    (with the activation it expects appended) and an optimizer: every kind can be put through explain."""
+    rng = np.random.default_rng(0)
+    layers = [{"type": "linear", "W": rng.normal(size=(3, 4)).round(2).tolist(), "b": [0.1, 0.0, -0.1, 0.2]}]
+    if layer is not None:
+        middle = {"type": layer}
+        if layer == "linear":
+            middle["W"] = rng.normal(size=(4, 4)).round(2).tolist()
+        if layer in ("batchnorm", "layernorm"):
+            middle.update(gamma=[1.5, 0.5, 1.0, 2.0], beta=[0.1, -0.2, 0.0, 0.3], eps=1e-3)
+        if layer == "leaky_relu":
+            middle["alpha"] = 0.2
+        layers.append(middle)
+    outputs = 1 if loss.startswith("bce") else 3
+    layers.append({"type": "linear", "W": (0.5 * rng.normal(size=(4, outputs))).round(2).tolist()})
+    after = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss)
+    if after:
+        layers.append({"type": after})
+    y = {
+        "mse": rng.normal(size=(3, 3)).round(2).tolist(),
+        "bce": [[0], [1], [1]],
+        "bce_with_logits": [[1], [0], [1]],
+    }.get(loss, [0, 2, 1])
+    train = {"optimizer": optimizer, "lr": 0.05, "steps": 2}
+    return {
+        "title": f"{layer or 'no extra layer'}, {loss}, {optimizer}",
+        "data": {"X": [[1.0, 2.0, -1.0], [0.5, -1.0, 2.0], [-1.5, 0.5, 1.0]], "y": y},
+        "layers": layers,
+        "loss": {"type": loss, "l2": 0.01},
+        "train": train,
+    }
+
+
+def every_kind_problems():
+    """One problem per registered layer kind a problem file can hold, per loss, per optimizer name."""
+    import chainrule as cr
+    from chainrule.explain.problem import layer_kinds
+
+    return (
+        [problem_with(layer=kind) for kind in layer_kinds()]
+        + [problem_with(loss=kind) for kind in cr.LOSSES.names()]
+        + [problem_with(optimizer=name) for name in cr.OPTIMIZERS.names()]
+    )

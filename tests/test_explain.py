@@ -20,7 +20,7 @@ from chainrule.explain.render import render
 from chainrule.step import train_step
 from chainrule.trace import Trace
 
-from helpers import assert_close
+from helpers import assert_close, every_kind_problems
 from torch_mirror import to_torch, torch_arrays, torch_loss, torch_optimizer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -283,16 +283,26 @@ def test_latex_compiles(tmp_path):
         if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
             pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
         pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
-    for path in PROBLEMS:
-        tex = tmp_path / f"{path.stem}.tex"
-        tex.write_text(render(run_problem(load_problem(path), steps=2), "latex"))
+    documents = {path.stem: render(run_problem(load_problem(path), steps=2), "latex") for path in PROBLEMS}
+    # and every kind of layer, loss and optimizer, their formulas in one document
+    bodies = [render(run_problem(parse_problem(doc)), "latex") for doc in every_kind_problems()]
+    start, end = r"\begin{document}", r"\end{document}"
+    documents["every_kind"] = (
+        bodies[0].split(start)[0]
+        + start
+        + "".join(body.split(start)[1].split(end)[0] + "\\clearpage\n" for body in bodies)
+        + end
+        + "\n"
+    )
+    for name, text in documents.items():
+        (tmp_path / f"{name}.tex").write_text(text)
         result = subprocess.run(
-            [engine, "-interaction=nonstopmode", "-halt-on-error", tex.name],
+            [engine, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
         )
-        assert result.returncode == 0, result.stdout[-3000:]
+        assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}"
 
 
 def test_precision_rounds_text_but_not_json():

@@ -23,6 +23,8 @@ from chainrule.training.classifier import Classifier
 from chainrule.training.config import TrainConfig
 from chainrule.training.modelfile import load_model
 
+from helpers import problem_with
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -152,34 +154,9 @@ def test_every_trainconfig_field_is_an_option_with_no_default_of_its_own():
 
 
 # -- every kind everywhere ------------------------------------------------------------------------
-PROBLEM = {
-    "title": "every kind",
-    "data": {"X": [[1.0, 2.0, -1.0], [0.5, -1.0, 2.0], [-1.5, 0.5, 1.0]], "y": [0, 2, 1]},
-    "loss": {"type": "softmax_cross_entropy", "l2": 0.01},
-    "train": {"optimizer": "rmsprop", "lr": 0.05, "alpha": 0.9, "momentum": 0.5, "steps": 2},
-}
-
-
-def layers_with(kind):
-    """Linear (3 → 4), the layer kind, then Linear (4 → 3): the kind sits between two linear layers."""
-    rng = np.random.default_rng(0)
-    middle = {"type": kind}
-    if kind == "linear":
-        middle["W"] = rng.normal(size=(4, 4)).round(2).tolist()
-    if kind in ("batchnorm", "layernorm"):
-        middle.update(gamma=[1.5, 0.5, 1.0, 2.0], beta=[0.1, -0.2, 0.0, 0.3], eps=1e-3)
-    if kind == "leaky_relu":
-        middle["alpha"] = 0.2
-    return [
-        {"type": "linear", "W": rng.normal(size=(3, 4)).round(2).tolist(), "b": [0.1, 0.0, -0.1, 0.2]},
-        middle,
-        {"type": "linear", "W": rng.normal(size=(4, 3)).round(2).tolist()},
-    ]
-
-
 @pytest.mark.parametrize("kind", layer_kinds())
 def test_every_problem_file_kind_is_explained_in_every_format(kind, tmp_path):
-    problem = parse_problem({**PROBLEM, "layers": layers_with(kind)}, "every.toml")
+    problem = parse_problem(problem_with(layer=kind), "every.toml")
     explanation = run_problem(problem)
     out = to_json(explanation)
     assert [layer["type"] for layer in out["layers"]] == ["linear", kind, "linear"]
@@ -221,9 +198,35 @@ SHOWN = {
 }
 
 
+#: What the update of W₀ must show for each optimizer name (written by hand).
+UPDATES = {
+    "sgd": ["W₀ ← W₀ − lr·∂L/∂W₀ = "],
+    "momentum": ["b ← μ·b + g", "b(W₀) = "],
+    "nesterov": ["θ ← θ − lr·(g + μ·b)", "b(W₀) = "],
+    "adam": ["m(W₀) = ", "v(W₀) = "],
+    "adamw": ["θ ← θ − lr·wd·θ", "m(W₀) = "],
+    "rmsprop": ["v ← α·v + (1 − α)·g²", "v(W₀) = "],
+}
+
+
+@pytest.mark.parametrize("loss", cr.LOSSES.names())
+def test_every_loss_is_explained(loss):
+    text = render(run_problem(parse_problem(problem_with(loss=loss))), "text")
+    output = "A₂" if cr.LOSSES[loss].cls.after else "Z₁"  # after its activation, or the last linear layer
+    assert f"Loss: {loss}, scale mean" in text and f"∂L/∂{output} = " in text and "k = 1/n = 0.3333" in text
+
+
+@pytest.mark.parametrize("name", cr.OPTIMIZERS.names())
+def test_every_optimizer_is_explained(name):
+    text = render(run_problem(parse_problem(problem_with(optimizer=name))), "text")
+    assert f"Update: {name}, lr = 0.05" in text
+    for shown in UPDATES[name]:
+        assert shown in text, f"{name}: {shown!r} not shown"
+
+
 def test_dropout_is_not_in_problem_files():
     with pytest.raises(cr.explain.ProblemFileError, match="unknown value 'dropout'"):
-        parse_problem({**PROBLEM, "layers": layers_with("dropout")})
+        parse_problem(problem_with(layer="dropout"))
 
 
 @pytest.mark.parametrize("kind", cr.LAYERS.names())
