@@ -139,6 +139,28 @@ lr = 1.0
         (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1, nan]]"), "data.X: expected finite numbers"),
         (lambda s: s.replace("[train]", "[train]\nsteps = 0"), "train.steps: expected a positive integer, got 0"),
         (lambda s: s + "\nextra = 1\n", None),  # a key after [train] belongs to it
+        (lambda s: s.replace("W = [[0.5], [1]]", "W = 5"), "layers[2].W: expected a matrix (a list of rows"),
+        (
+            lambda s: s.replace("W = [[1, -1], [0.5, 0]]", "W = [[1, -1], [0.5, 0]]\nb = 5"),
+            "layers[0].b: expected numbers in a list",
+        ),
+        (
+            lambda s: s.replace('type = "relu"', 'type = "leaky_relu"\nalpha = 2'),
+            "layers[1].alpha: LeakyReLU: alpha must be in [0, 1), got 2",
+        ),
+        (
+            lambda s: s.replace('type = "relu"', 'type = "layernorm"\neps = 0'),
+            "layers[1].eps: invalid LayerNorm eps: expected a finite number > 0, got 0",
+        ),
+        (
+            lambda s: s.replace("lr = 1.0", 'optimizer = "adam"\nlr = 1.0\nbeta1 = 1.5'),
+            "train.beta1: Adam: beta1 must be in [0, 1), got 1.5",
+        ),
+        (lambda s: s.replace("lr = 1.0", "lr = 1" + "0" * 400), "train.lr: expected a finite number, got 1000"),
+        (
+            lambda s: s.replace("W = [[0.5], [1]]", "W = [[0.5], [1" + "0" * 400 + "]]"),
+            "layers[2].W: expected numbers in a list",
+        ),
     ],
 )
 def test_bad_problem_files(tmp_path, edit, message):
@@ -153,6 +175,12 @@ def test_bad_problem_files(tmp_path, edit, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"chainrule: error: {path}: "), result.stderr
     assert message in lines[0], lines[0]
+
+
+def test_an_answer_beyond_any_float_is_one_clear_error(tmp_path):
+    (tmp_path / "a.toml").write_text('"layers[0].output" = 1e400\n')
+    result = cli("check", EXAMPLES / "relu_mse.toml", tmp_path / "a.toml")
+    assert result.returncode == 2 and "layers[0].output: expected finite numbers" in result.stderr
 
 
 def test_missing_problem_file_and_bad_answers(tmp_path):

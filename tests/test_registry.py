@@ -4,6 +4,7 @@ TrainConfig keep each default in one place."""
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -130,6 +131,22 @@ def test_trainconfig_builds_the_optimizer_with_its_own_defaults():
         TrainConfig(momentum=0.9).validate()
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": "3"}, "--epochs: expected int, got '3'"),
+        ({"hidden": ("a",)}, "--hidden: expected sizes"),
+        ({"lr": "0.1"}, "--lr: expected float"),
+        ({"plots": 1}, "--no-plots: expected bool, got 1"),
+        ({"seed": -1}, "--seed must be an integer >= 0"),
+    ],
+)
+def test_a_configuration_of_the_wrong_types_is_refused(settings, message):
+    """As a hand-edited checkpoint's configuration (or Python code) may hold: one clear error, not a crash."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(**settings).validate()
+
+
 def test_every_trainconfig_field_is_an_option_with_no_default_of_its_own():
     from chainrule.cli import EXPLAIN_FORMATS, build_parser
     from chainrule.explain.render import FORMATS
@@ -186,7 +203,8 @@ SHOWN = {
         "Layer 1: layernorm (ε = 0.001)",
         "μ = (1/d)·Σ_cols Z₀",
         "N₁ = γ₁ ⊙ x̂ + β₁",
-        "∂L/∂Z₀ = (ĝ − (1/d)·Σ_cols ĝ − x̂ ⊙ (1/d)·Σ_cols(ĝ ⊙ x̂))/√(σ² + ε),  ĝ = δ ⊙ γ₁",
+        "ĝ = δ ⊙ γ₁\n",
+        "∂L/∂Z₀ = (ĝ − (1/d)·Σ_cols ĝ − x̂ ⊙ (1/d)·Σ_cols(ĝ ⊙ x̂))/√(σ² + ε) = ",
     ],
     "identity": ["A₁ = Z₀", "f′(Z₀) = 1"],
     "sigmoid": ["A₁ = σ(Z₀)", "f′(Z₀) = σ(Z₀)(1 − σ(Z₀)) = A₁(1 − A₁)"],
@@ -222,6 +240,18 @@ def test_every_optimizer_is_explained(name):
     assert f"Update: {name}, lr = 0.05" in text
     for shown in UPDATES[name]:
         assert shown in text, f"{name}: {shown!r} not shown"
+
+
+@pytest.mark.parametrize("kind", cr.LAYERS.names())
+def test_an_equation_with_numbers_after_it_computes_one_thing(kind):
+    """explain shows an equation's result after its last part: an equation that also defines a helper
+    (``…,  ĝ = δ ⊙ γ``) would show the result as the helper's value. Helpers are equations of their own."""
+    layer = example_layer(kind)
+    layer.forward(np.random.default_rng(0).normal(size=(5, 4)))
+    formulas = layer.formulas()
+    for eq in (*formulas.forward, *formulas.backward):
+        if eq.computes() is not None:
+            assert ",  " not in eq.text, f"{kind}: {eq.text!r}"
 
 
 def test_dropout_is_not_in_problem_files():

@@ -1,6 +1,7 @@
 """Faults and interruptions: checkpoints and bit-identical resume (after SIGKILL, SIGINT, SIGTERM), a loss
 that becomes NaN, corrupted checkpoints, and fuzzed files that may raise only chainrule's own errors."""
 
+import io
 import json
 import signal
 import subprocess
@@ -111,6 +112,26 @@ def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted
     result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     same_weights(uninterrupted, out)
+
+
+@pytest.mark.slow
+def test_a_finished_run_can_be_resumed(tmp_path):
+    """Its checkpoint holds the cosine schedule's last learning rate, 0: resuming (after a crash between
+    the last checkpoint and model.npz, say) finishes the run instead of refusing the rate."""
+    from chainrule.training.run import TrainConfig, config_from_checkpoint, train
+
+    train(TrainConfig(hidden=(16,), epochs=2, optimizer="rmsprop", out=str(tmp_path / "run"), quiet=True, plots=False))
+    before = (tmp_path / "run" / "model.npz").read_bytes()
+    (tmp_path / "run" / "model.npz").unlink()
+    result = subprocess.run(
+        chainrule("train", "--resume", tmp_path / "run", "--epochs", "5"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ignoring --epochs" in result.stderr  # a resumed run keeps its own configuration
+    assert config_from_checkpoint(tmp_path / "run").epochs == 2
+    with np.load(io.BytesIO(before)) as a, np.load(tmp_path / "run" / "model.npz") as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 @pytest.mark.slow

@@ -367,7 +367,7 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
     meta["layers"][2]["in_features"] = 999
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "arch.npz", **arrays)
-    with pytest.raises(DataError, match=r"the weights do not match the architecture|has shape"):
+    with pytest.raises(DataError, match=r"the weights do not match the architecture|has shape|arrays are at most"):
         load_model(tmp_path / "arch.npz")
     data = (out / "model.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
@@ -377,6 +377,30 @@ def test_architecture_that_does_not_match_and_truncated_archive(digits_run, tmp_
     assert "not a readable chainrule model file" in one_line_error(
         cli("predict", tmp_path / "text.npz", tmp_path / "x.npy")
     )
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["layers"][0].update(out_features=4_000_000), "but the file's arrays are at most 256 long"),
+        (lambda m: m["layers"][0].update(in_features=2**24 - 1, out_features=2**24 - 1), "arrays are at most"),
+        (lambda m: m.update(classes=["a"]), "1 class names for a network with 10 outputs"),
+        (lambda m: m.update(image_shape=[9, 9]), "images of 9×9 for 64 input features"),
+        (lambda m: m["layers"][0].update(bias="yes"), "Linear: bias must be true or false, got 'yes'"),
+        (lambda m: m["layers"].insert(1, {"type": "swish"}), "unknown layer 'swish'"),
+    ],
+)
+def test_crafted_descriptions_are_refused_before_anything_large_is_made(digits_run, tmp_path, edit, message):
+    """A model file of a few hundred KB that declares a 4,000,000-wide layer is refused at once (it took
+    3 GB and 9 s), the class names and image shape must fit the network."""
+    out, _ = digits_run
+    with np.load(out / "model.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    np.savez(tmp_path / "m.npz", **{**arrays, "meta": np.array(json.dumps(meta))})
+    line = one_line_error(cli("evaluate", tmp_path / "m.npz"))
+    assert message in line, line
 
 
 def test_huge_declared_size_is_refused(tmp_path, monkeypatch):

@@ -90,7 +90,9 @@ def test_batchnorm(torch, shape, training):
 @given(
     st.lists(st.integers(1, 8), min_size=1, max_size=4),
     st.integers(0, 2**31 - 1),
-    st.sampled_from(cr.activations.names(hidden=True)),
+    # not the identity: a normalisation after an affine map of a normalisation is invariant to the first's
+    # scale, whose gradient is then 0 in exact arithmetic and rounding noise in both implementations
+    st.sampled_from([a for a in cr.activations.names(hidden=True) if a != "identity"]),
     st.sampled_from(["", "batchnorm", "layernorm"]),
     st.sampled_from(["identity", "softmax", "sigmoid"]),
 )

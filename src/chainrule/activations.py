@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule import kernels
-from chainrule.errors import ConfigError, ShapeError
+from chainrule.errors import ShapeError, check_fraction
 from chainrule.module import Module, check_grad_shape
 from chainrule.notation import Eq, Formulas, with_formulas
 from chainrule.registry import LAYERS
@@ -45,6 +45,9 @@ class ElementWise(Activation):
     #: ``f`` and ``f'`` as shown, with ``{in}`` for ``z`` and ``{out}`` for ``a`` (``= …`` adds a form).
     function: ClassVar[str] = "f({in})"
     derivative: ClassVar[str] = "f′({in})"
+    #: The initialisation of the weights before it that keeps the scale of the signal (:mod:`chainrule.init`):
+    #: Xavier for functions that are linear near 0, He for the ReLU family, which zero half their inputs.
+    init: ClassVar[str] = "xavier_uniform"
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -132,6 +135,7 @@ class ReLU(ElementWise):
     """The rectified linear unit; its derivative at ``z = 0`` is taken as 0, as in PyTorch."""
 
     function, derivative = "max(0, {in})", "[{in} > 0]"
+    init = "he_normal"
 
     def apply(self, z):
         return kernels.relu(z)
@@ -145,15 +149,11 @@ class LeakyReLU(ElementWise):
     """``z`` where ``z > 0``, else ``alpha·z``, with ``alpha`` in ``[0, 1)``."""
 
     function, derivative = "max({alpha}·{in}, {in})", "[{in} > 0] + {alpha}·[{in} ≤ 0]"
+    init = "he_normal"
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
-        try:
-            self.alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise ConfigError(f"LeakyReLU: alpha must be a number, got {alpha!r}") from None
-        if not 0.0 <= self.alpha < 1.0:
-            raise ConfigError(f"LeakyReLU: alpha must be in [0, 1), got {alpha!r}")
+        self.alpha = check_fraction("LeakyReLU: alpha", alpha, "alpha")
 
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -173,6 +173,7 @@ class GELU(ElementWise):
     for the backward pass."""
 
     function, derivative = "{in}·Φ({in})", "Φ({in}) + {in}·φ({in})"
+    init = "he_normal"
     definitions = ("Φ(z) = ½·(1 + erf(z/√2)),  φ(z) = e^(−z²/2)/√(2π)",)
 
     def __init__(self) -> None:

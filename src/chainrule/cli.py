@@ -20,25 +20,6 @@ from dataclasses import fields
 from chainrule._version import __version__
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``, or a message saying what was expected."""
-    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
-
-
 def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
     """One option for each field of :class:`~chainrule.training.config.TrainConfig` (or those in
     ``names``), with its help, type and choices from the field; an option not given is left out of the
@@ -70,6 +51,14 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     """The parser of every command. ``train_options=False`` leaves out ``chainrule train``'s options,
     whose choices list the registered kinds and so load the library: what ``chainrule --help`` and the
     other commands do without."""
+    from chainrule.training.config import at_least, finite_float
+
+    def non_negative_float(text: str) -> float:
+        value = finite_float(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        return value
+
     parser = argparse.ArgumentParser(
         prog="chainrule",
         description="Neural networks in NumPy whose every gradient is the hand-derived formula.",
@@ -87,12 +76,14 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     check.add_argument("names", nargs="*", metavar="NAME", help="check only these (default: all; see --list)")
     check.add_argument("--list", action="store_true", help="list the names that can be checked")
-    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
-    check.add_argument("--batch", type=_positive_int, default=5, help="rows of the random batch (default: 5)")
-    check.add_argument("--tolerance", type=float, default=1e-7, help="largest relative error (default: 1e-7)")
+    check.add_argument("--seed", type=at_least(0), default=0, help="seed of the random inputs (default: 0)")
+    check.add_argument("--batch", type=at_least(1), default=5, help="rows of the random batch (default: 5)")
+    check.add_argument(
+        "--tolerance", type=non_negative_float, default=1e-7, help="largest relative error (default: 1e-7)"
+    )
     check.add_argument(
         "--atol",
-        type=float,
+        type=non_negative_float,
         default=1e-8,
         help="an array whose largest absolute difference is at most this passes too; "
         "for gradients that are exactly zero (default: 1e-8)",
@@ -116,12 +107,12 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--steps",
-        type=_positive_int,
+        type=at_least(1),
         default=None,
         help="training steps on the same batch (default: the file's train.steps)",
     )
     explain.add_argument(
-        "--precision", type=_non_negative_int, default=4, help="decimals shown in text, markdown and latex (default: 4)"
+        "--precision", type=at_least(0), default=4, help="decimals shown in text, markdown and latex (default: 4)"
     )
     explain.set_defaults(run=_run_explain)
 
@@ -137,7 +128,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     check_cmd.add_argument("answers", metavar="ANSWERS", help="the answers file (.toml)")
     check_cmd.add_argument("--format", choices=("text", "json"), default="text")
     check_cmd.add_argument(
-        "--steps", type=_positive_int, default=None, help="training steps (default: the problem file's train.steps)"
+        "--steps", type=at_least(1), default=None, help="training steps (default: the problem file's train.steps)"
     )
     check_cmd.set_defaults(run=_run_check)
 
@@ -177,7 +168,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=_positive_int, default=1, help="show the K most likely classes")
+    predict.add_argument("--top", type=at_least(1), default=1, help="show the K most likely classes")
     predict.set_defaults(run=_run_predict)
 
     datasets = commands.add_parser(
@@ -271,12 +262,16 @@ def _run_train(args: argparse.Namespace) -> int:
     from chainrule.training.config import TrainConfig
     from chainrule.training.run import config_from_checkpoint, train
 
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     if args.resume is not None:
         config = config_from_checkpoint(args.resume)
-        config.quiet = getattr(args, "quiet", False)
+        config.quiet = given.pop("quiet", False)
+        if given:
+            ignored = ", ".join("--" + name.replace("_", "-") for name in given)
+            print(f"chainrule: warning: a resumed run keeps its own configuration; ignoring {ignored}", file=sys.stderr)
         train(config, resume=True)
         return 0
-    train(TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}))
+    train(TrainConfig(**given))
     return 0
 
 

@@ -7,6 +7,9 @@ the built-in exception a Python user would expect (``ValueError``), so ``except 
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class ChainruleError(Exception):
     """Base class of every error chainrule raises on purpose; its message is meant for the user."""
@@ -50,16 +53,27 @@ def check_choice(what: str, value: str, choices) -> str:
     return value
 
 
-def check_positive(what: str, value: float, *, allow_zero: bool = False) -> float:
-    """Return ``value`` if it is a finite number > 0 (or >= 0), else raise a :class:`ConfigError`."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"invalid {what}: expected a number, got {value!r}") from None
+def check_positive(what: str, value: float, *, allow_zero: bool = False, key: str | None = None) -> float:
+    """Return ``value`` as a float if it is a finite number > 0 (or >= 0), else raise a
+    :class:`ConfigError` (a :class:`SettingError` naming ``key``, if given)."""
+    error = ConfigError if key is None else lambda message: SettingError(key, message)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise error(f"invalid {what}: expected a number, got {value!r}")
+    number = float(value)
     ok = number >= 0 if allow_zero else number > 0
-    if not ok or number != number or number in (float("inf"), float("-inf")):
+    if not ok or not math.isfinite(number):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"invalid {what}: expected a finite number {bound}, got {value!r}")
+        raise error(f"invalid {what}: expected a finite number {bound}, got {value!r}")
+    return number
+
+
+def check_fraction(what: str, value: float, key: str, *, closed: bool = False) -> float:
+    """Return ``value`` as a float if it is a number in [0, 1) (``closed``: [0, 1]), else raise a
+    :class:`SettingError` naming ``key``."""
+    interval = "[0, 1]" if closed else "[0, 1)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SettingError(key, f"{what} must be a number in {interval}, got {value!r}")
+    number = float(value)
+    if not (0.0 <= number <= 1.0 if closed else 0.0 <= number < 1.0):
+        raise SettingError(key, f"{what} must be in {interval}, got {value!r}")
     return number

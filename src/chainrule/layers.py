@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from chainrule.errors import ConfigError, SettingError, check_positive
+from chainrule.errors import ConfigError, SettingError, check_fraction, check_positive
 from chainrule.init import init_weight, make_rng
 from chainrule.module import Module, Parameter, as_batch, check_grad_shape
 from chainrule.notation import Eq, Formulas
@@ -93,15 +93,16 @@ class Linear(Module):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": "b" in self.params}
 
     @classmethod
-    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
-        W = arrays["W"]  # a problem file must give W: KeyError names it
-        if W.ndim != 2:
-            raise SettingError("W", f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got shape {W.shape}")
+    def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
+        W = given["W"]  # a problem file must give W: KeyError names it
+        if not isinstance(W, np.ndarray) or W.ndim != 2:
+            shown = f"shape {W.shape}" if isinstance(W, np.ndarray) else repr(W)
+            raise SettingError("W", f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {shown}")
         if W.shape[0] != in_features:
             raise SettingError(
                 "W", f"expected {in_features} rows (the layer's input has {in_features} features), got shape {W.shape}"
             )
-        return {"in_features": W.shape[0], "out_features": W.shape[1], "bias": "b" in arrays}
+        return {"in_features": W.shape[0], "out_features": W.shape[1], "bias": "b" in given}
 
     def formulas(self) -> Formulas:
         bias = "b" in self.params
@@ -131,7 +132,7 @@ class _Normalization(Module):
 
     def __init__(self, features: int, eps: float, dtype: DTypeLike) -> None:
         super().__init__()
-        self.eps = check_positive(f"{type(self).__name__} eps", eps)
+        self.eps = check_positive(f"{type(self).__name__} eps", eps, key="eps")
         self.dtype = np.dtype(dtype)
         self.params["gamma"] = Parameter(np.ones(features, dtype=self.dtype))
         self.params["beta"] = Parameter(np.zeros(features, dtype=self.dtype))
@@ -161,7 +162,7 @@ class _Normalization(Module):
         return {"mean": self.mean, "var": self.var, "x_hat": self.x_hat}
 
     @classmethod
-    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
+    def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
         return {cls._features_setting: in_features}
 
     _features_setting: ClassVar[str]
@@ -213,9 +214,7 @@ class BatchNorm1d(_Normalization):
     ) -> None:
         self.num_features = _size("BatchNorm1d", "num_features", num_features)
         super().__init__(self.num_features, eps, dtype)
-        self.momentum = float(momentum)
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ConfigError(f"BatchNorm1d: momentum must be in [0, 1], got {momentum!r}")
+        self.momentum = check_fraction("BatchNorm1d: momentum", momentum, "momentum", closed=True)
         self.buffers["running_mean"] = np.zeros(num_features, dtype=self.dtype)
         self.buffers["running_var"] = np.ones(num_features, dtype=self.dtype)
         self.batch_stats = True  # whether the cached forward used batch statistics
@@ -354,9 +353,9 @@ class LayerNorm(_Normalization):
             backward=(
                 Eq("∂L/∂{gamma} = Σ_rows {δ} ⊙ {x_hat}"),
                 Eq("∂L/∂{beta} = Σ_rows {δ}"),
+                Eq("ĝ = {δ} ⊙ {gamma}", result=None, values=False),
                 Eq(
-                    "∂L/∂{in} = (ĝ − (1/d)·Σ_cols ĝ − {x_hat} ⊙ (1/d)·Σ_cols(ĝ ⊙ {x_hat}))/√({var} + {eps}),  "
-                    "ĝ = {δ} ⊙ {gamma}",
+                    "∂L/∂{in} = (ĝ − (1/d)·Σ_cols ĝ − {x_hat} ⊙ (1/d)·Σ_cols(ĝ ⊙ {x_hat}))/√({var} + {eps})",
                     values=False,
                 ),
             ),
@@ -380,13 +379,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, seed: int | np.random.Generator | None = None) -> None:
         super().__init__()
-        try:
-            p = float(p)
-        except (TypeError, ValueError):
-            raise ConfigError(f"Dropout: p must be a number in [0, 1), got {p!r}") from None
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"Dropout: p is the drop probability and must be in [0, 1), got {p!r}")
-        self.p = p
+        self.p = check_fraction("Dropout: p is the drop probability and", p, "p")
         self.rng = make_rng(seed)
         self.mask = None
 

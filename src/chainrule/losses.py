@@ -206,10 +206,12 @@ class CrossEntropyLoss(Loss):
     """Cross-entropy on probabilities ``ŷ`` (after a softmax); targets are class indices ``(n,)`` or
     probability rows ``(n, classes)``.
 
-    Exact for every probability that the dtype can hold, so that a softmax followed by this loss gives the
-    fused loss's numbers. A probability of exactly 0 (the softmax of logits more than about 745 apart,
-    in float64) has lost the information; there the logarithm is taken at the smallest positive number
-    instead, and the gradient's denominator at ``1/max``, the smallest whose reciprocal is finite.
+    Its gradient is exact down to the probability ``1/max``, the smallest whose reciprocal is finite (about
+    5.6e-309 in float64, 2.9e-39 in float32: logits up to about 709 or 88 apart), so that a softmax followed
+    by this loss gives the fused loss's gradient. Below it the gradient's denominator is taken at ``1/max``:
+    a probability that small (exactly 0 beyond logits about 745 apart in float64) has lost what the
+    gradient needs, which the fused loss, working on the logits, keeps. The logarithm is taken at the
+    smallest positive number instead of at 0.
     """
 
     target_kind, after, fused, delta_scale = "classes", "softmax", "softmax_cross_entropy", "mean"

@@ -160,17 +160,18 @@ class Module:
         return {}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, dtype: DTypeLike = np.float32) -> Module:
-        """A new module of this kind from :meth:`config`'s dict (``dtype`` for those with parameters);
-        an unknown or missing setting is a :class:`ConfigError`."""
-        return registry.build(cls, config, dtype=dtype)
+    def from_config(cls, config: Mapping[str, Any], *, dtype: DTypeLike = np.float32, **options: Any) -> Module:
+        """A new module of this kind from :meth:`config`'s dict (``dtype``, and ``options`` such as
+        ``init="zeros"``, for the kinds whose constructor takes them); an unknown or missing setting is a
+        :class:`ConfigError`."""
+        return registry.build(cls, config, dtype=dtype, **options)
 
     @classmethod
-    def inferred_config(cls, in_features: int, arrays: Mapping[str, NDArray]) -> dict[str, Any]:
+    def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
         """The settings that a problem file does not write, because the number of features entering the
-        layer and the arrays it gives (by parameter name) already say them: ``Linear`` takes its sizes
-        from ``W`` and has a bias if ``b`` is given. A missing array raises ``KeyError``; an array that
-        does not fit, a :class:`~chainrule.errors.SettingError`."""
+        layer and the values it gives (lists as arrays, by parameter name) already say them: ``Linear``
+        takes its sizes from ``W`` and has a bias if ``b`` is given. A missing array raises ``KeyError``;
+        a value that does not fit, a :class:`~chainrule.errors.SettingError`."""
         return {}
 
     def state_dict(self) -> dict[str, NDArray]:
@@ -183,11 +184,13 @@ class Module:
         """Copy ``state`` (what :meth:`state_dict` returns) into this module's arrays, cast to their
         dtype. Every array must have its key's shape and hold numbers; with ``strict`` no key may be
         missing or unexpected. Raises a :class:`ShapeError` that names the keys."""
+        if not isinstance(state, Mapping):
+            raise ShapeError(f"{type(self).__name__}: expected a state dict, got {type(state).__name__}")
         own = self.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if strict and (missing or unexpected):
             raise ShapeError(
-                f"{self!r}: the state does not fit"
+                f"{type(self).__name__}: the state does not fit"
                 + (f"; missing {', '.join(missing[:5])}" if missing else "")
                 + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else "")
             )

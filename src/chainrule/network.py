@@ -186,7 +186,7 @@ def mlp(
     if batchnorm and layernorm:
         raise ConfigError("mlp: choose one normalisation, batchnorm or layernorm")
     if init is None:
-        init = "he_normal" if activation in ("relu", "leaky_relu", "gelu") else "xavier_uniform"
+        init = LAYERS[activation].cls.init
     rng = make_rng(seed)
     layers: list[Module] = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):

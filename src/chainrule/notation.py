@@ -16,6 +16,7 @@ condition holds and 0 elsewhere, ``∂L/∂X`` the gradient of the loss with res
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 #: The symbol of a placeholder, when it is not the layer's input, output or a parameter (those are named
@@ -276,6 +277,21 @@ def _matching_parentheses(text: str) -> dict[int, int]:
         elif c in partners and stacks[partners[c]]:
             pairs[stacks[partners[c]].pop()] = i
     return pairs
+
+
+def is_maths(c: str) -> bool:
+    """Whether ``c`` is a non-ASCII character of maths that :func:`to_latex` writes as a command or an index
+    (a Greek letter, an operator, a super- or subscript, a combining accent), rather than a letter of some
+    language (é, ü, я), which stays text."""
+    return not c.isascii() and (
+        c in _CHARS
+        or c in _SUPERSCRIPTS
+        or c in _SUBSCRIPTS
+        or c in _ACCENTS
+        or c == "√"
+        or unicodedata.category(c) == "Sm"
+        or unicodedata.name(c, "").startswith("GREEK")
+    )
 
 
 def sentinel(k: int) -> str:

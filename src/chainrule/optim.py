@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule import kernels, registry
-from chainrule.errors import ConfigError, check_positive
+from chainrule.errors import ConfigError, SettingError, check_fraction, check_positive
 from chainrule.module import Parameter
 from chainrule.notation import Eq
 from chainrule.registry import OPTIMIZERS
@@ -52,8 +52,8 @@ class Optimizer:
                 raise ConfigError(
                     f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}"
                 )
-        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr, key="lr")
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True, key="weight_decay")
         self.state: list[dict[str, NDArray]] = [{} for _ in self.params]
         self.steps = 0
 
@@ -106,8 +106,11 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Put back what :meth:`state_dict` returned: each parameter's state, the step count and the
-        learning rate (which schedules change). The other settings are this optimizer's own and must
-        equal the saved ones. Raises a :class:`ConfigError` that says what does not fit."""
+        learning rate (which schedules change; a cosine schedule ends at 0). The other settings are this
+        optimizer's own and must equal the saved ones. Raises a :class:`ConfigError` that says what does
+        not fit."""
+        if not isinstance(state_dict, Mapping):
+            raise ConfigError(f"{type(self).__name__}: expected a state dict, got {type(state_dict).__name__}")
         try:
             (group,) = state_dict["param_groups"]
             saved_state = {int(k): v for k, v in state_dict["state"].items()}
@@ -141,7 +144,7 @@ class Optimizer:
             new_state.append(entry)
         if len(steps) > 1 or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in steps):
             raise ConfigError(f"{type(self).__name__}: the saved step counts are not one number >= 0: {steps}")
-        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr)
+        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr, allow_zero=True)
         self.state = new_state
         self.steps = steps.pop() if steps else 0
 
@@ -233,11 +236,13 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr, weight_decay)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        self.dampening = check_positive("dampening", dampening, allow_zero=True)
-        self.nesterov = bool(nesterov)
+        self.momentum = check_positive("momentum", momentum, allow_zero=True, key="momentum")
+        self.dampening = check_positive("dampening", dampening, allow_zero=True, key="dampening")
+        if not isinstance(nesterov, bool):
+            raise SettingError("nesterov", f"SGD: nesterov must be true or false, got {nesterov!r}")
+        self.nesterov = nesterov
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
-            raise ConfigError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+            raise SettingError("momentum", "SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 
     def update(self, param, grad, state, constants):
         if self.momentum:
@@ -330,7 +335,7 @@ class Adam(Optimizer):
         for b in (self.beta1, self.beta2):
             if not 0.0 <= b < 1.0:
                 raise ConfigError(f"Adam: betas must be in [0, 1), got {tuple(betas)}")
-        self.eps = check_positive("Adam eps", eps)
+        self.eps = check_positive("Adam eps", eps, key="eps")
 
     def step_constants(self) -> dict[str, float]:
         t = self.steps
@@ -365,8 +370,17 @@ class Adam(Optimizer):
 
     @classmethod
     def from_config(cls, params, config):
-        config = dict(config)
-        betas = (config.pop("beta1", 0.9), config.pop("beta2", 0.999))
+        config = dict(registry.as_config(cls, config))
+        known = {"lr", "beta1", "beta2", "eps", "weight_decay", *(("decoupled",) if cls is Adam else ())}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown setting {unknown[0]!r}; expected one of {', '.join(sorted(known))}"
+            )
+        betas = tuple(
+            check_fraction(f"{cls.__name__}: {name}", config.pop(name, default), name)
+            for name, default in (("beta1", 0.9), ("beta2", 0.999))
+        )
         return registry.build(cls, config, params, betas=betas)
 
     def formulas(self) -> tuple[Eq, ...]:
@@ -375,7 +389,8 @@ class Adam(Optimizer):
             *decay,
             Eq("{m} ← {beta1}·{m} + (1 − {beta1})·{g}", result="m"),
             Eq("{v} ← {beta2}·{v} + (1 − {beta2})·{g}²", result="v"),
-            Eq("{θ} ← {θ} − {lr}·m̂/(√v̂ + {eps}),  m̂ = {m}/(1 − {beta1}ᵗ),  v̂ = {v}/(1 − {beta2}ᵗ)", result="θ"),
+            Eq("m̂ = {m}/(1 − {beta1}ᵗ),  v̂ = {v}/(1 − {beta2}ᵗ)", result=None),
+            Eq("{θ} ← {θ} − {lr}·m̂/(√v̂ + {eps})", result="θ"),
         )
 
 
@@ -449,14 +464,9 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
     ) -> None:
         super().__init__(params, lr, weight_decay)
-        try:
-            self.alpha = float(alpha)
-        except (TypeError, ValueError):
-            self.alpha = float("nan")
-        if not 0.0 <= self.alpha < 1.0:
-            raise ConfigError(f"RMSprop: alpha must be in [0, 1), got {alpha!r}")
-        self.eps = check_positive("RMSprop eps", eps)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
+        self.alpha = check_fraction("RMSprop: alpha", alpha, "alpha")
+        self.eps = check_positive("RMSprop eps", eps, key="eps")
+        self.momentum = check_positive("momentum", momentum, allow_zero=True, key="momentum")
 
     def update(self, param, grad, state, constants):
         rmsprop_update(param, grad, state, lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum)
@@ -505,8 +515,8 @@ class _Schedule:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         try:
-            last_epoch, base_lr = state["last_epoch"], float(state["base_lr"])
-        except (KeyError, TypeError, ValueError) as err:
+            last_epoch, base_lr = state["last_epoch"], state["base_lr"]
+        except (KeyError, TypeError) as err:
             raise ConfigError(f"{type(self).__name__}: not a schedule's state ({err!r})") from None
         if not isinstance(last_epoch, int) or isinstance(last_epoch, bool) or last_epoch < 0:
             raise ConfigError(f"{type(self).__name__}: last_epoch must be an integer >= 0, got {last_epoch!r}")

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainrule.errors import ConfigError
+from chainrule.errors import ConfigError, SettingError
 
 #: The modules whose import registers the built-in kinds.
 _BUILTIN_MODULES = ("chainrule.activations", "chainrule.layers", "chainrule.losses", "chainrule.optim")
@@ -77,7 +78,7 @@ class Registry:
         return kinds[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._loaded()
+        return isinstance(name, str) and name in self._loaded()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -116,14 +117,30 @@ def constructor_defaults(cls: type) -> dict[str, Any]:
     }
 
 
+def as_config(cls: type, config: Any) -> Mapping[str, Any]:
+    """``config`` if it is a dict with string keys, else a :class:`ConfigError` naming ``cls``."""
+    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+        raise ConfigError(f"{cls.__name__}: expected a configuration (a dict of settings), got {config!r:.80}")
+    return config
+
+
 def build(cls: type, config: Mapping[str, Any], *args: Any, **context: Any) -> Any:
     """``cls(*args, **config, **context)``, where ``context`` holds only what the constructor accepts
-    (``dtype``, ``seed``); an unknown key in ``config`` is a :class:`ConfigError` listing the known ones."""
+    (``dtype``, ``seed``, ``init``). An unknown key in ``config``, or a value of another type than the
+    setting's default (a number for a number, true or false for a flag), is a :class:`ConfigError`."""
     accepted = inspect.signature(cls.__init__).parameters
     known = constructor_defaults(cls)
-    unknown = sorted(set(config) - set(known))
+    unknown = sorted(set(as_config(cls, config)) - set(known))
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown setting {unknown[0]!r}; expected one of {', '.join(known)}")
+    for key, value in config.items():
+        default = known[key]
+        flag = isinstance(default, bool)
+        if (flag and not isinstance(value, bool)) or (
+            isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real))
+        ):
+            what = "true or false" if flag else "a number"
+            raise SettingError(key, f"{cls.__name__}: {key} must be {what}, got {value!r}")
     try:
         return cls(*args, **config, **{k: v for k, v in context.items() if k in accepted})
     except TypeError as err:  # a required setting missing

@@ -8,6 +8,7 @@ file, the place in it and what was expected, as one line (:class:`ProblemFileErr
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,8 @@ def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:
             settings[key] = where.number(value, f"train.{key}", minimum=0.0, positive=key == "lr")
     try:  # the optimizer's own checks (betas below 1, Nesterov with momentum), on a stand-in parameter
         make_optimizer(name, [Parameter(np.zeros(1))], **settings)
+    except SettingError as err:
+        raise where.error(f"train.{err.key}", str(err)) from None
     except ConfigError as err:
         raise where.error("train", str(err)) from None
     steps = train.get("steps", 1)
@@ -158,7 +161,7 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
     arrays = {k: where.array(v, f"{place}.{k}") for k, v in spec.items() if isinstance(v, list)}
     settings = {k: v for k, v in spec.items() if k != "type" and not isinstance(v, list)}
     try:
-        inferred = cls.inferred_config(features, arrays)
+        inferred = cls.inferred_config(features, {**settings, **arrays})
     except KeyError as err:
         raise where.error(place, f"missing key '{err.args[0]}'") from None
     except SettingError as err:
@@ -178,6 +181,8 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
             where.number(value, f"{place}.{key}")
     try:
         layer = cls.from_config({**inferred, **settings}, dtype=np.float64)
+    except SettingError as err:
+        raise where.error(f"{place}.{err.key}", str(err)) from None
     except ConfigError as err:
         raise where.error(place, str(err)) from None
     for key, value in arrays.items():
@@ -237,8 +242,9 @@ class _Where:
         return value
 
     def number(self, value, place: str, minimum: float | None = None, positive: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise self.error(place, f"expected a finite number, got {value!r}")
+        largest = sys.float_info.max  # Python compares an integer beyond it exactly, without converting
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -largest <= value <= largest:
+            raise self.error(place, f"expected a finite number, got {value!r:.40}")
         if positive and value <= 0:
             raise self.error(place, f"expected a number > 0, got {value!r}")
         if minimum is not None and value < minimum:
@@ -248,7 +254,7 @@ class _Where:
     def array(self, value, place: str) -> NDArray:
         try:
             array = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise self.error(place, "expected numbers in a list or a list of equal-length rows") from None
         if array.size == 0 or not np.all(np.isfinite(array)):
             raise self.error(place, "expected finite numbers (no NaN, inf or empty list)")

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from chainrule.explain.explanation import Explanation, StepRecord, to_json
 from chainrule.losses import SCALE_FORMULAS
-from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, to_latex
+from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_maths, is_sentinel, last_part, sentinel, to_latex
 from chainrule.trace import LayerRecord
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -441,12 +441,16 @@ _SPECIALS = {
 
 
 def _inline_tex(text: str) -> str:
-    """A sentence for LaTeX: plain characters escaped, each run of maths characters (the non-ASCII ones:
-    Greek letters, operators, indices, hats) in maths mode."""
+    """A sentence for LaTeX: its text escaped, each run of maths characters (Greek letters, operators,
+    indices, and a letter under a hat: x̂) in maths mode. Letters of other languages (é, ü) stay text."""
+
+    def maths(i: int) -> bool:
+        return is_maths(text[i]) or (i + 1 < len(text) and text[i + 1] in "\u0302\u0304")
+
     out, i = [], 0
     while i < len(text):
         j = i
-        while j < len(text) and not text[j].isascii():
+        while j < len(text) and maths(j):
             j += 1
         if j > i:
             out.append(f"${to_latex(text[i:j])}$")

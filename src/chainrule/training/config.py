@@ -11,6 +11,7 @@ Nothing here imports NumPy until a configuration is checked, so that the command
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,14 +21,33 @@ TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
 SCHEDULES = ("none", "cosine", "step")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1, or a message saying what was expected."""
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, or a message saying what was expected."""
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int, non_negative_int = at_least(1), at_least(0)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused here, not later)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
 
 
@@ -103,7 +123,7 @@ class TrainConfig:
     activation: str = option("relu", "the activation of the hidden layers", choices=_hidden_activations)
     batchnorm: bool = option(False, "BatchNorm after every hidden linear layer")
     layernorm: bool = option(False, "LayerNorm after every hidden linear layer")
-    dropout: float = option(0.0, "drop probability after every hidden activation", parse=float, metavar="P")
+    dropout: float = option(0.0, "drop probability after every hidden activation", parse=finite_float, metavar="P")
     loss: str = option(
         "softmax_cross_entropy",
         "softmax_cross_entropy on logits (fused), cross_entropy after a "
@@ -112,15 +132,17 @@ class TrainConfig:
     )
     optimizer: str = option("adam", "the optimizer", choices=_optimizers)
     lr: float | None = option(
-        None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})", parse=float
+        None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})", parse=finite_float
     )
     momentum: float | None = option(
-        None, lambda: f"momentum, for the optimizers that have it (default: {_default_of('momentum')})", parse=float
+        None,
+        lambda: f"momentum, for the optimizers that have it (default: {_default_of('momentum')})",
+        parse=finite_float,
     )
     weight_decay: float | None = option(
         None,
         lambda: f"weight decay added to every gradient (AdamW: decoupled) (default: {_default_of('weight_decay')})",
-        parse=float,
+        parse=finite_float,
     )
     schedule: str = option(
         "cosine",
@@ -129,14 +151,14 @@ class TrainConfig:
     )
     batch_size: int = option(64, "rows per training step", parse=positive_int)
     epochs: int = option(10, "passes over the training set", parse=positive_int)
-    val_split: float = option(0.1, "share of the training set held out for validation", parse=float)
+    val_split: float = option(0.1, "share of the training set held out for validation", parse=finite_float)
     early_stopping: int | None = option(
         None,
         "stop when the validation loss has not improved for PATIENCE epochs; keep the best",
         parse=positive_int,
         metavar="PATIENCE",
     )
-    seed: int = option(0, "seed of the split, the initial weights, the batch order and dropout", parse=int)
+    seed: int = option(0, "seed of the split, the initial weights, the batch order and dropout", parse=non_negative_int)
     dtype: str = option("float32", "floating-point type of the weights and data", choices=("float32", "float64"))
     out: str | None = option(None, "output folder (default: a new folder under runs/)", metavar="DIR")
     force: bool = option(False, "write into an existing, non-empty --out (the files of a run there are replaced)")
@@ -148,6 +170,7 @@ class TrainConfig:
         from chainrule.errors import ConfigError, check_choice, check_positive
         from chainrule.optim import optimizer_settings
 
+        self._check_types(ConfigError)
         check_choice("optimizer", self.optimizer, _optimizers())
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("loss", self.loss, TRAINING_LOSSES)
@@ -170,12 +193,31 @@ class TrainConfig:
             raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.early_stopping is not None and (self.early_stopping < 1 or self.val_split == 0):
             raise ConfigError("--early-stopping needs a patience >= 1 and a validation split (--val-split > 0)")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed}")
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"--hidden sizes must be positive integers, got {','.join(map(str, self.hidden))}")
         return self
+
+    def _check_types(self, error: type[Exception]) -> None:
+        """Each field holds a value of its annotated type (a configuration read back from a checkpoint
+        file, or built from Python, may hold anything)."""
+        kinds = {"str": str, "int": int, "float": (int, float), "bool": bool}
+        for f in fields(self):
+            value, annotation = getattr(self, f.name), str(f.type)
+            if value is None and annotation.endswith("| None"):
+                continue
+            base = annotation.split(" | ")[0]
+            if base.startswith("tuple"):
+                ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            else:
+                ok = isinstance(value, kinds[base]) and (base == "bool" or not isinstance(value, bool))
+            if not ok:
+                flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+                raise error(f"{flag}: expected {'sizes' if base.startswith('tuple') else base}, got {value!r:.60}")
 
     def optimizer_settings(self) -> dict[str, float]:
         """The optimizer settings given (``lr``, ``momentum``, ``weight_decay``); the others keep the

@@ -13,6 +13,7 @@ still read.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,13 @@ from chainrule import archive
 from chainrule.errors import ChainruleError, DataError
 from chainrule.module import Module
 from chainrule.network import Sequential
-from chainrule.registry import LAYERS
+from chainrule.registry import LAYERS, constructor_defaults
 from chainrule.training.classifier import Classifier
 
 FORMAT = "chainrule-model"
 VERSION = 2
 WHAT = "chainrule model file"
-#: The largest size any layer may declare: far above any MLP this library trains (a crafted file
-#: declaring more would be refused by its arrays anyway, but only after allocating them).
+#: The largest side an image may declare.
 MAX_SIZE = 2**24
 
 
@@ -67,6 +67,8 @@ def load_model(path: str | Path) -> Classifier:
         classes = tuple(str(c) for c in doc["classes"])
         specs = doc["layers"]
         image_shape = tuple(_size(s) for s in doc["image_shape"]) if doc.get("image_shape") else None
+        if image_shape is not None and len(image_shape) != 2:
+            raise ValueError(f"image_shape {list(image_shape)} is not (rows, columns)")
         fill = float(doc.get("frame_fill", 1.0))
         if not 0 < fill <= 1:
             raise ValueError(f"frame_fill {fill} outside (0, 1]")
@@ -87,7 +89,8 @@ def load_model(path: str | Path) -> Classifier:
     archive.require_finite(path, {"mean": mean, "std": std}, "input.")
     if mean.ndim != 1 or std.shape != mean.shape or np.any(std <= 0):
         raise DataError(f"{path}: input.mean and input.std must be vectors of one length, std positive")
-    network = Sequential(*(_build_layer(spec, dtype, f"{path}: layers[{i}]") for i, spec in enumerate(specs)))
+    largest = max((max(a.shape, default=1) for a in state.values()), default=1)
+    network = Sequential(*(_build_layer(spec, dtype, largest, f"{path}: layers[{i}]") for i, spec in enumerate(specs)))
     try:
         network.load_state_dict(state)
     except ChainruleError as err:
@@ -95,9 +98,13 @@ def load_model(path: str | Path) -> Classifier:
     features = mean.shape[0]
     try:
         network.eval()  # first: a training-mode probe would move BatchNorm's statistics
-        network.forward(np.zeros((2, features), dtype))  # the shapes of consecutive layers fit
+        outputs = network.forward(np.zeros((2, features), dtype)).shape[1]  # consecutive layers fit
     except Exception as err:
         raise DataError(f"{path}: the layers do not fit together or the {features} input features ({err})") from None
+    if outputs != len(classes) and not (outputs == 1 and len(classes) == 2):
+        raise DataError(f"{path}: {len(classes)} class names for a network with {outputs} outputs")
+    if image_shape is not None and image_shape[0] * image_shape[1] != features:
+        raise DataError(f"{path}: images of {image_shape[0]}×{image_shape[1]} for {features} input features")
     return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
 
 
@@ -106,17 +113,27 @@ def load(path: str | Path) -> Classifier:
     return load_model(path)
 
 
-def _build_layer(spec: Any, dtype: np.dtype, where: str) -> Module:
+def _build_layer(spec: Any, dtype: np.dtype, largest: int, where: str) -> Module:
+    """A layer from its description, with zeros for weights (the file's arrays replace them; NumPy asks the
+    system for zeros lazily, so a size that the file declares and its arrays refuse costs no memory).
+    ``largest`` is the longest axis of the file's arrays: no size (a setting the constructor requires,
+    such as ``in_features``) may exceed it."""
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
         raise DataError(f"{where}: expected a layer description with a 'type'")
     config = {k: v for k, v in spec.items() if k != "type"}
     try:
-        for value in config.values():
-            if isinstance(value, int) and not isinstance(value, bool):
-                _size(value)
-        return LAYERS[spec["type"]].cls.from_config(config, dtype=dtype)
+        cls = LAYERS[spec["type"]].cls
+        required = {k for k, v in constructor_defaults(cls).items() if v is inspect.Parameter.empty}
+        sizes = {k: v for k, v in config.items() if k in required and isinstance(v, int) and not isinstance(v, bool)}
+        if any(not 0 < size <= largest for size in sizes.values()):
+            raise DataError(f"{where}: declares {sizes}, but the file's arrays are at most {largest} long")
+        return cls.from_config(config, dtype=dtype, init="zeros")
+    except DataError:
+        raise
     except (ChainruleError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{where}: invalid layer description {spec} ({err})") from None
+    except MemoryError:
+        raise DataError(f"{where}: declares a layer too large for this machine's memory ({spec})") from None
 
 
 def _size(value: Any) -> int:

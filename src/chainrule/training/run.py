@@ -23,9 +23,10 @@ from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write
 from chainrule.errors import ChainruleError, ConfigError, DataError
-from chainrule.losses import make_loss
+from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
+from chainrule.registry import LOSSES
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from chainrule.training.classifier import Classifier, normalisation
 from chainrule.training.config import TrainConfig
@@ -58,9 +59,17 @@ class RunResult:
 
 
 # -- what a configuration builds ------------------------------------------------------------------------
+def build_loss(config: TrainConfig) -> Loss:
+    """The loss, at the scale where its gradient is ``(Ŷ − Y)/n`` (``1/(2n)`` for MSE)."""
+    cls = LOSSES[config.loss].cls
+    return cls(scale=cls.delta_scale or "mean")
+
+
 def build_model(config: TrainConfig, features: int, classes: int, rng: np.random.Generator) -> Sequential:
+    """An MLP (softmax regression without hidden layers) ending in what the loss expects: logits, or the
+    activation of a loss on probabilities (a softmax before cross-entropy)."""
     dtype = np.dtype(config.dtype)
-    output = "softmax" if config.loss == "cross_entropy" else "identity"
+    output = LOSSES[config.loss].cls.after or "identity"
     if not config.hidden:
         return softmax_regression(features, classes, probabilities=output == "softmax", dtype=dtype)
     return mlp(
@@ -176,9 +185,13 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
     X_test, y_test = prepare(dataset.X_test), dataset.y_test
     classes = len(dataset.classes)
-    targets = (lambda y: np.eye(classes, dtype=dtype)[y]) if config.loss == "mse" else (lambda y: y)
+    loss = build_loss(config)
+    one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
+
+    def targets(y: NDArray) -> NDArray:
+        return np.eye(classes, dtype=dtype)[y] if one_hot else y
+
     model = build_model(config, dataset.features, classes, model_rng)
-    loss = make_loss(config.loss, "half_mean" if config.loss == "mse" else "mean")
     optimizer = build_optimizer(config, model)
     settings = optimizer.config()  # as built: the schedule changes lr as it goes
     scheduler = build_scheduler(config, optimizer)
