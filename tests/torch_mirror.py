@@ -27,6 +27,7 @@ LAYERS = {
     "relu": (lambda nn, layer: nn.ReLU(), {}),
     "leaky_relu": (lambda nn, layer: nn.LeakyReLU(layer.alpha), {}),
     "gelu": (lambda nn, layer: nn.GELU(), {}),
+    "silu": (lambda nn, layer: nn.SiLU(), {}),
     "softmax": (lambda nn, layer: nn.Softmax(dim=1), {}),
 }
 

@@ -20,7 +20,7 @@ from chainrule._version import __version__
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    **dict.fromkeys(("GELU", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"), "activations"),
+    **dict.fromkeys(("GELU", "Identity", "LeakyReLU", "ReLU", "Sigmoid", "SiLU", "Softmax", "Tanh"), "activations"),
     **dict.fromkeys(("ChainruleError", "ConfigError", "DataError", "ShapeError"), "errors"),
     **dict.fromkeys(("GradcheckReport", "gradcheck"), "gradcheck"),
     **dict.fromkeys(("BatchNorm1d", "Dropout", "LayerNorm", "Linear"), "layers"),
@@ -87,7 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
-    from chainrule.activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
+    from chainrule.activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh  # noqa: F401
     from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError  # noqa: F401
     from chainrule.gradcheck import GradcheckReport, gradcheck  # noqa: F401
     from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear  # noqa: F401

@@ -193,6 +193,30 @@ class GELU(ElementWise):
         return grad * (cdf + z * pdf)
 
 
+@LAYERS.register("silu")
+class SiLU(ElementWise):
+    """The sigmoid-weighted linear unit (swish with β = 1), as ``torch.nn.SiLU``; the forward pass keeps
+    ``σ(z)`` for the backward pass."""
+
+    function, derivative = "{in}·σ({in})", "σ({in})·(1 + {in}·(1 − σ({in})))"
+    definitions = ("σ(z) = 1/(1 + e^(−z))",)
+    init = "he_normal"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = self.sigmoid = None
+
+    def apply(self, z):
+        self.x = z
+        with np.errstate(over="ignore"):  # exp(-z) = inf for z ≪ 0 gives the right limit, 0
+            self.sigmoid = 1.0 / (1.0 + np.exp(-z))
+        return z * self.sigmoid
+
+    def times_derivative(self, grad):
+        s = self.sigmoid
+        return grad * (s * (1.0 + self.x * (1.0 - s)))
+
+
 @LAYERS.register("softmax")
 class Softmax(Activation):
     r"""Softmax over each row, made stable by subtracting the row's maximum (which changes nothing):
