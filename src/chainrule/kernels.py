@@ -29,7 +29,10 @@ def fusable(first: NDArray, *others: NDArray) -> bool:
     dtype = first.dtype
     if compiled is None or dtype.char not in "fd" or not first.flags.c_contiguous:
         return False
-    return all(not (a.dtype != dtype or not a.flags.c_contiguous) for a in others)
+    for a in others:  # noqa: SIM110 - a loop, not all() over a generator: called several times per step
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 def sgd_step(param: NDArray, grad: NDArray, lr: float) -> None:

@@ -99,7 +99,7 @@ def load_model(path: str | Path) -> Classifier:
     try:
         network.eval()  # first: a training-mode probe would move BatchNorm's statistics
         outputs = network.forward(np.zeros((2, features), dtype)).shape[1]  # consecutive layers fit
-    except Exception as err:
+    except Exception as err:  # any failure here means the file is inconsistent
         raise DataError(f"{path}: the layers do not fit together or the {features} input features ({err})") from None
     if outputs != len(classes) and not (outputs == 1 and len(classes) == 2):
         raise DataError(f"{path}: {len(classes)} class names for a network with {outputs} outputs")
