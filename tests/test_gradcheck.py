@@ -51,12 +51,18 @@ def test_local_derivative_is_what_backward_multiplies_by():
 def test_layernorm(shape, affine_random, eps):
     n, d, seed = shape
     d += 2  # two features normalise to ±1 whatever they hold: a gradient of rounding noise only
-    ln = cr.LayerNorm(d, eps=eps, dtype=np.float64)
+    check_normalisation(cr.LayerNorm(d, eps=eps, dtype=np.float64), n, seed, affine_random)
+
+
+def check_normalisation(layer, n, seed, affine_random):
+    """A normalisation (random γ and β, or the initial ones) against finite differences, on inputs far
+    from zero mean and unit variance."""
+    d = layer.params["gamma"].shape[0]
     if affine_random:
         rng = np.random.default_rng(seed)
-        ln.params["gamma"].data[:] = rng.normal(size=d)
-        ln.params["beta"].data[:] = rng.normal(size=d)
-    report = check_gradients(ln, random_input(n, d, seed) * 3 + 1, seed=seed)
+        layer.params["gamma"].data[:] = rng.normal(size=d)
+        layer.params["beta"].data[:] = rng.normal(size=d)
+    report = check_gradients(layer, random_input(n, d, seed) * 3 + 1, seed=seed)
     assert report.worst.error < 1e-7
 
 
@@ -72,13 +78,7 @@ def test_leaky_relu_any_alpha(shape, alpha):
 def test_batchnorm_training_mode_full_backward(shape, affine_random):
     n, d, seed = shape
     n += 1  # two rows normalise to ±1 whatever they hold: a gradient of rounding noise only
-    bn = cr.BatchNorm1d(d, dtype=np.float64)
-    if affine_random:
-        rng = np.random.default_rng(seed)
-        bn.params["gamma"].data[:] = rng.normal(size=d)
-        bn.params["beta"].data[:] = rng.normal(size=d)
-    report = check_gradients(bn, random_input(n, d, seed) * 3 + 1, seed=seed)
-    assert report.worst.error < 1e-7
+    check_normalisation(cr.BatchNorm1d(d, dtype=np.float64), n, seed, affine_random)
 
 
 @FAST
