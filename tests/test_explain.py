@@ -286,7 +286,7 @@ def test_latex_compiles(tmp_path):
     documents = {path.stem: render(run_problem(load_problem(path), steps=2), "latex") for path in PROBLEMS}
     # and every kind of layer, loss and optimizer, their formulas in one document
     docs = every_kind_problems()
-    docs[0]["title"] = "Réseau — Übung 3: 50% & $5 #1 ~ ^ _ {x} \\ x̂ σ²"  # text, specials and maths in a title
+    docs[0]["title"] = "Réseau — Übung 3: 50% & $5 #1 ~ ^ _ {x} \\ x̂ σ² Δ Ω ∝ √"  # text, specials and maths
     bodies = [render(run_problem(parse_problem(doc)), "latex") for doc in docs]
     start, end = r"\begin{document}", r"\end{document}"
     documents["every_kind"] = (

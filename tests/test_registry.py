@@ -147,6 +147,33 @@ def test_a_configuration_of_the_wrong_types_is_refused(settings, message):
         TrainConfig(**settings).validate()
 
 
+def test_a_configuration_takes_paths_lists_and_numpy_numbers(tmp_path):
+    config = TrainConfig(
+        out=tmp_path / "run",
+        data_dir=tmp_path,
+        hidden=[np.int64(8)],
+        lr=np.float32(0.01),
+        epochs=np.int64(2),
+        plots=np.bool_(False),
+    ).validate()
+    assert (config.out, config.hidden, config.epochs, config.plots) == (str(tmp_path / "run"), (8,), 2, False)
+    json.dumps(config.to_dict())  # what metrics.json and checkpoints keep: plain values
+    assert cr.Linear.from_config({"in_features": np.int64(3), "out_features": 2, "bias": np.True_}).config() == {
+        "in_features": 3,
+        "out_features": 2,
+        "bias": True,
+    }
+    assert cr.SGD(cr.mlp([2, 2]).parameters(), lr=np.float32(0.1), momentum=0.9, nesterov=np.True_).nesterov
+
+
+def test_a_network_too_large_for_memory_is_one_clear_error(tmp_path):
+    from chainrule.training.run import train
+
+    with pytest.raises(ConfigError, match="does not fit in this machine's memory"):
+        train(TrainConfig(hidden=(10**11,), epochs=1, out=str(tmp_path / "run"), quiet=True, plots=False))
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_trainconfig_field_is_an_option_with_no_default_of_its_own():
     from chainrule.cli import EXPLAIN_FORMATS, build_parser
     from chainrule.explain.render import FORMATS

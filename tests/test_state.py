@@ -290,3 +290,16 @@ def test_a_run_with_the_new_kinds_resumes_to_bit_identical_weights(tmp_path, mon
         assert sorted(a.files) == sorted(b.files) and "model.1.gamma" in a.files
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_model_that_load_would_refuse_is_not_saved(tmp_path):
+    from chainrule.errors import ConfigError
+    from chainrule.training.classifier import Classifier
+
+    network = cr.mlp([4, 3], seed=0).eval()
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ConfigError, match="cannot save this model: 2 class names for a network with 3 outputs"):
+        Classifier(network, mean, std, 1.0, ("a", "b")).save(tmp_path / "m.npz")
+    with pytest.raises(ConfigError, match="images of 3×3 for 4 input features"):
+        Classifier(network, mean, std, 1.0, ("a", "b", "c"), (3, 3)).save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())

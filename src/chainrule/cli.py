@@ -267,7 +267,8 @@ def _run_train(args: argparse.Namespace) -> int:
         config = config_from_checkpoint(args.resume)
         config.quiet = given.pop("quiet", False)
         if given:
-            ignored = ", ".join("--" + name.replace("_", "-") for name in given)
+            flags = {f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
+            ignored = ", ".join(flags[name] for name in given)
             print(f"chainrule: warning: a resumed run keeps its own configuration; ignoring {ignored}", file=sys.stderr)
         train(config, resume=True)
         return 0

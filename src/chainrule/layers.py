@@ -8,7 +8,7 @@ same layer is ``z = Wáµ€x + b``: their ``W`` of shape ``(out, in)`` is our ``Wáµ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -40,6 +40,7 @@ class Linear(Module):
     """
 
     symbol = "Z"
+    sizes = ("in_features", "out_features")
 
     def __init__(
         self,
@@ -163,9 +164,7 @@ class _Normalization(Module):
 
     @classmethod
     def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
-        return {cls._features_setting: in_features}
-
-    _features_setting: ClassVar[str]
+        return {cls.sizes[0]: in_features}
 
     @classmethod
     def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
@@ -202,7 +201,7 @@ class BatchNorm1d(_Normalization):
     In evaluation mode the statistics are constants: :math:`\partial L/\partial x = g\gamma/\sqrt{v+\epsilon}`.
     """
 
-    _features_setting = "num_features"
+    sizes = ("num_features",)
 
     def __init__(
         self,
@@ -314,7 +313,7 @@ class LayerNorm(_Normalization):
               \partial L/\partial\gamma = \sum_{rows} g\odot\hat x,\quad \partial L/\partial\beta = \sum_{rows} g
     """
 
-    _features_setting = "normalized_shape"
+    sizes = ("normalized_shape",)
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5, *, dtype: DTypeLike = np.float32) -> None:
         self.normalized_shape = _size("LayerNorm", "normalized_shape", normalized_shape)

@@ -104,6 +104,8 @@ class Module:
     deterministic: ClassVar[bool] = True
     #: The letter of this layer's output in ``explain`` (``Z₀ = X·W₀``, ``A₁ = max(0, Z₀)``).
     symbol: ClassVar[str] = "A"
+    #: The settings that are sizes of its arrays (``in_features``): a model file's arrays bound them.
+    sizes: ClassVar[tuple[str, ...]] = ()
     #: Whether this module's outputs are probabilities (a sigmoid, a softmax, a network ending in one):
     #: classes are then predicted by thresholding at 0.5 instead of 0.
     gives_probabilities: bool = False

@@ -114,7 +114,44 @@ def last_part(rhs: str) -> tuple[str, str]:
 
 
 # -- Unicode maths -> LaTeX -------------------------------------------------------------------------------
+def _greek() -> dict[str, str]:
+    """Every Greek letter as LaTeX: a command (``γ`` → ``\\gamma``, ``Δ`` → ``\\Delta``, ``ς`` →
+    ``\\varsigma``), or the Latin letter for the capitals that look like one (``Α`` → ``A``)."""
+    latin = {
+        "alpha": "A",
+        "beta": "B",
+        "epsilon": "E",
+        "zeta": "Z",
+        "eta": "H",
+        "iota": "I",
+        "kappa": "K",
+        "mu": "M",
+        "nu": "N",
+        "omicron": "O",
+        "rho": "P",
+        "tau": "T",
+        "chi": "X",
+    }
+    table = {}
+    for code in range(0x391, 0x3CA):
+        name = unicodedata.name(chr(code), "")
+        if not name.startswith("GREEK"):
+            continue
+        word = name.split()[-1].lower().replace("lamda", "lambda")
+        if name.endswith("FINAL SIGMA"):
+            table[chr(code)] = r"\varsigma "
+        elif "CAPITAL" in name:
+            table[chr(code)] = latin.get(word) or f"\\{word.capitalize()} "
+        else:
+            table[chr(code)] = "o" if word == "omicron" else f"\\{word} "
+    return table
+
+
 _CHARS = {
+    **_greek(),
+    "ϑ": r"\vartheta ",
+    "ϕ": r"\phi ",
+    "ϵ": r"\epsilon ",
     "−": "-",
     "·": r"\cdot ",
     "⊙": r"\odot ",
@@ -131,22 +168,19 @@ _CHARS = {
     "∂": r"\partial ",
     "½": r"\tfrac12 ",
     "′": "'",
-    "…": r"\ldots ",
+    "…": r"\cdots ",
     "⋮": r"\vdots ",
-    "α": r"\alpha ",
-    "β": r"\beta ",
-    "γ": r"\gamma ",
-    "δ": r"\delta ",
-    "ε": r"\epsilon ",
-    "η": r"\eta ",
-    "θ": r"\theta ",
-    "λ": r"\lambda ",
-    "μ": r"\mu ",
-    "π": r"\pi ",
-    "σ": r"\sigma ",
-    "τ": r"\tau ",
-    "φ": r"\phi ",
-    "Φ": r"\Phi ",
+    "≠": r"\neq ",
+    "±": r"\pm ",
+    "∇": r"\nabla ",
+    "∝": r"\propto ",
+    "⊗": r"\otimes ",
+    "⊕": r"\oplus ",
+    "∀": r"\forall ",
+    "∃": r"\exists ",
+    "∫": r"\int ",
+    "∏": r"\prod ",
+    "ℝ": r"\mathbb{R}",
     "Ŷ": r"\hat{Y}",
     "ŷ": r"\hat{y}",
     "ĝ": r"\hat{g}",
@@ -155,7 +189,10 @@ _SUPERSCRIPTS = {"²": "2", "³": "3", "¹": "1", "⁻": "-", "ᵀ": r"\top ", "
 _SUBSCRIPTS = {**{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")}, "ᵢ": "i", "ⱼ": "j", "ₖ": "k"}
 _ACCENTS = {"\u0302": r"\hat", "\u0304": r"\bar"}  # combining circumflex (x̂) and macron (μ̄)
 _FUNCTIONS = {"max": r"\max", "min": r"\min", "ln": r"\ln", "log": r"\log", "exp": r"\exp", "tanh": r"\tanh"}
-_SENTINELS = range(0xE000, 0xF900)  # Unicode's private use area: opaque atoms that a caller put in
+_SENTINELS = range(0xE000, 0xF900)
+_E_NOTATION = re.compile(
+    r"(\d+(?:\.\d+)?)e([+-]?\d+)"
+)  # 1.000e-05: a number, not a product with e  # Unicode's private use area: opaque atoms that a caller put in
 
 
 def to_latex(text: str) -> str:
@@ -191,6 +228,11 @@ class _Converter:
             if c == "^":
                 inner, i = self.group(i + 1, stop)
                 out.append(f"^{{{inner}}}")
+                continue
+            number = _E_NOTATION.match(text, i, stop) if c.isdigit() and (i == 0 or not text[i - 1].isalnum()) else None
+            if number:
+                out.append(f"{number.group(1)}\\times 10^{{{int(number.group(2))}}}")
+                i = number.end()
                 continue
             if c in _SUPERSCRIPTS:
                 j = i
@@ -242,7 +284,10 @@ class _Converter:
         return "".join(out)
 
     def atom(self, i: int, stop: int) -> tuple[str, int]:
-        """One symbol from ``i``: a letter with its accents and indices, or an opaque character."""
+        """One symbol from ``i``: a letter with its accents and indices, or an opaque character (nothing
+        at the end of the text)."""
+        if i >= stop:
+            return "", i
         j = i + 1
         while j < stop and (self.text[j] in _ACCENTS or self.text[j] in _SUBSCRIPTS or self.text[j] == "′"):
             j += 1
@@ -280,18 +325,10 @@ def _matching_parentheses(text: str) -> dict[int, int]:
 
 
 def is_maths(c: str) -> bool:
-    """Whether ``c`` is a non-ASCII character of maths that :func:`to_latex` writes as a command or an index
-    (a Greek letter, an operator, a super- or subscript, a combining accent), rather than a letter of some
-    language (é, ü, я), which stays text."""
-    return not c.isascii() and (
-        c in _CHARS
-        or c in _SUPERSCRIPTS
-        or c in _SUBSCRIPTS
-        or c in _ACCENTS
-        or c == "√"
-        or unicodedata.category(c) == "Sm"
-        or unicodedata.name(c, "").startswith("GREEK")
-    )
+    """Whether ``c`` is a character of maths that :func:`to_latex` writes as a command or an index (a Greek
+    letter, an operator, a super- or subscript, a combining accent), rather than a letter of some language
+    (é, ü, я), which stays text."""
+    return c in _CHARS or c in _SUPERSCRIPTS or c in _SUBSCRIPTS or c in _ACCENTS or c == "√"
 
 
 def sentinel(k: int) -> str:

@@ -238,9 +238,9 @@ class SGD(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.momentum = check_positive("momentum", momentum, allow_zero=True, key="momentum")
         self.dampening = check_positive("dampening", dampening, allow_zero=True, key="dampening")
-        if not isinstance(nesterov, bool):
+        if not isinstance(nesterov, (bool, np.bool_)):
             raise SettingError("nesterov", f"SGD: nesterov must be true or false, got {nesterov!r}")
-        self.nesterov = nesterov
+        self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise SettingError("momentum", "SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from chainrule.errors import ConfigError, SettingError
 
 #: The modules whose import registers the built-in kinds.
@@ -136,7 +138,7 @@ def build(cls: type, config: Mapping[str, Any], *args: Any, **context: Any) -> A
     for key, value in config.items():
         default = known[key]
         flag = isinstance(default, bool)
-        if (flag and not isinstance(value, bool)) or (
+        if (flag and not isinstance(value, (bool, np.bool_))) or (
             isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real))
         ):
             what = "true or false" if flag else "a number"

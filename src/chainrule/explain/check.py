@@ -79,6 +79,8 @@ def load_answers(path: str) -> dict[str, Any]:
             )
         try:
             array = np.array(value, dtype=np.float64)
+        except OverflowError:
+            raise ProblemFileError(f"{path}: {key}: expected finite numbers") from None
         except (TypeError, ValueError):
             raise ProblemFileError(f"{path}: {key}: expected a number or a matrix of numbers") from None
         if array.size == 0 or not np.all(np.isfinite(array)):

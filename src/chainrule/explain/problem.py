@@ -254,7 +254,9 @@ class _Where:
     def array(self, value, place: str) -> NDArray:
         try:
             array = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
+        except OverflowError:  # an integer beyond any float
+            raise self.error(place, "expected finite numbers (no NaN, inf or empty list)") from None
+        except (TypeError, ValueError):
             raise self.error(place, "expected numbers in a list or a list of equal-length rows") from None
         if array.size == 0 or not np.all(np.isfinite(array)):
             raise self.error(place, "expected finite numbers (no NaN, inf or empty list)")

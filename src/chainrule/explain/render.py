@@ -406,9 +406,7 @@ def to_text(doc: list) -> str:
 # -- LaTeX and Markdown -------------------------------------------------------------------------------
 def _tex_matrix(array) -> str:
     matrix = _as_matrix(array)
-    body = r" \\ ".join(
-        " & ".join(c.replace("⋮", r"\vdots").replace("…", r"\cdots") for c in row) for row in _cells(matrix)
-    )
+    body = r" \\ ".join(" & ".join(to_latex(c) for c in row) for row in _cells(matrix))
     rows, cols = matrix.shape
     return rf"\underset{{{rows}\times{cols}}}{{\begin{{pmatrix}} {body} \end{{pmatrix}}}}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -165,6 +166,21 @@ class TrainConfig:
     quiet: bool = option(False, "print only the final summary")
     plots: bool = option(True, "skip the PNG plots", flag="--no-plots")
 
+    def __post_init__(self) -> None:
+        """Values that mean what a field holds become its plain form: a path for a folder or file, a list
+        of sizes, a NumPy number (``TrainConfig(out=Path("run"), hidden=[256])``)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            elif isinstance(value, list) and str(f.type).startswith("tuple"):
+                value = tuple(value)
+            if isinstance(value, tuple):
+                value = tuple(v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v for v in value)
+            elif hasattr(value, "item") and hasattr(value, "dtype"):  # a NumPy scalar
+                value = value.item()
+            setattr(self, f.name, value)
+
     def validate(self) -> TrainConfig:
         """Check every field (a :class:`~chainrule.errors.ConfigError` names the option); returns self."""
         from chainrule.errors import ConfigError, check_choice, check_positive
@@ -234,7 +250,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """The inverse of :meth:`to_dict`; an unknown key is a ``TypeError``."""
-        if "hidden" in values:
-            values = {**values, "hidden": tuple(values["hidden"])}
+        """The inverse of :meth:`to_dict` (``hidden`` a list again becomes a tuple); an unknown key is a
+        ``TypeError``."""
         return cls(**values)

@@ -13,7 +13,6 @@ still read.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule import archive
-from chainrule.errors import ChainruleError, DataError
+from chainrule.errors import ChainruleError, ConfigError, DataError
 from chainrule.module import Module
 from chainrule.network import Sequential
-from chainrule.registry import LAYERS, constructor_defaults
+from chainrule.registry import LAYERS
 from chainrule.training.classifier import Classifier
 
 FORMAT = "chainrule-model"
@@ -35,7 +34,12 @@ MAX_SIZE = 2**24
 
 
 def save_model(model: Classifier, path: str | Path) -> None:
-    """Write ``model`` to ``path`` atomically (a temporary file renamed into place)."""
+    """Write ``model`` to ``path`` atomically (a temporary file renamed into place). A model that
+    :func:`load_model` would refuse (class names or an image shape that do not fit its network) is a
+    :class:`ConfigError` instead of a file."""
+    problem = _misfit(model.network, model.features, model.mean.dtype, model.classes, model.image_shape)
+    if problem:
+        raise ConfigError(f"cannot save this model: {problem}")
     archive.save(
         path,
         {
@@ -95,16 +99,9 @@ def load_model(path: str | Path) -> Classifier:
         network.load_state_dict(state)
     except ChainruleError as err:
         raise DataError(f"{path}: the weights do not match the architecture: {err}") from None
-    features = mean.shape[0]
-    try:
-        network.eval()  # first: a training-mode probe would move BatchNorm's statistics
-        outputs = network.forward(np.zeros((2, features), dtype)).shape[1]  # consecutive layers fit
-    except Exception as err:  # any failure here means the file is inconsistent
-        raise DataError(f"{path}: the layers do not fit together or the {features} input features ({err})") from None
-    if outputs != len(classes) and not (outputs == 1 and len(classes) == 2):
-        raise DataError(f"{path}: {len(classes)} class names for a network with {outputs} outputs")
-    if image_shape is not None and image_shape[0] * image_shape[1] != features:
-        raise DataError(f"{path}: images of {image_shape[0]}×{image_shape[1]} for {features} input features")
+    problem = _misfit(network.eval(), mean.shape[0], dtype, classes, image_shape)
+    if problem:
+        raise DataError(f"{path}: {problem}")
     return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
 
 
@@ -113,18 +110,39 @@ def load(path: str | Path) -> Classifier:
     return load_model(path)
 
 
+def _misfit(network: Sequential, features: int, dtype, classes: tuple[str, ...], image_shape) -> str | None:
+    """What does not fit in a classifier (``None`` if all does): no layers, layers that do not take
+    ``features`` inputs one after the other, class names that are not one per output, an image shape that
+    is not ``features`` pixels."""
+    if not network.layers:
+        return "a network without layers"
+    modes = [m.training for m in network.modules()]
+    network.eval()  # a training-mode probe would move BatchNorm's statistics
+    try:
+        outputs = network.forward(np.zeros((2, features), dtype))
+    except Exception as err:  # any failure here means the layers are inconsistent
+        return f"the layers do not fit together or the {features} input features ({err})"
+    finally:
+        for m, mode in zip(network.modules(), modes, strict=True):
+            m.training = mode
+    if outputs.ndim != 2 or (outputs.shape[1] != len(classes) and not (outputs.shape[1] == 1 and len(classes) == 2)):
+        return f"{len(classes)} class names for a network with {outputs.shape[-1]} outputs"
+    if image_shape is not None and image_shape[0] * image_shape[1] != features:
+        return f"images of {image_shape[0]}×{image_shape[1]} for {features} input features"
+    return None
+
+
 def _build_layer(spec: Any, dtype: np.dtype, largest: int, where: str) -> Module:
     """A layer from its description, with zeros for weights (the file's arrays replace them; NumPy asks the
     system for zeros lazily, so a size that the file declares and its arrays refuse costs no memory).
-    ``largest`` is the longest axis of the file's arrays: no size (a setting the constructor requires,
-    such as ``in_features``) may exceed it."""
+    ``largest`` is the longest axis of the file's arrays: no size of an array (``in_features``, the settings
+    a kind lists in ``sizes``) may exceed it."""
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
         raise DataError(f"{where}: expected a layer description with a 'type'")
     config = {k: v for k, v in spec.items() if k != "type"}
     try:
         cls = LAYERS[spec["type"]].cls
-        required = {k for k, v in constructor_defaults(cls).items() if v is inspect.Parameter.empty}
-        sizes = {k: v for k, v in config.items() if k in required and isinstance(v, int) and not isinstance(v, bool)}
+        sizes = {k: v for k, v in config.items() if k in cls.sizes and isinstance(v, int) and not isinstance(v, bool)}
         if any(not 0 < size <= largest for size in sizes.values()):
             raise DataError(f"{where}: declares {sizes}, but the file's arrays are at most {largest} long")
         return cls.from_config(config, dtype=dtype, init="zeros")

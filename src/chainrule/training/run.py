@@ -191,7 +191,13 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     def targets(y: NDArray) -> NDArray:
         return np.eye(classes, dtype=dtype)[y] if one_hot else y
 
-    model = build_model(config, dataset.features, classes, model_rng)
+    try:
+        model = build_model(config, dataset.features, classes, model_rng)
+    except MemoryError:
+        raise ConfigError(
+            f"a network of {dataset.features}-{','.join(map(str, config.hidden))}-{classes} does not "
+            "fit in this machine's memory (--hidden)"
+        ) from None
     optimizer = build_optimizer(config, model)
     settings = optimizer.config()  # as built: the schedule changes lr as it goes
     scheduler = build_scheduler(config, optimizer)
