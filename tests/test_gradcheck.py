@@ -129,7 +129,8 @@ def test_binary_losses(shape):
     logits = rng.normal(0, 2, size=(n, d))
     target = rng.uniform(size=(n, d)).round()
     check_gradients(cr.BCEWithLogitsLoss(), logits, target, seed=seed)
-    check_gradients(cr.BCELoss(), 1 / (1 + np.exp(-logits)), target, seed=seed)
+    # as for cross-entropy: p far above the step of the finite differences (a p of 1.5e-4 failed at 4.7e-7)
+    check_gradients(cr.BCELoss(), 1 / (1 + np.exp(-logits / 2)), target, seed=seed)
 
 
 @settings(max_examples=10, deadline=None)
