@@ -1,6 +1,8 @@
-"""Shared fixtures. PyTorch parity tests skip when torch is missing, unless CHAINRULE_REQUIRE_TORCH=1
-(as in CI), where a missing torch is an error: those tests must run, not skip."""
+"""Shared fixtures. Tests of what needs an optional package (PyTorch parity, ONNX Runtime, safetensors)
+skip when it is missing, unless CHAINRULE_REQUIRE_EXTRAS=1 (as in CI), where a missing package is an
+error: those tests must run, not skip."""
 
+import importlib
 import os
 
 import numpy as np
@@ -12,14 +14,29 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def optional(name):
+    """The optional package ``name``, or a skip (a failure under CHAINRULE_REQUIRE_EXTRAS=1)."""
+    if os.environ.get("CHAINRULE_REQUIRE_EXTRAS") == "1":
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
+
+
 @pytest.fixture(scope="session")
 def torch():
-    if os.environ.get("CHAINRULE_REQUIRE_TORCH") == "1":
-        import torch
-    else:
-        torch = pytest.importorskip("torch")
+    torch = optional("torch")
     torch.set_default_dtype(torch.float64)
     return torch
+
+
+@pytest.fixture(scope="session")
+def onnxruntime():
+    optional("onnx")
+    return optional("onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def safetensors():
+    return optional("safetensors")
 
 
 @pytest.fixture

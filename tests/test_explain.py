@@ -103,7 +103,7 @@ def test_softmax_regression_json_by_its_formula():
 def torch_reference(torch, problem, steps):
     """Loss, per-layer outputs and gradients of step 1, then ``steps`` updates with torch.optim."""
     model = problem.model.astype(np.float64)
-    mirror = to_torch(torch, model)
+    mirror = to_torch(model)
     params = list(mirror.parameters())
     if params:
         settings = problem.make_optimizer(model).config()  # every setting, the file's and the defaults

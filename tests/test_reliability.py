@@ -14,9 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import chainrule as cr
 from chainrule.errors import ChainruleError
 from chainrule.explain import load_problem
 from chainrule.explain.check import load_answers
+from chainrule.training.classifier import Classifier
 from chainrule.training.data import read_idx, write_idx
 from chainrule.training.modelfile import load_model
 
@@ -336,3 +338,89 @@ def test_internal_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code, "--debug", "datasets"], capture_output=True, text=True)
     assert result.returncode != 0 and "Traceback" in result.stderr and "RuntimeError: boom" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, torch, safetensors):
+    """A small model as a safetensors model file and as --format torch weights (bytes of each)."""
+    folder = tmp_path_factory.mktemp("exported")
+    model = Classifier.of(cr.mlp([4, 6, 3], "gelu", batchnorm=True, seed=0))
+    cr.export(model, folder / "model.safetensors")
+    cr.export(model, folder / "model_torch.py")
+    return (folder / "model.safetensors").read_bytes(), (folder / "model_torch.safetensors").read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_safetensors_model_loader(tmp_path, exported, data):
+    only_our_errors(load_model, tmp_path / "fuzz.safetensors", data.draw(mutations(exported[0])))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_torch_export_reader(tmp_path, exported, data):
+    from chainrule.interchange.pytorch import from_torch, read_torch
+
+    only_our_errors(
+        lambda p: from_torch(read_torch(p)[0]), tmp_path / "fuzz.safetensors", data.draw(mutations(exported[1]))
+    )
+
+
+def _places(value, path=()):
+    """Every place in a JSON value, as a path of keys and indices."""
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _places(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _places(v, (*path, i))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[head] = _replaced(value[head], rest, new)
+    return copy
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def described_mutations(content: bytes, key: str):
+    """The safetensors file ``content`` with one place of the JSON in its metadata entry ``key`` replaced
+    by any JSON value: the description says what it likes, the arrays stay."""
+    from safetensors.numpy import load, save
+
+    from chainrule.archive import read_safetensors
+
+    path = Path(__import__("tempfile").mkdtemp()) / "seed.safetensors"
+    path.write_bytes(content)
+    arrays, metadata = read_safetensors(path, "seed")
+    document = json.loads(metadata[key])
+    places = list(_places(document))
+    assert load(content).keys() == arrays.keys()
+    return st.tuples(st.sampled_from(places), JSON_VALUES).map(
+        lambda change: save(arrays, {**metadata, key: json.dumps(_replaced(document, *change))})
+    )
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_described_safetensors_model(tmp_path, exported, data):
+    only_our_errors(load_model, tmp_path / "fuzz.safetensors", data.draw(described_mutations(exported[0], "meta")))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_described_torch_export(tmp_path, exported, data):
+    from chainrule.interchange.pytorch import from_torch, read_torch
+
+    content = data.draw(described_mutations(exported[1], "chainrule"))
+    only_our_errors(lambda p: from_torch(read_torch(p)[0]), tmp_path / "fuzz.safetensors", content)

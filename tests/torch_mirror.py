@@ -1,52 +1,19 @@
 """PyTorch twins of our networks, losses and optimizers, for the parity tests (float64).
 
-One table entry per registered kind; a test fails on a kind that has none, so a new kind cannot go
-unchecked against PyTorch.
+A layer's twin is the one its kind declares (``torch_name``, ``torch_settings``, ``torch_arrays``); a
+test fails on a kind without one, so a new kind cannot go unchecked against PyTorch.
 """
 
 import chainrule as cr
 
-#: Layer kind -> (the torch.nn module computing the same, our parameter names as its attributes).
-LAYERS = {
-    "linear": (
-        lambda nn, layer: nn.Linear(layer.in_features, layer.out_features, bias="b" in layer.params),
-        {"W": "weight", "b": "bias"},
-    ),
-    "batchnorm": (
-        lambda nn, layer: nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum),
-        {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
-    ),
-    "layernorm": (
-        lambda nn, layer: nn.LayerNorm(layer.normalized_shape, eps=layer.eps),
-        {"gamma": "weight", "beta": "bias"},
-    ),
-    "dropout": (lambda nn, layer: nn.Dropout(layer.p), {}),
-    "identity": (lambda nn, layer: nn.Identity(), {}),
-    "sigmoid": (lambda nn, layer: nn.Sigmoid(), {}),
-    "tanh": (lambda nn, layer: nn.Tanh(), {}),
-    "relu": (lambda nn, layer: nn.ReLU(), {}),
-    "leaky_relu": (lambda nn, layer: nn.LeakyReLU(layer.alpha), {}),
-    "gelu": (lambda nn, layer: nn.GELU(), {}),
-    "silu": (lambda nn, layer: nn.SiLU(), {}),
-    "softmax": (lambda nn, layer: nn.Softmax(dim=1), {}),
-}
 
-
-def to_torch(torch, layer):
-    """The PyTorch module that computes what ``layer`` computes, with the same parameters and buffers.
-    Torch keeps a linear layer's weight as (out, in), the transpose of ours."""
-    nn = torch.nn
-    if isinstance(layer, cr.Sequential):
-        return nn.Sequential(*(to_torch(torch, child) for child in layer.layers))
-    make, names = LAYERS[layer.kind]
-    mirror = make(nn, layer)
-    state = layer.state_dict()
-    with torch.no_grad():
-        for ours, theirs in names.items():
-            if ours in state:  # a linear layer without a bias has no "b"
-                array = state[ours]
-                getattr(mirror, theirs).copy_(torch.from_numpy((array.T if ours == "W" else array).copy()))
-    return mirror.train(layer.training)
+def to_torch(layer):
+    """The PyTorch module that computes what ``layer`` (a network, or one layer) computes, with the same
+    parameters and buffers and each layer's mode: chainrule's own export (:func:`chainrule.to_torch`), from
+    the twin each kind declares. The parity tests compare what the two compute, so a twin that does not
+    compute the same (a setting lost on the way) fails them."""
+    net = layer if isinstance(layer, cr.Sequential) else cr.Sequential(layer)
+    return cr.to_torch(net)
 
 
 def torch_arrays(mirror, ours, of=lambda t: t.grad):
@@ -54,10 +21,10 @@ def torch_arrays(mirror, ours, of=lambda t: t.grad):
     default, ``of=lambda t: t.detach()`` for the values."""
     arrays = {}
     for i, (layer, child) in enumerate(zip(ours.layers, mirror, strict=True)):
-        for name, theirs in LAYERS[layer.kind][1].items():
+        for name, theirs in layer.torch_arrays.items():
             if name in layer.params:
                 array = of(getattr(child, theirs)).numpy()
-                arrays[f"{i}.{name}"] = array.T if name == "W" else array
+                arrays[f"{i}.{name}"] = array.T if name in layer.torch_transposed else array
     return arrays
 
 

@@ -5,7 +5,8 @@ parity tests) and used for real (``chainrule train``). The layout (docs/architec
 (``module``, ``layers``, ``activations``, ``losses``, ``network``, ``optim``, ``step``, ``init``,
 ``gradcheck``, ``trace``, with the ``registry`` of kinds and their ``notation``), and two applications
 in packages: :mod:`chainrule.explain` (problem files, explain, check) and :mod:`chainrule.training`
-(datasets, runs, checkpoints, model files).
+(datasets, runs, checkpoints, model files); :mod:`chainrule.interchange` writes models as ONNX,
+safetensors and PyTorch, and reads PyTorch's (``export``, ``to_onnx``, ``to_torch``, ``from_torch``).
 
 The names below are imported when first used (PEP 562), so that ``import chainrule.cli`` — and with it
 ``chainrule --help`` — does not pay for NumPy and the rest.
@@ -42,6 +43,9 @@ _EXPORTS = {
     **dict.fromkeys(("SGD", "Adam", "AdamW", "RMSprop", "CosineAnnealingLR", "StepLR", "make_optimizer"), "optim"),
     **dict.fromkeys(("LAYERS", "LOSSES", "OPTIMIZERS"), "registry"),
     "train_step": "step",
+    "export": "interchange",
+    **dict.fromkeys(("from_torch", "to_torch"), "interchange.pytorch"),
+    "to_onnx": "interchange.onnx",
     "Classifier": "training.classifier",
     "load": "training.modelfile",
     "fit": "training.loop",
@@ -56,6 +60,7 @@ _SUBMODULES = (
     "explain",
     "gradcheck",
     "init",
+    "interchange",
     "kernels",
     "layers",
     "losses",
@@ -90,6 +95,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from chainrule.activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Tanh  # noqa: F401
     from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError  # noqa: F401
     from chainrule.gradcheck import GradcheckReport, gradcheck  # noqa: F401
+    from chainrule.interchange import export  # noqa: F401
+    from chainrule.interchange.onnx import to_onnx  # noqa: F401
+    from chainrule.interchange.pytorch import from_torch, to_torch  # noqa: F401
     from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear  # noqa: F401
     from chainrule.losses import (  # noqa: F401
         BCELoss,

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule import kernels
-from chainrule.errors import ShapeError, check_fraction
+from chainrule.errors import ConfigError, ShapeError, check_fraction
 from chainrule.module import Module, check_grad_shape
 from chainrule.notation import Eq, Formulas, with_formulas
 from chainrule.registry import LAYERS
@@ -48,6 +48,8 @@ class ElementWise(Activation):
     #: The initialisation of the weights before it that keeps the scale of the signal (:mod:`chainrule.init`):
     #: Xavier for functions that are linear near 0, He for the ReLU family, which zero half their inputs.
     init: ClassVar[str] = "xavier_uniform"
+    #: The ONNX operator computing ``f`` (``"Relu"``), for the kinds that are one operator.
+    onnx_op: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,15 +87,22 @@ class ElementWise(Activation):
     def backward_details(self) -> dict[str, NDArray]:
         return {"f′": self.local_derivative()}
 
+    def to_onnx(self, graph, x):
+        return graph.node(self.onnx_op, [x]) if self.onnx_op else super().to_onnx(graph, x)
+
 
 @LAYERS.register("identity")
 class Identity(ElementWise):
     """The identity, for the output layer of a regression (and the logits of a classifier)."""
 
     function, derivative = "{in}", "1"
+    torch_name = "Identity"
 
     def apply(self, z):
         return z
+
+    def to_onnx(self, graph, x):
+        return x
 
     def times_derivative(self, grad):
         return grad.copy()
@@ -106,6 +115,7 @@ class Sigmoid(ElementWise):
     gives_probabilities = True
     function, derivative = "σ({in})", "σ({in})(1 − σ({in})) = {out}(1 − {out})"
     definitions = ("σ(z) = 1/(1 + e^(−z))",)
+    torch_name = onnx_op = "Sigmoid"
 
     def apply(self, z):
         with np.errstate(over="ignore"):  # exp(-z) = inf for z ≪ 0 gives the right limit, 0
@@ -121,6 +131,7 @@ class Tanh(ElementWise):
     """The hyperbolic tangent."""
 
     function, derivative = "tanh({in})", "1 − tanh²({in}) = 1 − {out}²"
+    torch_name = onnx_op = "Tanh"
 
     def apply(self, z):
         return np.tanh(z)
@@ -136,6 +147,7 @@ class ReLU(ElementWise):
 
     function, derivative = "max(0, {in})", "[{in} > 0]"
     init = "he_normal"
+    torch_name, onnx_op = "ReLU", "Relu"
 
     def apply(self, z):
         return kernels.relu(z)
@@ -150,6 +162,8 @@ class LeakyReLU(ElementWise):
 
     function, derivative = "max({alpha}·{in}, {in})", "[{in} > 0] + {alpha}·[{in} ≤ 0]"
     init = "he_normal"
+    torch_name = "LeakyReLU"
+    torch_settings: ClassVar[dict[str, str]] = {"alpha": "negative_slope"}
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
@@ -157,6 +171,9 @@ class LeakyReLU(ElementWise):
 
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
+
+    def to_onnx(self, graph, x):
+        return graph.node("LeakyRelu", [x], alpha=self.alpha)
 
     def apply(self, z):
         return np.where(z > 0, z, z * z.dtype.type(self.alpha))
@@ -175,10 +192,22 @@ class GELU(ElementWise):
     function, derivative = "{in}·Φ({in})", "Φ({in}) + {in}·φ({in})"
     init = "he_normal"
     definitions = ("Φ(z) = ½·(1 + erf(z/√2)),  φ(z) = e^(−z²/2)/√(2π)",)
+    torch_name = "GELU"
 
     def __init__(self) -> None:
         super().__init__()
         self.x = self.cdf = None
+
+    @classmethod
+    def config_from_torch(cls, module):
+        if module.approximate != "none":
+            raise ConfigError(f"GELU(approximate={module.approximate!r}): chainrule's GELU is the exact one")
+        return {}
+
+    def to_onnx(self, graph, x):  # ONNX's Gelu operator came in opset 20; this is its definition
+        erf = graph.node("Erf", [graph.node("Mul", [x, graph.constant(math.sqrt(0.5), "sqrt_half")])])
+        cdf = graph.node("Mul", [graph.node("Add", [erf, graph.constant(1.0, "one")]), graph.constant(0.5, "half")])
+        return graph.node("Mul", [x, cdf])
 
     def apply(self, z):
         self.x = z
@@ -201,10 +230,14 @@ class SiLU(ElementWise):
     function, derivative = "{in}·σ({in})", "σ({in})·(1 + {in}·(1 − σ({in})))"
     definitions = ("σ(z) = 1/(1 + e^(−z))",)
     init = "he_normal"
+    torch_name = "SiLU"
 
     def __init__(self) -> None:
         super().__init__()
         self.x = self.sigmoid = None
+
+    def to_onnx(self, graph, x):
+        return graph.node("Mul", [x, graph.node("Sigmoid", [x])])
 
     def apply(self, z):
         self.x = z
@@ -231,6 +264,7 @@ class Softmax(Activation):
 
     gives_probabilities = True
     definitions = ("softmax(z)ᵢ = e^(zᵢ − max z)/Σⱼ e^(zⱼ − max z)",)
+    torch_name = "Softmax"
 
     def forward(self, x: NDArray) -> NDArray:
         x = self._input(x)
@@ -249,6 +283,18 @@ class Softmax(Activation):
             forward=(Eq("{out} = softmax({in})"), *(Eq(d, result=None) for d in self.definitions)),
             backward=(Eq("∂L/∂{in} = {out} ⊙ ({δ} − Σ_cols({δ} ⊙ {out}))"),),
         )
+
+    def torch_config(self) -> dict[str, Any]:
+        return {"dim": 1}
+
+    @classmethod
+    def config_from_torch(cls, module):
+        if module.dim not in (1, -1, None):  # PyTorch's dim=None picks 1 for a matrix (and warns)
+            raise ConfigError(f"Softmax(dim={module.dim}): chainrule's softmax is over each row (dim=1)")
+        return {}
+
+    def to_onnx(self, graph, x):
+        return graph.node("Softmax", [x], axis=1)
 
 
 def row_max(x: NDArray) -> NDArray:

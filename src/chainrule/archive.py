@@ -6,6 +6,11 @@ version, a configuration, a history) and arrays (state dicts). :func:`save` writ
 the rest as JSON in the entry ``meta``, where each array stands as ``{"$array": "its name"}``. :func:`load`
 reads it back, refusing anything it would not write: Python objects (never unpickled), a declared
 size beyond :data:`MAX_BYTES`, a damaged archive, arrays missing or unexpected, another format.
+
+A path ending in ``.safetensors`` is written as a `safetensors <https://huggingface.co/docs/safetensors>`_
+file instead: the same arrays under the same names, the JSON in its metadata (``"meta"``), so that other
+tools read the arrays and chainrule reads the whole document. :func:`load` tells the two by their first
+bytes. Reading and writing safetensors needs the ``safetensors`` package (``chainrule[safetensors]``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import DataError
+from chainrule.errors import DataError, need
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
@@ -67,14 +72,7 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
     """Every array of the ``.npz`` at ``path``, read without pickle; ``what`` names the kind of file in
     the errors (``"chainrule checkpoint"``)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read it ({err})") from None
-    if size > MAX_BYTES:
-        raise DataError(f"{path}: {size} bytes is larger than any {what} ({MAX_BYTES} bytes at most)")
+    _check_size(path, what)
     try:
         with zipfile.ZipFile(path) as archive:
             declared = sum(info.file_size for info in archive.infolist())
@@ -89,12 +87,36 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
         raise DataError(f"{path}: not a readable {what} ({reason})") from None
 
 
+def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, NDArray], dict[str, str]]:
+    """The arrays and the metadata of the safetensors file at ``path`` (which :func:`read_npz` checks the
+    way it checks an ``.npz``)."""
+    path = Path(path)
+    _check_size(path, what)
+    safetensors = need("safetensors", "safetensors", f"reading {path.name}")
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as err:
+        raise DataError(f"{path}: not a readable {what} ({err})") from None
+
+
 def save(path: str | Path, document: dict[str, Any]) -> None:
-    """Write ``document`` (dicts, lists, JSON values and arrays) to ``path`` as one ``.npz``, atomically."""
+    """Write ``document`` (dicts, lists, JSON values and arrays) to ``path`` atomically: one ``.npz``, or a
+    safetensors file if ``path`` ends in ``.safetensors``."""
     arrays: dict[str, NDArray] = {}
-    meta = _pack(document, "", arrays)
-    arrays["meta"] = np.array(json.dumps(meta))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    meta = json.dumps(_pack(document, "", arrays))
+    if Path(path).suffix == ".safetensors":
+        write_safetensors(path, arrays, {"format": "np", "meta": meta})
+    else:
+        arrays["meta"] = np.array(meta)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def write_safetensors(path: str | Path, arrays: dict[str, NDArray], metadata: dict[str, str]) -> None:
+    """``arrays`` and the text ``metadata`` as a safetensors file at ``path``, written atomically."""
+    safetensors = need("safetensors.numpy", "safetensors", f"writing {Path(path).name}")
+    blob = safetensors.save({name: np.ascontiguousarray(a) for name, a in arrays.items()}, metadata=metadata)
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def load(
@@ -106,10 +128,17 @@ def load(
     """The document written by :func:`save` at ``path``, whose ``format`` entry must be ``format``;
     ``what`` names the kind of file in the errors. ``upgrade(meta, arrays)`` may rewrite the JSON of an
     older version first; the caller checks the ``version``."""
-    arrays = read_npz(path, what)
+    if _is_zip(path):
+        arrays = read_npz(path, what)
+        meta_text = arrays.pop("meta", None)
+    else:
+        arrays, metadata = read_safetensors(path, what)
+        meta_text = metadata.get("meta")
+        if meta_text is None and metadata.get("format") == "pt":
+            raise DataError(f"{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back")
     try:
-        meta = json.loads(str(arrays.pop("meta")[()]))
-    except (KeyError, ValueError, TypeError, IndexError):
+        meta = json.loads(str(meta_text[()] if isinstance(meta_text, np.ndarray) else meta_text))
+    except (ValueError, TypeError, IndexError):
         raise DataError(f"{path}: not a {what} (no readable 'meta' record)") from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != format:
@@ -122,6 +151,28 @@ def load(
     if extra:
         raise DataError(f"{path}: unexpected arrays {', '.join(extra[:5])}")
     return document
+
+
+def _check_size(path: Path, what: str) -> None:
+    """A :class:`DataError` unless ``path`` is a file of at most :data:`MAX_BYTES`."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read it ({err})") from None
+    if size > MAX_BYTES:
+        raise DataError(f"{path}: {size} bytes is larger than any {what} ({MAX_BYTES} bytes at most)")
+
+
+def _is_zip(path: Path) -> bool:
+    """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does; a file that cannot be read
+    is left to the reader to report."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return True
 
 
 def require_finite(path: str | Path, arrays: dict[str, NDArray], prefix: str = "") -> None:

@@ -7,12 +7,14 @@ starts fast. Errors that chainrule raises on purpose become one line on standard
 Exit codes: 0 success; 1 an error in the work (a dataset or model file that cannot be used, a failed
 check, a loss that became NaN) or a wrong answer in ``chainrule check``; 2 a bad command line or a bad
 problem or answers file; 3 an internal error (a bug); 130 interrupted by Ctrl-C or SIGTERM (a training
-run saves a checkpoint and says how to resume).
+run saves a checkpoint and says how to resume); 141 the reader of the output went away (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -45,6 +47,8 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
 
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
 EXPLAIN_FORMATS = ("text", "markdown", "latex", "json")
+#: The formats of ``chainrule export`` (those of chainrule.interchange.FORMATS, checked by a test).
+EXPORT_FORMATS = ("onnx", "safetensors", "torch")
 
 
 def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
@@ -171,6 +175,59 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     predict.add_argument("--top", type=at_least(1), default=1, help="show the K most likely classes")
     predict.set_defaults(run=_run_predict)
 
+    export = commands.add_parser(
+        "export",
+        help="write a model as ONNX, safetensors or PyTorch",
+        description="Write a model file (model.npz) in another format: onnx (the whole classifier, input "
+        "normalisation included, for ONNX Runtime; needs chainrule[onnx]), safetensors (the same model file "
+        "in the safetensors format, read by chainrule.load too; needs chainrule[safetensors]) or torch (a "
+        "PyTorch state dict in safetensors and a Python file whose nn.Sequential loads it; needs "
+        "chainrule[torch]).",
+    )
+    export.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="default: onnx")
+    export.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="where to write (default: beside MODEL, model.onnx, model.safetensors or model_torch.py; the "
+        "torch format writes its weights beside the Python file, as .safetensors)",
+    )
+    export.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="onnx: output the class probabilities (a softmax at the end) instead of the network's outputs",
+    )
+    export.set_defaults(run=_run_export)
+
+    import_cmd = commands.add_parser(
+        "import",
+        help="a PyTorch model as a chainrule model file, or as a problem file for explain",
+        description="Read a PyTorch nn.Sequential of the layers chainrule has (Linear, the activations, "
+        "BatchNorm1d, LayerNorm, Dropout, Softmax) from a TorchScript file (torch.jit.script(model).save(...)) "
+        "or from the weights of `chainrule export --format torch`, and write it as a model file (.npz, "
+        ".safetensors: for predict, evaluate, export) or as a problem file (.toml) of one training step, for "
+        "explain and check. Needs chainrule[torch].",
+    )
+    import_cmd.add_argument("file", metavar="FILE", help="a TorchScript file (.pt) or a --format torch .safetensors")
+    import_cmd.add_argument("--out", required=True, metavar="OUT", help="model.npz, model.safetensors or step.toml")
+    import_cmd.add_argument("--classes", default=None, help="model file: comma-separated class names")
+    import_cmd.add_argument(
+        "--data",
+        default=None,
+        metavar="NPZ",
+        help="problem file: the batch, an .npz with arrays X and y (default: random rows)",
+    )
+    import_cmd.add_argument("--rows", type=at_least(1), default=4, help="problem file: random rows (default: 4)")
+    import_cmd.add_argument("--seed", type=at_least(0), default=0, help="problem file: seed of the random rows")
+    import_cmd.add_argument(
+        "--loss", default=None, help="problem file: the loss (default: the one the last layer calls for)"
+    )
+    import_cmd.add_argument("--optimizer", default="sgd", help="problem file: the optimizer (default: sgd)")
+    import_cmd.add_argument("--lr", type=finite_float, default=0.1, help="problem file: learning rate (default: 0.1)")
+    import_cmd.add_argument("--steps", type=at_least(1), default=1, help="problem file: training steps (default: 1)")
+    import_cmd.set_defaults(run=_run_import)
+
     datasets = commands.add_parser(
         "datasets",
         help="list the datasets and where each was found",
@@ -202,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output is gone (`chainrule explain FILE | head`): stop quietly
+        with contextlib.suppress(OSError, ValueError):  # Python flushes standard output at exit: into nothing
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a program that SIGPIPE stops
     except Exception as err:  # a bug, not bad input: still one line, and the way to see more
         if args.debug:
             raise
@@ -330,6 +391,46 @@ def _run_predict(args: argparse.Namespace) -> int:
             label = name if len(probs) == 1 else f"{name}[{row}]"
             best = p.argsort()[::-1][: args.top]
             print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chainrule.errors import ConfigError
+    from chainrule.interchange import FORMATS, export
+    from chainrule.training.modelfile import load_model
+
+    model_path = Path(args.model)
+    model = load_model(model_path)
+    default = model_path.with_name(f"{model_path.stem}{'_torch' if args.format == 'torch' else ''}")
+    out = Path(args.out) if args.out else default.with_suffix(FORMATS[args.format])
+    written = [out, out.with_suffix(".safetensors")] if args.format == "torch" else [out]
+    if any(path.resolve() == model_path.resolve() for path in written):
+        raise ConfigError(f"--out {out} would overwrite the model being exported")
+    for path in export(model, out, args.format, probabilities=args.probabilities):
+        print(f"wrote {path}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from chainrule.interchange import import_torch
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    print(
+        import_torch(
+            args.file,
+            args.out,
+            classes=classes,
+            data=args.data,
+            loss=args.loss,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            steps=args.steps,
+            rows=args.rows,
+            seed=args.seed,
+        )
+    )
     return 0
 
 

@@ -7,8 +7,10 @@ the built-in exception a Python user would expect (``ValueError``), so ``except 
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
+from types import ModuleType
 
 
 class ChainruleError(Exception):
@@ -37,6 +39,20 @@ class SettingError(ConfigError):
 class DataError(ChainruleError, ValueError):
     """A dataset or model file that cannot be found or read: the message says where it looked or what
     is wrong with it."""
+
+
+class MissingPackage(ChainruleError):
+    """An optional package that a feature needs is not installed; the message says how to install it."""
+
+
+def need(module: str, extra: str, purpose: str) -> ModuleType:
+    """``import module``, or a :class:`MissingPackage` that reads ``PURPOSE needs the X package: pip install
+    'chainrule[EXTRA]'``: the core of chainrule needs NumPy alone, each extra adds what one feature uses."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        raise MissingPackage(f"{purpose} needs the {package} package: pip install 'chainrule[{extra}]'") from None
 
 
 class UsageError(ChainruleError):

@@ -8,7 +8,7 @@ same layer is ``z = Wᵀx + b``: their ``W`` of shape ``(out, in)`` is our ``W�
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -41,6 +41,14 @@ class Linear(Module):
 
     symbol = "Z"
     sizes = ("in_features", "out_features")
+    torch_name = "Linear"
+    torch_settings: ClassVar[dict[str, str]] = {
+        "in_features": "in_features",
+        "out_features": "out_features",
+        "bias": "bias",
+    }
+    torch_arrays: ClassVar[dict[str, str]] = {"W": "weight", "b": "bias"}
+    torch_transposed = ("W",)
 
     def __init__(
         self,
@@ -94,6 +102,16 @@ class Linear(Module):
         return {"in_features": self.in_features, "out_features": self.out_features, "bias": "b" in self.params}
 
     @classmethod
+    def config_from_torch(cls, module: Any) -> dict[str, Any]:
+        return {"in_features": module.in_features, "out_features": module.out_features, "bias": module.bias is not None}
+
+    def to_onnx(self, graph: Any, x: str) -> str:
+        W = graph.constant(self.params["W"].data, "W")
+        if "b" not in self.params:
+            return graph.node("MatMul", [x, W])
+        return graph.node("Gemm", [x, W, graph.constant(self.params["b"].data, "b")])  # X·W + b
+
+    @classmethod
     def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
         W = given["W"]  # a problem file must give W: KeyError names it
         if not isinstance(W, np.ndarray) or W.ndim != 2:
@@ -130,6 +148,7 @@ class _Normalization(Module):
     scale ``γ`` and a shift ``β`` per feature, and the backward pass through ``γ`` and ``β``."""
 
     symbol = "N"
+    torch_arrays: ClassVar[dict[str, str]] = {"gamma": "weight", "beta": "bias"}
 
     def __init__(self, features: int, eps: float, dtype: DTypeLike) -> None:
         super().__init__()
@@ -202,6 +221,13 @@ class BatchNorm1d(_Normalization):
     """
 
     sizes = ("num_features",)
+    torch_name = "BatchNorm1d"
+    torch_settings: ClassVar[dict[str, str]] = {"num_features": "num_features", "eps": "eps", "momentum": "momentum"}
+    torch_arrays: ClassVar[dict[str, str]] = {
+        **_Normalization.torch_arrays,
+        "running_mean": "running_mean",
+        "running_var": "running_var",
+    }
 
     def __init__(
         self,
@@ -252,6 +278,22 @@ class BatchNorm1d(_Normalization):
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    @classmethod
+    def config_from_torch(cls, module: Any) -> dict[str, Any]:
+        if not module.affine or not module.track_running_stats or module.momentum is None:
+            raise ConfigError(
+                f"BatchNorm1d(affine={module.affine}, track_running_stats={module.track_running_stats}, "
+                f"momentum={module.momentum}): chainrule's BatchNorm1d has γ and β, and running statistics "
+                "that move by a momentum"
+            )
+        return super().config_from_torch(module)
+
+    def to_onnx(self, graph: Any, x: str) -> str:
+        arrays = [
+            graph.constant(self.state_dict()[name], name) for name in ("gamma", "beta", "running_mean", "running_var")
+        ]
+        return graph.node("BatchNormalization", [x, *arrays], epsilon=self.eps)
 
     def details(self) -> dict[str, NDArray]:
         if self.batch_stats:
@@ -314,6 +356,8 @@ class LayerNorm(_Normalization):
     """
 
     sizes = ("normalized_shape",)
+    torch_name = "LayerNorm"
+    torch_settings: ClassVar[dict[str, str]] = {"normalized_shape": "normalized_shape", "eps": "eps"}
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5, *, dtype: DTypeLike = np.float32) -> None:
         self.normalized_shape = _size("LayerNorm", "normalized_shape", normalized_shape)
@@ -340,6 +384,21 @@ class LayerNorm(_Normalization):
 
     def config(self) -> dict[str, Any]:
         return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+
+    @classmethod
+    def config_from_torch(cls, module: Any) -> dict[str, Any]:
+        shape = tuple(module.normalized_shape)
+        if len(shape) != 1 or not module.elementwise_affine or getattr(module, "bias", None) is None:
+            raise ConfigError(
+                f"LayerNorm({shape}, elementwise_affine={module.elementwise_affine}, bias="
+                f"{getattr(module, 'bias', None) is not None}): chainrule's LayerNorm normalises the last "
+                "dimension of rows, with γ and β"
+            )
+        return {"normalized_shape": shape[0], "eps": module.eps}
+
+    def to_onnx(self, graph: Any, x: str) -> str:
+        scale, shift = (graph.constant(self.params[name].data, name) for name in ("gamma", "beta"))
+        return graph.node("LayerNormalization", [x, scale, shift], axis=-1, epsilon=self.eps)
 
     def formulas(self) -> Formulas:
         return Formulas(
@@ -375,6 +434,8 @@ class Dropout(Module):
 
     #: Its output depends on random numbers, which a problem file (where every number is given) cannot hold.
     deterministic = False
+    torch_name = "Dropout"
+    torch_settings: ClassVar[dict[str, str]] = {"p": "p"}
 
     def __init__(self, p: float = 0.5, *, seed: int | np.random.Generator | None = None) -> None:
         super().__init__()
@@ -396,6 +457,9 @@ class Dropout(Module):
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p}
+
+    def to_onnx(self, graph: Any, x: str) -> str:
+        return x  # the identity in evaluation mode
 
     def details(self) -> dict[str, NDArray]:
         return {"mask": self.mask} if isinstance(self.mask, np.ndarray) else {}

@@ -224,6 +224,33 @@ class Module:
         local derivative ``f'``): recorded by the trace after the backward pass."""
         return {}
 
+    # -- the same layer elsewhere: PyTorch and ONNX (see chainrule.interchange) ---------------------
+    #: The ``torch.nn`` module that computes the same (``"Linear"``): export to PyTorch, import from it.
+    torch_name: ClassVar[str | None] = None
+    #: Settings (:meth:`config` keys) by the names of the PyTorch module's arguments and attributes.
+    torch_settings: ClassVar[dict[str, str]] = {}
+    #: Arrays (:meth:`state_dict` keys) by their PyTorch names; those PyTorch keeps transposed (a linear
+    #: layer's ``W``, which it stores as ``(out, in)``) are listed in ``torch_transposed`` too.
+    torch_arrays: ClassVar[dict[str, str]] = {}
+    torch_transposed: ClassVar[tuple[str, ...]] = ()
+
+    def torch_config(self) -> dict[str, Any]:
+        """The arguments of ``torch.nn.<torch_name>`` that build this layer's twin."""
+        config = self.config()
+        return {theirs: config[ours] for ours, theirs in self.torch_settings.items()}
+
+    @classmethod
+    def config_from_torch(cls, module: Any) -> dict[str, Any]:
+        """This kind's :meth:`config` read from a ``torch.nn.<torch_name>`` module (eager or TorchScript);
+        a :class:`ConfigError` that names the setting chainrule does not have (``LayerNorm`` without
+        ``γ``, ``GELU`` with the tanh approximation)."""
+        return {ours: getattr(module, theirs) for ours, theirs in cls.torch_settings.items()}
+
+    def to_onnx(self, graph: Any, x: str) -> str:
+        """Add to ``graph`` (a :class:`chainrule.interchange.onnx.Graph`) the nodes that compute this
+        layer in evaluation mode on the value named ``x``, and return the name of their output."""
+        raise ConfigError(f"{type(self).__name__} has no ONNX form")
+
     @classmethod
     def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
         """Instances of this kind to check against finite differences on inputs with ``features``

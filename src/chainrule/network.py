@@ -95,6 +95,16 @@ class Sequential(Module):
         }
 
     @property
+    def in_features(self) -> int | None:
+        """The number of input features, as the first layer with sizes declares it (``Linear(784, 256)``:
+        784); ``None`` for a network of layers that take any number (activations alone)."""
+        for layer in self.layers:
+            inner = layer.in_features if isinstance(layer, Sequential) else None
+            if inner is not None or layer.sizes:
+                return inner or int(layer.config()[layer.sizes[0]])
+        return None
+
+    @property
     def gives_probabilities(self) -> bool:
         """Whether the network's outputs are probabilities (it ends in a softmax or a sigmoid) rather than
         logits or other scores."""

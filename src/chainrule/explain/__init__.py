@@ -2,7 +2,7 @@
 hand-worked answer sheet checked against them.
 
 * :mod:`~chainrule.explain.problem` reads a problem file (TOML) into a network, a batch, a loss and an
-  optimizer, all registered kinds;
+  optimizer, all registered kinds, and writes one for a network (``problem_document``, ``write_problem``);
 * :mod:`~chainrule.explain.explanation` runs its steps with a trace (``run_problem``) and gives the JSON
   of ``chainrule explain --format json`` (``to_json``);
 * :mod:`~chainrule.explain.render` lays the steps out as text, Markdown or LaTeX from the formulas each
@@ -11,7 +11,14 @@ hand-worked answer sheet checked against them.
 """
 
 from chainrule.explain.explanation import Explanation, StepRecord, run_problem, to_json
-from chainrule.explain.problem import Problem, ProblemFileError, load_problem, parse_problem
+from chainrule.explain.problem import (
+    Problem,
+    ProblemFileError,
+    load_problem,
+    parse_problem,
+    problem_document,
+    write_problem,
+)
 
 __all__ = [
     "Explanation",
@@ -20,6 +27,8 @@ __all__ = [
     "StepRecord",
     "load_problem",
     "parse_problem",
+    "problem_document",
     "run_problem",
     "to_json",
+    "write_problem",
 ]

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import ChainruleError, ConfigError, SettingError
+from chainrule.archive import atomic_write
+from chainrule.errors import ChainruleError, ConfigError, SettingError, need
 from chainrule.losses import SCALES, Loss
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer, make_optimizer, optimizer_settings
-from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS
+from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS, constructor_defaults
 
 
 class ProblemFileError(ChainruleError):
@@ -118,6 +119,91 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     problem = Problem(path, title, X, y, model, loss, l2, name, settings, steps)
     _check_targets(problem, where)
     return problem
+
+
+def problem_document(
+    model: Sequential,
+    X: NDArray,
+    y: NDArray,
+    *,
+    loss: str,
+    optimizer: str = "sgd",
+    title: str = "",
+    scale: str = "mean",
+    l2: float = 0.0,
+    steps: int = 1,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The problem file (as the dict that :func:`parse_problem` reads) of ``model``'s training step(s) on the
+    batch ``X``, ``y``: each layer's kind, its settings that are not defaults and cannot be read from its
+    arrays, and its parameters; the loss; the optimizer and its ``settings`` (``lr=0.1``).
+
+    A layer whose output depends on random numbers (dropout) has no place in a problem file: a
+    :class:`ConfigError` names it."""
+    random = [f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(model.layers) if not layer.deterministic]
+    if random:
+        raise ConfigError(
+            f"{', '.join(random)}: a problem file holds every number of a step, and this layer's depend on "
+            "random numbers; leave it out"
+        )
+    layers, features = [], np.shape(X)[1]
+    for layer in model.layers:
+        params = {name: _numbers(p.data) for name, p in layer.params.items()}
+        inferred = type(layer).inferred_config(features, {name: p.data for name, p in layer.params.items()})
+        defaults = constructor_defaults(type(layer))
+        table = {k: v for k, v in layer.config().items() if k not in inferred and v != defaults.get(k)}
+        layers.append({"type": layer.kind, **table, **params})
+        features = layer.output_features(features)
+    return {
+        "title": title or f"{len(layers)} layers, {loss}, {optimizer}",
+        "data": {"X": _numbers(X), "y": _numbers(y)},
+        "layers": layers,
+        "loss": {"type": loss, **({"scale": scale} if scale != "mean" else {}), **({"l2": l2} if l2 else {})},
+        "train": {"optimizer": optimizer, **settings, **({"steps": steps} if steps != 1 else {})},
+    }
+
+
+def write_problem(path: str | Path, document: dict[str, Any], comment: str = "") -> None:
+    """Write a problem file (the dict of :func:`problem_document`) at ``path``, a matrix one row per line,
+    after ``comment`` (lines of text, each written as a TOML comment)."""
+    tomlkit = need("tomlkit", "torch", "writing a problem file")
+
+    def value(v: Any) -> Any:
+        if isinstance(v, list) and v and isinstance(v[0], list):
+            rows = tomlkit.array()
+            rows.extend(v)
+            return rows.multiline(True)
+        return v
+
+    doc = tomlkit.document()
+    for line in comment.splitlines():
+        doc.add(tomlkit.comment(line))
+    for key, item in document.items():
+        if key == "layers":
+            tables = tomlkit.aot()
+            for layer in item:
+                table = tomlkit.table()
+                for k, v in layer.items():
+                    table[k] = value(v)
+                tables.append(table)
+            doc[key] = tables
+        elif isinstance(item, dict):
+            doc[key] = {k: value(v) for k, v in item.items()}
+        else:
+            doc[key] = item
+    text = tomlkit.dumps(doc)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _numbers(array: NDArray) -> list:
+    """An array as nested lists of Python numbers: integers as integers, float32 values by their shortest
+    decimal form (``0.1``, not ``0.10000000149011612``), others exactly."""
+    array = np.asarray(array)
+    if array.dtype.kind in "iub":
+        return array.astype(np.int64).tolist()
+    if array.dtype == np.float32:
+        return np.array([float(str(v)) for v in array.ravel()]).reshape(array.shape).tolist()
+    return array.astype(np.float64).tolist()
 
 
 def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:

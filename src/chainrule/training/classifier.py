@@ -7,13 +7,14 @@ range to [0, 1] (255 for pixels) and ``mean``, ``std`` are measured on the train
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import DataError
+from chainrule.errors import ConfigError, DataError
 from chainrule.network import Sequential, class_probabilities, predicted_classes
 
 
@@ -32,6 +33,21 @@ class Classifier:
     classes: tuple[str, ...]
     image_shape: tuple[int, int] | None = None
     frame_fill: float = 1.0  # share of the frame that the content of a training image fills
+
+    @classmethod
+    def of(cls, network: Sequential, classes: Sequence[str] | None = None) -> Classifier:
+        """``network`` as a classifier of inputs that it reads as they are (mean 0, std 1, scale 1), with
+        the ``classes`` given or named ``"0"``, ``"1"``, ...: a network built or imported in Python, which
+        no run has measured the inputs of."""
+        features = network.in_features
+        if features is None:
+            raise ConfigError(
+                "cannot tell the number of input features of a network without a Linear or normalisation layer"
+            )
+        dtype = next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
+        outputs = network.outputs(np.zeros((1, features), dtype)).shape[1]
+        names = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(max(outputs, 2))))
+        return cls(network, np.zeros(features, dtype), np.ones(features, dtype), 1.0, names)
 
     @property
     def features(self) -> int:

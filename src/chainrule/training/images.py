@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import DataError
+from chainrule.errors import DataError, need
 from chainrule.training.classifier import Classifier
 
 
@@ -42,14 +42,11 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
     frame's centre (as MNIST was made); scaled to the model's raw range."""
     if model.image_shape is None:
         raise DataError(f"{path}: this model was not trained on images; give its inputs as .npy")
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise DataError("reading images needs Pillow: pip install 'chainrule[train]'") from None
+    Image = need("PIL.Image", "train", "reading images")
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (Image.UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:

@@ -38,6 +38,10 @@ def save_model(model: Classifier, path: str | Path) -> None:
     :func:`load_model` would refuse (class names or an image shape that do not fit its network) is a
     :class:`ConfigError` instead of a file."""
     problem = _misfit(model.network, model.features, model.mean.dtype, model.classes, model.image_shape)
+    if not np.isfinite(model.scale) or model.scale <= 0:
+        problem = f"the input scale must be a finite number > 0, got {model.scale}"
+    elif not (np.all(np.isfinite(model.mean)) and np.all(np.isfinite(model.std)) and np.all(model.std > 0)):
+        problem = "the input mean and std must be finite, std > 0"
     if problem:
         raise ConfigError(f"cannot save this model: {problem}")
     archive.save(

@@ -1,0 +1,344 @@
+"""PyTorch interchange: a chainrule network as its ``torch.nn`` twin and back, and the files of
+``chainrule export --format torch``.
+
+Each layer kind names its twin (``Linear`` → ``torch.nn.Linear``), the twin's settings and arrays
+(:class:`chainrule.module.Module`: ``torch_name``, ``torch_settings``, ``torch_arrays``): the only
+difference of layout is a linear layer's weight, which PyTorch keeps as ``(out, in)``, the transpose of
+our ``W``. A trained :class:`~chainrule.training.classifier.Classifier` becomes a :class:`TorchClassifier`:
+the ``nn.Sequential`` of its layers (indexed as in chainrule) after the input normalisation.
+
+:func:`from_torch` reads ``nn.Sequential`` models (nested ones are flattened, ``nn.Flatten`` of rows is
+left out) made of the kinds chainrule has, eager or TorchScript, so that a PyTorch model's training step
+can be run by ``chainrule explain`` and checked. A model saved with ``torch.save(model)`` is a pickle,
+which chainrule never loads: :func:`read_torch` reads TorchScript files (``torch.jit.save``), which
+``torch.jit.load`` interprets as TorchScript, not Python, and the files of ``--format torch``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import pprint
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from chainrule import archive
+from chainrule._version import __version__
+from chainrule.errors import ChainruleError, ConfigError, DataError, check_positive, need
+from chainrule.module import Module
+from chainrule.network import Sequential
+from chainrule.registry import LAYERS
+from chainrule.training.classifier import Classifier
+
+torch = need("torch", "torch", "PyTorch interchange")
+nn = torch.nn
+
+#: The metadata key of a ``--format torch`` weights file that holds what ``chainrule import`` reads back.
+METADATA_KEY = "chainrule"
+
+
+class TorchClassifier(nn.Module):
+    """A network with the input normalisation it was trained with: ``network((raw/scale - mean)/std)``.
+
+    ``network`` is an ``nn.Sequential``; ``classes`` names its outputs; ``mean``, ``std`` (buffers) and
+    ``scale`` turn raw inputs (pixels from 0 to 255, say) into what the network reads.
+    """
+
+    def __init__(self, network: nn.Sequential, mean: torch.Tensor, std: torch.Tensor, scale: float, classes: list[str]):
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.scale = float(scale)
+        self.classes = list(classes)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """The network's outputs (logits, unless it ends in a softmax) for raw inputs, one row each."""
+        return self.network((raw.flatten(1).to(self.mean.dtype) / self.scale - self.mean) / self.std)
+
+
+# -- out: chainrule → PyTorch -------------------------------------------------------------------------
+def torch_layers(network: Sequential) -> list[tuple[str, dict[str, Any]]]:
+    """Each layer's twin as ``(torch_name, arguments)``; a :class:`ConfigError` naming the layers that
+    have none."""
+    missing = [f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(network.layers) if not layer.torch_name]
+    if missing:
+        raise ConfigError(f"no PyTorch twin for {', '.join(missing)}")
+    return [(layer.torch_name, layer.torch_config()) for layer in network.layers]
+
+
+def torch_state_dict(network: Sequential, prefix: str = "") -> dict[str, NDArray]:
+    """The state dict of ``network``'s twin, as NumPy arrays under PyTorch's names (``0.weight``, of
+    shape ``(out, in)``)."""
+    state = {}
+    for i, layer in enumerate(network.layers):
+        for ours, array in layer.state_dict().items():
+            theirs = layer.torch_arrays[ours]
+            state[f"{prefix}{i}.{theirs}"] = np.ascontiguousarray(array.T if ours in layer.torch_transposed else array)
+    return state
+
+
+def to_torch(model: Classifier | Sequential) -> Any:
+    """The PyTorch twin of ``model``, with copies of its arrays and each layer's mode (training or
+    evaluation): an ``nn.Sequential`` for a network, a :class:`TorchClassifier` for a classifier."""
+    network = model.network if isinstance(model, Classifier) else model
+    dtype = next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
+    layers = nn.Sequential(*(getattr(nn, name)(**args) for name, args in torch_layers(network)))
+    twin, prefix = layers.to(_torch_dtype(dtype)), ""
+    if isinstance(model, Classifier):
+        mean, std = (torch.from_numpy(a.copy()) for a in (model.mean, model.std))
+        twin, prefix = TorchClassifier(layers, mean, std, model.scale, list(model.classes)), "network."
+    tensors = {name: torch.from_numpy(array) for name, array in torch_state_dict(network, prefix).items()}
+    twin.load_state_dict(tensors, strict=False)  # BatchNorm's num_batches_tracked is PyTorch's own
+    twin.train(network.training)
+    for layer, child in zip(network.layers, layers, strict=True):
+        child.train(layer.training)
+    return twin
+
+
+def save_torch(model: Classifier, path: str | Path) -> list[Path]:
+    """Write ``model``'s twin as a Python file at ``path`` and its weights (a state dict in safetensors)
+    beside it, named like it with ``.safetensors``; return both paths."""
+    path = Path(path)
+    if path.suffix != ".py" or not path.stem.isidentifier():
+        raise ConfigError(
+            f"the PyTorch export is a Python module: expected a name like model_torch.py, got {path.name}"
+        )
+    weights = path.with_suffix(".safetensors")
+    layers = torch_layers(model.network)
+    state = {
+        "mean": model.mean,
+        "std": model.std,
+        **torch_state_dict(model.network, "network."),
+    }
+    description = {
+        "format": "chainrule-torch",
+        "version": 1,
+        "layers": [{"type": name, **args} for name, args in layers],
+        "dtype": str(model.mean.dtype),
+        "scale": float(model.scale),
+        "classes": list(model.classes),
+        "image_shape": list(model.image_shape) if model.image_shape else None,
+        "frame_fill": float(model.frame_fill),
+    }
+    archive.write_safetensors(weights, state, {"format": "pt", METADATA_KEY: json.dumps(description)})
+    archive.atomic_write(path, lambda f: f.write(_python_file(model, path, weights, layers, description).encode()))
+    return [path, weights]
+
+
+def _python_file(model: Classifier, path: Path, weights: Path, layers, description: dict[str, Any]) -> str:
+    """The source of the Python module of :func:`save_torch`."""
+    lines = ",\n".join(
+        f"        nn.{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})" for name, args in layers
+    )
+    dtype = f"torch.{model.mean.dtype}"
+    shape = f"images of {model.image_shape[0]}×{model.image_shape[1]}, " if model.image_shape else ""
+    title = f"A chainrule classifier in PyTorch: {len(model.classes)} classes, {shape}{model.features} input features"
+    return f'''"""{title}.
+
+Written by `chainrule export --format torch` (chainrule {__version__}). The weights are in {weights.name}
+beside this file: a PyTorch state dict in safetensors (no pickle). With torch and safetensors installed:
+
+    from {path.stem} import load
+    model = load()  # a TorchClassifier, in evaluation mode
+    probabilities = model(raw).softmax(dim=1)  # raw: a float tensor of raw inputs, (n, {model.features})
+
+`model.network` is the nn.Sequential of the layers, indexed as in chainrule (the weight of a linear
+layer is W transposed, as PyTorch keeps it); `model` puts the input normalisation x = (raw/scale - mean)/std
+in front of it, as chainrule's model does. `save(model, path)` writes the weights with the description
+that `chainrule import` reads to bring the model back.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS = Path(__file__).with_name({json.dumps(weights.name)})
+#: What `chainrule import` reads back, in the weights file's metadata: the layers, the scale, the classes.
+DESCRIPTION = {pprint.pformat(description, width=110, sort_dicts=False)}
+CLASSES = DESCRIPTION["classes"]
+METADATA = {{"format": "pt", "{METADATA_KEY}": json.dumps(DESCRIPTION)}}
+
+
+{inspect.getsource(TorchClassifier)}
+
+def build() -> TorchClassifier:
+    """The model with its initial weights (``load`` replaces them with the trained ones)."""
+    network = nn.Sequential(
+{lines},
+    )
+    mean, std = torch.zeros({model.features}), torch.ones({model.features})
+    return TorchClassifier(network, mean, std, {float(model.scale)!r}, CLASSES).to({dtype})
+
+
+def load(path: str | Path = WEIGHTS) -> TorchClassifier:
+    """The trained model, in evaluation mode."""
+    model = build()
+    model.load_state_dict(load_file(path))
+    return model.eval()
+
+
+def save(model: TorchClassifier, path: str | Path) -> None:
+    """Write ``model``'s weights to ``path`` (safetensors), with what `chainrule import` reads."""
+    save_file({{name: t.contiguous() for name, t in model.state_dict().items()}}, path, metadata=METADATA)
+
+
+if __name__ == "__main__":
+    print(load())
+    print("classes:", CLASSES)
+'''
+
+
+# -- in: PyTorch → chainrule --------------------------------------------------------------------------
+def from_torch(module: Any) -> Sequential | Classifier:
+    """The chainrule twin of a PyTorch model, with copies of its arrays and each layer's mode: a
+    :class:`Sequential` for an ``nn.Sequential`` (eager or TorchScript), a :class:`Classifier` for a
+    :class:`TorchClassifier` (what ``--format torch`` exports).
+
+    Nested ``nn.Sequential`` are flattened and ``nn.Flatten`` is left out (chainrule's inputs are rows
+    already). A layer without a chainrule kind, or with a setting chainrule does not have, is a
+    :class:`ConfigError` that names every such layer at once.
+    """
+    if _torch_type(module) == "TorchClassifier":
+        network = from_torch(module.network)
+        check_positive("TorchClassifier scale", float(module.scale))
+        mean, std = (t.detach().cpu().numpy().astype(network_dtype(network)) for t in (module.mean, module.std))
+        return Classifier(network, mean, std, float(module.scale), tuple(str(c) for c in module.classes))
+    if _torch_type(module) != "Sequential":
+        raise ConfigError(
+            f"from_torch reads an nn.Sequential, got {type(module).__name__}"
+            f"{f' ({module.original_name})' if hasattr(module, 'original_name') else ''}: write the model as "
+            "nn.Sequential(...) of the layers chainrule has"
+        )
+    twins = {kind.cls.torch_name: kind.cls for kind in LAYERS.kinds() if kind.cls.torch_name}
+    children = list(_leaves(module, ""))
+    dtype = _dtype(module)
+    layers, problems = [], []
+    for place, child in children:
+        name = _torch_type(child)
+        if name == "Flatten":
+            if (child.start_dim, child.end_dim) != (1, -1):
+                problems.append(f"{place} Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})")
+            continue
+        if name not in twins:
+            problems.append(f"{place} {name}")
+            continue
+        try:
+            layers.append(_layer(twins[name], child, dtype))
+        except ChainruleError as err:
+            problems.append(f"{place} {err}")
+    if problems:
+        known = ", ".join(sorted(twins))
+        raise ConfigError(
+            "cannot import this PyTorch model: "
+            + "; ".join(f"layer {p}" for p in problems)
+            + f". chainrule has {known} (and Flatten of rows, left out)"
+        )
+    if not layers:
+        raise ConfigError("cannot import an empty nn.Sequential")
+    return Sequential(*layers)
+
+
+def network_dtype(network: Sequential) -> np.dtype:
+    return next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
+
+
+def _layer(cls: type[Module], child: Any, dtype: np.dtype) -> Module:
+    """The chainrule layer of kind ``cls`` that computes what the PyTorch module ``child`` computes."""
+    layer = cls.from_config(cls.config_from_torch(child), dtype=dtype, init="zeros")
+    theirs = dict(child.state_dict())
+    state = {}
+    for ours, name in cls.torch_arrays.items():
+        if ours in layer.state_dict():
+            array = theirs[name].detach().to(_torch_dtype(dtype)).cpu().numpy()
+            state[ours] = array.T if ours in cls.torch_transposed else array
+    layer.load_state_dict(state)
+    layer.training = bool(child.training)
+    return layer
+
+
+def _leaves(module: Any, prefix: str):
+    """``(place, module)`` for each layer of a Sequential, nested Sequentials opened (places ``4.1``)."""
+    for name, child in module.named_children():
+        if _torch_type(child) == "Sequential":
+            yield from _leaves(child, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", child
+
+
+def _torch_type(module: Any) -> str:
+    """The class name of a module of ``torch.nn`` (eager or TorchScript), or of this module's
+    :class:`TorchClassifier`; for any other class, its name with its module (``mymodel.Block``), which no
+    kind has."""
+    if isinstance(module, torch.jit.ScriptModule):
+        qualified = module._c.qualified_name  # "__torch__.torch.nn.modules.linear.Linear"
+        name = module.original_name
+        ours = qualified.endswith(f".{TorchClassifier.__name__}")
+        return name if qualified.startswith("__torch__.torch.nn.") or ours else qualified
+    cls = type(module)
+    if cls is TorchClassifier or (cls.__name__ == "TorchClassifier" and hasattr(module, "network")):
+        return "TorchClassifier"  # ours, or the same class in an exported Python file
+    return cls.__name__ if getattr(nn, cls.__name__, None) is cls else f"{cls.__module__}.{cls.__name__}"
+
+
+def _dtype(module: Any) -> np.dtype:
+    """float64 for a model with float64 parameters, else float32 (half precision is widened)."""
+    kinds = {t.dtype for t in module.state_dict().values() if t.is_floating_point()}
+    return np.dtype(np.float64 if torch.float64 in kinds else np.float32)
+
+
+def _torch_dtype(dtype: np.dtype) -> Any:
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+
+
+def read_torch(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The PyTorch model in ``path`` and what else the file says of it: a TorchScript file
+    (``torch.jit.save``), or the weights of a ``--format torch`` export, rebuilt from the description in
+    their metadata (which is returned: ``image_shape``, ``frame_fill``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu"), {}
+        except (RuntimeError, ValueError, OSError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(
+                f"{path}: not a TorchScript file ({first}). A model saved with torch.save(model) is a pickle, "
+                "which chainrule never loads: save it with torch.jit.script(model).save(path), or pass the "
+                "model to chainrule.from_torch in Python"
+            ) from None
+    tensors, metadata = archive.read_safetensors(path, "PyTorch export")
+    twins = {kind.cls.torch_name for kind in LAYERS.kinds()}
+    try:
+        description = json.loads(metadata[METADATA_KEY])
+        specs = [dict(spec) for spec in description["layers"]]
+        unknown = [spec["type"] for spec in specs if spec["type"] not in twins]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}")
+        dtype = _torch_dtype(np.dtype(description["dtype"]))
+        features = tensors["mean"].shape[0]
+        with torch.device("meta"):  # no memory for the sizes the description declares: the file's arrays
+            layers = [getattr(nn, spec.pop("type"))(**spec) for spec in specs]  # replace these, shapes checked
+            model = TorchClassifier(
+                nn.Sequential(*layers), torch.zeros(features), torch.ones(features), description["scale"], []
+            ).to(dtype)
+        model.classes = [str(c) for c in description["classes"]]
+        model.load_state_dict({name: torch.from_numpy(a) for name, a in tensors.items()}, assign=True)
+        for module in model.modules():  # what the file does not hold: BatchNorm's count of batches
+            for name, buffer in module.named_buffers(recurse=False):
+                if buffer.is_meta:
+                    setattr(module, name, torch.zeros_like(buffer, device="cpu"))
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, json.JSONDecodeError) as err:
+        raise DataError(
+            f"{path}: not a PyTorch export of chainrule (`chainrule export --format torch`) that can be read "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    return model.eval(), description
