@@ -1,6 +1,7 @@
 """chainrule train / evaluate / predict end to end through the command line, model files, bad input."""
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -35,6 +36,7 @@ def digits_run(tmp_path_factory):
 def test_train_writes_model_metrics_and_plots(digits_run):
     out, result = digits_run
     assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
         "checkpoint.npz",
         "confusion_matrix.png",
         "first_layer_weights.png",
@@ -51,6 +53,47 @@ def test_train_writes_model_metrics_and_plots(digits_run):
     assert metrics["test_accuracy"] > 0.9
     assert f"model, metrics and plots in {out}" in result.stdout
     assert result.stdout.count("\nepoch ") + result.stdout.startswith("epoch") == 3
+
+
+def test_model_card_in_the_hugging_face_shape(digits_run):
+    import yaml
+
+    out, _ = digits_run
+    text = (out / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert front["library_name"] == "chainrule" and "image-classification" in front["tags"]
+    (result,) = front["model-index"][0]["results"]
+    assert result["metrics"][0] == {
+        "type": "accuracy",
+        "value": round(metrics["test_accuracy"], 4),
+        "name": "Test accuracy",
+    }
+    assert result["dataset"]["split"] == "test"
+    body = text.split("---\n", 2)[2]
+    for expected in (
+        "Linear(64, 256) → ReLU() → Linear(256, 128) → ReLU() → Linear(128, 10)",
+        "8×8 grey images",
+        "0, 1, 2, 3, 4, 5, 6, 7, 8, 9",
+        "`chainrule train --epochs 3`",
+        'chainrule.load("model.npz")',
+        "chainrule export model.npz --format onnx",
+    ):
+        assert expected in body
+    assert len(re.findall(r"^\| [123] \| ", body, re.M)) == 3  # a row per epoch
+
+
+def test_force_replaces_our_card_but_not_a_readme_of_the_users(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--epochs", "1", "--no-plots", "--out", out).returncode == 0
+    assert "chainrule train" in (out / "README.md").read_text()
+    result = cli("train", "--epochs", "2", "--no-plots", "--out", out, "--force")
+    assert result.returncode == 0 and "| 2 |" in (out / "README.md").read_text()
+    (out / "README.md").write_text("my notes\n")
+    result = cli("train", "--epochs", "1", "--no-plots", "--out", out, "--force")
+    assert result.returncode == 0 and (out / "README.md").read_text() == "my notes\n"
+    assert "note: no model card" in result.stderr and "is not a card chainrule wrote" in result.stderr
 
 
 def test_saved_model_predicts_what_the_run_measured(digits_run):

@@ -1,6 +1,7 @@
 """A whole ``chainrule train`` run: data, model, :func:`~chainrule.training.loop.fit`, and what it leaves.
 
-A run writes into its output folder: ``model.npz`` (see :mod:`~chainrule.training.modelfile`),
+A run writes into its output folder: ``model.npz`` (see :mod:`~chainrule.training.modelfile`) and its
+model card ``README.md`` (:mod:`~chainrule.training.card`),
 ``metrics.json`` (the configuration, every epoch's numbers, the test accuracy), ``checkpoint.npz`` after
 every epoch (see :mod:`~chainrule.training.checkpoint`; ``--resume`` continues from it) and PNG plots
 (learning curves, confusion matrix, first-layer weights as images, the most confidently wrong test
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,11 +24,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write
-from chainrule.errors import ChainruleError, ConfigError, DataError
+from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage
 from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
 from chainrule.registry import LOSSES
+from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from chainrule.training.classifier import Classifier, normalisation
 from chainrule.training.config import TrainConfig
@@ -262,6 +265,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     }
     _write_json(out / "metrics.json", metrics)
     result = RunResult(out, classifier, history.epochs, test_loss, test_accuracy, metrics)
+    _write_card(result, config, dataset)
     if config.plots:
         from chainrule.training.plots import plot_run
 
@@ -291,6 +295,8 @@ def prepare_output(config: TrainConfig) -> Path:
         if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
             for name in RUN_FILES:  # this one's (a stale checkpoint would resume the old run)
                 (out / name).unlink(missing_ok=True)
+            if card.is_ours(out / card.NAME):  # a README.md of the user's own stays
+                (out / card.NAME).unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -299,6 +305,18 @@ def prepare_output(config: TrainConfig) -> Path:
     except OSError as err:
         raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
     return out
+
+
+def _write_card(result: RunResult, config: TrainConfig, dataset: Dataset) -> None:
+    """The model card, or a note on standard error saying why there is none (the run itself succeeded)."""
+    try:
+        written = card.write_card(result, config, dataset)
+    except MissingPackage as err:
+        written, why = None, str(err)
+    else:
+        why = f"{result.out / card.NAME} is not a card chainrule wrote; it is left as it is"
+    if written is None:
+        print(f"chainrule: note: no model card: {why}", file=sys.stderr)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
