@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import pprint
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -325,8 +326,11 @@ def read_torch(path: str | Path) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"unknown layers {unknown}")
         dtype = _torch_dtype(np.dtype(description["dtype"]))
         features = tensors["mean"].shape[0]
-        with torch.device("meta"):  # no memory for the sizes the description declares: the file's arrays
-            layers = [getattr(nn, spec.pop("type"))(**spec) for spec in specs]  # replace these, shapes checked
+        # Built on the meta device, the layers take no memory for the sizes the description declares: the
+        # file's arrays replace their tensors, shapes checked (a size of 0 would warn; it fails there).
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layers = [getattr(nn, spec.pop("type"))(**spec) for spec in specs]
             model = TorchClassifier(
                 nn.Sequential(*layers), torch.zeros(features), torch.ones(features), description["scale"], []
             ).to(dtype)
