@@ -88,11 +88,15 @@ def test_onnx_runtime_computes_what_chainrule_computes(onnxruntime, name, probab
     assert np.array_equal(got.argmax(axis=1), model.predict(X)) or got.shape[1] == 1
 
 
-def test_onnx_in_float64_and_its_description(onnxruntime):
+@pytest.mark.parametrize("name", ["silu+layernorm", "leaky_relu+batchnorm"])
+def test_onnx_in_float64_and_its_description(onnxruntime, name):
     import onnx
 
     # (a float64 GELU is valid ONNX, but ONNX Runtime's CPU Erf has float32 only)
-    model = classifier(networks(np.float64)["silu+layernorm"], 6, np.float64)
+    model = classifier(networks(np.float64)[name], 6, np.float64)
+    for layer in model.network.layers:
+        if layer.kind == "leaky_relu":
+            layer.alpha = 0.1  # not a float32 number: ONNX's LeakyRelu attribute would round it
     proto = cr.to_onnx(model)
     assert [o.version for o in proto.opset_import] == [17]
     assert proto.producer_name == "chainrule"
@@ -186,7 +190,7 @@ def test_torch_export_predicts_what_chainrule_predicts(torch, name, tmp_path):
     # and back: the weights file, read by chainrule import's reader, gives the same arrays
     from chainrule.interchange.pytorch import from_torch, read_torch
 
-    back = from_torch(read_torch(written[1])[0])
+    back = from_torch(read_torch(written[1]))
     for ours, theirs in zip(model.network.state_dict().values(), back.network.state_dict().values(), strict=True):
         assert np.array_equal(ours, theirs)
     assert np.array_equal(back.mean, model.mean) and back.scale == model.scale and back.classes == model.classes
@@ -448,5 +452,98 @@ def test_crafted_torch_exports_are_refused_before_anything_large_is_made(torch, 
     edit(description)
     (tmp_path / "crafted.safetensors").write_bytes(save(arrays, {**metadata, "chainrule": json.dumps(description)}))
     with pytest.raises((DataError, ConfigError)) as caught:
-        from_torch(read_torch(tmp_path / "crafted.safetensors")[0])
+        from_torch(read_torch(tmp_path / "crafted.safetensors"))
     assert message in str(caught.value)
+
+
+# -- found by an adversarial review -----------------------------------------------------------------------
+def test_a_module_used_twice_is_two_layers_on_the_same_arrays(torch):
+    nn = torch.nn
+    relu, shared = nn.ReLU(), nn.Linear(4, 4)
+    model = nn.Sequential(nn.Linear(5, 4), relu, shared, relu, shared, nn.Linear(4, 2))
+    network = cr.from_torch(model)
+    assert [layer.kind for layer in network.layers] == ["linear", "relu", "linear", "relu", "linear", "linear"]
+    assert network.layers[2].params["W"] is network.layers[4].params["W"]  # tied, as in PyTorch
+    X = np.random.default_rng(0).normal(size=(6, 5))
+    with torch.no_grad():
+        assert_close(network.forward(X), model(torch.from_numpy(X)).numpy())
+    with pytest.raises(ConfigError, match="layers 2 and 4 share a parameter"):
+        problem_document(network, X, np.zeros(6, int), loss="softmax_cross_entropy", lr=0.1)
+
+
+def test_hooks_and_traced_models_are_refused_not_misread(torch):
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    model[1].register_forward_hook(lambda module, inputs, output: output * 0)
+    with pytest.raises(ConfigError, match="layer 1 has hooks, which chainrule would not run"):
+        cr.from_torch(model)
+    traced = torch.jit.trace(nn.Sequential(nn.Linear(3, 2), nn.ReLU()).eval(), torch.randn(2, 3))
+    with pytest.raises(ConfigError, match=r"torch\.jit\.trace keeps none; save the model with torch\.jit\.script"):
+        cr.from_torch(traced)
+
+
+def test_models_that_a_model_file_would_refuse_are_not_imported(torch, capsys, tmp_path):
+    nn = torch.nn
+    nan = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        nan[0].weight[0, 0] = float("nan")
+    torch.jit.script(nan).save(str(tmp_path / "nan.pt"))
+    code, _, err = run(capsys, "import", tmp_path / "nan.pt", "--out", tmp_path / "nan.npz")
+    assert code == 1 and "0.W contains NaN or inf" in err and not (tmp_path / "nan.npz").exists()
+    bn = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    bn[1].running_var.fill_(-1.0)
+    with pytest.raises(ConfigError, match=r"layer 1 BatchNorm1d\(2\): running_var holds negative numbers"):
+        cr.from_torch(bn)
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({"X": np.zeros(3), "y": np.zeros(1)}, "X has shape (3,); the network reads rows of 3 features"),
+        ({"X": np.zeros((2, 5)), "y": np.zeros(2)}, "X has shape (2, 5); the network reads rows of 3 features"),
+    ],
+)
+def test_import_data_that_does_not_fit_is_named(torch, capsys, tmp_path, batch, message):
+    torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2))).save(str(tmp_path / "m.pt"))
+    np.savez(tmp_path / "batch.npz", **batch)
+    code, _, err = run(
+        capsys, "import", tmp_path / "m.pt", "--out", tmp_path / "s.toml", "--data", tmp_path / "batch.npz"
+    )
+    assert code == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "{dir}/model.npz", "--out", "{dir}/nodir/x.onnx"], "cannot write {dir}/nodir/x.onnx: no folder"),
+        (["export", "{dir}/model.npz", "--out", "{dir}"], "cannot write {dir}: a folder is there"),
+        (["export", "{dir}/model.npz", "--format", "torch", "--out", "{dir}/folder.py"], "a folder is there"),
+        (["import", "{dir}", "--out", "{dir}/x.npz"], "is a folder, expected a TorchScript file"),
+        (["import", "{dir}/model.npz", "--out", "{dir}/x.npz"], "an .npz archive, not a PyTorch model"),
+        (["import", "{dir}/model_torch.safetensors", "--out", "{dir}/x.npz", "--classes", "a,a,b"], "--classes"),
+    ],
+)
+def test_outputs_that_cannot_be_written_and_inputs_that_are_not_models(torch, capsys, tmp_path, args, message):
+    classifier(networks()["relu"], 6).save(tmp_path / "model.npz")
+    cr.export(cr.load(tmp_path / "model.npz"), tmp_path / "model_torch.py")
+    (tmp_path / "folder.py").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = run(capsys, *(a.format(dir=tmp_path) for a in args))
+    assert code == 1 and message.format(dir=tmp_path) in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
+
+
+@pytest.mark.parametrize("name", ["relu", "softmax", "sigmoid_single_output", "logit_single_output"])
+def test_the_generated_modules_recipe_gives_predict_proba(torch, name, tmp_path):
+    model = classifier(networks()[name], 6)
+    (path, _) = cr.export(model, tmp_path / "model_torch.py")
+    module = import_file(path)
+    recipe = next(line.strip() for line in module.__doc__.splitlines() if "model(raw)" in line)
+    X = raw_inputs()
+    scope = {"model": module.load(), "raw": torch.from_numpy(X), "torch": torch}
+    with torch.no_grad():
+        exec(recipe, scope)
+    probabilities = model.predict_proba(X)
+    got = scope["probabilities"].numpy() if "probabilities" in scope else scope["p"].numpy()[:, 0]
+    expected = probabilities if "probabilities" in scope else probabilities[:, 1]
+    assert float(np.max(np.abs(got - expected))) <= 1e-6, recipe

@@ -160,3 +160,28 @@ def test_cli_errors_are_one_line_and_non_zero():
     assert "Traceback" not in result.stderr
     result = run_cli("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_the_card_repeats_the_run_with_a_command_a_shell_reads_back():
+    import shlex
+
+    from chainrule.training.card import command
+    from chainrule.training.config import TrainConfig
+
+    config = TrainConfig(dataset='w:eird "dir"/a: b.npz', hidden=(8,), epochs=1, batchnorm=True, out="x", quiet=True)
+    assert shlex.split(command(config)) == [
+        *("chainrule", "train", "--dataset", 'w:eird "dir"/a: b.npz'),
+        *("--hidden", "8", "--batchnorm", "--epochs", "1"),
+    ]
+    assert command(TrainConfig(hidden=())) == "chainrule train --hidden 0"
+
+
+def test_only_a_card_chainrule_wrote_counts_as_one(tmp_path):
+    from chainrule.training.card import MARK, is_ours
+
+    card = f"---\nlibrary_name: chainrule\ntags:\n- x\n---\n\n# run: a classifier\n\n{MARK} (chainrule 0) -->\n"
+    mentions = f"# My project\n\nmy cards start with {MARK} ...\n\nIMPORTANT NOTES\n"
+    other_library = card.replace("library_name: chainrule", "library_name: transformers")
+    for text, ours in ((card, True), (mentions, False), (other_library, False), ("", False)):
+        (tmp_path / "README.md").write_text(text)
+        assert is_ours(tmp_path / "README.md") is ours, text

@@ -173,7 +173,10 @@ class LeakyReLU(ElementWise):
         return {"alpha": self.alpha}
 
     def to_onnx(self, graph, x):
-        return graph.node("LeakyRelu", [x], alpha=self.alpha)
+        if graph.dtype == np.float32:
+            return graph.node("LeakyRelu", [x], alpha=self.alpha)
+        # ONNX's attributes are float32: in float64, α is a constant of the graph's type and f(z) = max(z, α·z)
+        return graph.node("Max", [x, graph.node("Mul", [x, graph.constant(self.alpha, "alpha")])])
 
     def apply(self, z):
         return np.where(z > 0, z, z * z.dtype.type(self.alpha))

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.errors import DataError, need
+from chainrule.errors import DataError, WriteError, need
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
@@ -58,14 +58,32 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
             break
         except FileExistsError:
             continue
+        except OSError as err:
+            raise _cannot_write(path, err) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
+    except WriteError:
+        raise
+    except OSError as err:
+        raise _cannot_write(path, err) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _cannot_write(path: Path, err: OSError) -> WriteError:
+    if path.is_dir():
+        reason = "a folder is there"
+    elif not path.parent.is_dir():
+        reason = f"no folder {path.parent}"
+    else:
+        reason = err.strerror or str(err)
+    error = WriteError(f"cannot write {path}: {reason}")
+    error.errno = err.errno
+    return error
 
 
 def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:

@@ -216,7 +216,8 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "--data",
         default=None,
         metavar="NPZ",
-        help="problem file: the batch, an .npz with arrays X and y (default: random rows)",
+        help="problem file: the batch, an .npz with arrays X (rows as the network reads them, after any input "
+        "normalisation) and y (default: random rows)",
     )
     import_cmd.add_argument("--rows", type=at_least(1), default=4, help="problem file: random rows (default: 4)")
     import_cmd.add_argument("--seed", type=at_least(0), default=0, help="problem file: seed of the random rows")

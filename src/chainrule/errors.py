@@ -41,6 +41,11 @@ class DataError(ChainruleError, ValueError):
     is wrong with it."""
 
 
+class WriteError(ChainruleError, OSError):
+    """A file that cannot be written (no such folder, a folder in its place, no permission, a full disk):
+    the message names the file and the reason. Also an ``OSError``, as the failure it reports."""
+
+
 class MissingPackage(ChainruleError):
     """An optional package that a feature needs is not installed; the message says how to install it."""
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from chainrule.errors import ConfigError, SettingError, check_fraction, check_positive
+from chainrule.errors import ConfigError, SettingError, ShapeError, check_fraction, check_positive
 from chainrule.init import init_weight, make_rng
 from chainrule.module import Module, Parameter, as_batch, check_grad_shape
 from chainrule.notation import Eq, Formulas
@@ -278,6 +278,12 @@ class BatchNorm1d(_Normalization):
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+    def load_state_dict(self, state: Mapping[str, NDArray], strict: bool = True) -> None:
+        var = state.get("running_var") if isinstance(state, Mapping) else None
+        if var is not None and np.asarray(var).dtype.kind in "fiu" and np.any(np.asarray(var) < 0):
+            raise ShapeError(f"{self!r}: running_var holds negative numbers; a variance is >= 0")
+        super().load_state_dict(state, strict)
 
     @classmethod
     def config_from_torch(cls, module: Any) -> dict[str, Any]:

@@ -146,6 +146,16 @@ def problem_document(
             f"{', '.join(random)}: a problem file holds every number of a step, and this layer's depend on "
             "random numbers; leave it out"
         )
+    owners: dict[int, int] = {}
+    for i, layer in enumerate(model.layers):
+        for p in layer.params.values():
+            if owners.setdefault(id(p), i) != i:
+                raise ConfigError(
+                    f"layers {owners[id(p)]} and {i} share a parameter, which a problem file (one array per "
+                    "layer) cannot say"
+                )
+    if np.ndim(X) != 2:
+        raise ConfigError(f"X must be a matrix of rows (n, features), got shape {np.shape(X)}")
     layers, features = [], np.shape(X)[1]
     for layer in model.layers:
         params = {name: _numbers(p.data) for name, p in layer.params.items()}

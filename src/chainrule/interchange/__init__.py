@@ -92,15 +92,13 @@ def import_torch(
     path, out = Path(path), Path(out)
     if out.resolve() == path.resolve():
         raise ConfigError(f"--out {out} is the file being imported")
-    module, description = read_torch(path)
-    model = from_torch(module)
+    if classes is not None and (len(set(classes)) != len(classes) or not all(c.strip() for c in classes)):
+        raise ConfigError(f"--classes: expected distinct, non-empty names, got {','.join(classes)!r}")
+    model = from_torch(read_torch(path))
     if out.suffix in (".npz", ".safetensors"):
         classifier = model if isinstance(model, Classifier) else Classifier.of(model, classes)
         if classes is not None:
             classifier.classes = tuple(classes)
-        if description.get("image_shape"):
-            classifier.image_shape = tuple(description["image_shape"])
-            classifier.frame_fill = float(description.get("frame_fill", 1.0))
         classifier.save(out)
         return f"wrote {out}: {classifier!r}"
     if out.suffix != ".toml":
@@ -133,6 +131,8 @@ def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, sour
         X, y, batch = arrays["X"], arrays["y"], f"the batch of {Path(data).name}"
         if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
             raise DataError(f"{data}: X and y must hold numbers, got dtypes {X.dtype} and {y.dtype}")
+        if X.ndim != 2 or (features is not None and X.shape[1] != features):
+            raise DataError(f"{data}: X has shape {X.shape}; the network reads rows of {features} features")
     else:
         rng = np.random.default_rng(seed)
         X = rng.normal(size=(rows, features or 1)).round(2)
@@ -145,7 +145,7 @@ def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, sour
     document = problem_document(
         network, X, y, loss=loss, optimizer=optimizer, title=f"{source}: one training step", steps=steps, lr=lr
     )
-    parse_problem(document, str(out))  # what explain would refuse is refused now, before a file is written
+    parse_problem(document, f"{out.name} (not written)")  # what explain would refuse, refused before writing
     write_problem(
         out,
         document,

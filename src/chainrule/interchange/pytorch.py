@@ -16,6 +16,7 @@ which chainrule never loads: :func:`read_torch` reads TorchScript files (``torch
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import pprint
@@ -46,16 +47,28 @@ class TorchClassifier(nn.Module):
     """A network with the input normalisation it was trained with: ``network((raw/scale - mean)/std)``.
 
     ``network`` is an ``nn.Sequential``; ``classes`` names its outputs; ``mean``, ``std`` (buffers) and
-    ``scale`` turn raw inputs (pixels from 0 to 255, say) into what the network reads.
+    ``scale`` turn raw inputs (pixels from 0 to 255, say) into what the network reads. ``image_shape``
+    (rows, columns) and ``frame_fill`` describe the training images, for chainrule's ``predict``.
     """
 
-    def __init__(self, network: nn.Sequential, mean: torch.Tensor, std: torch.Tensor, scale: float, classes: list[str]):
+    def __init__(
+        self,
+        network: nn.Sequential,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        scale: float,
+        classes: list[str],
+        image_shape: list[int] | None = None,
+        frame_fill: float = 1.0,
+    ):
         super().__init__()
         self.network = network
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.scale = float(scale)
         self.classes = list(classes)
+        self.image_shape = list(image_shape) if image_shape else None
+        self.frame_fill = float(frame_fill)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         """The network's outputs (logits, unless it ends in a softmax) for raw inputs, one row each."""
@@ -92,7 +105,9 @@ def to_torch(model: Classifier | Sequential) -> Any:
     twin, prefix = layers.to(_torch_dtype(dtype)), ""
     if isinstance(model, Classifier):
         mean, std = (torch.from_numpy(a.copy()) for a in (model.mean, model.std))
-        twin, prefix = TorchClassifier(layers, mean, std, model.scale, list(model.classes)), "network."
+        shape = list(model.image_shape) if model.image_shape else None
+        twin = TorchClassifier(layers, mean, std, model.scale, list(model.classes), shape, model.frame_fill)
+        prefix = "network."
     tensors = {name: torch.from_numpy(array) for name, array in torch_state_dict(network, prefix).items()}
     twin.load_state_dict(tensors, strict=False)  # BatchNorm's num_batches_tracked is PyTorch's own
     twin.train(network.training)
@@ -126,8 +141,15 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
         "image_shape": list(model.image_shape) if model.image_shape else None,
         "frame_fill": float(model.frame_fill),
     }
+    source = _python_file(model, path, weights, layers, description).encode()
+    existed = weights.exists()
     archive.write_safetensors(weights, state, {"format": "pt", METADATA_KEY: json.dumps(description)})
-    archive.atomic_write(path, lambda f: f.write(_python_file(model, path, weights, layers, description).encode()))
+    try:
+        archive.atomic_write(path, lambda f: f.write(source))
+    except BaseException:
+        if not existed:  # no weights without the module that reads them
+            weights.unlink(missing_ok=True)
+        raise
     return [path, weights]
 
 
@@ -138,6 +160,7 @@ def _python_file(model: Classifier, path: Path, weights: Path, layers, descripti
     )
     dtype = f"torch.{model.mean.dtype}"
     shape = f"images of {model.image_shape[0]}×{model.image_shape[1]}, " if model.image_shape else ""
+    recipe = _probabilities_recipe(model)
     title = f"A chainrule classifier in PyTorch: {len(model.classes)} classes, {shape}{model.features} input features"
     return f'''"""{title}.
 
@@ -146,7 +169,7 @@ beside this file: a PyTorch state dict in safetensors (no pickle). With torch an
 
     from {path.stem} import load
     model = load()  # a TorchClassifier, in evaluation mode
-    probabilities = model(raw).softmax(dim=1)  # raw: a float tensor of raw inputs, (n, {model.features})
+    {recipe}  # raw: a float tensor of raw inputs, (n, {model.features})
 
 `model.network` is the nn.Sequential of the layers, indexed as in chainrule (the weight of a linear
 layer is W transposed, as PyTorch keeps it); `model` puts the input normalisation x = (raw/scale - mean)/std
@@ -176,7 +199,8 @@ def build() -> TorchClassifier:
 {lines},
     )
     mean, std = torch.zeros({model.features}), torch.ones({model.features})
-    return TorchClassifier(network, mean, std, {float(model.scale)!r}, CLASSES).to({dtype})
+    images = DESCRIPTION["image_shape"], DESCRIPTION["frame_fill"]
+    return TorchClassifier(network, mean, std, DESCRIPTION["scale"], CLASSES, *images).to({dtype})
 
 
 def load(path: str | Path = WEIGHTS) -> TorchClassifier:
@@ -197,6 +221,14 @@ if __name__ == "__main__":
 '''
 
 
+def _probabilities_recipe(model: Classifier) -> str:
+    """How to get the class probabilities from the exported module's outputs."""
+    single = model.outputs(np.zeros((1, model.features), model.mean.dtype)).shape[1] == 1
+    if model.network.gives_probabilities:
+        return "p = model(raw)  # the probability of class 1" if single else "probabilities = model(raw)"
+    return "p = torch.sigmoid(model(raw))  # of class 1" if single else "probabilities = model(raw).softmax(dim=1)"
+
+
 # -- in: PyTorch → chainrule --------------------------------------------------------------------------
 def from_torch(module: Any) -> Sequential | Classifier:
     """The chainrule twin of a PyTorch model, with copies of its arrays and each layer's mode: a
@@ -204,14 +236,12 @@ def from_torch(module: Any) -> Sequential | Classifier:
     :class:`TorchClassifier` (what ``--format torch`` exports).
 
     Nested ``nn.Sequential`` are flattened and ``nn.Flatten`` is left out (chainrule's inputs are rows
-    already). A layer without a chainrule kind, or with a setting chainrule does not have, is a
+    already); a layer that appears twice shares its parameters, as in PyTorch. A layer without a chainrule
+    kind, with a setting chainrule does not have, or with hooks (which chainrule would not run) is a
     :class:`ConfigError` that names every such layer at once.
     """
     if _torch_type(module) == "TorchClassifier":
-        network = from_torch(module.network)
-        check_positive("TorchClassifier scale", float(module.scale))
-        mean, std = (t.detach().cpu().numpy().astype(network_dtype(network)) for t in (module.mean, module.std))
-        return Classifier(network, mean, std, float(module.scale), tuple(str(c) for c in module.classes))
+        return _classifier(module)
     if _torch_type(module) != "Sequential":
         raise ConfigError(
             f"from_torch reads an nn.Sequential, got {type(module).__name__}"
@@ -219,32 +249,51 @@ def from_torch(module: Any) -> Sequential | Classifier:
             "nn.Sequential(...) of the layers chainrule has"
         )
     twins = {kind.cls.torch_name: kind.cls for kind in LAYERS.kinds() if kind.cls.torch_name}
-    children = list(_leaves(module, ""))
     dtype = _dtype(module)
-    layers, problems = [], []
-    for place, child in children:
+    layers: list[Module] = []
+    problems: list[str] = [
+        f"{place or 'the model'} has hooks, which chainrule would not run" for place in _hooked(module)
+    ]
+    seen: dict[int, Module] = {}
+    unknown = False
+    for place, child in _leaves(module, ""):
         name = _torch_type(child)
         if name == "Flatten":
             if (child.start_dim, child.end_dim) != (1, -1):
-                problems.append(f"{place} Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})")
-            continue
-        if name not in twins:
-            problems.append(f"{place} {name}")
-            continue
-        try:
-            layers.append(_layer(twins[name], child, dtype))
-        except ChainruleError as err:
-            problems.append(f"{place} {err}")
+                problems.append(f"layer {place} Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})")
+        elif name not in twins:
+            problems.append(f"layer {place} {name}")
+            unknown = True
+        elif id(child) in seen:  # the same module again: a new layer on the same arrays
+            layer = copy.copy(seen[id(child)])
+            layer.params, layer.buffers = seen[id(child)].params, seen[id(child)].buffers
+            layers.append(layer)
+        else:
+            try:
+                layers.append(seen.setdefault(id(child), _layer(twins[name], child, dtype)))
+            except ChainruleError as err:
+                problems.append(f"layer {place} {err}")
     if problems:
-        known = ", ".join(sorted(twins))
-        raise ConfigError(
-            "cannot import this PyTorch model: "
-            + "; ".join(f"layer {p}" for p in problems)
-            + f". chainrule has {known} (and Flatten of rows, left out)"
-        )
+        known = f". chainrule has {', '.join(sorted(twins))} (and Flatten of rows, left out)" if unknown else ""
+        raise ConfigError(f"cannot import this PyTorch model: {'; '.join(problems)}{known}")
     if not layers:
         raise ConfigError("cannot import an empty nn.Sequential")
     return Sequential(*layers)
+
+
+def _classifier(module: Any) -> Classifier:
+    """The :class:`Classifier` of a :class:`TorchClassifier`."""
+    network = from_torch(module.network)
+    scale = check_positive("TorchClassifier scale", float(module.scale))
+    dtype = network_dtype(network)
+    mean, std = (t.detach().cpu().numpy().astype(dtype) for t in (module.mean, module.std))
+    shape, fill = getattr(module, "image_shape", None), float(getattr(module, "frame_fill", 1.0))
+    if shape is not None and (len(shape) != 2 or not all(isinstance(n, int) and n > 0 for n in shape)):
+        raise ConfigError(f"TorchClassifier image_shape: expected (rows, columns), got {shape!r}")
+    if not 0 < fill <= 1:
+        raise ConfigError(f"TorchClassifier frame_fill: expected a number in (0, 1], got {fill}")
+    classes = tuple(str(c) for c in module.classes)
+    return Classifier(network, mean, std, scale, classes, tuple(shape) if shape else None, fill)
 
 
 def network_dtype(network: Sequential) -> np.dtype:
@@ -253,25 +302,45 @@ def network_dtype(network: Sequential) -> np.dtype:
 
 def _layer(cls: type[Module], child: Any, dtype: np.dtype) -> Module:
     """The chainrule layer of kind ``cls`` that computes what the PyTorch module ``child`` computes."""
-    layer = cls.from_config(cls.config_from_torch(child), dtype=dtype, init="zeros")
+    try:
+        config = cls.config_from_torch(child)
+    except AttributeError:  # a traced TorchScript module keeps its arrays, not its settings
+        raise ConfigError(
+            f"{cls.torch_name}: its settings are not in the model (torch.jit.trace keeps none; "
+            "save the model with torch.jit.script)"
+        ) from None
+    layer = cls.from_config(config, dtype=dtype, init="zeros")
     theirs = dict(child.state_dict())
     state = {}
-    for ours, name in cls.torch_arrays.items():
-        if ours in layer.state_dict():
-            array = theirs[name].detach().to(_torch_dtype(dtype)).cpu().numpy()
-            state[ours] = array.T if ours in cls.torch_transposed else array
+    try:
+        for ours, name in cls.torch_arrays.items():
+            if ours in layer.state_dict():
+                array = theirs[name].detach().to(_torch_dtype(dtype)).cpu().numpy()
+                state[ours] = array.T if ours in cls.torch_transposed else array
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        raise ConfigError(f"{cls.torch_name}: its arrays cannot be read ({str(err).splitlines()[0]})") from None
     layer.load_state_dict(state)
     layer.training = bool(child.training)
     return layer
 
 
 def _leaves(module: Any, prefix: str):
-    """``(place, module)`` for each layer of a Sequential, nested Sequentials opened (places ``4.1``)."""
-    for name, child in module.named_children():
+    """``(place, module)`` for each layer of a Sequential, nested Sequentials opened (places ``4.1``); a
+    module that is there twice is given twice (``named_children`` would give it once)."""
+    for name, child in module._modules.items():
         if _torch_type(child) == "Sequential":
             yield from _leaves(child, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", child
+
+
+def _hooked(module: Any, place: str = ""):
+    """The places of the modules in ``module`` (itself included) that have hooks; TorchScript keeps none."""
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(module, name, None) for name in hooks) and not isinstance(module, torch.jit.ScriptModule):
+        yield place
+    for name, child in getattr(module, "_modules", {}).items():
+        yield from _hooked(child, f"{place}.{name}" if place else f"layer {name}")
 
 
 def _torch_type(module: Any) -> str:
@@ -299,23 +368,17 @@ def _torch_dtype(dtype: np.dtype) -> Any:
     return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
 
 
-def read_torch(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """The PyTorch model in ``path`` and what else the file says of it: a TorchScript file
-    (``torch.jit.save``), or the weights of a ``--format torch`` export, rebuilt from the description in
-    their metadata (which is returned: ``image_shape``, ``frame_fill``)."""
+def read_torch(path: str | Path) -> Any:
+    """The PyTorch model in ``path``: a TorchScript file (``torch.jit.save``), or the weights of a
+    ``--format torch`` export as a :class:`TorchClassifier`, rebuilt from the description in their
+    metadata."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a TorchScript file or a --format torch export")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
-        try:
-            return torch.jit.load(str(path), map_location="cpu"), {}
-        except (RuntimeError, ValueError, OSError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(
-                f"{path}: not a TorchScript file ({first}). A model saved with torch.save(model) is a pickle, "
-                "which chainrule never loads: save it with torch.jit.script(model).save(path), or pass the "
-                "model to chainrule.from_torch in Python"
-            ) from None
+        return _read_torchscript(path)
     tensors, metadata = archive.read_safetensors(path, "PyTorch export")
     twins = {kind.cls.torch_name for kind in LAYERS.kinds()}
     try:
@@ -326,13 +389,14 @@ def read_torch(path: str | Path) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"unknown layers {unknown}")
         dtype = _torch_dtype(np.dtype(description["dtype"]))
         features = tensors["mean"].shape[0]
+        images = description.get("image_shape"), description.get("frame_fill", 1.0)
         # Built on the meta device, the layers take no memory for the sizes the description declares: the
         # file's arrays replace their tensors, shapes checked (a size of 0 would warn; it fails there).
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             layers = [getattr(nn, spec.pop("type"))(**spec) for spec in specs]
             model = TorchClassifier(
-                nn.Sequential(*layers), torch.zeros(features), torch.ones(features), description["scale"], []
+                nn.Sequential(*layers), torch.zeros(features), torch.ones(features), description["scale"], [], *images
             ).to(dtype)
         model.classes = [str(c) for c in description["classes"]]
         model.load_state_dict({name: torch.from_numpy(a) for name, a in tensors.items()}, assign=True)
@@ -340,9 +404,26 @@ def read_torch(path: str | Path) -> tuple[Any, dict[str, Any]]:
             for name, buffer in module.named_buffers(recurse=False):
                 if buffer.is_meta:
                     setattr(module, name, torch.zeros_like(buffer, device="cpu"))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError, json.JSONDecodeError) as err:
         raise DataError(
             f"{path}: not a PyTorch export of chainrule (`chainrule export --format torch`) that can be read "
-            f"({type(err).__name__}: {err})"
+            f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
         ) from None
-    return model.eval(), description
+    return model.eval()
+
+
+def _read_torchscript(path: Path) -> Any:
+    with zipfile.ZipFile(path) as archive_file:
+        if any(name.endswith(".npy") for name in archive_file.namelist()):
+            raise DataError(
+                f"{path}: an .npz archive, not a PyTorch model; a chainrule model file needs no import "
+                "(chainrule.load, predict and export read it)"
+            )
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError, OSError):
+        raise DataError(
+            f"{path}: not a TorchScript file. A model saved with torch.save(model) is a pickle, which chainrule "
+            "never loads: save it with torch.jit.script(model).save(path), or pass the model to "
+            "chainrule.from_torch in Python"
+        ) from None

@@ -11,6 +11,7 @@ card, never a ``README.md`` of the user's own.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,12 +35,18 @@ _NOT_REPEATED = ("data_dir", "out", "force", "quiet", "plots")
 
 
 def is_ours(path: Path) -> bool:
-    """Whether the file at ``path`` is a card chainrule wrote (and may replace)."""
+    """Whether the file at ``path`` is a card chainrule wrote (and may replace): YAML front matter that
+    names chainrule as its library, then a heading, then a line that starts with :data:`MARK`."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return MARK in f.read(4096)
+            text = f.read(1 << 16)
     except OSError:
         return False
+    parts = text.split("\n---\n", 1)
+    if not text.startswith("---\n") or len(parts) != 2 or "\nlibrary_name: chainrule\n" not in parts[0] + "\n":
+        return False
+    body = [line for line in parts[1].splitlines() if line.strip()]
+    return len(body) >= 2 and body[0].startswith("# ") and body[1].startswith(MARK)
 
 
 def write_card(result: RunResult, config: TrainConfig, dataset: Dataset) -> Path | None:
@@ -59,7 +66,7 @@ def card(result: RunResult, config: TrainConfig, dataset: Dataset) -> str:
     model, metrics = result.model, result.metrics
     images = dataset.image_shape is not None
     task = "image-classification" if images else "tabular-classification"
-    dataset_name = metrics["dataset"]["name"]
+    name, dataset_name = (" ".join(str(n).split()) for n in (result.out.name, metrics["dataset"]["name"]))  # 1 line
     hub = HUB_DATASETS.get(dataset_name)
     front = {
         "library_name": "chainrule",
@@ -68,7 +75,7 @@ def card(result: RunResult, config: TrainConfig, dataset: Dataset) -> str:
         "metrics": ["accuracy"],
         "model-index": [
             {
-                "name": result.out.name,
+                "name": name,
                 "results": [
                     {
                         "task": {"type": task, "name": task.replace("-", " ").capitalize()},
@@ -111,7 +118,7 @@ def card(result: RunResult, config: TrainConfig, dataset: Dataset) -> str:
 {yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip()}
 ---
 
-# {result.out.name}: a chainrule classifier of {dataset_name}
+# {name}: a chainrule classifier of {dataset_name}
 
 {MARK} (chainrule {__version__}); it replaces this file when the run is repeated with --force -->
 
@@ -182,8 +189,9 @@ It was trained once, with one seed: its accuracy on other data of the same kind 
 
 
 def command(config: TrainConfig) -> str:
-    """The ``chainrule train`` command line of ``config``: the options whose value is not the default."""
-    parts = ["chainrule train"]
+    """The ``chainrule train`` command line of ``config`` (the options whose value is not the default),
+    quoted for a POSIX shell."""
+    parts = ["chainrule", "train"]
     for f in fields(TrainConfig):
         value = getattr(config, f.name)
         if f.name in _NOT_REPEATED or value == f.default:
@@ -192,7 +200,7 @@ def command(config: TrainConfig) -> str:
         if isinstance(value, bool):
             parts.append(flag)
         elif isinstance(value, tuple):
-            parts.append(f"{flag} {','.join(map(str, value)) or 0}")
+            parts += [flag, ",".join(map(str, value)) or "0"]
         else:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+            parts += [flag, str(value)]
+    return shlex.join(parts)

@@ -42,6 +42,17 @@ def save_model(model: Classifier, path: str | Path) -> None:
         problem = f"the input scale must be a finite number > 0, got {model.scale}"
     elif not (np.all(np.isfinite(model.mean)) and np.all(np.isfinite(model.std)) and np.all(model.std > 0)):
         problem = "the input mean and std must be finite, std > 0"
+    elif not 0 < model.frame_fill <= 1:
+        problem = f"frame_fill must be in (0, 1], got {model.frame_fill}"
+    else:
+        problem = problem or next(
+            (
+                f"{name} contains NaN or inf"
+                for name, a in model.network.state_dict().items()
+                if not np.all(np.isfinite(a))
+            ),
+            None,
+        )
     if problem:
         raise ConfigError(f"cannot save this model: {problem}")
     archive.save(
@@ -131,6 +142,8 @@ def _misfit(network: Sequential, features: int, dtype, classes: tuple[str, ...],
             m.training = mode
     if outputs.ndim != 2 or (outputs.shape[1] != len(classes) and not (outputs.shape[1] == 1 and len(classes) == 2)):
         return f"{len(classes)} class names for a network with {outputs.shape[-1]} outputs"
+    if image_shape is not None and not all(isinstance(n, int) and 0 < n < MAX_SIZE for n in image_shape):
+        return f"image_shape {image_shape} is not two sizes (rows, columns)"
     if image_shape is not None and image_shape[0] * image_shape[1] != features:
         return f"images of {image_shape[0]}×{image_shape[1]} for {features} input features"
     return None
