@@ -96,6 +96,27 @@ def test_force_replaces_our_card_but_not_a_readme_of_the_users(tmp_path):
     assert "note: no model card" in result.stderr and "is not a card chainrule wrote" in result.stderr
 
 
+def test_a_trained_model_exported_predicts_the_same_in_onnx_runtime_and_pytorch(
+    digits_run, tmp_path, onnxruntime, torch
+):
+    out, _ = digits_run
+    for form, name in (("onnx", "m.onnx"), ("torch", "m.py")):
+        assert cli("export", out / "model.npz", "--format", form, "--out", tmp_path / name).returncode == 0
+    model, digits = cr.load(out / "model.npz"), load_digits()
+    X = digits.X_test.astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert float(np.max(np.abs(session.run(None, {"input": X})[0] - model.outputs(X)))) <= 1e-5
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import m as exported
+    finally:
+        sys.path.remove(str(tmp_path))
+    with torch.no_grad():
+        outputs = exported.load()(torch.from_numpy(X)).float().numpy()
+    assert float(np.max(np.abs(outputs - model.outputs(X)))) <= 1e-5
+    assert np.array_equal(outputs.argmax(axis=1), model.predict(X))
+
+
 def test_saved_model_predicts_what_the_run_measured(digits_run):
     out, _ = digits_run
     model = cr.load(out / "model.npz")
