@@ -547,3 +547,91 @@ def test_the_generated_modules_recipe_gives_predict_proba(torch, name, tmp_path)
     got = scope["probabilities"].numpy() if "probabilities" in scope else scope["p"].numpy()[:, 0]
     expected = probabilities if "probabilities" in scope else probabilities[:, 1]
     assert float(np.max(np.abs(got - expected))) <= 1e-6, recipe
+
+
+# -- found by a second review ------------------------------------------------------------------------------
+def tied_model(torch):
+    """A BatchNorm and a Linear each used twice, and two Linear layers with one weight."""
+    nn = torch.nn
+    torch.manual_seed(3)
+    norm, shared, a, b = nn.BatchNorm1d(6), nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6)
+    b.weight = a.weight
+    layers = (nn.Linear(4, 6), norm, a, nn.ReLU(), norm, b, shared, nn.Tanh(), shared, nn.Sequential(nn.Linear(6, 3)))
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_arrays_pytorch_shares_are_shared_and_a_step_matches_pytorchs(torch, scripted):
+    model = tied_model(torch)
+    network = cr.from_torch(torch.jit.script(model) if scripted else model)
+    assert len(network.parameters()) == len(list(model.parameters())) == 11
+    assert network.layers[5].params["W"] is network.layers[2].params["W"]
+    assert network.layers[1].buffers["running_mean"] is network.layers[4].buffers["running_mean"]
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(7, 4)), rng.integers(0, 3, 7)
+    cr.train_step(network, cr.SoftmaxCrossEntropyLoss(), cr.SGD(network.parameters(), lr=0.5), X, y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(torch.from_numpy(X)), torch.from_numpy(y)).backward()
+    optimizer.step()
+    for i, name in ((2, "weight"), (6, "weight"), (6, "bias")):
+        theirs = getattr(model[i], name).detach().numpy()
+        ours = network.layers[i].params["W" if name == "weight" else "b"].data
+        assert_close(ours, theirs.T if name == "weight" else theirs, what=f"layer {i} {name} after a step")
+    assert_close(network.layers[1].buffers["running_mean"], model[1].running_mean.numpy(), what="running mean")
+
+
+def test_a_hook_kept_by_torchscript_is_refused(torch, tmp_path):
+    (tmp_path / "hooked.py").write_text(
+        "import torch\nfrom typing import Tuple\n\n\n"
+        "def double(module, inputs: Tuple[torch.Tensor], output: torch.Tensor) -> torch.Tensor:\n"
+        "    return output * 2\n"
+    )
+    hooked = import_file(tmp_path / "hooked.py")
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    model[0].register_forward_hook(hooked.double)
+    with pytest.raises(ConfigError, match="layer 0 has hooks"):
+        cr.from_torch(torch.jit.script(model))
+
+
+def test_the_generated_save_keeps_new_class_names_and_refuses_other_layers(torch, capsys, tmp_path):
+    model = classifier(networks()["relu"], 6)
+    (path, _) = cr.export(model, tmp_path / "model_torch.py")
+    module = import_file(path)
+    twin = module.load()
+    twin.classes = ["x", "y", "z"]
+    module.save(twin, tmp_path / "renamed.safetensors")
+    code, _, err = run(capsys, "import", tmp_path / "renamed.safetensors", "--out", tmp_path / "renamed.npz")
+    assert code == 0, err
+    assert cr.load(tmp_path / "renamed.npz").classes == ("x", "y", "z")
+    twin.network[-1] = torch.nn.Linear(5, 4)
+    with pytest.raises(ValueError, match="this model has other layers"):
+        module.save(twin, tmp_path / "other.safetensors")
+
+
+def test_the_torch_export_does_not_replace_a_file_it_did_not_write(safetensors, torch, tmp_path):
+    model = classifier(networks()["relu"], 6)
+    model.save(tmp_path / "model.safetensors")  # a chainrule model file, where the weights would go
+    before = (tmp_path / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="is not the weights of a --format torch export"):
+        cr.export(model, tmp_path / "model.py")
+    assert (tmp_path / "model.safetensors").read_bytes() == before and not (tmp_path / "model.py").exists()
+    cr.export(model, tmp_path / "again.py")
+    cr.export(model, tmp_path / "again.py")  # its own weights, written again
+
+
+def test_import_says_when_an_evaluation_mode_model_becomes_a_training_step(torch, capsys, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)).eval()
+    torch.jit.script(model).save(str(tmp_path / "m.pt"))
+    code, out, _ = run(capsys, "import", tmp_path / "m.pt", "--out", tmp_path / "step.toml")
+    assert code == 0 and "the model was in evaluation mode, the step here is in training mode" in out
+    assert "evaluation mode" in (tmp_path / "step.toml").read_text().splitlines()[0]
+
+
+def test_no_rows_in_no_rows_out_and_long_file_names(tmp_path):
+    model = classifier(networks()["gelu+batchnorm"], 6)
+    assert model.outputs(np.zeros((0, 6))).shape == (0, 3) and model.predict_proba(np.zeros((0, 6))).shape == (0, 3)
+    assert model.predict(np.zeros((0, 6))).shape == (0,)
+    long = tmp_path / ("m" * 240 + ".npz")  # 244 bytes: room for no longer temporary name beside it
+    model.save(long)
+    assert np.array_equal(cr.load(long).outputs(raw_inputs()), model.outputs(raw_inputs()))

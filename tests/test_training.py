@@ -185,3 +185,12 @@ def test_only_a_card_chainrule_wrote_counts_as_one(tmp_path):
     for text, ours in ((card, True), (mentions, False), (other_library, False), ("", False)):
         (tmp_path / "README.md").write_text(text)
         assert is_ours(tmp_path / "README.md") is ours, text
+
+
+def test_force_says_which_file_of_the_earlier_run_it_cannot_remove(tmp_path):
+    from chainrule.training.config import TrainConfig
+    from chainrule.training.run import prepare_output
+
+    (tmp_path / "metrics.json" / "x").mkdir(parents=True)  # a folder where the run's file would be
+    with pytest.raises(cr.ConfigError, match=r"--force: cannot remove .*metrics\.json of the earlier run"):
+        prepare_output(TrainConfig(out=str(tmp_path), force=True))

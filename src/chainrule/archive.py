@@ -52,7 +52,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     (``0666`` less the process's umask), asked for when it is created."""
     path = Path(path)
     while True:
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        stem = path.name.encode()[:200].decode(errors="ignore")  # a name of 255 bytes has no room for more
+        temp = path.with_name(f".{stem}.{secrets.token_hex(4)}.tmp")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break

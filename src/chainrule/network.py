@@ -116,11 +116,12 @@ class Sequential(Module):
         was_training = [m.training for m in self.modules()]
         self.eval()
         try:
-            outs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            # at least one batch, so that no rows give (0, outputs)
+            outs = [self.forward(x[i : i + batch_size]) for i in range(0, max(len(x), 1), batch_size)]
         finally:
             for m, mode in zip(self.modules(), was_training, strict=True):
                 m.training = mode
-        return np.concatenate(outs) if outs else np.empty((0, 0))
+        return np.concatenate(outs)
 
     def predict_proba(self, x: NDArray, batch_size: int = 4096) -> NDArray:
         """The probability of each class, shape ``(n, classes)`` (two columns for a single output)."""

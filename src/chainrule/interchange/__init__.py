@@ -146,10 +146,12 @@ def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, sour
         network, X, y, loss=loss, optimizer=optimizer, title=f"{source}: one training step", steps=steps, lr=lr
     )
     parse_problem(document, f"{out.name} (not written)")  # what explain would refuse, refused before writing
+    evaluating = any(not layer.training for layer in network.layers)
+    mode = "; the model was in evaluation mode, the step here is in training mode (batch statistics)" * evaluating
     write_problem(
         out,
         document,
-        f"Imported from {source} by `chainrule import`; [data] is {batch}.\n"
+        f"Imported from {source} by `chainrule import`; [data] is {batch}{mode}.\n"
         "Every number of the step: `chainrule explain` on this file.",
     )
-    return f"{len(network.layers)} layers, {batch}, {loss}, {optimizer} (lr {lr})"
+    return f"{len(network.layers)} layers, {batch}, {loss}, {optimizer} (lr {lr}){mode}"

@@ -16,7 +16,6 @@ which chainrule never loads: :func:`read_torch` reads TorchScript files (``torch
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import pprint
@@ -143,6 +142,8 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
     }
     source = _python_file(model, path, weights, layers, description).encode()
     existed = weights.exists()
+    if existed and METADATA_KEY not in _metadata(weights):
+        raise ConfigError(f"{weights} is there and is not the weights of a --format torch export; choose another --out")
     archive.write_safetensors(weights, state, {"format": "pt", METADATA_KEY: json.dumps(description)})
     try:
         archive.atomic_write(path, lambda f: f.write(source))
@@ -151,6 +152,14 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
             weights.unlink(missing_ok=True)
         raise
     return [path, weights]
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file, or nothing for a file that is not one."""
+    try:
+        return archive.read_safetensors(path, "safetensors file")[1]
+    except DataError:
+        return {}
 
 
 def _python_file(model: Classifier, path: Path, weights: Path, layers, description: dict[str, Any]) -> str:
@@ -188,7 +197,6 @@ WEIGHTS = Path(__file__).with_name({json.dumps(weights.name)})
 #: What `chainrule import` reads back, in the weights file's metadata: the layers, the scale, the classes.
 DESCRIPTION = {pprint.pformat(description, width=110, sort_dicts=False)}
 CLASSES = DESCRIPTION["classes"]
-METADATA = {{"format": "pt", "{METADATA_KEY}": json.dumps(DESCRIPTION)}}
 
 
 {inspect.getsource(TorchClassifier)}
@@ -211,8 +219,15 @@ def load(path: str | Path = WEIGHTS) -> TorchClassifier:
 
 
 def save(model: TorchClassifier, path: str | Path) -> None:
-    """Write ``model``'s weights to ``path`` (safetensors), with what `chainrule import` reads."""
-    save_file({{name: t.contiguous() for name, t in model.state_dict().items()}}, path, metadata=METADATA)
+    """Write ``model``'s weights to ``path`` (safetensors), with what `chainrule import` reads: the layers
+    (which must be those exported: a model with other layers is saved by torch's own means), the input
+    normalisation and the class names of ``model``."""
+    if repr(model.network) != repr(build().network):
+        raise ValueError("save() writes the weights of the layers exported; this model has other layers")
+    images = {{"image_shape": model.image_shape, "frame_fill": model.frame_fill}}
+    description = {{**DESCRIPTION, "scale": model.scale, "classes": list(model.classes), **images}}
+    metadata = {{"format": "pt", "{METADATA_KEY}": json.dumps(description)}}
+    save_file({{name: t.contiguous() for name, t in model.state_dict().items()}}, path, metadata=metadata)
 
 
 if __name__ == "__main__":
@@ -236,9 +251,9 @@ def from_torch(module: Any) -> Sequential | Classifier:
     :class:`TorchClassifier` (what ``--format torch`` exports).
 
     Nested ``nn.Sequential`` are flattened and ``nn.Flatten`` is left out (chainrule's inputs are rows
-    already); a layer that appears twice shares its parameters, as in PyTorch. A layer without a chainrule
-    kind, with a setting chainrule does not have, or with hooks (which chainrule would not run) is a
-    :class:`ConfigError` that names every such layer at once.
+    already); arrays that PyTorch shares (a module used twice, tied weights) are shared in chainrule too.
+    A layer without a chainrule kind, with a setting chainrule does not have, or with hooks (which chainrule
+    would not run) is a :class:`ConfigError` that names every such layer at once.
     """
     if _torch_type(module) == "TorchClassifier":
         return _classifier(module)
@@ -251,34 +266,58 @@ def from_torch(module: Any) -> Sequential | Classifier:
     twins = {kind.cls.torch_name: kind.cls for kind in LAYERS.kinds() if kind.cls.torch_name}
     dtype = _dtype(module)
     layers: list[Module] = []
-    problems: list[str] = [
-        f"{place or 'the model'} has hooks, which chainrule would not run" for place in _hooked(module)
-    ]
-    seen: dict[int, Module] = {}
+    problems = [f"{place or 'the model'} has hooks, which chainrule would not run" for place in _hooked(module)]
+    owners: dict[tuple, tuple[str, Module, str]] = {}  # a tensor's memory -> the first layer holding it
     unknown = False
     for place, child in _leaves(module, ""):
         name = _torch_type(child)
         if name == "Flatten":
             if (child.start_dim, child.end_dim) != (1, -1):
                 problems.append(f"layer {place} Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})")
-        elif name not in twins:
+            continue
+        if name not in twins:
             problems.append(f"layer {place} {name}")
             unknown = True
-        elif id(child) in seen:  # the same module again: a new layer on the same arrays
-            layer = copy.copy(seen[id(child)])
-            layer.params, layer.buffers = seen[id(child)].params, seen[id(child)].buffers
-            layers.append(layer)
-        else:
-            try:
-                layers.append(seen.setdefault(id(child), _layer(twins[name], child, dtype)))
-            except ChainruleError as err:
-                problems.append(f"layer {place} {err}")
+            continue
+        try:
+            layer = _layer(twins[name], child, dtype)
+        except ChainruleError as err:
+            problems.append(f"layer {place} {err}")
+            continue
+        tensors = dict(child.state_dict())
+        for ours, theirs in layer.torch_arrays.items():  # arrays PyTorch shares, chainrule shares too
+            if ours not in layer.state_dict():
+                continue
+            key = _memory(tensors[theirs])
+            first_place, first, first_name = owners.setdefault(key, (place, layer, ours))
+            if first is not layer and not _share(first, first_name, layer, ours):
+                problems.append(f"layer {place} shares {theirs} with layer {first_place} in a way chainrule cannot")
+        layers.append(layer)
     if problems:
         known = f". chainrule has {', '.join(sorted(twins))} (and Flatten of rows, left out)" if unknown else ""
         raise ConfigError(f"cannot import this PyTorch model: {'; '.join(problems)}{known}")
     if not layers:
         raise ConfigError("cannot import an empty nn.Sequential")
     return Sequential(*layers)
+
+
+def _memory(tensor: Any) -> tuple:
+    """Where a tensor's numbers are: two tensors with the same are one array (tied weights, a module used
+    twice; TorchScript gives a new Python object at each access, so ``is`` cannot tell)."""
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+
+
+def _share(first: Module, first_name: str, layer: Module, name: str) -> bool:
+    """Make ``layer``'s array ``name`` the very array ``first_name`` of ``first`` (a parameter: the same
+    :class:`Parameter`, whose gradient both add to; a buffer: the same NumPy array, which both update),
+    if they are laid out alike; whether that could be done."""
+    if (name in layer.torch_transposed) != (first_name in first.torch_transposed):
+        return False
+    for ours, theirs in ((layer.params, first.params), (layer.buffers, first.buffers)):
+        if name in ours and first_name in theirs and ours[name].shape == theirs[first_name].shape:
+            ours[name] = theirs[first_name]
+            return True
+    return False
 
 
 def _classifier(module: Any) -> Classifier:
@@ -335,9 +374,14 @@ def _leaves(module: Any, prefix: str):
 
 
 def _hooked(module: Any, place: str = ""):
-    """The places of the modules in ``module`` (itself included) that have hooks; TorchScript keeps none."""
-    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    if any(getattr(module, name, None) for name in hooks) and not isinstance(module, torch.jit.ScriptModule):
+    """The places of the modules in ``module`` (itself included) that have hooks (TorchScript keeps the
+    forward ones)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        hooked = module._c._get_forward_hooks() or module._c._get_forward_pre_hooks()
+    else:
+        hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        hooked = any(getattr(module, name, None) for name in hooks)
+    if hooked:
         yield place
     for name, child in getattr(module, "_modules", {}).items():
         yield from _hooked(child, f"{place}.{name}" if place else f"layer {name}")

@@ -169,7 +169,7 @@ model.predict_proba(inputs)  # the probability of each class
 
 ```console
 $ chainrule predict model.npz {"image.png" if images else "inputs.npy"}
-$ chainrule evaluate model.npz --dataset {config.dataset}
+$ chainrule evaluate model.npz --dataset {shlex.quote(config.dataset)}
 ```
 
 ## Export

@@ -58,7 +58,7 @@ class Classifier:
         raw = np.asarray(raw)
         if raw.ndim == 1 or (self.image_shape is not None and raw.shape == tuple(self.image_shape)):
             raw = raw.reshape(1, -1)
-        raw = raw.reshape(len(raw), -1)
+        raw = raw.reshape(len(raw), int(np.prod(raw.shape[1:])))  # not -1: 0 rows cannot say it
         if raw.shape[1] != self.features:
             raise DataError(
                 f"the model expects {self.features} features per input"

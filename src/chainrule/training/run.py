@@ -293,10 +293,15 @@ def prepare_output(config: TrainConfig) -> Path:
                 "to overwrite the files of a run there"
             )
         if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
-            for name in RUN_FILES:  # this one's (a stale checkpoint would resume the old run)
-                (out / name).unlink(missing_ok=True)
-            if card.is_ours(out / card.NAME):  # a README.md of the user's own stays
-                (out / card.NAME).unlink()
+            stale = [out / name for name in RUN_FILES]  # this one's (a stale checkpoint would resume the old run)
+            stale += [out / card.NAME] if card.is_ours(out / card.NAME) else []  # a README.md of the user's stays
+            for path in stale:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as err:
+                    raise ConfigError(
+                        f"--force: cannot remove {path} of the earlier run ({err.strerror or err})"
+                    ) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
