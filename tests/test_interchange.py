@@ -100,6 +100,8 @@ def test_onnx_in_float64_and_its_description(onnxruntime, name):
     proto = cr.to_onnx(model)
     assert [o.version for o in proto.opset_import] == [17]
     assert proto.producer_name == "chainrule"
+    (output,) = proto.graph.output
+    assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", 3]
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["classes"]) == ["a", "b", "c"]
     names = {t.name for t in proto.graph.initializer}

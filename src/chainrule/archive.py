@@ -107,8 +107,8 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
 
 
 def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, NDArray], dict[str, str]]:
-    """The arrays and the metadata of the safetensors file at ``path`` (which :func:`read_npz` checks the
-    way it checks an ``.npz``)."""
+    """The arrays and the metadata of the safetensors file at ``path``, within the bounds :func:`read_npz`
+    keeps for an ``.npz``."""
     path = Path(path)
     _check_size(path, what)
     safetensors = need("safetensors", "safetensors", f"reading {path.name}")
@@ -185,8 +185,8 @@ def _check_size(path: Path, what: str) -> None:
 
 
 def _is_zip(path: Path) -> bool:
-    """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does; a file that cannot be read
-    is left to the reader to report."""
+    """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does; for a file that cannot be
+    read, ``True``, and the ``.npz`` reader reports why."""
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"PK\x03\x04"

@@ -268,7 +268,7 @@ class Module:
                 p.grad = np.zeros_like(p.data)
             for name, buf in m.buffers.items():
                 m.buffers[name] = buf.astype(dtype)
-            if getattr(m, "dtype", None) is not None:
+            if "dtype" in vars(m):  # a layer's own (a Sequential's is its parameters')
                 m.dtype = dtype
         return clone
 

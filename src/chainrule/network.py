@@ -94,6 +94,17 @@ class Sequential(Module):
             f"{i}.{name}": array for i, layer in enumerate(self.layers) for name, array in layer.state_dict().items()
         }
 
+    def output_features(self, in_features: int) -> int:
+        """The number of outputs for ``in_features`` inputs: each layer's, one after the other."""
+        for layer in self.layers:
+            in_features = layer.output_features(in_features)
+        return in_features
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float type of the parameters (float32 for a network without any)."""
+        return next((p.data.dtype for p in self.parameters()), np.dtype(np.float32))
+
     @property
     def in_features(self) -> int | None:
         """The number of input features, as the first layer with sizes declares it (``Linear(784, 256)``:

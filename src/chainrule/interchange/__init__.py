@@ -119,7 +119,7 @@ def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, sour
 
     features = network.in_features
     last = network.layers[-1].kind
-    outputs = network.outputs(np.zeros((1, features or 1))).shape[1]
+    outputs = network.output_features(features or 1)
     if loss is None:
         after = [kind.name for kind in LOSSES.kinds() if kind.cls.after == last]
         loss = after[0] if after else ("bce_with_logits" if outputs == 1 else "softmax_cross_entropy")

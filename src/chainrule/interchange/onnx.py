@@ -89,7 +89,7 @@ def to_onnx(model: Classifier | Sequential, *, probabilities: bool = False) -> A
         except ChainruleError as err:
             raise ConfigError(f"layer {i}: {err}") from None
     graph.scope = ""
-    outputs = classifier.outputs(np.zeros((1, classifier.features), graph.dtype)).shape[1]
+    outputs = network.output_features(classifier.features)
     gives = network.gives_probabilities
     if probabilities and outputs == 1:  # predict_proba's two columns, [1 − p, p]
         p = x if gives else graph.node("Sigmoid", [x])

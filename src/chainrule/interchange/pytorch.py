@@ -99,9 +99,8 @@ def to_torch(model: Classifier | Sequential) -> Any:
     """The PyTorch twin of ``model``, with copies of its arrays and each layer's mode (training or
     evaluation): an ``nn.Sequential`` for a network, a :class:`TorchClassifier` for a classifier."""
     network = model.network if isinstance(model, Classifier) else model
-    dtype = next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
     layers = nn.Sequential(*(getattr(nn, name)(**args) for name, args in torch_layers(network)))
-    twin, prefix = layers.to(_torch_dtype(dtype)), ""
+    twin, prefix = layers.to(_torch_dtype(network.dtype)), ""
     if isinstance(model, Classifier):
         mean, std = (torch.from_numpy(a.copy()) for a in (model.mean, model.std))
         shape = list(model.image_shape) if model.image_shape else None
@@ -238,7 +237,7 @@ if __name__ == "__main__":
 
 def _probabilities_recipe(model: Classifier) -> str:
     """How to get the class probabilities from the exported module's outputs."""
-    single = model.outputs(np.zeros((1, model.features), model.mean.dtype)).shape[1] == 1
+    single = model.network.output_features(model.features) == 1
     if model.network.gives_probabilities:
         return "p = model(raw)  # the probability of class 1" if single else "probabilities = model(raw)"
     return "p = torch.sigmoid(model(raw))  # of class 1" if single else "probabilities = model(raw).softmax(dim=1)"
@@ -279,12 +278,12 @@ def from_torch(module: Any) -> Sequential | Classifier:
             problems.append(f"layer {place} {name}")
             unknown = True
             continue
+        tensors = dict(child.state_dict())
         try:
-            layer = _layer(twins[name], child, dtype)
+            layer = _layer(twins[name], child, tensors, dtype)
         except ChainruleError as err:
             problems.append(f"layer {place} {err}")
             continue
-        tensors = dict(child.state_dict())
         for ours, theirs in layer.torch_arrays.items():  # arrays PyTorch shares, chainrule shares too
             if ours not in layer.state_dict():
                 continue
@@ -324,8 +323,7 @@ def _classifier(module: Any) -> Classifier:
     """The :class:`Classifier` of a :class:`TorchClassifier`."""
     network = from_torch(module.network)
     scale = check_positive("TorchClassifier scale", float(module.scale))
-    dtype = network_dtype(network)
-    mean, std = (t.detach().cpu().numpy().astype(dtype) for t in (module.mean, module.std))
+    mean, std = (t.detach().cpu().numpy().astype(network.dtype) for t in (module.mean, module.std))
     shape, fill = getattr(module, "image_shape", None), float(getattr(module, "frame_fill", 1.0))
     if shape is not None and (len(shape) != 2 or not all(isinstance(n, int) and n > 0 for n in shape)):
         raise ConfigError(f"TorchClassifier image_shape: expected (rows, columns), got {shape!r}")
@@ -335,12 +333,9 @@ def _classifier(module: Any) -> Classifier:
     return Classifier(network, mean, std, scale, classes, tuple(shape) if shape else None, fill)
 
 
-def network_dtype(network: Sequential) -> np.dtype:
-    return next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
-
-
-def _layer(cls: type[Module], child: Any, dtype: np.dtype) -> Module:
-    """The chainrule layer of kind ``cls`` that computes what the PyTorch module ``child`` computes."""
+def _layer(cls: type[Module], child: Any, theirs: dict[str, Any], dtype: np.dtype) -> Module:
+    """The chainrule layer of kind ``cls`` that computes what the PyTorch module ``child`` (whose state
+    dict is ``theirs``) computes."""
     try:
         config = cls.config_from_torch(child)
     except AttributeError:  # a traced TorchScript module keeps its arrays, not its settings
@@ -349,7 +344,6 @@ def _layer(cls: type[Module], child: Any, dtype: np.dtype) -> Module:
             "save the model with torch.jit.script)"
         ) from None
     layer = cls.from_config(config, dtype=dtype, init="zeros")
-    theirs = dict(child.state_dict())
     state = {}
     try:
         for ours, name in cls.torch_arrays.items():
@@ -457,6 +451,7 @@ def read_torch(path: str | Path) -> Any:
 
 
 def _read_torchscript(path: Path) -> Any:
+    """The TorchScript model in the zip archive at ``path``; what else a zip can be is named."""
     with zipfile.ZipFile(path) as archive_file:
         if any(name.endswith(".npy") for name in archive_file.namelist()):
             raise DataError(

@@ -70,7 +70,7 @@ def card(result: RunResult, config: TrainConfig, dataset: Dataset) -> str:
     hub = HUB_DATASETS.get(dataset_name)
     front = {
         "library_name": "chainrule",
-        "tags": ["chainrule", "numpy", task, "mlp" if len(model.network.layers) > 2 else "softmax-regression"],
+        "tags": ["chainrule", "numpy", task, "mlp" if config.hidden else "softmax-regression"],
         **({"datasets": [hub]} if hub else {}),
         "metrics": ["accuracy"],
         "model-index": [
@@ -122,7 +122,7 @@ def card(result: RunResult, config: TrainConfig, dataset: Dataset) -> str:
 
 {MARK} (chainrule {__version__}); it replaces this file when the run is repeated with --force -->
 
-A {"multi-layer perceptron" if len(model.network.layers) > 2 else "softmax regression"} trained with
+A {"multi-layer perceptron" if config.hidden else "softmax regression"} trained with
 [chainrule](https://pypi.org/project/chainrule/), neural networks in NumPy whose every gradient is the
 hand-derived formula. Test accuracy **{result.test_accuracy:.4f}** on the {data["test"]} examples of the
 {dataset_name} test set.

@@ -44,8 +44,7 @@ class Classifier:
             raise ConfigError(
                 "cannot tell the number of input features of a network without a Linear or normalisation layer"
             )
-        dtype = next((p.data.dtype for p in network.parameters()), np.dtype(np.float32))
-        outputs = network.outputs(np.zeros((1, features), dtype)).shape[1]
+        outputs, dtype = network.output_features(features), network.dtype
         names = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(max(outputs, 2))))
         return cls(network, np.zeros(features, dtype), np.ones(features, dtype), 1.0, names)
 
