@@ -2,59 +2,106 @@
 in the original notes) finds them, accepts a correct solution, and bad problem or answers files get one
 line naming the file and the place (exit code 2)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chainrule.explain import load_problem, run_problem
-from chainrule.explain.check import check_answers, load_answers
+from chainrule.explain.check import _Sheet, check_answers, load_answers
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def verdicts(problem, answers):
+def checked(problem, answers, credit=1.0):
     answers_path = str(EXAMPLES / answers)
-    result = check_answers(run_problem(load_problem(EXAMPLES / problem)), load_answers(answers_path), answers_path)
-    return {v.path: v for v in result}
+    return check_answers(run_problem(load_problem(EXAMPLES / problem)), load_answers(answers_path), credit=credit)
+
+
+def verdicts(problem, answers):
+    return {v.path: v for v in checked(problem, answers)}
 
 
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "chainrule.cli", *map(str, args)], capture_output=True, text=True)
 
 
-def test_the_slips_of_a_worked_solution_are_found():
-    v = verdicts("relu_mse.toml", "relu_mse_answers_with_slips.toml")
-    assert [k for k, x in v.items() if x.right] == ["layers[1].output", "layers[2].output", "loss"]
-    assert v["layers[0].output"].causes == ["[0][1]: -0.5, right -1"]
-    assert "the 1/n of the loss scale 1/(2n) is missing" in v["layers[2].grad_output"].causes[0]
-    assert "1/n" in v["layers[0].grads.W"].causes[0]
-    assert v["layers[0].params_after.W"].causes[0].startswith("the update used the transposed gradient")
-    assert "transposed" not in v["layers[2].params_after.W"].causes[0]
+def test_the_worked_solution_with_slips_three_roots_and_error_carried_forward():
+    """Worked by hand (examples/relu_mse.toml): Z₀ = X·W₀ = [[2, −1], [0, 1]], ŷ = [[1], [1]], y = [[2], [1]],
+    δ = (ŷ − y)/n = [[−0.5], [0]]. The sheet writes Z₀[0][1] = −0.5 (an arithmetic slip ReLU hides), δ = ŷ − y
+    (the 1/n forgotten), then works on correctly from there: ∂L/∂W₂ = A₁ᵀ·δ = [[−2], [0]], δ·W₂ᵀ =
+    [[−0.5, −1], [0, 0]], the ReLU mask gives [[−0.5, 0], [0, 0]], Xᵀ·δ = [[−0.5, 0], [−1, 0]], W₂ − (−2, 0)ᵀ =
+    [[2.5], [1]]; but W₀ − gᵀ = [[1.5, 0], [0.5, 0]] (the gradient transposed in the update)."""
+    result = checked("relu_mse.toml", "relu_mse_answers_with_slips.toml")
+    v = {x.path: x for x in result}
+    assert [r.path for r in result.roots] == ["layers[0].output", "layers[2].grad_output", "layers[0].params_after.W"]
+    first, scale, update = result.roots
+    assert first.slip is None and "no known slip explains this ([0][1] is -0.5, not -1)" in first.description
+    assert "computed as Z₀ = X·W₀" in first.description
+    assert scale.slip in ("loss.mean_forgotten", "loss.half_forgotten")  # with n = 2 the two are the same numbers
+    assert {scale.slip, *scale.alternatives} == {"loss.mean_forgotten", "loss.half_forgotten"}
+    carried = ["layers[2].grads.W", "layers[1].grad_output", "layers[1].grad_input", "layers[0].grads.W",
+               "layers[2].params_after.W"]  # fmt: skip
+    assert scale.explains == carried
+    assert update.slip == "update.gradient_transposed" and update.explains == []
+    assert [p for p, x in v.items() if x.verdict == "carried_forward"] == sorted(carried, key=list(v).index)
+    assert v["layers[2].params_after.W"].expected_given_yours == [[2.5], [1.0]]
+    assert v["layers[1].grad_input"].expected_given_yours == [[-0.5, 0.0], [0.0, 0.0]]
+    assert [p for p, x in v.items() if x.verdict == "right"] == ["layers[1].output", "layers[2].output", "loss"]
+    assert result.score == {"right": 3, "carried_forward": 5, "wrong": 3, "unanswered": 0, "mark": 8.0, "out_of": 11}
+    half = checked("relu_mse.toml", "relu_mse_answers_with_slips.toml", credit=0.5)
+    assert half.score["mark"] == 3 + 0.5 * 5
 
 
-def test_logloss_derivative_has_the_wrong_sign_for_y_1():
-    v = verdicts("sigmoid_logloss.toml", "sigmoid_logloss_answers_with_slips.toml")
-    assert v["layers[3].output"].right and v["layers[3].local_derivative"].right  # 0.73 and 0.2, rounded
-    assert v["layers[3].grad_output"].causes == ["[1][0]: wrong sign (1.4, right -1.36788)"]
-    causes = v["layers[3].grad_input"].causes
-    assert "rounded intermediate values" in causes[0] and causes[1].startswith("[1][0]: wrong sign")
+def test_logloss_derivative_with_the_wrong_sign_for_y_1_and_what_follows():
+    """p = σ(0.5·2 + 1·0) = σ(1) ≈ 0.73 for both rows; ∂logloss/∂p = −y/p + (1 − y)/(1 − p) = (3.72, −1.37).
+    The sheet writes +1.4 for y = 1 (the term's sign lost), then (3.7, 1.4) ⊙ (0.2, 0.2) = (0.74, 0.28)."""
+    result = checked("sigmoid_logloss.toml", "sigmoid_logloss_answers_with_slips.toml")
+    v = {x.path: x for x in result}
+    assert v["layers[3].output"].verdict == v["layers[3].local_derivative"].verdict == "right"  # 0.73, 0.2 rounded
+    [root] = result.roots
+    assert (root.path, root.slip, root.explains) == (
+        "layers[3].grad_output",
+        "bce.y_term_sign",
+        ["layers[3].grad_input"],
+    )
+    assert v["layers[3].grad_input"].verdict == "carried_forward"
+    assert np.allclose(v["layers[3].grad_input"].expected_given_yours, [[0.74], [0.28]])
 
 
 def test_correct_solution_is_accepted():
     result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers.toml")
     assert result.returncode == 0, result.stdout
-    assert result.stdout.startswith("11 of 11 answers right")
+    assert result.stdout.startswith("11 of 11 answers right, 0 carried forward, 0 wrong, 0 unanswered: mark 11 of 11")
 
 
-def test_published_solution_exits_1_and_json_lists_causes():
+def test_published_solution_exits_1_and_json_has_roots_verdicts_and_score():
     result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers_with_slips.toml", "--format", "json")
     assert result.returncode == 1
-    import json
-
     out = json.loads(result.stdout)
-    assert out["right"] == 3 and out["total"] == 11
+    assert out["right"] == 3 and out["total"] == 11  # the first contract's keys stay
+    assert out["score"] == {"right": 3, "carried_forward": 5, "wrong": 3, "unanswered": 0, "mark": 8.0, "out_of": 11}
+    assert [r["path"] for r in out["roots"]] == [
+        "layers[0].output",
+        "layers[2].grad_output",
+        "layers[0].params_after.W",
+    ]
+    assert set(out["roots"][1]) >= {"path", "slip", "description", "explains"}
+    answer = next(a for a in out["answers"] if a["path"] == "layers[2].grads.W")
+    assert answer["verdict"] == "carried_forward" and answer["expected_given_yours"] == [[-2.0], [0.0]]
+    assert answer["root"] == "layers[2].grad_output" and answer["right"] is False
+    assert set(answer) >= {"path", "right", "written", "expected", "causes", "verdict", "expected_given_yours"}
+
+
+def test_the_text_report_opens_with_the_roots():
+    result = cli("check", EXAMPLES / "relu_mse.toml", EXAMPLES / "relu_mse_answers_with_slips.toml")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Root 1 — layers[0].output: no known slip explains this")
+    assert lines[1].startswith("Root 2 — layers[2].grad_output: the 1/n of the mean over the objects was forgotten")
+    assert "↪ layers[2].grads.W" in lines
 
 
 @pytest.mark.parametrize(
@@ -65,27 +112,43 @@ def test_published_solution_exits_1_and_json_lists_causes():
         ("loss = 0.19", False),
         ("loss = 0.250", True),
         ("loss = 0.251", False),
-        ("loss = 1", False),
+        ("loss = 1", False),  # an integer is read as rounded to units where the right value is not one: 0.5 to 1.5
+        ("loss = 0", True),  # ... so 0 is 0.25 rounded to units
+        ('"layers[2].grad_output" = [[-1], [0]]', False),  # −1 is not a rounded −0.5
         ('"layers[2].output" = [[1], [1]]', True),
         ('"layers[2].output" = [1, 1]', True),
-        ('"layers[2].output" = [[1, 1]]', False),
+        ('"layers[2].output" = [[1.0], [1.0]]', True),
+        ('"layers[2].output" = [[1], [2]]', False),  # an integer where the right value is one is exact
     ],
 )
 def test_precision_and_shape_rules(tmp_path, text, right):
     answers = tmp_path / "a.toml"
     answers.write_text(text + "\n")
     result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
-    assert result[0].right is right, result[0].causes
+    assert (result.verdicts[0].verdict == "right") is right, result.verdicts[0].causes
 
 
-def test_a_value_from_the_wrong_step(tmp_path):
-    problem = load_problem(EXAMPLES / "softmax_regression_l2.toml")
-    explanation = run_problem(problem)
-    second = explanation.steps[1].layers[0].output.round(6).tolist()
+def test_a_written_zero_is_right_for_a_value_that_is_zero_up_to_rounding():
+    sheet = _Sheet({"x": np.array([0.0, -1.0])}, {"x": np.array([-1.0, -1.0])})  # two integers, as written
+    assert sheet.fits("x", np.array([-1.8e-8, -1.0]))
+    assert not sheet.fits("x", np.array([-1.8e-8, -0.5]))
+
+
+def test_unanswered_answers_and_entries_are_not_wrong(tmp_path):
     answers = tmp_path / "a.toml"
-    answers.write_text(f'"layers[0].output" = {second}\n')
-    [verdict] = check_answers(explanation, load_answers(str(answers)))
-    assert not verdict.right and verdict.causes == ["the value at step 2, not step 1"]
+    answers.write_text(
+        'loss = ""\n"layers[0].output" = [[2, "?"], ["", 1]]\n"layers[2].grads.W" = [["?"], [""]]\n'
+        '"layers[2].output" = [[1], [""]]\n'
+    )
+    result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
+    v = {x.path: x.verdict for x in result}
+    assert v == {
+        "layers[0].output": "right",
+        "layers[2].output": "right",
+        "loss": "unanswered",
+        "layers[2].grads.W": "unanswered",
+    }
+    assert result.score["unanswered"] == 2 and result.score["mark"] == 2 and result.all_right
 
 
 # -- bad files ------------------------------------------------------------------------------------------

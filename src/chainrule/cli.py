@@ -57,6 +57,12 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     other commands do without."""
     from chainrule.training.config import at_least, finite_float
 
+    def fraction(text: str) -> float:
+        value = finite_float(text)
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+        return value
+
     def non_negative_float(text: str) -> float:
         value = finite_float(text)
         if value < 0:
@@ -122,18 +128,28 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
 
     check_cmd = commands.add_parser(
         "check",
-        help="check the numbers of a hand-worked solution against a problem file",
-        description="Compare the answers of ANSWERS (TOML: values named by their place in the JSON of "
-        'chainrule explain, e.g. "layers[0].output" = [[2, -1], [0, 1]]) with the right numbers of '
-        "the problem FILE. Each answer is right at the precision it was written with; for a wrong one "
-        "the likely slip is named. Exits 0 when all answers are right, 1 otherwise.",
+        help="check a hand-worked solution against a problem file: the root slips, error carried forward, a mark",
+        description="Read the answers of ANSWERS (TOML: values named by their place in the JSON of "
+        'chainrule explain, e.g. "layers[0].output" = [[2, -1], [0, 1]]; "" leaves an entry blank) as an '
+        "examiner would, against the problem FILE. Each answer is right at the precision it was written with, "
+        "carried forward (wrong only because an earlier wrong number was used correctly), wrong or "
+        "unanswered; the slip behind the wrong ones is looked for in a catalogue (--slips) by replaying the "
+        "whole computation with it. Exits 0 when every answer is right, 1 otherwise.",
     )
-    check_cmd.add_argument("file", metavar="FILE", help="the problem file (.toml)")
-    check_cmd.add_argument("answers", metavar="ANSWERS", help="the answers file (.toml)")
+    check_cmd.add_argument("file", metavar="FILE", nargs="?", help="the problem file (.toml)")
+    check_cmd.add_argument("answers", metavar="ANSWERS", nargs="?", help="the answers file (.toml)")
     check_cmd.add_argument("--format", choices=("text", "json"), default="text")
     check_cmd.add_argument(
         "--steps", type=at_least(1), default=None, help="training steps (default: the problem file's train.steps)"
     )
+    check_cmd.add_argument(
+        "--carried-forward-credit",
+        type=fraction,
+        default=1.0,
+        metavar="C",
+        help="the credit of a carried-forward answer, from 0 to 1 (default: 1, full credit; 0.5: half)",
+    )
+    check_cmd.add_argument("--slips", action="store_true", help="list the slips that check recognises, and exit")
     check_cmd.set_defaults(run=_run_check)
 
     train = commands.add_parser(
@@ -308,16 +324,26 @@ def _run_explain(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     import json
 
-    from chainrule.explain import load_problem, run_problem
+    from chainrule.errors import UsageError
     from chainrule.explain.check import check_answers, load_answers, report, verdicts_to_json
 
+    if args.slips:
+        from chainrule.explain.slips import SLIPS
+
+        width = max(len(slip.id) for slip in SLIPS)
+        print("\n".join(f"{slip.id:<{width}}  {slip.words}" for slip in SLIPS))
+        return 0
+    if args.file is None or args.answers is None:
+        raise UsageError("check needs a problem FILE and an ANSWERS file (or --slips)")
+    from chainrule.explain import load_problem, run_problem
+
     explanation = run_problem(load_problem(args.file), steps=args.steps)
-    verdicts = check_answers(explanation, load_answers(args.answers), args.answers)
+    result = check_answers(explanation, load_answers(args.answers), args.answers, args.carried_forward_credit)
     if args.format == "json":
-        print(json.dumps(verdicts_to_json(verdicts), indent=2))
+        print(json.dumps(verdicts_to_json(result), indent=2, ensure_ascii=False))
     else:
-        sys.stdout.write(report(verdicts))
-    return 0 if all(v.right for v in verdicts) else 1
+        sys.stdout.write(report(result))
+    return 0 if result.all_right else 1
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""``chainrule check``: compare the numbers of a hand-worked solution with the right ones, and guess
-the slip behind each wrong one.
+"""``chainrule check``: read a hand-worked answer sheet as an examiner would — which numbers are right,
+which are wrong only because an earlier wrong number was used correctly (error carried forward), and
+which slip is at the root of the wrong ones.
 
 An answers file (TOML) names values by their place in the JSON of ``chainrule explain``::
 
@@ -8,10 +9,22 @@ An answers file (TOML) names values by their place in the JSON of ``chainrule ex
     "layers[2].grads.W" = [[-2], [0]]
 
 An answer is right when every number is within half a unit of the last decimal it was written with
-(``0.73`` accepts 0.7311, ``0.7`` accepts 0.65 to 0.75); an integer (``2``, ``-1``) is read as exact.
-A wrong answer is compared with the usual slips: transposed, wrong sign (all or some entries), off by the
-loss scale's ``1/n`` or ``½``, an update with a transposed or mis-scaled gradient, a value of another step,
-rounding of intermediate values.
+(``0.73`` accepts 0.7311, ``0.7`` accepts 0.65 to 0.75); an integer is exact where the right value is an
+integer and read as rounded to units where it is not (``0`` is right for −1.8e-8, ``-1`` is not a rounded
+−0.5). An empty string
+(``""`` or ``"?"``) leaves an answer, or one entry of a matrix, unanswered.
+
+Each answer gets a verdict:
+
+* ``right`` — at the precision written, or exactly what the formula gives for the student's own
+  rounded (right) numbers;
+* ``carried_forward`` — wrong, but what the formula gives for the student's own earlier numbers, one of
+  which was wrong (``expected_given_yours``);
+* ``wrong`` — neither; its slip is looked for in the catalogue (:mod:`chainrule.explain.slips`): every
+  slip at every place is replayed through the whole computation (:mod:`chainrule.explain.replay`) and the
+  one that makes the most written numbers consistent is kept, then a second and a third where one does
+  not explain every wrong number. A wrong number that no slip explains is said to be so, with the right
+  value and its formula: nothing is guessed.
 """
 
 from __future__ import annotations
@@ -24,17 +37,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.explain.explanation import Explanation, StepRecord, to_json
+from chainrule.explain.explanation import Explanation
 from chainrule.explain.problem import ProblemFileError, read_toml
-from chainrule.losses import SCALE_FORMULAS
+from chainrule.explain.replay import Placed, Sheet, canonical, placements, replay, written_by
+from chainrule.explain.slips import SLIPS
 
 _PATH = re.compile(
     r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
     r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
     r"(grads|params|params_after)\.\w+))$"
 )
-#: Relative distance under which a wrong value is called "close" (rounded intermediate values).
-CLOSE = 0.05
+#: What a student writes for an answer, or an entry of one, left blank.
+BLANKS = ("", "?")
+#: Slips combined at most in one diagnosis.
+MAX_SLIPS = 3
+VERDICTS = ("right", "carried_forward", "wrong", "unanswered")
+_ORDER = {slip.id: k for k, slip in enumerate(SLIPS)}
 
 
 class Written(float):
@@ -53,241 +71,492 @@ class Written(float):
 
 
 @dataclass
+class Answers:
+    """An answers file: the written values by path as written, and the paths that name nothing."""
+
+    values: dict[str, Any]
+    unknown: list[str] = field(default_factory=list)
+    path: str = "<answers>"
+
+
+@dataclass
 class Verdict:
+    """The verdict on one answer. ``right`` is kept for the first JSON contract (true for ``"right"``);
+    ``root`` is the path of the root this answer is (or follows from); ``slip`` the id of its slip."""
+
     path: str
     right: bool
     written: Any
     expected: Any
     causes: list[str] = field(default_factory=list)
+    verdict: str = "wrong"
+    expected_given_yours: Any = None
+    slip: str | None = None
+    root: str | None = None
 
 
-def load_answers(path: str) -> dict[str, Any]:
-    """The answers of ``path`` by their JSON place, with each number's written precision kept."""
+@dataclass
+class Root:
+    """One independent error: the first wrong answer it makes, its slip (``None``: none known explains
+    it) and the answers that follow from it."""
+
+    path: str
+    slip: str | None
+    description: str
+    explains: list[str]
+    alternatives: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckReport:
+    verdicts: list[Verdict]
+    roots: list[Root]
+    credit: float = 1.0
+    unknown: list[str] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.verdicts)
+
+    @property
+    def score(self) -> dict[str, Any]:
+        counts = {name: sum(v.verdict == name for v in self.verdicts) for name in VERDICTS}
+        mark = counts["right"] + self.credit * counts["carried_forward"]
+        return {**counts, "mark": mark, "out_of": len(self.verdicts)}
+
+    @property
+    def all_right(self) -> bool:
+        return all(v.verdict in ("right", "unanswered") for v in self.verdicts)
+
+
+# -- reading the sheet ---------------------------------------------------------------------------
+def load_answers(path: str) -> Answers:
+    """The answers of ``path`` by their JSON place, with each number's written precision kept; places
+    that name nothing in the output of ``chainrule explain`` are listed in ``unknown``."""
     doc = read_toml(path, parse_float=Written)
     answers = doc.get("answers", doc)
     if not isinstance(answers, dict):
         raise ProblemFileError(f"{path}: answers: expected a table of values")
-    answers = {k: v for k, v in answers.items() if k not in ("title", "problem")}
+    answers = {k: v for k, v in answers.items() if k not in ("title", "problem", "variant")}
     if not answers:
         raise ProblemFileError(f'{path}: no answers found; write e.g. loss = 0.25 or "layers[0].output" = [[1, 2]]')
-    for key, value in answers.items():
-        if not _PATH.match(key):
-            raise ProblemFileError(
-                f"{path}: {key}: not a place in the output of chainrule explain; expected e.g. loss, "
-                "final_loss, history[0], layers[0].output, layers[1].grad_input, layers[2].grads.W, "
-                "layers[0].params_after.b"
-            )
-        try:
-            array = np.array(value, dtype=np.float64)
-        except OverflowError:
-            raise ProblemFileError(f"{path}: {key}: expected finite numbers") from None
-        except (TypeError, ValueError):
-            raise ProblemFileError(f"{path}: {key}: expected a number or a matrix of numbers") from None
-        if array.size == 0 or not np.all(np.isfinite(array)):
+    unknown = [key for key in answers if not _PATH.match(key)]
+    if len(unknown) == len(answers):
+        raise ProblemFileError(
+            f"{path}: {', '.join(unknown)}: not a place in the output of chainrule explain; expected e.g. loss, "
+            "final_loss, history[0], layers[0].output, layers[1].grad_input, layers[2].grads.W, "
+            "layers[0].params_after.b"
+        )
+    known = {key: value for key, value in answers.items() if key not in unknown}
+    for key, value in known.items():
+        array = _numbers(value, f"{path}: {key}")
+        if np.isinf(array).any():
             raise ProblemFileError(f"{path}: {key}: expected finite numbers")
-    return answers
+    return Answers(known, unknown, path)
 
 
-def check_answers(explanation: Explanation, answers: dict[str, Any], path: str = "<answers>") -> list[Verdict]:
-    values = to_json(explanation)
-    return [_judge(key, written, explanation, values, path) for key, written in answers.items()]
+def _numbers(value: Any, where: str) -> NDArray:
+    """The written value as floats, NaN for blanks."""
+
+    def number(v: Any) -> Any:
+        if isinstance(v, list):
+            return [number(x) for x in v]
+        if isinstance(v, str) and v.strip() in BLANKS:
+            return float("nan")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}")
+        return v
+
+    try:
+        array = np.array(number(value), dtype=np.float64)
+    except OverflowError:
+        raise ProblemFileError(f"{where}: expected finite numbers") from None
+    except (TypeError, ValueError):
+        raise ProblemFileError(f"{where}: expected a number or a matrix of numbers (rows of equal length)") from None
+    if array.size == 0 and not (isinstance(value, list) and value == []):
+        raise ProblemFileError(f"{where}: expected a number or a matrix of numbers")
+    return array
 
 
-def _lookup(values: dict, key: str, path: str) -> Any:
-    node: Any = values
-    for part in re.findall(r"\w+|\[-?\d+\]", key):
-        try:
-            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
-        except (IndexError, KeyError, TypeError):
-            raise ProblemFileError(f"{path}: {key}: the problem has no such value ({part} not found)") from None
-    return node
-
-
-def _tolerances(written: Any) -> NDArray:
+def _tolerances(written: Any) -> Any:
+    """Per entry: the half-unit of a written decimal, ``-1`` for an integer (whose tolerance depends on
+    the value it is compared with), 0 for a blank."""
     if isinstance(written, list):
-        return np.array([_tolerances(w) for w in written], dtype=np.float64)
+        return [_tolerances(w) for w in written]
     if isinstance(written, Written):
-        return np.float64(written.tolerance)
-    return np.float64(0.0)  # an integer is read as exact: −1 is not a rounded −0.5
+        return written.tolerance
+    return -1.0 if isinstance(written, int) else 0.0
 
 
-def _judge(key: str, written: Any, explanation: Explanation, values: dict, path: str) -> Verdict:
-    expected = np.array(_lookup(values, key, path), dtype=np.float64)
-    answer = np.array(written, dtype=np.float64)
-    tol = np.broadcast_to(_tolerances(written), answer.shape) + 1e-9 * np.abs(answer)
-    verdict = Verdict(key, False, written, expected.tolist())
-    answer, tol = _align(answer, tol, expected)
-    if answer is None:
-        if np.array(written).shape[::-1] == expected.shape and expected.ndim == 2:
-            t_answer = np.array(written, dtype=np.float64).T
-            t_tol = np.broadcast_to(_tolerances(written), np.array(written).shape).T
-            if _matches(t_answer, t_tol, expected):
-                verdict.causes.append(f"transposed: the right value has shape {expected.shape}, this is its transpose")
-                return verdict
-        verdict.causes.append(f"shape {np.array(written, dtype=np.float64).shape}, expected {expected.shape}")
-        return verdict
-    if _matches(answer, tol, expected):
-        verdict.right = True
-        return verdict
-    verdict.causes = _diagnose(key, answer, tol, expected, explanation, values)
-    return verdict
+class _Sheet(Sheet):
+    """The written numbers with their precision: :class:`Sheet` for :func:`replay`, and the comparisons."""
+
+    def __init__(self, values: dict[str, NDArray], half_units: dict[str, NDArray]) -> None:
+        super().__init__(values, {})
+        self.half_units = half_units
+        self.tolerance = _Tolerance(self)
+
+    def tol(self, path: str, against: NDArray) -> NDArray:
+        """The tolerance of each written entry of ``path`` compared with ``against``: its half-unit, and
+        for an integer 0 where ``against`` is an integer, ½ where it is not."""
+        half = self.half_units[path]
+        written = self.values[path]
+        integral = np.abs(against - np.round(against)) <= 1e-9
+        tol = np.where(half < 0, np.where(integral, 0.0, 0.5 * (1 - 1e-6)), half)  # −1 is not a rounded −0.5
+        return tol + 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(written)))
+
+    def fits(self, path: str, *candidates: NDArray | None) -> bool:
+        """Whether every written entry lies within its tolerance of one of the candidates, or between
+        them (a student who rounded some intermediate numbers and not others)."""
+        written = self.values[path]
+        arrays = [np.asarray(c, dtype=np.float64) for c in candidates if c is not None]
+        arrays = [a for a in arrays if a.shape == written.shape and np.all(np.isfinite(a))]
+        if not arrays or np.isnan(written).all():
+            return False
+        tol = np.max([self.tol(path, a) for a in arrays], axis=0)
+        lo, hi = np.min(arrays, axis=0) - tol, np.max(arrays, axis=0) + tol
+        blank = np.isnan(written)
+        return bool(np.all(blank | ((written >= lo) & (written <= hi))))
 
 
-def _align(answer: NDArray, tol: NDArray, expected: NDArray):
-    """The answer in the expected shape: a vector may be written as a flat list. ``(None, None)`` when
-    the shapes do not fit."""
-    if answer.shape == expected.shape:
-        return answer, tol
-    if answer.ndim <= 1 and answer.size == expected.size and (expected.ndim <= 1 or min(expected.shape) == 1):
-        return answer.reshape(expected.shape), tol.reshape(expected.shape)
-    return None, None
+class _Tolerance(dict):
+    """``sheet.tolerance[path]`` for :func:`replay`'s ``snap``: the tolerance against the computed value
+    is not known there, so an integer counts as rounded to units."""
+
+    def __init__(self, sheet: _Sheet) -> None:
+        super().__init__()
+        self.sheet = sheet
+
+    def __missing__(self, path: str) -> NDArray:
+        half = self.sheet.half_units[path]
+        return np.where(half < 0, 0.5, half)
 
 
-def _matches(answer: NDArray, tol: NDArray, expected: NDArray) -> bool:
-    return answer.shape == expected.shape and bool(np.all(np.abs(answer - expected) <= tol))
+# -- checking ---------------------------------------------------------------------------------------
+def check_answers(
+    explanation: Explanation, answers: Answers, path: str | None = None, credit: float = 1.0
+) -> CheckReport:
+    """The verdict on every answer, the root errors, and the score (carried-forward answers earn
+    ``credit``: 1 for full credit, 0.5 for half)."""
+    return _Checker(explanation, answers, path or answers.path, credit).run()
 
 
-def _close(answer: NDArray, expected: NDArray) -> bool:
-    scale = np.maximum(np.abs(expected), 1e-12)
-    return answer.shape == expected.shape and bool(np.all(np.abs(answer - expected) <= CLOSE * scale + 1e-9))
+class _Checker:
+    def __init__(self, explanation: Explanation, answers: Answers, path: str, credit: float) -> None:
+        self.explanation, self.answers, self.path, self.credit = explanation, answers, path, credit
+        self.problem = explanation.problem
+        self.layers = len(self.problem.model.layers)
+        self.steps = len(explanation.history)
+        self.right = replay(self.problem, steps=self.steps)
+        self.order = {p: k for k, p in enumerate(self.right)}
 
+    def run(self) -> CheckReport:
+        written, half_units, misfits, blanks = {}, {}, [], []
+        self.paths: dict[str, str] = {}  # answered path -> canonical
+        for key, value in self.answers.values.items():
+            c = canonical(key, self.layers) if _valid_index(key, self.layers) else None
+            if c is None or c not in self.right:
+                misfits.append(f"{key}: the problem has no such value")
+                continue
+            array = _numbers(value, f"{self.path}: {key}")
+            half = np.broadcast_to(np.array(_tolerances(value), dtype=np.float64), array.shape)
+            expected = self.right[c]
+            if array.shape != expected.shape and array.ndim <= 1 and array.size == expected.size:
+                array, half = array.reshape(expected.shape), half.reshape(expected.shape)  # a vector as a flat list
+            if array.size == 0 or np.isnan(array).all():
+                blanks.append(key)
+                self.paths[key] = c
+                continue
+            self.paths[key] = c
+            if c not in written:
+                written[c], half_units[c] = array, np.array(half)
+        self.sheet = _Sheet(written, half_units)
+        answered = [k for k in self.paths if k not in blanks]
+        shapes = [k for k in answered if self.sheet.values[self.paths[k]].shape != self.right[self.paths[k]].shape]
+        self._refuse_misfits(misfits, shapes, len(self.answers.values))
+        return self._judge(answered, blanks, misfits, shapes)
 
-def _diagnose(
-    key: str, answer: NDArray, tol: NDArray, expected: NDArray, explanation: Explanation, values: dict
-) -> list[str]:
-    """The first known slip that turns the right value into the written one; failing that, which
-    entries differ and how."""
-    causes: list[str] = []
-    for description, candidate in _candidates(key, expected, explanation, values):
-        if candidate.shape == answer.shape and _matches(answer, tol, candidate):
-            causes.append(description)
-    if causes:
-        return causes[:1]
-    return _entrywise(answer, tol, expected)
+    def _refuse_misfits(self, misfits: list[str], shapes: list[str], total: int) -> None:
+        def described(key: str) -> str:
+            c = self.paths[key]
+            return f"{key}: written {self.sheet.values[c].shape}, the problem's is {self.right[c].shape}"
 
-
-def _candidates(key: str, expected: NDArray, explanation: Explanation, values: dict):
-    problem = explanation.problem
-    n = problem.X.shape[0]
-    scale = problem.loss.scale
-    scale_text = SCALE_FORMULAS[scale]
-    factors = [
-        (n, f"n = {n} times the right value: the 1/n of the loss scale {scale_text} is missing"),
-        (1 / n, f"1/n = 1/{n} of the right value: divided by n once too often"),
-        (2, "twice the right value: a factor ½ is missing"),
-        (0.5, "half the right value: an extra factor ½"),
-        (2 * n, f"2n = {2 * n} times the right value: the 1/(2n) is missing"),
-    ]
-    yield "wrong sign", -expected
-    if _square(expected):
-        yield "transposed", expected.T
-    for c, text in factors:
-        yield text, c * expected
-        yield "wrong sign, and " + text, -c * expected
-        if _square(expected):
-            yield "transposed, and " + text, c * expected.T
-    match = re.match(r"layers\[(-?\d+)\]\.params_after\.(\w+)", key)
-    if match:
-        layer, name = int(match.group(1)), match.group(2)
-        entry = values["layers"][layer]
-        before = np.array(entry["params"][name])
-        grad = np.array(entry["grads"][name])
-        lr = explanation.first.lr
-        # the slips of an update θ − lr·g, where that is the update (plain gradient descent, one step)
-        if len(explanation.history) == 1 and np.allclose(expected, before - lr * grad, rtol=1e-12, atol=1e-12):
-            yield "the parameter before the update: no step was taken", before
-            yield "the gradient was added instead of subtracted", before + lr * grad
-            for c, text in [(1, ""), *factors]:
-                suffix = f", and the gradient is {text}" if text else ""
-                if _square(grad):
-                    yield "the update used the transposed gradient" + suffix, before - lr * c * grad.T
-                if text:
-                    yield "the update used a gradient that is " + text, before - lr * c * grad
-    yield from _other_steps(key, explanation)
-
-
-def _square(a: NDArray) -> bool:
-    """A matrix whose transpose has its shape (so a transposition is not given away by the shape)."""
-    return a.ndim == 2 and a.shape[0] == a.shape[1] > 1
-
-
-def _other_steps(key: str, explanation: Explanation):
-    """The same quantity at the other recorded steps (a value copied from the wrong step)."""
-    match = re.match(r"layers\[(-?\d+)\]\.(output|input|grad_output|grad_input|grads\.\w+)$", key)
-    if not match:
-        return
-    layer, what = int(match.group(1)), match.group(2)
-    for step in explanation.steps[1:]:
-        yield f"the value at step {step.number}, not step 1", _step_value(step, layer, what)
-
-
-def _step_value(step: StepRecord, layer: int, what: str) -> NDArray:
-    record = step.layers[layer]
-    if what.startswith("grads."):
-        return step.grads[record.index][what.split(".")[1]]
-    return getattr(record, what)
-
-
-def _entrywise(answer: NDArray, tol: NDArray, expected: NDArray) -> list[str]:
-    """Which entries are wrong, and how: a sign, rounding, or just the right number."""
-    if _close(answer, expected):
-        return ["close to the right value: probably computed from rounded intermediate values"]
-    causes = []
-    for index in np.argwhere(~(np.abs(answer - expected) <= tol)):
-        index = tuple(int(i) for i in index)
-        at = "".join(f"[{i}]" for i in index) or "value"
-        a, e, t = answer[index], expected[index], tol[index]
-        if abs(a + e) <= t:
-            causes.append(f"{at}: wrong sign ({_num(a)}, right {_num(e)})")
-        elif _close(np.array(-a), np.array(e)):
-            causes.append(f"{at}: wrong sign, and rounded intermediate values ({_num(a)}, right {_num(e)})")
-        elif _close(np.array(a), np.array(e)):
-            causes.append(
-                f"{at}: close, but not at the precision written ({_num(a)}, right {_num(e)}): "
-                "rounded intermediate values?"
+        # shapes that no transposition explains
+        odd = [k for k in shapes if self.sheet.values[self.paths[k]].shape[::-1] != self.right[self.paths[k]].shape]
+        wrong = misfits + [described(k) for k in odd]
+        if wrong and (len(wrong) == total or (len(wrong) >= 2 and 2 * len(wrong) >= total)):
+            raise ProblemFileError(
+                f"{self.path}: these answers do not fit the problem {self.problem.path}: {'; '.join(wrong)} "
+                "(is it the answers file of another problem?)"
             )
-        else:
-            causes.append(f"{at}: {_num(a)}, right {_num(e)}")
-    return causes
+        self.misfits = misfits
+
+    # -- verdicts ------------------------------------------------------------------------------------
+    def _consistent(self, worlds: tuple[dict, dict]) -> set[str]:
+        a, b = worlds
+        return {c for c in self.sheet.values if self.sheet.fits(c, a.get(c), b.get(c))}
+
+    def _worlds(self, slips: tuple[Placed, ...] = (), sheet: Sheet | None = None) -> tuple[dict, dict]:
+        sheet = sheet or self.sheet
+        return (
+            replay(self.problem, slips, sheet, snap=False, steps=self.steps),
+            replay(self.problem, slips, sheet, snap=True, steps=self.steps),
+        )
+
+    def _judge(self, answered: list[str], blanks: list[str], misfits: list[str], shapes: list[str]) -> CheckReport:
+        sheet, right = self.sheet, self.right
+        is_right = {c for c in sheet.values if sheet.fits(c, right[c])}
+        rounded: set[str] = set()
+        while True:  # what the formulas give for the student's right (rounded) numbers, and so on
+            ok = is_right | rounded
+            only = _Sheet({c: sheet.values[c] for c in ok}, {c: sheet.half_units[c] for c in ok})
+            more = self._consistent(self._worlds((), only)) - ok
+            if not more:
+                break
+            rounded |= more
+        self.base = self._worlds()
+        carried = self._consistent(self.base) - is_right - rounded
+        wrong = set(sheet.values) - is_right - rounded - carried
+        chosen, consistent = self._search(wrong) if wrong else ((), set())
+        # what the slips wrote themselves, what they made wrong where the student wrote nothing before,
+        # and what follows from the student's own wrong numbers (carried forward)
+        sites = [site for placed in chosen for site in placed.sites]
+        direct = {c for c in wrong & consistent if any(written_by(site, c) for site in sites)}
+        unexplained = wrong - consistent
+        candidates = (wrong & consistent) - direct
+        follows = set(self._following(direct | unexplained, candidates | carried, chosen))
+        carried |= candidates & follows
+        slipped = direct | (candidates - follows)
+        roots = self._roots(chosen, slipped, unexplained, carried)
+
+        verdicts: list[Verdict] = []
+        root_of = {p: r for r in roots for p in [r.path, *r.explains]}
+        for key in [*answered, *blanks]:
+            c = self.paths[key]
+            v = Verdict(key, False, self.answers.values[key], right[c].tolist())
+            root = root_of.get(c)
+            if key in blanks:
+                v.verdict = "unanswered"
+            elif c in is_right or c in rounded:
+                v.right, v.verdict = True, "right"
+                if c in rounded:
+                    v.causes.append("right for your own rounded numbers (the exact value is shown)")
+            elif c in carried:
+                v.verdict = "carried_forward"
+                v.expected_given_yours = self.base[0][c].tolist() if c in self.base[0] else None
+                v.root = _shown(root.path, self) if root else None
+                given = f": right for your numbers ({_show(self.base[0][c])})" if c in self.base[0] else ""
+                v.causes.append(
+                    "follows from your earlier error" + (f" in {_shown(root.path, self)}" if root else "") + given
+                )
+            else:
+                v.root = _shown(root.path if root else c, self)
+                v.slip = root.slip if root else None
+                v.causes.append(self._cause(c, root))
+            verdicts.append(v)
+        verdicts.sort(key=lambda v: self.order.get(self.paths[v.path], len(self.order)))
+        for root in roots:
+            root.path = _shown(root.path, self)
+            root.explains = [_shown(p, self) for p in root.explains]
+        return CheckReport(verdicts, roots, self.credit, self.answers.unknown + misfits)
+
+    def _cause(self, c: str, root: Root | None) -> str:
+        if root is None or root.slip is None:
+            return self._unexplained(c)
+        if _shown(root.path, self) == _shown(c, self):
+            return root.description
+        return f"the same slip as in {_shown(root.path, self)}: {_slip_words(root.slip)}"
+
+    def _unexplained(self, c: str) -> str:
+        from chainrule.explain.render import formula_text
+
+        formula = formula_text(self.explanation, c)
+        how = f", computed as {formula}" if formula else ""
+        written, right = self.sheet.values[c], self.right[c]
+        if written.shape != right.shape:
+            shape = f"written with shape {written.shape}"
+            return f"no known slip explains this ({shape}); the right value is {_show(right)}{how}"
+        given = self.base[0].get(c, right)
+        off = [
+            f"{''.join(f'[{i}]' for i in index) or 'the value'} is {_num(written[index])}, not {_num(given[index])}"
+            for index in map(
+                tuple, np.argwhere(~np.isnan(written) & ~(np.abs(written - given) <= self.sheet.tol(c, given)))
+            )
+        ]
+        shown = "; ".join(off[:4]) + ("; …" if len(off) > 4 else "")
+        return f"no known slip explains this ({shown}); the right value is {_show(right)}{how}"
+
+    # -- the search for slips ----------------------------------------------------------------------------
+    def _search(self, wrong: set[str]) -> tuple[tuple[Placed, ...], set[str]]:
+        base = self._consistent(self.base)
+        scored = []
+        for k, placed in enumerate(placements(self.problem)):
+            consistent = self._consistent(self._worlds((placed,)))
+            if len(consistent) > len(base) and consistent & wrong:
+                scored.append((k, placed, consistent))
+        chosen: tuple[Placed, ...] = ()
+        explained = base
+        while scored and len(chosen) < MAX_SLIPS and wrong - explained:
+            options = []
+            for k, placed, alone in scored:
+                if not (alone & wrong) - explained or placed in chosen:
+                    continue
+                together = alone if not chosen else self._consistent(self._worlds((*chosen, placed)))
+                gain = len(together) - len(explained)
+                if gain > 0:
+                    options.append((-gain, placed.everywhere, _ORDER[placed.slip.id], k, placed, together))
+            if not options:
+                break
+            options.sort(key=lambda o: o[:4])
+            best = options[0]
+            self.alternatives = getattr(self, "alternatives", {})
+            self.alternatives[best[4]] = [
+                o[4] for o in options[1:] if o[0] == best[0] and o[5] == best[5] and o[4].slip.id != best[4].slip.id
+            ]
+            chosen, explained = (*chosen, best[4]), best[5]
+        return chosen, explained
+
+    def _roots(
+        self, chosen: tuple[Placed, ...], slipped: set[str], unexplained: set[str], carried: set[str]
+    ) -> list[Root]:
+        roots: list[Root] = []
+        alternatives = getattr(self, "alternatives", {})
+        consistent = self._consistent(self._worlds(chosen)) if chosen else set()
+        for placed in chosen:
+            others = tuple(p for p in chosen if p is not placed)
+            without = self._consistent(self._worlds(others)) if others else self._consistent(self.base)
+            mine = sorted((consistent - without) & slipped, key=self.order.__getitem__)
+            if not mine:
+                continue
+            follows = self._following(set(mine), carried, chosen)
+            alts = list(dict.fromkeys(p.slip.id for p in alternatives.get(placed, [])))
+            roots.append(Root(mine[0], placed.slip.id, _describe(placed, alts), [*mine[1:], *follows], alts))
+        for c in sorted(unexplained, key=self.order.__getitem__):
+            roots.append(Root(c, None, self._unexplained(c), self._following({c}, carried, chosen)))
+        roots.sort(key=lambda r: self.order[r.path])
+        return roots
+
+    def _following(self, sources: set[str], candidates: set[str], slips: tuple[Placed, ...] = ()) -> list[str]:
+        """Those of ``candidates`` whose value (with ``slips``, from the student's numbers) depends on the
+        written numbers of ``sources``, or on those of the candidates that depend on them, and so on."""
+        sources, follows = set(sources), set()
+        base = replay(self.problem, slips, self.sheet, steps=self.steps)
+        while True:  # the sources' numbers made right: what changes depends on them
+            values = {c: self.right[c] if c in sources else v for c, v in self.sheet.values.items()}
+            without = replay(self.problem, slips, _Sheet(values, self.sheet.half_units), steps=self.steps)
+            new = {
+                c for c in candidates - follows if c in base and (c not in without or not _same(without[c], base[c]))
+            }
+            if not new:
+                return sorted(follows, key=self.order.__getitem__)
+            follows |= new
+            sources |= new
 
 
+def _same(a: NDArray, b: NDArray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12))
+
+
+def _valid_index(key: str, layers: int) -> bool:
+    match = re.match(r"layers\[(-?\d+)\]", key)
+    return match is None or -layers <= int(match.group(1)) < layers
+
+
+def _shown(c: str, checker: _Checker) -> str:
+    """The path as the student wrote it (the first of theirs with this canonical path), else ``c``."""
+    for key, canon in checker.paths.items():
+        if canon == c:
+            return key
+    return c
+
+
+def _slip_words(slip_id: str) -> str:
+    return next(s.words for s in SLIPS if s.id == slip_id)
+
+
+def _describe(placed: Placed, alternatives: list[str]) -> str:
+    slip = placed.slip
+    where = "at every place it applies" if placed.everywhere else f"in {placed.where}"
+    text = f"{slip.words}, {where}: {slip.wrong} instead of {slip.right} [{slip.id}]"
+    if alternatives:
+        text += f" (or, giving the same numbers here: {', '.join(alternatives)})"
+    return text
+
+
+# -- output ---------------------------------------------------------------------------------------------
 def _num(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _show(array: NDArray) -> str:
+def _show(array: Any) -> str:
     return np.array2string(
         np.asarray(array, dtype=np.float64) + 0.0, precision=6, suppress_small=True, separator=", "
     ).replace("\n", "")
 
 
-def report(verdicts: list[Verdict]) -> str:
-    right = sum(v.right for v in verdicts)
-    lines = [f"{right} of {len(verdicts)} answers right", ""]
-    for v in verdicts:
-        if v.right:
-            lines.append(f"✓ {v.path}")
+_MARKS = {"right": "✓", "carried_forward": "↪", "wrong": "✗", "unanswered": "·"}
+
+
+def report(result: CheckReport) -> str:
+    """The text report: the root errors in a sentence or two each, the score, then every answer."""
+    score = result.score
+    lines: list[str] = []
+    for k, root in enumerate(result.roots, 1):
+        lines.append(f"Root {k} — {root.path}: {root.description}.")
+        if root.explains:
+            lines.append(f"    follows from it: {', '.join(root.explains)}")
+    if result.roots:
+        lines.append("")
+    credit = "full" if result.credit == 1 else f"{result.credit:g}"
+    lines.append(
+        f"{score['right']} of {score['out_of']} answers right, {score['carried_forward']} carried forward, "
+        f"{score['wrong']} wrong, {score['unanswered']} unanswered: mark {score['mark']:g} of {score['out_of']} "
+        f"(carried-forward answers earn {credit} credit)"
+    )
+    if result.unknown:
+        lines.append(f"not checked (no such place in the problem): {', '.join(result.unknown)}")
+    lines.append("")
+    for v in result.verdicts:
+        lines.append(f"{_MARKS[v.verdict]} {v.path}" + ("" if v.verdict != "unanswered" else "  (unanswered)"))
+        if v.verdict in ("right", "unanswered") and not v.causes:
             continue
-        lines.append(f"✗ {v.path}")
-        lines.append(f"    written: {_show(np.array(v.written, dtype=np.float64))}")
-        lines.append(f"    right:   {_show(np.array(v.expected))}")
-        for cause in v.causes:
-            lines.append(f"    → {cause}")
+        if v.verdict != "right":
+            lines.append(f"    written: {_show(_numbers(v.written, v.path))}")
+            lines.append(f"    right:   {_show(v.expected)}")
+        lines.extend(f"    → {cause}" for cause in v.causes)
     return "\n".join(lines) + "\n"
 
 
-def verdicts_to_json(verdicts: list[Verdict]) -> dict:
+def verdicts_to_json(result: CheckReport) -> dict:
+    """The JSON of ``chainrule check --format json``: the first contract's keys (``right``, ``total``,
+    ``answers`` with ``path``, ``right``, ``written``, ``expected``, ``causes``) and the diagnosis's
+    (``roots``, ``score``, ``unknown``; per answer ``verdict``, ``expected_given_yours``, ``slip``, ``root``)."""
     return {
-        "right": sum(v.right for v in verdicts),
-        "total": len(verdicts),
+        "right": sum(v.right for v in result.verdicts),
+        "total": len(result.verdicts),
+        "score": result.score,
+        "roots": [
+            {
+                "path": r.path,
+                "slip": r.slip,
+                "description": r.description,
+                "explains": r.explains,
+                "alternatives": r.alternatives,
+            }
+            for r in result.roots
+        ],
+        "unknown": result.unknown,
         "answers": [
             {
                 "path": v.path,
                 "right": v.right,
-                "written": np.array(v.written, dtype=np.float64).tolist(),
+                "verdict": v.verdict,
+                "written": np.where(np.isnan(w := _numbers(v.written, v.path)), None, w).tolist(),
                 "expected": v.expected,
+                "expected_given_yours": v.expected_given_yours,
+                "slip": v.slip,
+                "root": v.root,
                 "causes": v.causes,
             }
-            for v in verdicts
+            for v in result.verdicts
         ],
     }

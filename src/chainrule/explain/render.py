@@ -11,6 +11,7 @@ shows is one the library computed.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -503,3 +504,30 @@ def render(explanation: Explanation, format: str = "text", precision: int = 4) -
         return {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}[format](doc)
     finally:
         _precision.reset(token)
+
+
+def formula_text(explanation: Explanation, path: str) -> str | None:
+    """The formula that computes the value at ``path`` (a place in the JSON of ``explain``), with its
+    symbols: ``∂L/∂W₂ = A₁ᵀ·δ`` for ``layers[2].grads.W``. ``None`` for a value no single formula gives."""
+    step = explanation.first
+    names = [indexed(r.layer.symbol, r.index) for r in step.layers]
+    match = re.fullmatch(r"layers\[(\d+)\]\.(output|grad_input|local_derivative|grads\.(\w+))", path)
+    if match:
+        i = int(match.group(1))
+        r = step.layers[i]
+        symbols = _layer_lookups(r, Sym("X") if i == 0 else names[i - 1], names[i])[0]
+        wanted = {"output": "out", "grad_input": "∂in", "local_derivative": "f′"}.get(match.group(2))
+        wanted = wanted or f"∂{match.group(3)}"
+        formulas = r.layer.formulas()
+        equations = [*formulas.forward, *formulas.backward]
+    elif path in ("loss", "data_loss", "loss_grad"):
+        loss = explanation.problem.loss
+        symbols = _Symbols({"in": names[-1], "y": Sym("y"), "k": Sym("k")})
+        wanted = "∂in" if path == "loss_grad" else "L"
+        equations = [*loss.formulas().forward, *loss.formulas().backward]
+    else:
+        return None
+    for eq in equations:
+        if eq.computes() == wanted:
+            return "".join(p.text if isinstance(p, Sym) else str(p) for p in _fill(eq.text, _Symbols(symbols)))
+    return None
