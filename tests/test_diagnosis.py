@@ -179,7 +179,8 @@ def test_check_lists_its_slips_and_refuses_a_bad_credit():
 
 
 def test_the_catalogue_is_documented_and_every_slip_is_live(tmp_path):
-    assert (ROOT / "docs" / "slips.md").read_text() == catalogue_markdown()
+    examples = {p.name: load_problem(p) for p in sorted(EXAMPLES.glob("*.toml")) if "answers" not in p.name}
+    assert (ROOT / "docs" / "slips.md").read_text() == catalogue_markdown(examples)
     assert len(SLIPS) >= 20 and len({s.id for s in SLIPS}) == len(SLIPS)
     # each slip, at some place of some example, changes at least one number of the computation
     problems = [load_problem(p) for p in sorted(EXAMPLES.glob("*.toml")) if "answers" not in p.name]

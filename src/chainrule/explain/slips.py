@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.activations import ElementWise, Identity, softmax
+from chainrule.optim import SGD
 
 HOOKS = ("forward", "derivative", "grad_input", "param_grad", "l2_grad", "l2_penalty", "loss", "loss_grad", "update")
 
@@ -86,9 +87,10 @@ def _own_update(c: dict, direction: Callable[[NDArray, dict, dict], NDArray]) ->
 
 
 def _momentum_dampened(g, state, info):
-    mu = info["opt"].momentum
+    opt = info["opt"]
+    mu = opt.momentum
     state["b"] = (1 - mu) * g if "b" not in state else mu * state["b"] + (1 - mu) * g
-    return state["b"]
+    return g + mu * state["b"] if opt.nesterov else state["b"]
 
 
 def _nesterov_as_momentum(g, state, info):
@@ -112,7 +114,11 @@ def _adam(correct: bool, root: bool):
 def _rmsprop_without_root(g, state, info):
     opt = info["opt"]
     state["v"] = opt.alpha * state.get("v", 0.0) + (1 - opt.alpha) * g * g
-    return g / (state["v"] + opt.eps)
+    scaled = g / (state["v"] + opt.eps)
+    if opt.momentum:
+        state["b"] = opt.momentum * state.get("b", 0.0) + scaled
+        return state["b"]
+    return scaled
 
 
 def _per_object(loss: Any) -> bool:
@@ -509,7 +515,7 @@ SLIPS: tuple[Slip, ...] = (
         "b ← μ·b + (1 − μ)·g",
         "b ← μ·b + g",
         ("update",),
-        lambda opt: getattr(opt, "momentum", 0) and not getattr(opt, "nesterov", True) and not opt.dampening,
+        lambda opt: isinstance(opt, SGD) and opt.momentum and not opt.dampening,
         lambda v, c: _own_update(c, _momentum_dampened),
     ),
     Slip(
@@ -518,7 +524,7 @@ SLIPS: tuple[Slip, ...] = (
         "θ ← θ − lr·b",
         "θ ← θ − lr·(g + μ·b)",
         ("update",),
-        lambda opt: getattr(opt, "nesterov", False),
+        lambda opt: isinstance(opt, SGD) and opt.nesterov,
         lambda v, c: _own_update(c, _nesterov_as_momentum),
     ),
     Slip(
@@ -545,7 +551,7 @@ SLIPS: tuple[Slip, ...] = (
         "θ ← θ − lr·g/(v + ε)",
         "θ ← θ − lr·g/(√v + ε)",
         ("update",),
-        lambda opt: hasattr(opt, "alpha") and not opt.momentum,
+        lambda opt: hasattr(opt, "alpha"),
         lambda v, c: _own_update(c, _rmsprop_without_root),
     ),
 )
@@ -568,8 +574,9 @@ def _unbiased_normalization(c: dict) -> NDArray:
     return layer.x_hat * layer.params["gamma"].data + layer.params["beta"].data
 
 
-def catalogue_markdown() -> str:
-    """``docs/slips.md``: every slip with its id, words, and the wrong formula beside the right one."""
+def catalogue_markdown(problems: dict[str, Any] | None = None) -> str:
+    """``docs/slips.md``: every slip with its id, words, the wrong formula beside the right one, and an
+    example: the first number it changes in one of ``problems`` (name → :class:`Problem`)."""
     lines = [
         "# The slips `chainrule check` recognises",
         "",
@@ -577,15 +584,47 @@ def catalogue_markdown() -> str:
         "wrong numbers of an answer sheet, `check` tries every slip at every place where it can happen (one",
         "layer, one parameter, the loss) and everywhere at once, replays the whole computation with it, and",
         "keeps the slip that explains the most written numbers at the precision they were written with (then",
-        "pairs of slips). Written by `python -m chainrule.explain.slips`; `chainrule check --slips` lists them.",
+        "pairs of slips). The example is the first number the slip changes in one of the problems of",
+        "`examples/`. Written by `python -m chainrule.explain.slips examples/*.toml`; `chainrule check --slips`",
+        "lists the ids.",
         "",
-        "| id | what the student did | used | right |",
-        "|---|---|---|---|",
+        "| id | what the student did | used | right | example |",
+        "|---|---|---|---|---|",
     ]
     for slip in SLIPS:
-        lines.append(f"| `{slip.id}` | {slip.words} | `{slip.wrong}` | `{slip.right}` |")
+        example = _example(slip, problems or {})
+        lines.append(f"| `{slip.id}` | {slip.words} | `{slip.wrong}` | `{slip.right}` | {example} |")
     return "\n".join(lines) + "\n"
 
 
+def _example(slip: Slip, problems: dict[str, Any]) -> str:
+    from chainrule.explain.render import fmt
+    from chainrule.explain.replay import placements, replay
+
+    def shown(a: NDArray) -> str:
+        a = np.asarray(a)
+        if a.ndim == 0:
+            return fmt(float(a))
+        rows = a if a.ndim == 2 else a[None, :]
+        text = "; ".join(", ".join(fmt(float(x)) for x in row) for row in rows)
+        return f"[{text}]"
+
+    for name, problem in problems.items():
+        right = replay(problem, steps=1)
+        for placed in placements(problem):
+            if placed.slip.id != slip.id or placed.everywhere:
+                continue
+            slipped = replay(problem, (placed,), steps=1)
+            for path, value in slipped.items():
+                if path in right and (value.shape != right[path].shape or not np.allclose(value, right[path])):
+                    return f"`{name}`, {placed.where}: `{path}` {shown(value)} instead of {shown(right[path])}"
+    return ""
+
+
 if __name__ == "__main__":  # pragma: no cover - writes the catalogue's documentation
-    print(catalogue_markdown(), end="")
+    import sys
+    from pathlib import Path
+
+    from chainrule.explain.problem import load_problem
+
+    print(catalogue_markdown({Path(p).name: load_problem(p) for p in sys.argv[1:]}), end="")
