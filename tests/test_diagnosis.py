@@ -163,10 +163,21 @@ def test_unknown_places_are_listed_and_the_rest_checked(tmp_path):
     result = cli("check", EXAMPLES / "relu_mse.toml", answers, "--format", "json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["unknown"] == ["weights", "layers[7].output: the problem has no such value"]
+    assert out["unknown"] == [
+        "weights: not a place in the output of chainrule explain",
+        "layers[7].output: the problem has no such value",
+    ]
     assert out["score"]["right"] == 2
     text = cli("check", EXAMPLES / "relu_mse.toml", answers).stdout
-    assert "not checked (no such place in the problem): weights, layers[7].output" in text
+    assert "not checked: weights: not a place in the output of chainrule explain; layers[7].output: the problem" in text
+
+
+def test_a_value_written_twice_under_its_two_names_with_other_numbers_is_not_checked(tmp_path):
+    answers = tmp_path / "a.toml"
+    answers.write_text('"layers[0].output" = [[2, -1], [0, 1]]\n"layers[1].input" = [[2, -1], [0, 3]]\nloss = 0.25\n')
+    result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
+    assert result.unknown == ["layers[1].input: the same value as layers[0].output, written with other numbers"]
+    assert [v.verdict for v in result] == ["right", "right"]
 
 
 def test_check_lists_its_slips_and_refuses_a_bad_credit():

@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 
 from chainrule.explain.explanation import Explanation
 from chainrule.explain.problem import ProblemFileError, read_toml
-from chainrule.explain.replay import Placed, Sheet, canonical, placements, replay, written_by
+from chainrule.explain.replay import Placed, canonical, placements, replay, written_by
 from chainrule.explain.slips import SLIPS
 
 _PATH = re.compile(
@@ -139,7 +139,7 @@ def load_answers(path: str) -> Answers:
     answers = {k: v for k, v in answers.items() if k not in ("title", "problem", "variant")}
     if not answers:
         raise ProblemFileError(f'{path}: no answers found; write e.g. loss = 0.25 or "layers[0].output" = [[1, 2]]')
-    unknown = [key for key in answers if not _PATH.match(key)]
+    unknown = [key for key in answers if not _PATH.match(key)]  # listed by CheckReport.unknown
     if len(unknown) == len(answers):
         raise ProblemFileError(
             f"{path}: {', '.join(unknown)}: not a place in the output of chainrule explain; expected e.g. loss, "
@@ -187,13 +187,13 @@ def _tolerances(written: Any) -> Any:
     return -1.0 if isinstance(written, int) else 0.0
 
 
-class _Sheet(Sheet):
-    """The written numbers with their precision: :class:`Sheet` for :func:`replay`, and the comparisons."""
+class _Sheet:
+    """The written numbers by canonical path, NaN for blanks, with the half-unit of each entry's last
+    written decimal (-1 for an integer): a :class:`~chainrule.explain.replay.Sheet` for :func:`replay`,
+    and the comparisons."""
 
     def __init__(self, values: dict[str, NDArray], half_units: dict[str, NDArray]) -> None:
-        super().__init__(values, {})
-        self.half_units = half_units
-        self.tolerance = _Tolerance(self)
+        self.values, self.half_units = values, half_units
 
     def tol(self, path: str, against: NDArray) -> NDArray:
         """The tolerance of each written entry of ``path`` compared with ``against``: its half-unit, and
@@ -216,19 +216,6 @@ class _Sheet(Sheet):
         lo, hi = np.min(arrays, axis=0) - tol, np.max(arrays, axis=0) + tol
         blank = np.isnan(written)
         return bool(np.all(blank | ((written >= lo) & (written <= hi))))
-
-
-class _Tolerance(dict):
-    """``sheet.tolerance[path]`` for :func:`replay`'s ``snap``: the tolerance against the computed value
-    is not known there, so an integer counts as rounded to units."""
-
-    def __init__(self, sheet: _Sheet) -> None:
-        super().__init__()
-        self.sheet = sheet
-
-    def __missing__(self, path: str) -> NDArray:
-        half = self.sheet.half_units[path]
-        return np.where(half < 0, 0.5, half)
 
 
 # -- checking ---------------------------------------------------------------------------------------
@@ -266,14 +253,17 @@ class _Checker:
                 blanks.append(key)
                 self.paths[key] = c
                 continue
+            if c in written and not np.array_equal(written[c], array, equal_nan=True):
+                other = next(k for k, v in self.paths.items() if v == c)
+                misfits.append(f"{key}: the same value as {other}, written with other numbers")
+                continue
             self.paths[key] = c
-            if c not in written:
-                written[c], half_units[c] = array, np.array(half)
+            written[c], half_units[c] = array, np.array(half)
         self.sheet = _Sheet(written, half_units)
         answered = [k for k in self.paths if k not in blanks]
         shapes = [k for k in answered if self.sheet.values[self.paths[k]].shape != self.right[self.paths[k]].shape]
         self._refuse_misfits(misfits, shapes, len(self.answers.values))
-        return self._judge(answered, blanks, misfits, shapes)
+        return self._judge(answered, blanks, misfits)
 
     def _refuse_misfits(self, misfits: list[str], shapes: list[str], total: int) -> None:
         def described(key: str) -> str:
@@ -288,21 +278,20 @@ class _Checker:
                 f"{self.path}: these answers do not fit the problem {self.problem.path}: {'; '.join(wrong)} "
                 "(is it the answers file of another problem?)"
             )
-        self.misfits = misfits
 
     # -- verdicts ------------------------------------------------------------------------------------
     def _consistent(self, worlds: tuple[dict, dict]) -> set[str]:
         a, b = worlds
         return {c for c in self.sheet.values if self.sheet.fits(c, a.get(c), b.get(c))}
 
-    def _worlds(self, slips: tuple[Placed, ...] = (), sheet: Sheet | None = None) -> tuple[dict, dict]:
+    def _worlds(self, slips: tuple[Placed, ...] = (), sheet: _Sheet | None = None) -> tuple[dict, dict]:
         sheet = sheet or self.sheet
         return (
             replay(self.problem, slips, sheet, snap=False, steps=self.steps),
             replay(self.problem, slips, sheet, snap=True, steps=self.steps),
         )
 
-    def _judge(self, answered: list[str], blanks: list[str], misfits: list[str], shapes: list[str]) -> CheckReport:
+    def _judge(self, answered: list[str], blanks: list[str], misfits: list[str]) -> CheckReport:
         sheet, right = self.sheet, self.right
         is_right = {c for c in sheet.values if sheet.fits(c, right[c])}
         rounded: set[str] = set()
@@ -357,7 +346,8 @@ class _Checker:
         for root in roots:
             root.path = _shown(root.path, self)
             root.explains = [_shown(p, self) for p in root.explains]
-        return CheckReport(verdicts, roots, self.credit, self.answers.unknown + misfits)
+        unknown = [f"{key}: not a place in the output of chainrule explain" for key in self.answers.unknown]
+        return CheckReport(verdicts, roots, self.credit, unknown + misfits)
 
     def _cause(self, c: str, root: Root | None) -> str:
         if root is None or root.slip is None:
@@ -513,7 +503,7 @@ def report(result: CheckReport) -> str:
         f"(carried-forward answers earn {credit} credit)"
     )
     if result.unknown:
-        lines.append(f"not checked (no such place in the problem): {', '.join(result.unknown)}")
+        lines.append(f"not checked: {'; '.join(result.unknown)}")
     lines.append("")
     for v in result.verdicts:
         lines.append(f"{_MARKS[v.verdict]} {v.path}" + ("" if v.verdict != "unanswered" else "  (unanswered)"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,13 +44,13 @@ class Placed:
     everywhere: bool = False
 
 
-@dataclass
-class Sheet:
-    """A student's numbers by canonical path: each an array, NaN where an entry was left blank, and the
-    half-unit of its last written decimal per entry."""
+class Sheet(Protocol):
+    """A student's numbers by canonical path (``values``: arrays, NaN where an entry was left blank), and
+    the tolerance of each written entry when compared with a computed value (``tol``)."""
 
     values: dict[str, NDArray]
-    tolerance: dict[str, NDArray]
+
+    def tol(self, path: str, against: NDArray) -> NDArray: ...
 
 
 class _Target:
@@ -201,7 +201,7 @@ class _Run:
             return value if np.isnan(written).any() else written
         use = np.where(np.isnan(written), value, written)
         if self.snap:
-            use = np.where(np.abs(written - value) <= self.sheet.tolerance[path], value, use)
+            use = np.where(np.abs(written - value) <= self.sheet.tol(path, value), value, use)
         return use
 
     def steps(self, count: int) -> None:
