@@ -172,12 +172,18 @@ def test_unknown_places_are_listed_and_the_rest_checked(tmp_path):
     assert "not checked: weights: not a place in the output of chainrule explain; layers[7].output: the problem" in text
 
 
-def test_a_value_written_twice_under_its_two_names_with_other_numbers_is_not_checked(tmp_path):
+def test_a_value_written_twice_under_its_two_names_is_judged_each_time(tmp_path):
     answers = tmp_path / "a.toml"
-    answers.write_text('"layers[0].output" = [[2, -1], [0, 1]]\n"layers[1].input" = [[2, -1], [0, 3]]\nloss = 0.25\n')
+    answers.write_text(
+        '"layers[0].output" = [[2, -1], [0, 1]]\n"layers[1].input" = [[2, -1], [0, 3]]\nloss = 0.25\n'
+        '"history[0]" = 9.99\n'
+    )
     result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
-    assert result.unknown == ["layers[1].input: the same value as layers[0].output, written with other numbers"]
-    assert [v.verdict for v in result] == ["right", "right"]
+    v = {x.path: x for x in result}
+    assert [x.verdict for x in result] == ["right", "wrong", "right", "wrong"]
+    assert "the value of layers[0].output, written here with other numbers" in v["layers[1].input"].causes[0]
+    assert "the value of loss, written here with other numbers" in v["history[0]"].causes[0]
+    assert not result.all_right
 
 
 def test_check_lists_its_slips_and_refuses_a_bad_credit():
@@ -213,3 +219,58 @@ def test_the_catalogue_is_documented_and_every_slip_is_live(tmp_path):
 
 def test_the_student_knows_only_catalogued_slips():
     assert set(KNOWN) <= {s.id for s in SLIPS}
+
+
+def test_no_slip_is_named_on_the_evidence_of_a_later_loss_alone(tmp_path):
+    """A right first step at 3 decimals, then the bias and the loss after five steps, each off by the
+    rounding of five hand-worked steps: no slip (the sign of b's update flipped would give b ≈ [−0.006,
+    −0.014, 0.020], which the sheet contradicts)."""
+    answers = tmp_path / "a.toml"
+    answers.write_text(
+        '"loss_grad" = [[0.102, 0.113, -0.215], [-0.201, 0.093, 0.108], [0.111, -0.222, 0.111]]\n'
+        '"layers[0].params_after.b" = [0.009, 0.002, -0.012]\n"history[4]" = 0.814\n'
+    )
+    result = check_answers(
+        run_problem(load_problem(EXAMPLES / "softmax_regression_l2.toml")), load_answers(str(answers))
+    )
+    assert not [r.slip for r in result.roots if r.slip]
+
+
+def test_a_weight_gradient_written_transposed_is_named_whatever_its_shape(tmp_path):
+    """softmax_regression_l2: W is 4×3; δᵀ·X + λ·Wᵀ is 3×4 (the right one, Xᵀ·δ + λW, worked out by hand
+    to 3 decimals, transposed)."""
+    answers = tmp_path / "a.toml"
+    answers.write_text(
+        '"layers[0].grads.W" = [[-0.136, 0.162, 0.148, -0.030], [-0.038, -0.156, 0.002, 0.113], '
+        "[0.164, -0.006, -0.139, -0.053]]\n"
+    )
+    result = check_answers(
+        run_problem(load_problem(EXAMPLES / "softmax_regression_l2.toml")), load_answers(str(answers))
+    )
+    [root] = result.roots
+    assert (root.path, root.slip) == ("layers[0].grads.W", "linear.weight_gradient_transposed")
+
+
+def test_a_slip_repeated_where_nothing_was_written_is_not_carried_forward(tmp_path):
+    """The (1 − σ) forgotten at both sigmoids of sigmoid_biases, layer 1's local derivative not written:
+    ∂L/∂W₀ is wrong by the repeated slip, not by an error carried forward."""
+    problem = PROBLEMS["sigmoid_biases"]
+    student = Student(problem, "sigmoid.one_minus_forgotten", None, decimals=3)
+    student.solve()
+    del student.sheet["layers[1].local_derivative"], student.sheet["layers[1].grad_input"]
+    result = check_sheet(explanation_of(problem), student, tmp_path)
+    v = {x.path: x for x in result}
+    assert v["layers[0].grads.W"].verdict == "wrong" and v["layers[0].grads.W"].slip == "sigmoid.one_minus_forgotten"
+    assert v["layers[2].grads.W"].verdict == "carried_forward"
+    for x in result:
+        if x.verdict == "carried_forward":  # the value given for the student's numbers is what they wrote
+            assert np.allclose(x.expected_given_yours, np.array(x.written, dtype=float), atol=0.0006), x.path
+
+
+def test_nan_is_not_a_blank(tmp_path):
+    (tmp_path / "a.toml").write_text("loss = nan\n")
+    result = cli("check", EXAMPLES / "relu_mse.toml", tmp_path / "a.toml")
+    assert (
+        result.returncode == 2
+        and 'loss: expected finite numbers, got nan; "" or "?" leaves an answer blank' in result.stderr
+    )

@@ -29,6 +29,7 @@ Each answer gets a verdict:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -125,7 +126,9 @@ class CheckReport:
 
     @property
     def all_right(self) -> bool:
-        return all(v.verdict in ("right", "unanswered") for v in self.verdicts)
+        """Every answer right or left blank, and at least one right."""
+        verdicts = [v.verdict for v in self.verdicts]
+        return "right" in verdicts and all(v in ("right", "unanswered") for v in verdicts)
 
 
 # -- reading the sheet ---------------------------------------------------------------------------
@@ -164,6 +167,8 @@ def _numbers(value: Any, where: str) -> NDArray:
             return float("nan")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}")
+        if not math.isfinite(v):
+            raise ProblemFileError(f'{where}: expected finite numbers, got {v}; "" or "?" leaves an answer blank')
         return v
 
     try:
@@ -192,8 +197,11 @@ class _Sheet:
     written decimal (-1 for an integer): a :class:`~chainrule.explain.replay.Sheet` for :func:`replay`,
     and the comparisons."""
 
-    def __init__(self, values: dict[str, NDArray], half_units: dict[str, NDArray]) -> None:
+    def __init__(self, values: dict[str, NDArray], half_units: dict[str, NDArray], slack=None) -> None:
         self.values, self.half_units = values, half_units
+        #: Per path, how many roundings an answer may carry: a value after t steps worked by hand, of
+        #: which only the first is written, may be off by the rounding of each step.
+        self.slack: dict[str, int] = slack or {}
 
     def tol(self, path: str, against: NDArray) -> NDArray:
         """The tolerance of each written entry of ``path`` compared with ``against``: its half-unit, and
@@ -202,7 +210,7 @@ class _Sheet:
         written = self.values[path]
         integral = np.abs(against - np.round(against)) <= 1e-9
         tol = np.where(half < 0, np.where(integral, 0.0, 0.5 * (1 - 1e-6)), half)  # −1 is not a rounded −0.5
-        return tol + 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(written)))
+        return tol * self.slack.get(path, 1) + 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(written)))
 
     def fits(self, path: str, *candidates: NDArray | None) -> bool:
         """Whether every written entry lies within its tolerance of one of the candidates, or between
@@ -235,31 +243,37 @@ class _Checker:
         self.steps = len(explanation.history)
         self.right = replay(self.problem, steps=self.steps)
         self.order = {p: k for k, p in enumerate(self.right)}
+        self.alternatives: dict[Placed, list[Placed]] = {}  # per chosen slip, those giving the same numbers
 
     def run(self) -> CheckReport:
         written, half_units, misfits, blanks = {}, {}, [], []
         self.paths: dict[str, str] = {}  # answered path -> canonical
+        self.twice: dict[str, tuple] = {}  # a value written again under its other name, with other numbers
         for key, value in self.answers.values.items():
-            c = canonical(key, self.layers) if _valid_index(key, self.layers) else None
+            c = canonical(key, self.layers, self.steps) if _valid_index(key, self.layers) else None
             if c is None or c not in self.right:
                 misfits.append(f"{key}: the problem has no such value")
                 continue
             array = _numbers(value, f"{self.path}: {key}")
             half = np.broadcast_to(np.array(_tolerances(value), dtype=np.float64), array.shape)
             expected = self.right[c]
-            if array.shape != expected.shape and array.ndim <= 1 and array.size == expected.size:
+            column = expected.ndim <= 1 or min(expected.shape) == 1
+            if array.shape != expected.shape and array.ndim <= 1 and array.size == expected.size and column:
                 array, half = array.reshape(expected.shape), half.reshape(expected.shape)  # a vector as a flat list
             if array.size == 0 or np.isnan(array).all():
                 blanks.append(key)
                 self.paths[key] = c
                 continue
             if c in written and not np.array_equal(written[c], array, equal_nan=True):
-                other = next(k for k, v in self.paths.items() if v == c)
-                misfits.append(f"{key}: the same value as {other}, written with other numbers")
+                self.twice[key] = (c, array, np.array(half))  # judged on its own, against the right value
                 continue
             self.paths[key] = c
             written[c], half_units[c] = array, np.array(half)
-        self.sheet = _Sheet(written, half_units)
+        later = {c: self.steps for c in written if self._later(c)}
+        self.sheet = _Sheet(written, half_units, later)
+        places = [np.round(-np.log10(2 * h[h > 0])) for h in half_units.values() if np.any(h > 0)]
+        counts = np.unique(np.concatenate(places), return_counts=True) if places else None
+        self.decimals = int(counts[0][np.argmax(counts[1])]) if counts else None  # the sheet's usual precision
         answered = [k for k in self.paths if k not in blanks]
         shapes = [k for k in answered if self.sheet.values[self.paths[k]].shape != self.right[self.paths[k]].shape]
         self._refuse_misfits(misfits, shapes, len(self.answers.values))
@@ -280,16 +294,21 @@ class _Checker:
             )
 
     # -- verdicts ------------------------------------------------------------------------------------
-    def _consistent(self, worlds: tuple[dict, dict]) -> set[str]:
-        a, b = worlds
-        return {c for c in self.sheet.values if self.sheet.fits(c, a.get(c), b.get(c))}
+    def _consistent(self, worlds: tuple[dict, ...]) -> set[str]:
+        return {c for c in self.sheet.values if self.sheet.fits(c, *(w.get(c) for w in worlds))}
 
-    def _worlds(self, slips: tuple[Placed, ...] = (), sheet: _Sheet | None = None) -> tuple[dict, dict]:
+    def _worlds(self, slips: tuple[Placed, ...] = (), sheet: _Sheet | None = None) -> tuple[dict, ...]:
+        """The student's numbers put in as written (a student who goes on with what they wrote), where
+        they differ from the computed ones (one who carried more digits), and every number rounded as they
+        write them (one who rounds what they do not write too: an intermediate value, the later steps)."""
         sheet = sheet or self.sheet
-        return (
+        worlds = (
             replay(self.problem, slips, sheet, snap=False, steps=self.steps),
             replay(self.problem, slips, sheet, snap=True, steps=self.steps),
         )
+        if self.decimals is not None:
+            worlds += (replay(self.problem, slips, sheet, steps=self.steps, round_to=self.decimals),)
+        return worlds
 
     def _judge(self, answered: list[str], blanks: list[str], misfits: list[str]) -> CheckReport:
         sheet, right = self.sheet, self.right
@@ -297,7 +316,7 @@ class _Checker:
         rounded: set[str] = set()
         while True:  # what the formulas give for the student's right (rounded) numbers, and so on
             ok = is_right | rounded
-            only = _Sheet({c: sheet.values[c] for c in ok}, {c: sheet.half_units[c] for c in ok})
+            only = _Sheet({c: sheet.values[c] for c in ok}, {c: sheet.half_units[c] for c in ok}, sheet.slack)
             more = self._consistent(self._worlds((), only)) - ok
             if not more:
                 break
@@ -311,10 +330,18 @@ class _Checker:
         sites = [site for placed in chosen for site in placed.sites]
         direct = {c for c in wrong & consistent if any(written_by(site, c) for site in sites)}
         unexplained = wrong - consistent
-        candidates = (wrong & consistent) - direct
-        follows = set(self._following(direct | unexplained, candidates | carried, chosen))
+        # a slip the student made where they wrote nothing is not an error carried forward: the entries it
+        # makes wrong are consistent only with it, not with the slips at the places they wrote
+        seen = tuple(
+            Placed(p.slip, frozenset(t for t in p.sites if any(written_by(t, c) for c in sheet.values)), p.where)
+            for p in chosen
+        )
+        self.given = self._worlds(seen) if chosen else self.base
+        candidates = (wrong & consistent & self._consistent(self.given)) - direct
+        later = {c for c in candidates if self._later(c)}  # after the first step: from the slip's own steps
+        follows = set(self._following(direct | unexplained, candidates | carried, seen)) | later
         carried |= candidates & follows
-        slipped = direct | (candidates - follows)
+        slipped = (wrong & consistent) - carried
         roots = self._roots(chosen, slipped, unexplained, carried)
 
         verdicts: list[Verdict] = []
@@ -331,9 +358,10 @@ class _Checker:
                     v.causes.append("right for your own rounded numbers (the exact value is shown)")
             elif c in carried:
                 v.verdict = "carried_forward"
-                v.expected_given_yours = self.base[0][c].tolist() if c in self.base[0] else None
+                world = self.base[0] if sheet.fits(c, *(w.get(c) for w in self.base)) else self.given[0]
+                v.expected_given_yours = world[c].tolist() if c in world else None
                 v.root = _shown(root.path, self) if root else None
-                given = f": right for your numbers ({_show(self.base[0][c])})" if c in self.base[0] else ""
+                given = f": right for your numbers ({_show(world[c])})" if c in world else ""
                 v.causes.append(
                     "follows from your earlier error" + (f" in {_shown(root.path, self)}" if root else "") + given
                 )
@@ -342,12 +370,27 @@ class _Checker:
                 v.slip = root.slip if root else None
                 v.causes.append(self._cause(c, root))
             verdicts.append(v)
-        verdicts.sort(key=lambda v: self.order.get(self.paths[v.path], len(self.order)))
+        for key, (c, array, half) in self.twice.items():
+            other = _shown(c, self)
+            v = Verdict(key, False, self.answers.values[key], right[c].tolist())
+            if _Sheet({c: array}, {c: half}).fits(c, right[c]):
+                v.right, v.verdict = True, "right"
+            else:
+                v.root = key
+                v.causes.append(f"the value of {other}, written here with other numbers; right: {_show(right[c])}")
+            verdicts.append(v)
+        order = {**self.paths, **{k: c for k, (c, *_) in self.twice.items()}}
+        verdicts.sort(key=lambda v: self.order.get(order[v.path], len(self.order)))
         for root in roots:
             root.path = _shown(root.path, self)
             root.explains = [_shown(p, self) for p in root.explains]
         unknown = [f"{key}: not a place in the output of chainrule explain" for key in self.answers.unknown]
         return CheckReport(verdicts, roots, self.credit, unknown + misfits)
+
+    def _later(self, c: str) -> bool:
+        """Whether ``c`` is computed after the first step (its later losses, and the parameters after
+        several steps)."""
+        return c.startswith("history[") or c == "final_loss" or (self.steps > 1 and ".params_after." in c)
 
     def _cause(self, c: str, root: Root | None) -> str:
         if root is None or root.slip is None:
@@ -379,10 +422,14 @@ class _Checker:
     def _search(self, wrong: set[str]) -> tuple[tuple[Placed, ...], set[str]]:
         base = self._consistent(self.base)
         scored = []
+        written = set(self.sheet.values)
         for k, placed in enumerate(placements(self.problem)):
             consistent = self._consistent(self._worlds((placed,)))
-            if len(consistent) > len(base) and consistent & wrong:
-                scored.append((k, placed, consistent))
+            own = {c for c in written if any(written_by(site, c) for site in placed.sites)}
+            # evidence: a wrong answer it explains besides a later loss (one number, after many steps)
+            evidence = {c for c in consistent & wrong if not (c.startswith("history[") or c == "final_loss")}
+            if len(consistent) > len(base) and evidence and own <= consistent:
+                scored.append((k, placed, consistent))  # (a slip whose own numbers the sheet contradicts is not)
         chosen: tuple[Placed, ...] = ()
         explained = base
         while scored and len(chosen) < MAX_SLIPS and wrong - explained:
@@ -398,7 +445,6 @@ class _Checker:
                 break
             options.sort(key=lambda o: o[:4])
             best = options[0]
-            self.alternatives = getattr(self, "alternatives", {})
             self.alternatives[best[4]] = [
                 o[4] for o in options[1:] if o[0] == best[0] and o[5] == best[5] and o[4].slip.id != best[4].slip.id
             ]
@@ -409,7 +455,7 @@ class _Checker:
         self, chosen: tuple[Placed, ...], slipped: set[str], unexplained: set[str], carried: set[str]
     ) -> list[Root]:
         roots: list[Root] = []
-        alternatives = getattr(self, "alternatives", {})
+        alternatives = self.alternatives
         consistent = self._consistent(self._worlds(chosen)) if chosen else set()
         for placed in chosen:
             others = tuple(p for p in chosen if p is not placed)
@@ -432,7 +478,8 @@ class _Checker:
         base = replay(self.problem, slips, self.sheet, steps=self.steps)
         while True:  # the sources' numbers made right: what changes depends on them
             values = {c: self.right[c] if c in sources else v for c, v in self.sheet.values.items()}
-            without = replay(self.problem, slips, _Sheet(values, self.sheet.half_units), steps=self.steps)
+            sheet = _Sheet(values, self.sheet.half_units, self.sheet.slack)
+            without = replay(self.problem, slips, sheet, steps=self.steps)
             new = {
                 c for c in candidates - follows if c in base and (c not in without or not _same(without[c], base[c]))
             }

@@ -86,10 +86,14 @@ def written_by(site: Site, path: str) -> bool:
     return path == prefix or (prefix.endswith(".") and path == prefix + name if name else path.startswith(prefix))
 
 
-def canonical(path: str, layers: int) -> str:
+def canonical(path: str, layers: int, steps: int = 1) -> str:
     """One name for values that have two: a layer's ``input`` is the output of the layer before it, a
     layer's ``grad_output`` the ``grad_input`` of the layer after it (of the last: ``loss_grad``),
-    ``history[0]`` is ``loss``; negative layer indices count from the end."""
+    ``history[0]`` is ``loss``; negative indices (of layers, of the history) count from the end."""
+    if path.startswith("history["):
+        index = int(path[len("history[") : -1])
+        index = index + steps if index < 0 else index
+        return "loss" if index == 0 else f"history[{index}]"
     if path.startswith("layers["):
         index_text, rest = path[len("layers[") :].split("]", 1)
         index = int(index_text)
@@ -100,8 +104,6 @@ def canonical(path: str, layers: int) -> str:
         if rest == ".grad_output":
             return "loss_grad" if index == layers - 1 else f"layers[{index + 1}].grad_input"
         return f"layers[{index}]{rest}"
-    if path == "history[0]":
-        return "loss"
     return path
 
 
@@ -158,19 +160,24 @@ def replay(
     sheet: Sheet | None = None,
     snap: bool = False,
     steps: int = 1,
+    round_to: int | None = None,
 ) -> dict[str, NDArray]:
     """Every value of ``steps`` steps of ``problem`` by canonical path, with ``slips`` applied and the
     ``sheet``'s numbers put in (see the module's docstring). A computation that cannot go on (a student's
-    number of another shape, a probability above 1) stops there: what was recorded until then is returned."""
-    run = _Run(problem, slips, sheet, snap)
-    with contextlib.suppress(ChainruleError, ValueError, FloatingPointError, IndexError):
+    number of another shape, a probability above 1) stops there: what was recorded until then is returned.
+    With ``round_to``, every number the computation goes on with is rounded to that many decimals, as by a
+    student who works every step by hand (the later steps of a problem too, which they do not write)."""
+    run = _Run(problem, slips, sheet, snap, round_to)
+    with np.errstate(all="ignore"), contextlib.suppress(ChainruleError, ValueError, FloatingPointError, IndexError):
         run.steps(steps)
     return run.values
 
 
 class _Run:
-    def __init__(self, problem: Problem, slips: Iterable[Placed], sheet: Sheet | None, snap: bool) -> None:
-        self.problem, self.sheet, self.snap = problem, sheet, snap
+    def __init__(
+        self, problem: Problem, slips: Iterable[Placed], sheet: Sheet | None, snap: bool, round_to: int | None
+    ) -> None:
+        self.problem, self.sheet, self.snap, self.round_to = problem, sheet, snap, round_to
         self.hooks: dict[Site, list[Slip]] = {}
         for placed in slips:
             for site in placed.sites:
@@ -191,6 +198,8 @@ class _Run:
         """Record ``value`` at ``path``; return what the computation goes on with (the student's number
         where they wrote one)."""
         value = np.asarray(value, dtype=np.float64)
+        if self.round_to is not None:
+            value = np.round(value, self.round_to)
         if not self.recording:
             return value
         self.values[path] = value
@@ -206,6 +215,7 @@ class _Run:
 
     def steps(self, count: int) -> None:
         problem = self.problem
+        self.values["steps"] = np.float64(count)
         for t in range(1, count + 1):
             value = self.step(t)
             if t > 1:
@@ -280,7 +290,6 @@ class _Run:
                 return None
             if optimizer.momentum and (t > 1 or optimizer.nesterov or optimizer.dampening):
                 return None
-                return None
             W = layer.params["W"]
             return W.data - optimizer.lr * (raw["W"] + (lam * W.data if lam and W.decay else 0))
 
@@ -290,7 +299,8 @@ class _Run:
             grad = self.slip("param_grad", i, raw[name], name=name, prev_x=prev_x, **context)
             if lam:
                 term = lam * p.data if p.decay else np.zeros_like(p.data)
-                grad = grad + self.slip("l2_grad", (i, name), term, lam=lam, param=p.data)
+                term = self.slip("l2_grad", (i, name), term, lam=lam, param=p.data)
+                grad = grad + (term.T if grad.shape == term.T.shape != term.shape else term)  # δᵀX + λWᵀ
             self.grads[(i, name)] = self.put(f"layers[{i}].grads.{name}", grad)
         return self.put(f"layers[{i}].grad_input", grad_input)
 
@@ -319,4 +329,4 @@ class _Run:
                 state=own,
                 t=t,
             )
-            p.data[...] = after
+            p.data[...] = after if self.round_to is None else np.round(after, self.round_to)

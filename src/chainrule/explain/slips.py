@@ -66,11 +66,13 @@ def _derivative_at(layer: Any, z: NDArray) -> NDArray:
     return twin.local_derivative()
 
 
-def _normalization_backward(c: dict, variance_term: bool) -> NDArray:
+def _normalization_backward(c: dict, mean_term: bool) -> NDArray:
+    """The input gradient of a normalisation without the term through σ², and (without ``mean_term``)
+    without the one through μ either."""
     layer, g = c["layer"], c["g"]
     axis = 0 if layer.kind == "batchnorm" else 1
     g_hat = g * layer.params["gamma"].data
-    centred = g_hat - g_hat.mean(axis=axis, keepdims=True) if variance_term else g_hat
+    centred = g_hat - g_hat.mean(axis=axis, keepdims=True) if mean_term else g_hat
     return centred * layer.inv_std
 
 
@@ -296,7 +298,7 @@ SLIPS: tuple[Slip, ...] = (
         "∂L/∂x = γ/√(σ² + ε)·(g − mean(g) − x̂·mean(g ⊙ x̂))",
         ("grad_input",),
         _kind("batchnorm", "layernorm"),
-        lambda v, c: _normalization_backward(c, variance_term=False),
+        lambda v, c: _normalization_backward(c, mean_term=False),
     ),
     Slip(
         "normalization.backward_without_variance_term",
@@ -305,7 +307,7 @@ SLIPS: tuple[Slip, ...] = (
         "∂L/∂x = γ/√(σ² + ε)·(g − mean(g) − x̂·mean(g ⊙ x̂))",
         ("grad_input",),
         _kind("batchnorm", "layernorm"),
-        lambda v, c: _normalization_backward(c, variance_term=True),
+        lambda v, c: _normalization_backward(c, mean_term=True),
     ),
     # -- a parameter's gradient ------------------------------------------------------------------------------
     Slip(
@@ -315,7 +317,7 @@ SLIPS: tuple[Slip, ...] = (
         "∂L/∂W = Xᵀ·δ",
         ("param_grad",),
         _kind("linear"),
-        lambda v, c: v.T if c["name"] == "W" and v.ndim == 2 and v.shape[0] == v.shape[1] > 1 else v,
+        lambda v, c: v.T if c["name"] == "W" and v.ndim == 2 and max(v.shape) > 1 else v,
     ),
     Slip(
         "linear.weight_gradient_pre_activation",
@@ -366,8 +368,8 @@ SLIPS: tuple[Slip, ...] = (
     Slip(
         "loss.half_forgotten",
         "the ½ of the loss's scale was forgotten",
-        "L = Σ(ŷ − y)²·(1/n)",
-        "L = ½·Σ(ŷ − y)²·(1/n)",
+        "L = k·Σ(ŷ − y)² with k = 1/n or 1",
+        "L = k·Σ(ŷ − y)² with k = 1/(2n) or ½",
         ("loss", "loss_grad"),
         lambda loss: loss.scale in ("half_mean", "half_sum"),
         lambda v, c: 2 * v,
