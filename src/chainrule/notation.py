@@ -324,6 +324,42 @@ def _matching_parentheses(text: str) -> dict[int, int]:
     return pairs
 
 
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "^": r"\^{}",
+    "~": r"\~{}",
+}
+
+
+def text_to_latex(text: str) -> str:
+    """A sentence (text, not maths) for a LaTeX document: its text escaped, each run of maths characters
+    (Greek letters, operators, indices, and a letter under a hat: x̂) in maths mode. Letters of other
+    languages (é, ü) stay text."""
+
+    def maths(i: int) -> bool:
+        return is_maths(text[i]) or (i + 1 < len(text) and text[i + 1] in "\u0302\u0304")
+
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and maths(j):
+            j += 1
+        if j > i:
+            out.append(f"${to_latex(text[i:j])}$")
+            i = j
+        else:
+            out.append(_SPECIALS.get(text[i], text[i]))
+            i += 1
+    return "".join(out)
+
+
 def is_maths(c: str) -> bool:
     """Whether ``c`` is a character of maths that :func:`to_latex` writes as a command or an index (a Greek
     letter, an operator, a super- or subscript, a combining accent), rather than a letter of some language

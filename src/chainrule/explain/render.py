@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from chainrule.explain.explanation import Explanation, StepRecord, to_json
 from chainrule.losses import SCALE_FORMULAS
-from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_maths, is_sentinel, last_part, sentinel, to_latex
+from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
 from chainrule.trace import LayerRecord
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -424,41 +424,6 @@ def _tex_equation(eq: Equation) -> str:
     return "".join(held[ord(c) - ord(sentinel(0))] if is_sentinel(c) else c for c in to_latex("".join(text)))
 
 
-_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "^": r"\^{}",
-    "~": r"\~{}",
-}
-
-
-def _inline_tex(text: str) -> str:
-    """A sentence for LaTeX: its text escaped, each run of maths characters (Greek letters, operators,
-    indices, and a letter under a hat: x̂) in maths mode. Letters of other languages (é, ü) stay text."""
-
-    def maths(i: int) -> bool:
-        return is_maths(text[i]) or (i + 1 < len(text) and text[i + 1] in "\u0302\u0304")
-
-    out, i = [], 0
-    while i < len(text):
-        j = i
-        while j < len(text) and maths(j):
-            j += 1
-        if j > i:
-            out.append(f"${to_latex(text[i:j])}$")
-            i = j
-        else:
-            out.append(_SPECIALS.get(text[i], text[i]))
-            i += 1
-    return "".join(out)
-
-
 def to_markdown(doc: list) -> str:
     out: list[str] = []
     for block in doc:
@@ -483,9 +448,9 @@ def to_latex_document(doc: list) -> str:
     for block in doc:
         if isinstance(block, Heading):
             command = {1: "section*", 2: "subsection*", 3: "subsubsection*"}[block.level]
-            out.append(rf"\{command}{{{_inline_tex(block.text)}}}")
+            out.append(rf"\{command}{{{text_to_latex(block.text)}}}")
         elif isinstance(block, Sentence):
-            out.append(_inline_tex(block.text) + "\n")
+            out.append(text_to_latex(block.text) + "\n")
         else:
             out.append(r"\[" + _tex_equation(block) + r"\]")
     out.append(r"\end{document}")
