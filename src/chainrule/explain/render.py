@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.explain.explanation import Explanation, StepRecord, to_json
+from chainrule.derive.topics import topic_of
+from chainrule.explain.explanation import Explanation, StepRecord, derivations, to_json
 from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
 from chainrule.trace import LayerRecord
@@ -185,6 +186,7 @@ def build(explanation: Explanation) -> list:
 
     doc.append(Heading(2, "Backward pass"))
     doc.append(Heading(3, "Loss gradient"))
+    doc.extend(_why(derivations(explanation)["loss"]))
     doc.extend(
         filter(None, (show(eq, loss_symbols, loss_numbers, {"∂in": step.loss_grad}) for eq in loss.formulas().backward))
     )
@@ -193,6 +195,7 @@ def build(explanation: Explanation) -> list:
     for r in reversed(step.layers):
         symbols, numbers, results = lookups[r.index]
         doc.append(Heading(3, _layer_heading(r)))
+        doc.extend(_why(topic_of("layer", r.layer.kind)))
         doc.append(show(Eq("{δ} = ∂L/∂{out}", result="δ", values=False), symbols, numbers, {"δ": r.grad_output}))
         for eq in r.layer.formulas().backward:
             block = show(eq, symbols, numbers, results)
@@ -213,6 +216,7 @@ def build(explanation: Explanation) -> list:
 
     if optimizer is not None:
         doc.append(Heading(2, f"Update: {problem.optimizer_name}, lr = {fmt(step.lr)}"))
+        doc.extend(_why(derivations(explanation)["optimizer"]))
         doc.extend(_update(explanation, step, lookups))
 
     doc.append(Heading(2, "Loss"))
@@ -224,6 +228,11 @@ _DELTA = (
     "the δ that enters the last linear layer for each of the three output pairs, MSE (1/(2n)) after an "
     "identity, cross-entropy after a softmax and binary cross-entropy after a sigmoid (1/n)."
 )
+
+
+def _why(topic: str | None) -> list:
+    """The sentence that names the derivation behind the formulas that follow."""
+    return [Sentence(f"Why: chainrule derive {topic}")] if topic else []
 
 
 def _layer_heading(r: LayerRecord) -> str:
