@@ -47,7 +47,7 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
 
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
 EXPLAIN_FORMATS = ("text", "markdown", "latex", "json")
-#: The formats of ``chainrule derive`` (those of chainrule.derive.render.FORMATS, checked by a test).
+#: The formats of ``chainrule derive`` (those of chainrule.derive.output.FORMATS, checked by a test).
 DERIVE_FORMATS = ("text", "markdown", "latex", "json")
 #: The formats of ``chainrule export`` (those of chainrule.interchange.FORMATS, checked by a test).
 EXPORT_FORMATS = ("onnx", "safetensors", "torch")

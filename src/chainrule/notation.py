@@ -185,8 +185,14 @@ _CHARS = {
     "ŷ": r"\hat{y}",
     "ĝ": r"\hat{g}",
 }
-_SUPERSCRIPTS = {"²": "2", "³": "3", "¹": "1", "⁻": "-", "ᵀ": r"\top ", "ᵗ": "t", "ⁿ": "n"}
-_SUBSCRIPTS = {**{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")}, "ᵢ": "i", "ⱼ": "j", "ₖ": "k"}
+_SUPERSCRIPTS = {
+    **dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻ᵏᵗⁿ", "0123456789+-ktn", strict=True)),
+    "ᵀ": r"\top ",
+}
+_SUBSCRIPTS = {
+    **{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")},
+    **dict(zip("ᵢⱼₖₗₘₙₚₜ₊₋", "ijklmnpt+-", strict=True)),
+}
 _ACCENTS = {"\u0302": r"\hat", "\u0304": r"\bar"}  # combining circumflex (x̂) and macron (μ̄)
 _FUNCTIONS = {"max": r"\max", "min": r"\min", "ln": r"\ln", "log": r"\log", "exp": r"\exp", "tanh": r"\tanh"}
 _SENTINELS = range(0xE000, 0xF900)

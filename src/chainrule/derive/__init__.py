@@ -9,7 +9,7 @@
 * :mod:`~chainrule.derive.topics` declares the topics, keyed to the registered kinds they explain;
 * :mod:`~chainrule.derive.core` holds the steps and checks each one (simplification, or random points);
 * :mod:`~chainrule.derive.walk` specialises the chain rule to the layers of a problem file;
-* :mod:`~chainrule.derive.render` writes a derivation as text, Markdown, LaTeX or JSON.
+* :mod:`~chainrule.derive.output` writes a derivation as text, Markdown, LaTeX or JSON.
 
 SymPy is an extra (``pip install 'chainrule[derive]'``), imported when a derivation is built; listing the
 topics, and ``explain`` naming them, need none.
@@ -43,7 +43,7 @@ def derive(name: str, seed: int = 0) -> Derivation:
 def render(derivation: Derivation, format: str = "text", verbose: bool = False) -> str:
     """``derivation`` as ``text``, ``markdown``, ``latex`` or ``json``; ``verbose`` adds what each check
     compared (``chainrule derive --verify``)."""
-    from chainrule.derive.render import render as _render
+    from chainrule.derive.output import render as _render
 
     return _render(derivation, format, verbose)
 

@@ -19,6 +19,7 @@ import numpy as np
 from chainrule.derive.core import Derivation, Step, gradient
 from chainrule.derive.topics import forward_of, topic_of
 from chainrule.errors import ConfigError
+from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS
 
 #: Relative agreement asked of SymPy's derivative and chainrule's float64 numbers.
@@ -83,7 +84,8 @@ def walk(problem: Any, sp: Any) -> Derivation:
         }
 
     given = [_fill(eq.text, symbols_of(r)) for r in records for eq in r.layer.formulas().forward]
-    given.append(f"L = {loss.kind} ({loss.scale}) of {names[-1]} and the targets Y;  δᵢ = ∂L/∂(output of layer i)")
+    given += [_fill(eq.text, {"in": names[-1], "y": "Y", "k": "k"}) for eq in loss.formulas().forward]
+    given.append(f"k = {SCALE_FORMULAS[loss.scale]},  n = {problem.X.shape[0]}")
     steps: list[Step] = []
 
     loss_topic = topic_of("loss", loss.kind)
@@ -143,8 +145,9 @@ def walk(problem: Any, sp: Any) -> Derivation:
         steps,
         None,
         notes=[
+            f"δᵢ is the gradient of the loss {loss.kind} ({loss.scale}) by the output of layer i; Y the targets.",
             "Each step is checked against SymPy's derivative of that one layer (times the δ of the step before), "
-            "at the file's numbers; chainrule derive TOPIC shows why each formula holds."
+            "at the file's numbers; chainrule derive TOPIC shows why each formula holds.",
         ],
     )
 

@@ -89,7 +89,7 @@ def linear(sp) -> Derivation:
             D * W.T,
         ),
         Step(
-            "the notes' column form, one object: z = W′·x + b with W′ = Wᵀ (out, in):  ∂L/∂W′ = δ·xᵀ",
+            "the notes' column form, one object: z = V·x + b with V = Wᵀ (out, in):  ∂L/∂V = δ·xᵀ",
             "the same entries, transposed with the weight: (out, 1)·(1, in)",
             gradient(sp, sum(d[j] * (W_notes * x)[j] for j in range(outputs)), W_notes),
             d * x.T,
@@ -163,8 +163,8 @@ def delta_recursion(sp) -> Derivation:
             X.T * delta1,
         ),
         Step(
-            "the notes' column form, one object, W′ = Wᵀ:  δ[1] = (W′[2]ᵀ·δ[2]) ⊙ f′(z[1])",
-            "the row form transposed: (δ₂·W₂ᵀ)ᵀ = W₂·δ₂ᵀ = W′₂ᵀ·δ₂ᵀ, and ⊙ does not care about the orientation",
+            "the notes' column form, one object, V = Wᵀ:  δ[1] = (V[2]ᵀ·δ[2]) ⊙ f′(z[1])",
+            "the row form transposed: (δ₂·W₂ᵀ)ᵀ = W₂·δ₂ᵀ = V₂ᵀ·δ₂ᵀ, and ⊙ does not care about the orientation",
             delta1[0, :].T,
             (W2 * D2[0, :].T).multiply_elementwise(Z1[0, :].T.applyfunc(derivative)),
         ),

@@ -185,7 +185,7 @@ def softmax_cross_entropy(sp) -> Derivation:
     )
 
     def shown(values) -> str:
-        return "(" + ", ".join(f"{float(v):.4f}" for v in values) + ")"
+        return "(" + ", ".join(f"{float(v):.4f}".replace("-", "−") for v in values) + ")"
 
     worked = (
         f"ŷ = (e, e², e³)/(e + e² + e³) ≈ {shown(closed[:3])},  L = −ln ŷ₂ = ln(1 + e⁻¹ + e) ≈ "
@@ -234,7 +234,7 @@ def softmax_cross_entropy(sp) -> Derivation:
             given=sums_to_one,
         ),
         Step(
-            "y one-hot at class c: L = −ln ŷ_c,  ∂L/∂zⱼ = −(1/ŷ_c)·ŷ_c(Δ_cⱼ − ŷⱼ) = ŷⱼ − Δ_cⱼ",
+            "y one-hot at class c: L = −ln ŷ_c,  ∂L/∂zⱼ = −(1/ŷ_c)·ŷ_c(Δ_cj − ŷⱼ) = ŷⱼ − Δ_cj",
             "one-hot: only k = c survives the sum (here c = 2)",
             gradient(sp, -sp.log(s[1]), z),
             s - one_hot,
@@ -256,7 +256,7 @@ def softmax_cross_entropy(sp) -> Derivation:
             given=rows_sum_to_one,
         ),
         Step(
-            "the notes' W′ = Wᵀ of shape (classes, features), Z = X·W′ᵀ:  ∂L/∂W′ = (Ŷ − Y)ᵀ·X/m",
+            "the notes' V = Wᵀ of shape (classes, features), Z = X·Vᵀ:  ∂L/∂V = (Ŷ − Y)ᵀ·X/m",
             "the same gradient, transposed with the weight",
             gradient(sp, mean_loss(X * W_notes.T), W_notes),
             (S_notes - Y).T * X / m,
