@@ -115,6 +115,12 @@ def tanh(sp) -> Derivation:
             local,
         ),
         Step(
+            "tanh(z) = 2σ(2z) − 1,  so tanh′(z) = 2·σ′(2z)·2 = 4σ(2z)(1 − σ(2z)) = 1 − tanh²(z)",
+            "the same result by another road: the sigmoid's derivative (topic sigmoid) and the chain rule",
+            sp.Matrix([2 / (1 + sp.exp(-2 * z)) - 1, sp.diff(2 / (1 + sp.exp(-2 * z)) - 1, z)]),
+            sp.Matrix([t, 4 / (1 + sp.exp(-2 * z)) * (1 - 1 / (1 + sp.exp(-2 * z)))]),
+        ),
+        Step(
             "tanh′(z) = 1 − a²",
             "with a = tanh(z), the forward output",
             sp.diff(sp.tanh(z), z),

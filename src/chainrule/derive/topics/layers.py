@@ -77,6 +77,13 @@ def linear(sp) -> Derivation:
             X.T * D,
         ),
         Step(
+            "Xᵀ·δ = Σᵢ xᵢᵀ·δᵢ  (xᵢ, δᵢ the rows of object i)",
+            "a sum over the objects, not a mean: a loss that averages has already put its 1/m into δ, and "
+            "dividing by m once more is a common slip",
+            X.T * D,
+            sum((X[i, :].T * D[i, :] for i in range(n)), sp.zeros(inputs, outputs)),
+        ),
+        Step(
             "∂L/∂bₗ = Σᵢ δᵢₗ,  i.e. ∂L/∂b = Σ_rows δ",
             "bₗ enters every row of column l with factor 1",
             gradient(sp, L, b),

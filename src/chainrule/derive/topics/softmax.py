@@ -171,7 +171,9 @@ def softmax_cross_entropy(sp) -> Derivation:
     s = softmax_rows(sp, z)
     loss_of_p = -sum(y[k] * sp.log(p[k]) for k in K)
     loss = -sum(y[k] * sp.log(s[k]) for k in K)
-    chained = sp.Matrix(1, CLASSES, lambda _, j: sum(-y[k] / s[k] * s[k] * (sp.KroneckerDelta(k, j) - s[j]) for k in K))
+    # chained_terms[k][j]: the term of class k in ∂L/∂zⱼ (the chain rule's sum over k)
+    chained_terms = [[-y[k] / s[k] * s[k] * (sp.KroneckerDelta(k, j) - s[j]) for j in K] for k in K]
+    chained = sp.Matrix(1, CLASSES, lambda _, j: sum(chained_terms[k][j] for k in K))
     collapsed = sp.Matrix(1, CLASSES, lambda _, j: -y[j] + s[j] * sum(y[k] for k in K))
     sums_to_one = {y[CLASSES - 1]: 1 - sum(y[k] for k in K if k < CLASSES - 1)}
     one_hot = sp.Matrix([[0, 1, 0]])
@@ -187,10 +189,8 @@ def softmax_cross_entropy(sp) -> Derivation:
     def shown(values) -> str:
         return "(" + ", ".join(f"{float(v):.4f}".replace("-", "−") for v in values) + ")"
 
-    worked = (
-        f"ŷ = (e, e², e³)/(e + e² + e³) ≈ {shown(closed[:3])},  L = −ln ŷ₂ = ln(1 + e⁻¹ + e) ≈ "
-        f"{float(closed[3]):.4f},  ∂L/∂z = ŷ − y ≈ {shown(closed[4:])}"
-    )
+    probabilities = f"ŷ = (e, e², e³)/(e + e² + e³) ≈ {shown(closed[:3])}"
+    loss_and_gradient = f"L = −ln ŷ₂ = ln(1 + e⁻¹ + e) ≈ {float(closed[3]):.4f},  ∂L/∂z = ŷ − y ≈ {shown(closed[4:])}"
 
     m, features = 2, 2
     Z, Y = matrix(sp, "Z", m, CLASSES), matrix(sp, "Y", m, CLASSES)
@@ -221,6 +221,13 @@ def softmax_cross_entropy(sp) -> Derivation:
             chained,
         ),
         Step(
+            "term k = j:  −(yⱼ/ŷⱼ)·ŷⱼ(1 − ŷⱼ) = −yⱼ(1 − ŷⱼ);   terms k ≠ j together:  ŷⱼ·(Σₖ yₖ − yⱼ)",
+            "the two cases apart; neither alone is ŷⱼ − yⱼ (taking the k = j term for the answer and the others "
+            "for 0 is a common slip)",
+            sp.Matrix([[chained_terms[j][j] for j in K], [sum(chained_terms[k][j] for k in K if k != j) for j in K]]),
+            sp.Matrix([[-y[j] * (1 - s[j]) for j in K], [s[j] * sum(y[k] for k in K) - s[j] * y[j] for j in K]]),
+        ),
+        Step(
             "∂L/∂zⱼ = −Σₖ yₖ(Δₖⱼ − ŷⱼ) = −yⱼ + ŷⱼ·Σₖ yₖ",
             "ŷₖ cancels; Δₖⱼ keeps only k = j",
             chained,
@@ -239,7 +246,10 @@ def softmax_cross_entropy(sp) -> Derivation:
             gradient(sp, -sp.log(s[1]), z),
             s - one_hot,
         ),
-        Step(worked, "the notes' worked example, exactly", example, closed),
+        Step(
+            probabilities, "the worked example z = (1, 2, 3), y = (0, 1, 0): the softmax", example[:3, :], closed[:3, :]
+        ),
+        Step(loss_and_gradient, "and its loss and gradient, exactly", example[3:, :], closed[3:, :]),
         Step(
             "L = (1/m)·Σᵢ Lᵢ:  ∂L/∂Z = (Ŷ − Y)/m",
             "each object's loss depends on its own row of Z only; the mean divides each by m",
