@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 from chainrule.cli import DERIVE_FORMATS, main
 from chainrule.derive.topics import all_topics, forward_of, topic_of
 from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS
+
+from helpers import compile_latex
 
 sympy = pytest.importorskip("sympy") if os.environ.get("CHAINRULE_REQUIRE_EXTRAS") != "1" else __import__("sympy")
 
@@ -192,20 +193,8 @@ def test_every_topic_in_every_format(name):
 
 
 def test_latex_compiles(tmp_path):
-    engine = shutil.which("pdflatex")
-    if engine is None:
-        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
-            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
-        pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
     walks = [verify(walk(load_problem(path), sympy), sympy) for path in PROBLEMS]
-    (tmp_path / "derive.tex").write_text(render([derived(n) for n in TOPICS] + walks, "latex", verbose=True))
-    result = subprocess.run(
-        [engine, "-interaction=nonstopmode", "-halt-on-error", "derive.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    compile_latex({"derive": render([derived(n) for n in TOPICS] + walks, "latex", verbose=True)}, tmp_path)
 
 
 # -- explain names the derivations ----------------------------------------------------------------------

@@ -34,19 +34,20 @@ def chain_rule(sp, f, local, local_shown: str, g, z) -> Step:
     )
 
 
-def element_wise_against(kind: str, z, g, **settings):
-    """Cases for :attr:`Derivation.against`: chainrule's backward of ``kind`` at random ``z`` and ``g``."""
+def element_wise_derivation(kind: str, title: str, given, steps, result, z, g, settings=None, **more) -> Derivation:
+    """The derivation of an element-wise activation, whose result ``g·f′(z)`` is compared with chainrule's
+    backward pass of ``kind`` (built with ``settings``) at random ``z`` and ``g``."""
 
     def cases(rng: np.random.Generator):
         from chainrule.registry import LAYERS
 
-        layer = LAYERS[kind].cls(**settings)
+        layer = LAYERS[kind].cls(**(settings or {}))
         zs, gs = 2 * rng.standard_normal((1, 12)), rng.standard_normal((1, 12))
         layer.forward(zs)
         grads = layer.backward(gs)
         return [({z: zv, g: gv}, lib) for zv, gv, lib in zip(zs[0], gs[0], grads[0], strict=True)]
 
-    return cases
+    return Derivation(kind, title, given, steps, result, cases, **more)
 
 
 def _symbols(sp):
@@ -85,13 +86,14 @@ def sigmoid(sp) -> Derivation:
         ),
         chain_rule(sp, s, local, "a(1 − a)", g, z),
     ]
-    return Derivation(
+    return element_wise_derivation(
         "sigmoid",
         "The derivative of the sigmoid",
         ["σ(z) = 1/(1 + e^(−z)),  a = σ(z)"],
         steps,
         g * local,
-        element_wise_against("sigmoid", z, g),
+        z,
+        g,
     )
 
 
@@ -128,13 +130,14 @@ def tanh(sp) -> Derivation:
         ),
         chain_rule(sp, t, local, "(1 − a²)", g, z),
     ]
-    return Derivation(
+    return element_wise_derivation(
         "tanh",
         "The derivative of tanh",
         ["tanh(z) = (e^z − e^(−z))/(e^z + e^(−z)),  a = tanh(z)"],
         steps,
         g * (1 - sp.tanh(z) ** 2),
-        element_wise_against("tanh", z, g),
+        z,
+        g,
     )
 
 
@@ -162,13 +165,14 @@ def relu(sp) -> Derivation:
             g * step,
         ),
     ]
-    return Derivation(
+    return element_wise_derivation(
         "relu",
         "The derivative of ReLU",
         ["ReLU(z) = max(0, z)"],
         steps,
         g * step,
-        element_wise_against("relu", z, g),
+        z,
+        g,
     )
 
 
@@ -195,13 +199,15 @@ def leaky_relu(sp) -> Derivation:
         chain_rule(sp, f, local, "([z > 0] + α·[z ≤ 0])", g, z),
     ]
     alpha_value = 0.2
-    return Derivation(
+    return element_wise_derivation(
         "leaky_relu",
         "The derivative of LeakyReLU",
         ["LeakyReLU(z) = max(αz, z),  0 ≤ α < 1"],
         steps,
         (g * local).subs(alpha, alpha_value),
-        element_wise_against("leaky_relu", z, g, alpha=alpha_value),
+        z,
+        g,
+        settings={"alpha": alpha_value},
         domain={alpha: (0.01, 0.9)},
         notes=["The notes define the function with z ≥ 0 and leave f′(0) undefined; chainrule takes α at 0."],
     )
@@ -223,13 +229,14 @@ def gelu(sp) -> Derivation:
         Step("GELU′(z) = Φ(z) + z·φ(z)", "product rule on z·Φ(z)", sp.diff(z * cdf, z), local),
         chain_rule(sp, z * cdf, local, "(Φ(z) + z·φ(z))", g, z),
     ]
-    return Derivation(
+    return element_wise_derivation(
         "gelu",
         "The derivative of GELU (exact)",
         ["GELU(z) = z·Φ(z)", "Φ(z) = ½·(1 + erf(z/√2)),  φ(z) = e^(−z²/2)/√(2π)"],
         steps,
         g * local,
-        element_wise_against("gelu", z, g),
+        z,
+        g,
     )
 
 
@@ -248,11 +255,12 @@ def silu(sp) -> Derivation:
         ),
         chain_rule(sp, z * s, local, "σ(z)(1 + z(1 − σ(z)))", g, z),
     ]
-    return Derivation(
+    return element_wise_derivation(
         "silu",
         "The derivative of SiLU",
         ["SiLU(z) = z·σ(z),  σ(z) = 1/(1 + e^(−z))"],
         steps,
         g * local,
-        element_wise_against("silu", z, g),
+        z,
+        g,
     )
