@@ -4,7 +4,6 @@ chainrule's own backward pass on random float64 inputs, every registered kind de
 import dataclasses
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -13,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from chainrule.cli import DERIVE_FORMATS, main
+from chainrule.derive import derive, library_error, render, verify
+from chainrule.derive.output import FORMATS
 from chainrule.derive.topics import all_topics, forward_of, topic_of
+from chainrule.derive.walk import walk
+from chainrule.explain import load_problem, parse_problem, run_problem, to_json
+from chainrule.explain.problem import layer_kinds
 from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS
 
+from conftest import optional
 from helpers import compile_latex
 
-sympy = pytest.importorskip("sympy") if os.environ.get("CHAINRULE_REQUIRE_EXTRAS") != "1" else __import__("sympy")
-
-from chainrule.derive import derive, library_error, render, verify  # noqa: E402
-from chainrule.derive.output import FORMATS  # noqa: E402
-from chainrule.derive.walk import walk  # noqa: E402
-from chainrule.explain import load_problem, parse_problem, run_problem, to_json  # noqa: E402
-from chainrule.explain.problem import layer_kinds  # noqa: E402
+sympy = optional("sympy")  # the whole module skips without it, except under CHAINRULE_REQUIRE_EXTRAS=1
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 PROBLEMS = sorted(p for p in EXAMPLES.glob("*.toml") if "answers" not in p.stem)
