@@ -36,7 +36,8 @@ class Step:
     """One step: the equation as shown (``shown``), why it holds (``reason``), and the two sides SymPy
     compares. ``how`` is ``"simplify"`` (falling back to numeric points if that does not reach 0) or
     ``"numeric"``; ``given`` maps symbols to what the step assumes they are. ``tolerance`` is the largest
-    relative difference a numeric check accepts (looser where a side holds float64 numbers)."""
+    relative difference a numeric check accepts (looser where a side holds float64 numbers). ``label``
+    is prose shown before the equation ("the notes' column form"), which stays maths only."""
 
     shown: str
     reason: str
@@ -45,6 +46,7 @@ class Step:
     how: str = "simplify"
     given: Mapping[Any, Any] = field(default_factory=dict)
     tolerance: float = TOLERANCE
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class Check:
 
 @dataclass
 class Derivation:
-    """A topic worked out: what it starts from (``given``: definitions, shown, not checked), its
+    """A topic worked out: what it starts from (``given``: definitions in maths, shown, not checked, and
+    ``about``: what they mean, in words), its
     ``steps``, and ``result``, the final formula as SymPy has it, which :attr:`against` compares with
     chainrule's own backward pass.
 
@@ -74,6 +77,7 @@ class Derivation:
     against: Callable[[np.random.Generator], list[tuple[dict, Any]]] | None = None
     domain: Mapping[Any, tuple[float, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    about: list[str] = field(default_factory=list)
     kinds: tuple[str, ...] = ()
     checks: list[Check] = field(default_factory=list)
 

@@ -45,9 +45,10 @@ def to_text(derivations: list[Derivation], verbose: bool) -> str:
     for d in derivations:
         heading = f"{d.topic}: {d.title}"
         out += ["" if out else None, heading, "=" * len(heading), "Given:"]
-        out += [f"  {g}" for g in d.given]
+        out += [f"  {g}" for g in d.given] + [f"  ({about})" for about in d.about]
         for k, (step, check) in enumerate(zip(d.steps, d.checks, strict=True), 1):
-            out += ["", f"{k:>2}. {step.shown}", f"    {step.reason}   [{_mark(check)}]"]
+            label = f"{step.label}:  " if step.label else ""
+            out += ["", f"{k:>2}. {label}{step.shown}", f"    {step.reason}   [{_mark(check)}]"]
             if verbose:
                 out.append(f"    check: {check.detail}")
         out += ["", _summary(d)]
@@ -61,9 +62,10 @@ def to_markdown(derivations: list[Derivation], verbose: bool) -> str:
     out: list[str] = []
     for d in derivations:
         out += [f"## `{d.topic}`: {d.title}", "", "Given:", ""]
-        out += [f"$$\n{to_latex(g)}\n$$\n" for g in d.given]
+        out += [f"$$\n{to_latex(g)}\n$$\n" for g in d.given] + [f"({about})\n" for about in d.about]
         for k, (step, check) in enumerate(zip(d.steps, d.checks, strict=True), 1):
-            out += [f"{k}. {step.reason} ({_mark(check)})", "", f"$$\n{to_latex(step.shown)}\n$$", ""]
+            label = f"{step.label}: " if step.label else ""
+            out += [f"{k}. {label}{step.reason} ({_mark(check)})", "", f"$$\n{to_latex(step.shown)}\n$$", ""]
             if verbose:
                 out += [f"   check: `{check.detail}`", ""]
         out += [_summary(d), ""]
@@ -84,10 +86,12 @@ def to_latex_document(derivations: list[Derivation], verbose: bool) -> str:
     ]
     for d in derivations:
         out.append(rf"\section*{{{text_to_latex(d.topic)}: {text_to_latex(d.title)}}}")
-        out += ["Given:", *(rf"\[{to_latex(g)}\]" for g in d.given), r"\begin{enumerate}"]
+        out += ["Given:", *(rf"\[{to_latex(g)}\]" for g in d.given)]
+        out += [text_to_latex(f"({about})") + "\n" for about in d.about] + [r"\begin{enumerate}"]
         for step, check in zip(d.steps, d.checks, strict=True):
             mark = "verified" if check.verified else r"\textbf{not verified}"
-            out.append(rf"\item {text_to_latex(step.reason)} ({mark}: {check.how})")
+            label = rf"\emph{{{text_to_latex(step.label)}}}: " if step.label else ""
+            out.append(rf"\item {label}{text_to_latex(step.reason)} ({mark}: {check.how})")
             out.append(rf"\[{to_latex(step.shown)}\]")
             if verbose:
                 out.append(text_to_latex(f"Check: {check.detail}"))
@@ -100,16 +104,18 @@ def to_latex_document(derivations: list[Derivation], verbose: bool) -> str:
 
 
 def to_json(derivation: Derivation, verbose: bool = False) -> dict[str, Any]:
-    """One derivation as JSON: ``topic``, ``title``, ``kinds``, ``given``, ``steps`` (each with
-    ``equation``, ``latex``, ``reason``, ``verified``, ``how``, ``check``), ``verified``, ``notes``; with
+    """One derivation as JSON: ``topic``, ``title``, ``kinds``, ``given``, ``about``, ``steps`` (each with
+    ``label``, ``equation``, ``latex``, ``reason``, ``verified``, ``how``, ``check``), ``verified``, ``notes``; with
     ``verbose`` also ``library_error``."""
     entry = {
         "topic": derivation.topic,
         "title": derivation.title,
         "kinds": list(derivation.kinds),
         "given": derivation.given,
+        "about": derivation.about,
         "steps": [
             {
+                "label": step.label,
                 "equation": step.shown,
                 "latex": to_latex(step.shown),
                 "reason": step.reason,

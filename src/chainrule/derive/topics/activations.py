@@ -117,7 +117,7 @@ def tanh(sp) -> Derivation:
             local,
         ),
         Step(
-            "tanh(z) = 2σ(2z) − 1,  so tanh′(z) = 2·σ′(2z)·2 = 4σ(2z)(1 − σ(2z)) = 1 − tanh²(z)",
+            "tanh(z) = 2σ(2z) − 1,  tanh′(z) = 2·σ′(2z)·2 = 4σ(2z)(1 − σ(2z)) = 1 − tanh²(z)",
             "the same result by another road: the sigmoid's derivative (topic sigmoid) and the chain rule",
             sp.Matrix([2 / (1 + sp.exp(-2 * z)) - 1, sp.diff(2 / (1 + sp.exp(-2 * z)) - 1, z)]),
             sp.Matrix([t, 4 / (1 + sp.exp(-2 * z)) * (1 - 1 / (1 + sp.exp(-2 * z)))]),
@@ -147,16 +147,17 @@ def relu(sp) -> Derivation:
     step = sp.Piecewise((1, z > 0), (0, True))
     steps = [
         Step(
-            "ReLU′(z) = 1 for z > 0,  0 for z < 0",
+            "ReLU′(z) = 1 (z > 0),  ReLU′(z) = 0 (z < 0)",
             "for z > 0, max(0, z) = z; for z < 0 it is the constant 0",
             sp.diff(sp.Max(0, z), z),
             step,
         ),
         Step(
-            "max(0, h)/h → 0 as h → 0 from below,  → 1 from above",
+            "max(0, h)/h → 0 (h → 0, h < 0),  max(0, h)/h → 1 (h → 0, h > 0)",
             "the one-sided slopes at 0 differ: ReLU has no derivative there; chainrule, like PyTorch, uses 0",
             sp.Matrix([sp.limit(sp.Max(0, h) / h, h, 0, "-"), sp.limit(sp.Max(0, h) / h, h, 0, "+")]),
             sp.Matrix([0, 1]),
+            label="the one-sided slopes at 0",
         ),
         Step(
             "∂L/∂z = g ⊙ [z > 0]",
@@ -184,7 +185,7 @@ def leaky_relu(sp) -> Derivation:
     local = sp.Piecewise((1, z > 0), (alpha, True))
     steps = [
         Step(
-            "max(αz, z) = z for z > 0,  αz for z ≤ 0",
+            "max(αz, z) = z (z > 0),  max(αz, z) = αz (z ≤ 0)",
             "for 0 ≤ α < 1, αz < z exactly where z > 0",
             sp.Max(alpha * z, z),
             f,

@@ -52,7 +52,7 @@ def linear(sp) -> Derivation:
     result = sp.Matrix([*(X.T * D), *(sp.ones(1, n) * D), *(D * W.T)])
     steps = [
         Step(
-            "Zᵢⱼ = Σₖ Xᵢₖ·Wₖⱼ + bⱼ,  i.e. Z = X·W + b",
+            "Zᵢⱼ = Σₖ Xᵢₖ·Wₖⱼ + bⱼ,   Z = X·W + b",
             "the matrix product, entry by entry; b is added to every row",
             Z,
             X * W + sp.ones(n, 1) * b,
@@ -71,35 +71,37 @@ def linear(sp) -> Derivation:
         ),
         Step(
             "∂L/∂W = Xᵀ·δ",
-            "Σᵢ Xᵢₚ·δᵢₗ is entry (p, l) of Xᵀ·δ. Shapes decide the order: ∂L/∂W has W's shape (in, out) = "
-            "(in, n)·(n, out); δ·Xᵀ would be (n, out)·(in, n), which does not even multiply",
+            "Σᵢ Xᵢₚ·δᵢₗ is entry (p, l) of Xᵀ·δ; the shapes decide the order: (in, n)·(n, out) is W's shape, "
+            "while δ·Xᵀ, (n, out)·(in, n), does not even multiply",
             index_form,
             X.T * D,
         ),
         Step(
-            "Xᵀ·δ = Σᵢ xᵢᵀ·δᵢ  (xᵢ, δᵢ the rows of object i)",
+            "Xᵀ·δ = Σᵢ xᵢᵀ·δᵢ",
             "a sum over the objects, not a mean: a loss that averages has already put its 1/m into δ, and "
             "dividing by m once more is a common slip",
             X.T * D,
             sum((X[i, :].T * D[i, :] for i in range(n)), sp.zeros(inputs, outputs)),
+            label="xᵢ and δᵢ the rows of object i",
         ),
         Step(
-            "∂L/∂bₗ = Σᵢ δᵢₗ,  i.e. ∂L/∂b = Σ_rows δ",
+            "∂L/∂bₗ = Σᵢ δᵢₗ,   ∂L/∂b = Σ_rows δ",
             "bₗ enters every row of column l with factor 1",
             gradient(sp, L, b),
             sp.ones(1, n) * D,
         ),
         Step(
-            "∂L/∂Xᵢₚ = Σₗ δᵢₗ·Wₚₗ,  i.e. ∂L/∂X = δ·Wᵀ",
+            "∂L/∂Xᵢₚ = Σₗ δᵢₗ·Wₚₗ,   ∂L/∂X = δ·Wᵀ",
             "Xᵢₚ enters row i of Z through each Wₚₗ; (n, out)·(out, in) is X's shape (n, in)",
             gradient(sp, L, X),
             D * W.T,
         ),
         Step(
-            "the notes' column form, one object: z = V·x + b with V = Wᵀ (out, in):  ∂L/∂V = δ·xᵀ",
+            "z = V·x + b:  ∂L/∂V = δ·xᵀ",
             "the same entries, transposed with the weight: (out, 1)·(1, in)",
             gradient(sp, sum(d[j] * (W_notes * x)[j] for j in range(outputs)), W_notes),
             d * x.T,
+            label="the notes' column form, one object, V = Wᵀ of shape (out, in)",
         ),
     ]
 
@@ -121,11 +123,12 @@ def linear(sp) -> Derivation:
     return Derivation(
         "linear",
         "The linear layer's three gradients",
-        ["Z = X·W + b:  X (n, in), W (in, out), b (out), Z (n, out);  δ = ∂L/∂Z (n, out), from the layers after"],
+        ["Z = X·W + b,  δ = ∂L/∂Z"],
         steps,
         result,
         against,
         notes=["The result checked against chainrule is ∂L/∂W, ∂L/∂b and ∂L/∂X, one after the other."],
+        about=["shapes: X (n, in), W (in, out), b (out), Z and δ (n, out); δ comes from the layers after"],
     )
 
 
@@ -170,10 +173,11 @@ def delta_recursion(sp) -> Derivation:
             X.T * delta1,
         ),
         Step(
-            "the notes' column form, one object, V = Wᵀ:  δ[1] = (V[2]ᵀ·δ[2]) ⊙ f′(z[1])",
+            "δ[1] = (V[2]ᵀ·δ[2]) ⊙ f′(z[1])",
             "the row form transposed: (δ₂·W₂ᵀ)ᵀ = W₂·δ₂ᵀ = V₂ᵀ·δ₂ᵀ, and ⊙ does not care about the orientation",
             delta1[0, :].T,
             (W2 * D2[0, :].T).multiply_elementwise(Z1[0, :].T.applyfunc(derivative)),
+            label="the notes' column form, one object, V = Wᵀ",
         ),
     ]
     tanh_delta1 = (D2 * W2.T).multiply_elementwise(Z1.applyfunc(lambda v: 1 - sp.tanh(v) ** 2))
@@ -204,14 +208,15 @@ def delta_recursion(sp) -> Derivation:
     return Derivation(
         "delta_recursion",
         "The δ recursion of an MLP",
-        [
-            "Z₁ = X·W₁ + b₁,  A₁ = f(Z₁),  Z₂ = A₁·W₂ + b₂;  δ₂ = ∂L/∂Z₂ from the loss",
-            "f any differentiable element-wise function (checked here for f symbolic, and against chainrule with tanh)",
-        ],
+        ["Z₁ = X·W₁ + b₁,  A₁ = f(Z₁),  Z₂ = A₁·W₂ + b₂,  δ₂ = ∂L/∂Z₂"],
         steps,
         result,
         against,
         notes=["Deeper networks repeat the two steps: δₗ = (δₗ₊₁·Wₗ₊₁ᵀ) ⊙ f′(Zₗ), ∂L/∂Wₗ = Aₗ₋₁ᵀ·δₗ."],
+        about=[
+            "δ₂ comes from the loss; f is any differentiable element-wise function (checked here for f "
+            "symbolic, and against chainrule with tanh)"
+        ],
     )
 
 
@@ -249,12 +254,13 @@ def l2(sp) -> Derivation:
             (1 - lr * lam) * W - lr * G,
         ),
         Step(
-            "softmax regression, S = softmax(X·W + b):  ∂L/∂W = Xᵀ·(S − Y)/M + λW",
+            "S = softmax(X·W + b):  ∂L/∂W = Xᵀ·(S − Y)/M + λW",
             "sum rule: the data part (topic softmax_cross_entropy) plus the penalty's λW",
             gradient(sp, data_loss + penalty, W),
             result,
             how="numeric",
             given=rows_sum_to_one,
+            label="softmax regression",
         ),
     ]
 
@@ -277,11 +283,12 @@ def l2(sp) -> Derivation:
     return Derivation(
         "l2",
         "L2 regularisation: λ/2·Σ‖W‖² → λW",
-        ["L = data loss + λ/2·Σ‖W‖², over the weights W of every linear layer (not the biases)"],
+        ["L = L_data + λ/2·Σ‖W‖²"],
         steps,
         result,
         against,
         notes=["Softmax regression on MNIST in the notes: gradient Xᵀ(S − Y)/M + λW, M the objects of the batch."],
+        about=["the penalty is over the weights W of every linear layer, not the biases"],
     )
 
 
@@ -370,10 +377,11 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
         mean_bar, var_bar = sp.Symbol("μ̄", real=True), sp.Symbol("σ̄²", positive=True)
         steps.append(
             Step(
-                "evaluation mode: ∂L/∂x = g ⊙ γ/√(σ̄² + ε)",
+                "∂L/∂x = g ⊙ γ/√(σ̄² + ε)",
                 "the running statistics μ̄, σ̄² are constants: only the 1/√(σ̄² + ε) scale is left",
                 gradient(sp, sum(g[i] * (g0 * (x[i] - mean_bar) / sp.sqrt(var_bar + eps)) for i in range(N)), x),
                 g * g0 / sp.sqrt(var_bar + eps),
+                label="evaluation mode",
             )
         )
     else:
@@ -409,22 +417,20 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
                 cases.append((values, grad_input[:, c]))
         return cases
 
-    given = (
-        ["one feature (column) over the n rows of a batch; each column is normalised on its own"]
+    about = (
+        "x is one feature (column) over the N = n rows of a batch; each column is normalised on its own"
         if not per_feature_gamma
-        else ["one row (object) over its d features; each row is normalised on its own"]
+        else "x is one row (object) over its N = d features; each row is normalised on its own"
     )
     return Derivation(
         name,
         title,
-        [
-            "μ = (1/N)·Σᵢ xᵢ,  σ² = (1/N)·Σᵢ (xᵢ − μ)²,  x̂ = (x − μ)/√(σ² + ε),  y = γ ⊙ x̂ + β,  g = ∂L/∂y",
-            *given,
-        ],
+        ["μ = (1/N)·Σᵢ xᵢ,  σ² = (1/N)·Σᵢ (xᵢ − μ)²,  x̂ = (x − μ)/√(σ² + ε),  y = γ ⊙ x̂ + β,  g = ∂L/∂y"],
         steps,
         final,
         against,
         domain={eps: (0.01, 0.5)},
+        about=[about],
     )
 
 
@@ -482,9 +488,10 @@ def dropout(sp) -> Derivation:
     return Derivation(
         "dropout",
         "Inverted dropout",
-        ["y = x ⊙ m/(1 − p),  m = 1 with probability 1 − p, else 0 (p the drop probability)"],
+        ["y = x ⊙ m/(1 − p)"],
         steps,
         g * mask / (1 - p),
         against,
         domain={p: (0.05, 0.9)},
+        about=["m is 1 with probability 1 − p, else 0; p is the drop probability"],
     )

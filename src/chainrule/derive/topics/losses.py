@@ -37,16 +37,18 @@ def mse_identity(sp) -> Derivation:
             2 * k * (A - Y),
         ),
         Step(
-            "identity: ŷ = z, ∂ŷ/∂z = 1, so ∂L/∂z = 2k·(ŷ − y)",
+            "ŷ = z,  ∂ŷ/∂z = 1,  ∂L/∂z = 2k·(ŷ − y)",
             "the chain rule's local factor is 1",
             gradient(sp, loss.subs(dict(zip(A, Zs, strict=True))), Zs),
             2 * k * (Zs - Y),
+            label="the identity",
         ),
         Step(
-            "k = 1/m, 1, 1/(2m), ½  (mean, sum, half_mean, half_sum):  ∂L/∂z = 2(ŷ − y)/m, 2(ŷ − y), (ŷ − y)/m, ŷ − y",
+            "k = 1/m, 1, 1/(2m), ½:  ∂L/∂z = 2(ŷ − y)/m, 2(ŷ − y), (ŷ − y)/m, ŷ − y",
             "put each scale's k into 2k: the halves cancel the 2 of the square",
             sp.Matrix([2 * s * d for s in scales]),
             sp.Matrix([2 * d / n, 2 * d, d / n, d]),
+            label="the scales mean, sum, half_mean, half_sum",
         ),
     ]
 
@@ -64,11 +66,12 @@ def mse_identity(sp) -> Derivation:
     return Derivation(
         "mse_identity",
         "Mean squared error after the identity, at each scale",
-        ["L = k·Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²,  ŷ = z (identity),  m objects (rows)"],
+        ["L = k·Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²,  ŷ = z"],
         steps,
         2 * k * (Zs - Y),
         against,
         notes=["With k = 1/(2m) this is the δ = (Ŷ − Y)/m of cross-entropy after softmax and BCE after sigmoid."],
+        about=["ŷ = z is the identity; m objects (rows)"],
     )
 
 
@@ -114,10 +117,11 @@ def bce_sigmoid(sp) -> Derivation:
             how="numeric",
         ),
         Step(
-            "L = k·Σᵢ Lᵢ:  ∂L/∂zᵢ = k·(σ(zᵢ) − yᵢ);  k = 1/m gives (a − y)/m",
+            "L = k·Σᵢ Lᵢ:  ∂L/∂zᵢ = k·(σ(zᵢ) − yᵢ)",
             "each object's loss holds its own zᵢ only",
             gradient(sp, batch, Z),
             result,
+            label="a batch; k = 1/m gives (a − y)/m",
         ),
     ]
 

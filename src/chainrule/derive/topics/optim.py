@@ -46,10 +46,11 @@ def gradient_descent(sp) -> Derivation:
     loss_of_theta = sp.Function("L")(theta)
     steps = [
         Step(
-            "d/dη L(θ − η·g) at η = 0 is −g·g = −‖g‖²",
+            "d/dη L(θ − η·g) = −g·g = −‖g‖²  (η = 0)",
             "chain rule along the step: for a small enough step against the gradient the loss goes down",
             sp.diff(moved, eta).subs(eta, 0),
             -(grad[0] ** 2 + grad[1] ** 2),
+            label="a small step against the gradient",
         ),
         Step(
             "L = c/2·(θ − θ*)²:  θ − lr·c·(θ − θ*) − θ* = (1 − lr·c)·(θ − θ*)",
@@ -59,10 +60,11 @@ def gradient_descent(sp) -> Derivation:
             (1 - lr * curvature) * (theta - target),
         ),
         Step(
-            "weight decay wd: ∂(L + wd/2·θ²)/∂θ = ∂L/∂θ + wd·θ",
+            "∂(L + wd/2·θ²)/∂θ = ∂L/∂θ + wd·θ",
             "the optimizer's weight_decay adds wd·θ to the gradient: L2 with λ = wd (topic l2)",
             sp.diff(loss_of_theta + wd / 2 * theta**2, theta),
             sp.diff(loss_of_theta, theta) + wd * theta,
+            label="weight decay wd",
         ),
     ]
     grads = _gradients(sp)
@@ -87,10 +89,11 @@ def gradient_descent(sp) -> Derivation:
     return Derivation(
         "gradient_descent",
         "Gradient descent",
-        ["θ ← θ − lr·g,  g = ∂L/∂θ at the current θ"],
+        ["θ ← θ − lr·g,  g = ∂L/∂θ"],
         steps,
         result,
         against,
+        about=["g is the gradient at the current θ"],
     )
 
 
@@ -118,17 +121,19 @@ def momentum(sp) -> Derivation:
             grads[2] + mu * grads[1] + mu**2 * grads[0],
         ),
         Step(
-            "g constant: b₅ = g·(1 − μ⁵)/(1 − μ) → g/(1 − μ)",
+            "b₅ = g·(1 − μ⁵)/(1 − μ) → g/(1 − μ)",
             "a geometric series: along a steady slope the step grows to lr/(1 − μ) times the gradient "
             "(10 times for μ = 0.9)",
             steady[4],
             g * (1 - mu**5) / (1 - mu),
+            label="a constant gradient g",
         ),
         Step(
-            "Nesterov: g + μ·bₜ = g + μ·(μ·b + g) = (1 + μ)·g + μ²·b",
+            "g + μ·bₜ = g + μ·(μ·b + g) = (1 + μ)·g + μ²·b",
             "the step looks one buffer update ahead: the newest gradient counts 1 + μ times",
             g + mu * (mu * previous + g),
             (1 + mu) * g + mu**2 * previous,
+            label="Nesterov",
         ),
         Step(
             "θ₃ = θ₀ − lr·(b₁ + b₂ + b₃) = θ₀ − lr·((1 + μ + μ²)·g₁ + (1 + μ)·g₂ + g₃)",
@@ -150,11 +155,12 @@ def momentum(sp) -> Derivation:
     return Derivation(
         "momentum",
         "Momentum (heavy ball, and Nesterov)",
-        ["b₁ = g₁,  bₜ = μ·bₜ₋₁ + gₜ,  θ ← θ − lr·bₜ  (Nesterov: θ ← θ − lr·(gₜ + μ·bₜ))"],
+        ["b₁ = g₁,  bₜ = μ·bₜ₋₁ + gₜ,  θ ← θ − lr·bₜ"],
         steps,
         result,
         against,
         domain={mu: (0.1, 0.95)},
+        about=["Nesterov's step is θ ← θ − lr·(gₜ + μ·bₜ)"],
     )
 
 
@@ -191,11 +197,12 @@ def adam(sp) -> Derivation:
             (1 - b1) * (grads[2] + b1 * grads[1] + b1**2 * grads[0]),
         ),
         Step(
-            "g constant: m₄ = (1 − β₁⁴)·g",
+            "m₄ = (1 − β₁⁴)·g",
             "the weights (1 − β₁)·β₁ᵏ of the last t gradients sum to 1 − β₁ᵗ: starting at 0 pulls m towards 0 "
             "(m₁ = 0.1·g for β₁ = 0.9)",
             m_steady,
             (1 - b1**4) * g,
+            label="a constant gradient g",
         ),
         Step(
             "m̂₄ = m₄/(1 − β₁⁴) = g,  v̂₄ = v₄/(1 − β₂⁴) = g²",
@@ -211,11 +218,12 @@ def adam(sp) -> Derivation:
             theta - lr * g / (sp.Abs(g) + eps),
         ),
         Step(
-            "AdamW: θ ← θ − lr·wd·θ = (1 − lr·wd)·θ, then the Adam step",
+            "θ ← θ − lr·wd·θ = (1 − lr·wd)·θ",
             "decoupled decay shrinks the weight directly; Adam's weight_decay instead adds wd·θ to g, which "
             "then goes through m and v and is divided by √v̂",
             theta - lr * wd * theta,
             (1 - lr * wd) * theta,
+            label="AdamW, before the Adam step",
         ),
     ]
 
@@ -269,16 +277,18 @@ def rmsprop(sp) -> Derivation:
             (1 - alpha) * (grads[2] ** 2 + alpha * grads[1] ** 2 + alpha**2 * grads[0] ** 2),
         ),
         Step(
-            "first step: g/√v₁ = g/(√(1 − α)·|g|)",
+            "g₁/√v₁ = g₁/(√(1 − α)·|g₁|)",
             "no bias correction: v₁ = (1 − α)·g² is small, so the first step is 1/√(1 − α) = 10 times lr for α = 0.99",
             grads[0] / sp.sqrt(squares[0]),
             grads[0] / (sp.sqrt(1 - alpha) * sp.Abs(grads[0])),
+            label="the first step",
         ),
         Step(
-            "g constant: v₄ = (1 − α⁴)·g² → g²",
+            "v₄ = (1 − α⁴)·g² → g²",
             "later steps approach lr·g/(|g| + ε), about lr per weight, like Adam's; the early ones are larger",
             steady[-1],
             (1 - alpha**4) * g**2,
+            label="a constant gradient g",
         ),
     ]
 

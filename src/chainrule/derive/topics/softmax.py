@@ -152,10 +152,11 @@ def softmax_max_shift(sp) -> Derivation:
     return Derivation(
         "softmax_max_shift",
         "The softmax is unchanged by a shift: the max-subtraction trick",
-        ["softmax(z)ₖ = e^(zₖ)/Σⱼ e^(zⱼ),  c any number (chainrule: c = max z)"],
+        ["softmax(z)ₖ = e^(zₖ)/Σⱼ e^(zⱼ)"],
         steps,
         plain,
         against,
+        about=["c is any number; chainrule takes c = max z"],
     )
 
 
@@ -221,11 +222,12 @@ def softmax_cross_entropy(sp) -> Derivation:
             chained,
         ),
         Step(
-            "term k = j:  −(yⱼ/ŷⱼ)·ŷⱼ(1 − ŷⱼ) = −yⱼ(1 − ŷⱼ);   terms k ≠ j together:  ŷⱼ·(Σₖ yₖ − yⱼ)",
+            "(k = j):  −(yⱼ/ŷⱼ)·ŷⱼ(1 − ŷⱼ) = −yⱼ(1 − ŷⱼ);   (k ≠ j):  Σₖ (yₖ/ŷₖ)·ŷₖ·ŷⱼ = ŷⱼ·(Σₖ yₖ − yⱼ)",
             "the two cases apart; neither alone is ŷⱼ − yⱼ (taking the k = j term for the answer and the others "
             "for 0 is a common slip)",
             sp.Matrix([[chained_terms[j][j] for j in K], [sum(chained_terms[k][j] for k in K if k != j) for j in K]]),
             sp.Matrix([[-y[j] * (1 - s[j]) for j in K], [s[j] * sum(y[k] for k in K) - s[j] * y[j] for j in K]]),
+            label="the term k = j, and the terms k ≠ j summed",
         ),
         Step(
             "∂L/∂zⱼ = −Σₖ yₖ(Δₖⱼ − ŷⱼ) = −yⱼ + ŷⱼ·Σₖ yₖ",
@@ -241,10 +243,11 @@ def softmax_cross_entropy(sp) -> Derivation:
             given=sums_to_one,
         ),
         Step(
-            "y one-hot at class c: L = −ln ŷ_c,  ∂L/∂zⱼ = −(1/ŷ_c)·ŷ_c(Δ_cj − ŷⱼ) = ŷⱼ − Δ_cj",
+            "L = −ln ŷ_c,  ∂L/∂zⱼ = −(1/ŷ_c)·ŷ_c(Δ_cj − ŷⱼ) = ŷⱼ − Δ_cj",
             "one-hot: only k = c survives the sum (here c = 2)",
             gradient(sp, -sp.log(s[1]), z),
             s - one_hot,
+            label="y one-hot at class c",
         ),
         Step(
             probabilities, "the worked example z = (1, 2, 3), y = (0, 1, 0): the softmax", example[:3, :], closed[:3, :]
@@ -266,12 +269,13 @@ def softmax_cross_entropy(sp) -> Derivation:
             given=rows_sum_to_one,
         ),
         Step(
-            "the notes' V = Wᵀ of shape (classes, features), Z = X·Vᵀ:  ∂L/∂V = (Ŷ − Y)ᵀ·X/m",
+            "Z = X·Vᵀ:  ∂L/∂V = (Ŷ − Y)ᵀ·X/m",
             "the same gradient, transposed with the weight",
             gradient(sp, mean_loss(X * W_notes.T), W_notes),
             (S_notes - Y).T * X / m,
             how="numeric",
             given=rows_sum_to_one,
+            label="the notes' weight V = Wᵀ, of shape (classes, features)",
         ),
     ]
 
@@ -293,7 +297,7 @@ def softmax_cross_entropy(sp) -> Derivation:
     return Derivation(
         "softmax_cross_entropy",
         "Cross-entropy after softmax: ∂L/∂Z = (Ŷ − Y)/m",
-        ["ŷ = softmax(z),  L = −Σₖ yₖ·ln ŷₖ,  Σₖ yₖ = 1", "a batch of m objects: Z = X·W + b, L = (1/m)·Σᵢ Lᵢ"],
+        ["ŷ = softmax(z),  L = −Σₖ yₖ·ln ŷₖ,  Σₖ yₖ = 1", "Z = X·W + b,  L = (1/m)·Σᵢ Lᵢ"],
         steps,
         weight_gradient,
         against,
@@ -301,4 +305,5 @@ def softmax_cross_entropy(sp) -> Derivation:
         notes=[
             "The notes write ∂L/∂W = (Ŷ − Y)ᵀ·X for W of shape (classes, features); chainrule's W is its transpose."
         ],
+        about=["a batch of m objects (rows) for the matrix form"],
     )
