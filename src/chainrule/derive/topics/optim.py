@@ -112,7 +112,9 @@ def momentum(sp) -> Derivation:
     for _ in range(4):
         steady.append(mu * steady[-1] + g)
     previous = sp.Symbol("b", real=True)
-    result = theta - lr * sum(buffers)
+    heavy_ball = theta - lr * sum(buffers)
+    nesterov = sp.Symbol("ν", real=True)  # 1 for Nesterov's step gₜ + μ·bₜ, 0 for bₜ
+    result = theta - lr * sum(b + nesterov * (gt + mu * b - b) for gt, b in zip(grads, buffers, strict=True))
     steps = [
         Step(
             "b₃ = g₃ + μ·g₂ + μ²·g₁",
@@ -138,18 +140,19 @@ def momentum(sp) -> Derivation:
         Step(
             "θ₃ = θ₀ − lr·(b₁ + b₂ + b₃) = θ₀ − lr·((1 + μ + μ²)·g₁ + (1 + μ)·g₂ + g₃)",
             "three steps of θ ← θ − lr·bₜ: a gradient keeps acting in every later step",
-            result,
+            heavy_ball,
             theta - lr * ((1 + mu + mu**2) * grads[0] + (1 + mu) * grads[1] + grads[2]),
         ),
     ]
 
     def against(rng):
         cases = []
-        for _ in range(3):
+        for name in ("momentum", "momentum", "nesterov", "nesterov"):
             theta0, gs = rng.standard_normal(), rng.standard_normal(STEPS)
             rate, beta = rng.uniform(0.01, 1), rng.uniform(0.1, 0.95)
-            values = {theta: theta0, lr: rate, mu: beta, **dict(zip(grads, gs, strict=True))}
-            cases.append((values, _run("momentum", theta0, list(gs), lr=rate, momentum=beta)))
+            values = {theta: theta0, lr: rate, mu: beta, nesterov: float(name == "nesterov")}
+            values.update(zip(grads, gs, strict=True))
+            cases.append((values, _run(name, theta0, list(gs), lr=rate, momentum=beta)))
         return cases
 
     return Derivation(
@@ -185,10 +188,10 @@ def adam(sp) -> Derivation:
     m, v = averages(b1, grads), averages(b2, [gt**2 for gt in grads])
     m_steady = averages(b1, [g] * 4)[-1]
     v_steady = averages(b2, [g**2] * 4)[-1]
-    result = theta
+    result = theta  # after three steps; wd = 0 is Adam, wd > 0 AdamW's decoupled decay
     for t in range(STEPS):
         m_hat, v_hat = m[t] / (1 - b1 ** (t + 1)), v[t] / (1 - b2 ** (t + 1))
-        result = result - lr * m_hat / (sp.sqrt(v_hat) + eps)
+        result = (1 - lr * wd) * result - lr * m_hat / (sp.sqrt(v_hat) + eps)
     steps = [
         Step(
             "m₃ = (1 − β₁)·(g₃ + β₁·g₂ + β₁²·g₁)",
@@ -229,12 +232,13 @@ def adam(sp) -> Derivation:
 
     def against(rng):
         cases = []
-        for _ in range(3):
+        for name, decay in (("adam", 0.0), ("adam", 0.0), ("adamw", 0.01), ("adamw", 0.3)):
             theta0, gs = rng.standard_normal(), rng.standard_normal(STEPS)
             settings = {"lr": rng.uniform(0.01, 0.5), "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-            values = {theta: theta0, lr: settings["lr"], b1: 0.9, b2: 0.999, eps: 1e-8}
+            values = {theta: theta0, lr: settings["lr"], b1: 0.9, b2: 0.999, eps: 1e-8, wd: decay}
             values.update(zip(grads, gs, strict=True))
-            cases.append((values, _run("adam", theta0, list(gs), **settings)))
+            extra = {"weight_decay": decay} if name == "adamw" else {}
+            cases.append((values, _run(name, theta0, list(gs), **settings, **extra)))
         return cases
 
     return Derivation(

@@ -280,18 +280,25 @@ def softmax_cross_entropy(sp) -> Derivation:
     ]
 
     def against(rng):
+        from chainrule.activations import Softmax
         from chainrule.layers import Linear
-        from chainrule.losses import SoftmaxCrossEntropyLoss
+        from chainrule.losses import CrossEntropyLoss, SoftmaxCrossEntropyLoss
 
         cases = []
         for _ in range(3):
             inputs, weights = rng.standard_normal((m, features)), rng.standard_normal((features, CLASSES))
             bias, targets = rng.standard_normal(CLASSES), one_hot_rows(rng, m, CLASSES)
-            layer, loss = Linear.from_arrays(weights, bias), SoftmaxCrossEntropyLoss()
-            loss.forward(layer.forward(inputs), targets)
-            layer.backward(loss.backward())
             values = {**bind(X, inputs), **bind(W, weights), **bind(b, bias), **bind(Y, targets)}
-            cases.append((values, layer.params["W"].grad))
+            for fused in (True, False):  # the fused loss on logits; a softmax layer, then cross-entropy
+                layer, loss = (
+                    Linear.from_arrays(weights, bias),
+                    (SoftmaxCrossEntropyLoss() if fused else CrossEntropyLoss()),
+                )
+                softmax = Softmax()
+                outputs = layer.forward(inputs) if fused else softmax.forward(layer.forward(inputs))
+                loss.forward(outputs, targets)
+                layer.backward(loss.backward() if fused else softmax.backward(loss.backward()))
+                cases.append((values, layer.params["W"].grad))
         return cases
 
     return Derivation(
