@@ -60,13 +60,13 @@ class Check:
 
 @dataclass
 class Derivation:
-    """A topic worked out: what it starts from (``given``: definitions in maths, shown, not checked, and
-    ``about``: what they mean, in words), its
-    ``steps``, and ``result``, the final formula as SymPy has it, which :attr:`against` compares with
-    chainrule's own backward pass.
+    """A topic worked out: what it starts from (``given``: definitions in maths, shown, not checked;
+    ``about``: what they mean, in words), its ``steps``, and ``result``, the final formula as SymPy has
+    it, which :attr:`against` compares with chainrule's own backward pass (or optimizer). ``domain``
+    bounds the random values of symbols in numeric checks; ``checks`` is filled by :func:`verify`.
 
-    ``against(rng)`` returns cases ``(values, library)``: values of the result's symbols (numbers or
-    arrays for the entries of a matrix of symbols, see :func:`bind`) and what chainrule computes there.
+    ``against(rng)`` returns cases ``(values, library)``: a number for each of the result's symbols
+    (:func:`bind` gives them for a matrix of symbols) and what chainrule computes there.
     """
 
     topic: str
