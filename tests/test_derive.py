@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chainrule.cli import DERIVE_FORMATS, main
-from chainrule.derive import derive, library_error, render, verify
+from chainrule.derive import derive, derive_problem, library_error, render, verify
 from chainrule.derive.output import FORMATS
 from chainrule.derive.topics import all_topics, forward_of, topic_of
 from chainrule.derive.walk import walk
@@ -143,7 +143,7 @@ def test_the_worked_example_of_the_notes():
 def test_the_problem_walk_of_the_notes_exercise():
     """y = ReLU(X·W₀)·W₂, MSE 1/(2n): the gradients worked by hand (X = [[1, 2], [−1, 2]], W₀ = [[1, −1],
     [0.5, 0]], W₂ = [[0.5], [1]], y = [[2], [1]]: Z₀ = [[2, −1], [0, 1]], A₁ = [[2, 0], [0, 1]], Z₂ = [[1], [1]])."""
-    derivation = verify(walk(load_problem(EXAMPLES / "relu_mse.toml"), sympy), sympy)
+    derivation = derive_problem(EXAMPLES / "relu_mse.toml")
     assert derivation.verified
     shown = [s.shown for s in derivation.steps]
     assert shown == [

@@ -347,15 +347,11 @@ def _run_derive(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown derivation topic(s) {', '.join(unknown)}; expected some of: {', '.join(topics)}")
     if not names and args.problem is None:
         raise UsageError("derive: name a TOPIC (see chainrule derive --list), --all, or --problem FILE")
-    from chainrule.derive import derive, render, sympy, verify
+    from chainrule.derive import derive, derive_problem, render
 
     derivations = [derive(name) for name in names]
     if args.problem is not None:
-        from chainrule.derive.walk import walk
-        from chainrule.explain import load_problem
-
-        sp = sympy()
-        derivations.append(verify(walk(load_problem(args.problem), sp), sp))
+        derivations.append(derive_problem(args.problem))
     sys.stdout.write(render(derivations, args.format, verbose=args.verify))
     return 0 if all(d.verified for d in derivations) else 1
 

@@ -8,7 +8,8 @@
 
 * :mod:`~chainrule.derive.topics` declares the topics, keyed to the registered kinds they explain;
 * :mod:`~chainrule.derive.core` holds the steps and checks each one (simplification, or random points);
-* :mod:`~chainrule.derive.walk` specialises the chain rule to the layers of a problem file;
+* :mod:`~chainrule.derive.walk` specialises the chain rule to the layers of a problem file
+  (:func:`derive_problem`);
 * :mod:`~chainrule.derive.output` writes a derivation as text, Markdown, LaTeX or JSON.
 
 SymPy is an extra (``pip install 'chainrule[derive]'``), imported when a derivation is built; listing the
@@ -40,6 +41,17 @@ def derive(name: str, seed: int = 0) -> Derivation:
     return verify(derivation, sp, seed)
 
 
+def derive_problem(path: Any, seed: int = 0) -> Derivation:
+    """The chain rule walked from the loss back to the first weight of the problem file at ``path`` (or
+    of a :class:`~chainrule.explain.Problem`), every step checked by SymPy at the file's numbers."""
+    from chainrule.derive.walk import walk
+    from chainrule.explain import Problem, load_problem
+
+    sp = sympy()
+    problem = path if isinstance(path, Problem) else load_problem(path)
+    return verify(walk(problem, sp), sp, seed)
+
+
 def render(derivation: Derivation, format: str = "text", verbose: bool = False) -> str:
     """``derivation`` as ``text``, ``markdown``, ``latex`` or ``json``; ``verbose`` adds what each check
     compared (``chainrule derive --verify``)."""
@@ -55,6 +67,7 @@ __all__ = [
     "Topic",
     "all_topics",
     "derive",
+    "derive_problem",
     "library_error",
     "render",
     "sympy",

@@ -75,24 +75,34 @@ def to_markdown(derivations: list[Derivation], verbose: bool) -> str:
     return "\n".join(out)
 
 
+def _display(maths: str) -> str:
+    """An equation as LaTeX display maths; several joined by ",  " (a comma and two spaces) are set one
+    per line, so that a long step fits the page."""
+    parts = maths.split(",  ")
+    if len(parts) == 1:
+        return rf"\[{to_latex(maths)}\]"
+    lines = r",\\ ".join(to_latex(part) for part in parts)
+    return rf"\begin{{gather*}}{lines}\end{{gather*}}"
+
+
 def to_latex_document(derivations: list[Derivation], verbose: bool) -> str:
     out = [
         r"\documentclass{article}",
         r"\usepackage{amsmath,amssymb}",
         r"\usepackage[utf8]{inputenc}",
-        r"\usepackage[margin=2cm]{geometry}",
+        r"\usepackage[margin=2cm,landscape]{geometry}",  # as explain's: room for matrices of numbers
         r"\allowdisplaybreaks",
         r"\begin{document}",
     ]
     for d in derivations:
         out.append(rf"\section*{{{text_to_latex(d.topic)}: {text_to_latex(d.title)}}}")
-        out += ["Given:", *(rf"\[{to_latex(g)}\]" for g in d.given)]
+        out += ["Given:", *(_display(g) for g in d.given)]
         out += [text_to_latex(f"({about})") + "\n" for about in d.about] + [r"\begin{enumerate}"]
         for step, check in zip(d.steps, d.checks, strict=True):
             mark = "verified" if check.verified else r"\textbf{not verified}"
             label = rf"\emph{{{text_to_latex(step.label)}}}: " if step.label else ""
             out.append(rf"\item {label}{text_to_latex(step.reason)} ({mark}: {check.how})")
-            out.append(rf"\[{to_latex(step.shown)}\]")
+            out.append(_display(step.shown))
             if verbose:
                 out.append(text_to_latex(f"Check: {check.detail}"))
         out += [r"\end{enumerate}", text_to_latex(_summary(d)) + "\n"]

@@ -20,7 +20,7 @@ from chainrule.derive.core import Derivation, Step, gradient
 from chainrule.derive.topics import forward_of, topic_of
 from chainrule.errors import ConfigError
 from chainrule.losses import SCALE_FORMULAS
-from chainrule.notation import PLACEHOLDER, SYMBOLS
+from chainrule.notation import PLACEHOLDER, SYMBOLS, split
 
 #: Relative agreement asked of SymPy's derivative and chainrule's float64 numbers.
 WALK_TOLERANCE = 1e-9
@@ -94,7 +94,7 @@ def walk(problem: Any, sp: Any) -> Derivation:
         text = _fill(eq.text, {"in": names[-1], "y": "Y", "k": "k"})
         steps.append(
             Step(
-                f"{text} = {_numbers(step.loss_grad)}",
+                _with_numbers(text, step.loss_grad),
                 f"the loss {loss.kind}, scale {loss.scale}, k = {float(k):.4g} (derive {loss_topic})",
                 derivative(lambda S: forward_of("loss", loss.kind)(sp, loss, S, target, k), out),
                 const(step.loss_grad),
@@ -130,7 +130,7 @@ def walk(problem: Any, sp: Any) -> Derivation:
                 lhs, value = derivative(make_loss, r.params[param]), r.grads[param]
             steps.append(
                 Step(
-                    f"{text} = {_numbers(value)}",
+                    _with_numbers(text, value),
                     f"layer {r.index}, {r.layer.kind}: its backward formula (derive {topic})",
                     lhs,
                     const(value).reshape(*lhs.shape),
@@ -150,6 +150,14 @@ def walk(problem: Any, sp: Any) -> Derivation:
             "at the file's numbers; chainrule derive TOPIC shows why each formula holds.",
         ],
     )
+
+
+def _with_numbers(text: str, value: Any) -> str:
+    """``text`` followed by its numbers: ``= [[…]]`` at its end, or, after a long formula, as an equation
+    of its own (``∂L/∂Z₀ = [[…]]``), which LaTeX sets on the next line."""
+    if len(text) <= 60:
+        return f"{text} = {_numbers(value)}"
+    return f"{text},  {split(text.split(',  ')[-1])[0]} = {_numbers(value)}"
 
 
 def _fill(text: str, symbols: dict[str, str]) -> str:
