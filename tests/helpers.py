@@ -1,6 +1,11 @@
 """One-line checks used across the tests (float64 throughout)."""
 
+import os
+import shutil
+import subprocess
+
 import numpy as np
+import pytest
 
 from chainrule.gradcheck import gradcheck
 
@@ -73,3 +78,18 @@ def every_kind_problems():
         + [problem_with(loss=kind) for kind in cr.LOSSES.names()]
         + [problem_with(optimizer=name) for name in cr.OPTIMIZERS.names()]
     )
+
+
+def compile_latex(documents: dict, folder) -> None:
+    """Compile each LaTeX document (name → text) with pdflatex in ``folder``; fails with the log's end.
+    Skips without pdflatex, unless CHAINRULE_REQUIRE_LATEX=1 (as in CI), where that is a failure."""
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
+            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
+        pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
+    for name, text in documents.items():
+        (folder / f"{name}.tex").write_text(text)
+        command = [engine, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"]
+        result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}"

@@ -2,7 +2,6 @@
 random problem files against PyTorch, and every output format."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from chainrule.explain.render import render
 from chainrule.step import train_step
 from chainrule.trace import Trace
 
-from helpers import assert_close, every_kind_problems
+from helpers import assert_close, compile_latex, every_kind_problems
 from torch_mirror import to_torch, torch_arrays, torch_loss, torch_optimizer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -276,13 +275,6 @@ def test_every_format_renders_every_example(path, format):
 
 
 def test_latex_compiles(tmp_path):
-    import shutil
-
-    engine = shutil.which("pdflatex")
-    if engine is None:
-        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
-            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
-        pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
     documents = {path.stem: render(run_problem(load_problem(path), steps=2), "latex") for path in PROBLEMS}
     # and every kind of layer, loss and optimizer, their formulas in one document
     docs = every_kind_problems()
@@ -296,15 +288,7 @@ def test_latex_compiles(tmp_path):
         + end
         + "\n"
     )
-    for name, text in documents.items():
-        (tmp_path / f"{name}.tex").write_text(text)
-        result = subprocess.run(
-            [engine, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}"
+    compile_latex(documents, tmp_path)
 
 
 def test_precision_rounds_text_but_not_json():

@@ -47,6 +47,8 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
 
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
 EXPLAIN_FORMATS = ("text", "markdown", "latex", "json")
+#: The formats of ``chainrule derive`` (those of chainrule.derive.output.FORMATS, checked by a test).
+DERIVE_FORMATS = ("text", "markdown", "latex", "json")
 #: The formats of ``chainrule export`` (those of chainrule.interchange.FORMATS, checked by a test).
 EXPORT_FORMATS = ("onnx", "safetensors", "torch")
 
@@ -125,6 +127,29 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "--precision", type=at_least(0), default=4, help="decimals shown in text, markdown and latex (default: 4)"
     )
     explain.set_defaults(run=_run_explain)
+
+    derive = commands.add_parser(
+        "derive",
+        help="the derivation behind a formula, step by step, each step checked by SymPy",
+        description="Show why a formula holds: the steps from the definitions to the formula chainrule computes, "
+        "each with its reason, each checked by SymPy (both sides simplify to the same expression, or agree at "
+        "random points where an identity of indices is beyond simplification). With --problem, the chain rule "
+        "walked from the loss back to the first weight in the layers, symbols and numbers of a problem file. "
+        "Needs chainrule[derive] (SymPy); exits 1 if a step is not verified.",
+    )
+    derive.add_argument("topics", nargs="*", metavar="TOPIC", help="the topics to derive (see --list)")
+    derive.add_argument("--list", action="store_true", help="list the topics and the kinds each one derives")
+    derive.add_argument("--all", action="store_true", help="every topic, in one document")
+    derive.add_argument(
+        "--problem", default=None, metavar="FILE", help="the walk from the loss to the first weight of a problem file"
+    )
+    derive.add_argument("--format", choices=DERIVE_FORMATS, default="text", help="default: text")
+    derive.add_argument(
+        "--verify",
+        action="store_true",
+        help="print every check (what SymPy compared), and the result against chainrule's backward pass",
+    )
+    derive.set_defaults(run=_run_derive)
 
     check_cmd = commands.add_parser(
         "check",
@@ -319,6 +344,32 @@ def _run_explain(args: argparse.Namespace) -> int:
     explanation = run_problem(load_problem(args.file), steps=args.steps)
     sys.stdout.write(render(explanation, args.format, args.precision))
     return 0
+
+
+def _run_derive(args: argparse.Namespace) -> int:
+    from chainrule.derive.topics import all_topics
+    from chainrule.errors import UsageError
+
+    topics = all_topics()
+    if args.list:
+        width = max(len(name) for name in topics)
+        for name, topic in topics.items():
+            kinds = f"  [{', '.join(topic.kinds)}]" if topic.kinds else ""
+            print(f"{name:<{width}}  {topic.summary}{kinds}")
+        return 0
+    names = list(topics) if args.all else args.topics
+    unknown = [n for n in names if n not in topics]
+    if unknown:
+        raise UsageError(f"unknown derivation topic(s) {', '.join(unknown)}; expected some of: {', '.join(topics)}")
+    if not names and args.problem is None:
+        raise UsageError("derive: name a TOPIC (see chainrule derive --list), --all, or --problem FILE")
+    from chainrule.derive import derive, derive_problem, render
+
+    derivations = [derive(name) for name in names]
+    if args.problem is not None:
+        derivations.append(derive_problem(args.problem))
+    sys.stdout.write(render(derivations, args.format, verbose=args.verify))
+    return 0 if all(d.verified for d in derivations) else 1
 
 
 def _run_check(args: argparse.Namespace) -> int:

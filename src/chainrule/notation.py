@@ -185,8 +185,14 @@ _CHARS = {
     "ŷ": r"\hat{y}",
     "ĝ": r"\hat{g}",
 }
-_SUPERSCRIPTS = {"²": "2", "³": "3", "¹": "1", "⁻": "-", "ᵀ": r"\top ", "ᵗ": "t", "ⁿ": "n"}
-_SUBSCRIPTS = {**{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")}, "ᵢ": "i", "ⱼ": "j", "ₖ": "k"}
+_SUPERSCRIPTS = {
+    **dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻ᵏᵗⁿ", "0123456789+-ktn", strict=True)),
+    "ᵀ": r"\top ",
+}
+_SUBSCRIPTS = {
+    **{d: str(i) for i, d in enumerate("₀₁₂₃₄₅₆₇₈₉")},
+    **dict(zip("ᵢⱼₖₗₘₙₚₜ₊₋", "ijklmnpt+-", strict=True)),
+}
 _ACCENTS = {"\u0302": r"\hat", "\u0304": r"\bar"}  # combining circumflex (x̂) and macron (μ̄)
 _FUNCTIONS = {"max": r"\max", "min": r"\min", "ln": r"\ln", "log": r"\log", "exp": r"\exp", "tanh": r"\tanh"}
 _SENTINELS = range(0xE000, 0xF900)
@@ -322,6 +328,42 @@ def _matching_parentheses(text: str) -> dict[int, int]:
         elif c in partners and stacks[partners[c]]:
             pairs[stacks[partners[c]].pop()] = i
     return pairs
+
+
+_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "^": r"\^{}",
+    "~": r"\~{}",
+}
+
+
+def text_to_latex(text: str) -> str:
+    """A sentence (text, not maths) for a LaTeX document: its text escaped, each run of maths characters
+    (Greek letters, operators, indices, and a letter under a hat: x̂) in maths mode. Letters of other
+    languages (é, ü) stay text."""
+
+    def maths(i: int) -> bool:
+        return is_maths(text[i]) or (i + 1 < len(text) and text[i + 1] in "\u0302\u0304")
+
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and maths(j):
+            j += 1
+        if j > i:
+            out.append(f"${to_latex(text[i:j])}$")
+            i = j
+        else:
+            out.append(_SPECIALS.get(text[i], text[i]))
+            i += 1
+    return "".join(out)
 
 
 def is_maths(c: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.derive.topics import topic_of
 from chainrule.explain.problem import Problem
 from chainrule.losses import Loss, l2_penalty
 from chainrule.network import Sequential
@@ -80,8 +81,9 @@ def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
 def to_json(explanation: Explanation) -> dict[str, Any]:
     """The JSON contract of ``chainrule explain --format json`` (``loss``, ``layers``, ``history``,
     ``final_loss``) and a few more keys: per layer ``input``, ``grad_output``, ``local_derivative``
-    (element-wise activations) and ``params`` (before the step); ``loss_grad``, ``data_loss``,
-    ``l2_penalty``, ``steps``."""
+    (element-wise activations), ``params`` (before the step) and ``derivation`` (the ``chainrule derive``
+    topic behind its formulas); ``loss_grad``, ``data_loss``, ``l2_penalty``, ``steps``, and
+    ``derivations`` (the topics behind the loss's gradient, the update and L2)."""
     problem, first = explanation.problem, explanation.first
     layers = []
     for record in first.layers:
@@ -94,6 +96,7 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
         }
         if record.local_derivative is not None:
             entry["local_derivative"] = record.local_derivative.tolist()
+        entry["derivation"] = topic_of("layer", record.layer.kind)
         if record.params:
             entry["params"] = {n: v.tolist() for n, v in record.params.items()}
             entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
@@ -110,8 +113,20 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
             "steps": len(explanation.history),
             "history": explanation.history,
             "final_loss": explanation.final_loss,
+            "derivations": derivations(explanation),
         }
     )
+
+
+def derivations(explanation: Explanation) -> dict[str, str | None]:
+    """The ``chainrule derive`` topics behind the formulas of the loss, the update and (if used) L2."""
+    problem = explanation.problem
+    topics = {"loss": topic_of("loss", problem.loss.kind)}
+    if explanation.optimizer is not None:
+        topics["optimizer"] = topic_of("optimizer", problem.optimizer_name)
+    if problem.l2:
+        topics["l2"] = "l2"
+    return topics
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.explain.explanation import Explanation, StepRecord, to_json
+from chainrule.derive.topics import topic_of
+from chainrule.explain.explanation import Explanation, StepRecord, derivations, to_json
 from chainrule.losses import SCALE_FORMULAS
-from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_maths, is_sentinel, last_part, sentinel, to_latex
+from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
 from chainrule.trace import LayerRecord
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -186,6 +187,7 @@ def build(explanation: Explanation) -> list:
 
     doc.append(Heading(2, "Backward pass"))
     doc.append(Heading(3, "Loss gradient"))
+    doc.extend(_why(derivations(explanation)["loss"]))
     doc.extend(
         filter(None, (show(eq, loss_symbols, loss_numbers, {"∂in": step.loss_grad}) for eq in loss.formulas().backward))
     )
@@ -194,6 +196,7 @@ def build(explanation: Explanation) -> list:
     for r in reversed(step.layers):
         symbols, numbers, results = lookups[r.index]
         doc.append(Heading(3, _layer_heading(r)))
+        doc.extend(_why(topic_of("layer", r.layer.kind)))
         doc.append(show(Eq("{δ} = ∂L/∂{out}", result="δ", values=False), symbols, numbers, {"δ": r.grad_output}))
         for eq in r.layer.formulas().backward:
             block = show(eq, symbols, numbers, results)
@@ -214,6 +217,7 @@ def build(explanation: Explanation) -> list:
 
     if optimizer is not None:
         doc.append(Heading(2, f"Update: {problem.optimizer_name}, lr = {fmt(step.lr)}"))
+        doc.extend(_why(derivations(explanation)["optimizer"]))
         doc.extend(_update(explanation, step, lookups))
 
     doc.append(Heading(2, "Loss"))
@@ -225,6 +229,11 @@ _DELTA = (
     "the δ that enters the last linear layer for each of the three output pairs, MSE (1/(2n)) after an "
     "identity, cross-entropy after a softmax and binary cross-entropy after a sigmoid (1/n)."
 )
+
+
+def _why(topic: str | None) -> list:
+    """The sentence that names the derivation behind the formulas that follow."""
+    return [Sentence(f"Why: chainrule derive {topic}")] if topic else []
 
 
 def _layer_heading(r: LayerRecord) -> str:
@@ -425,41 +434,6 @@ def _tex_equation(eq: Equation) -> str:
     return "".join(held[ord(c) - ord(sentinel(0))] if is_sentinel(c) else c for c in to_latex("".join(text)))
 
 
-_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "^": r"\^{}",
-    "~": r"\~{}",
-}
-
-
-def _inline_tex(text: str) -> str:
-    """A sentence for LaTeX: its text escaped, each run of maths characters (Greek letters, operators,
-    indices, and a letter under a hat: x̂) in maths mode. Letters of other languages (é, ü) stay text."""
-
-    def maths(i: int) -> bool:
-        return is_maths(text[i]) or (i + 1 < len(text) and text[i + 1] in "\u0302\u0304")
-
-    out, i = [], 0
-    while i < len(text):
-        j = i
-        while j < len(text) and maths(j):
-            j += 1
-        if j > i:
-            out.append(f"${to_latex(text[i:j])}$")
-            i = j
-        else:
-            out.append(_SPECIALS.get(text[i], text[i]))
-            i += 1
-    return "".join(out)
-
-
 def to_markdown(doc: list) -> str:
     out: list[str] = []
     for block in doc:
@@ -484,9 +458,9 @@ def to_latex_document(doc: list) -> str:
     for block in doc:
         if isinstance(block, Heading):
             command = {1: "section*", 2: "subsection*", 3: "subsubsection*"}[block.level]
-            out.append(rf"\{command}{{{_inline_tex(block.text)}}}")
+            out.append(rf"\{command}{{{text_to_latex(block.text)}}}")
         elif isinstance(block, Sentence):
-            out.append(_inline_tex(block.text) + "\n")
+            out.append(text_to_latex(block.text) + "\n")
         else:
             out.append(r"\[" + _tex_equation(block) + r"\]")
     out.append(r"\end{document}")
