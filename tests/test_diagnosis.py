@@ -47,11 +47,11 @@ def _flat(doc: dict) -> dict:
                 for name, v in entry.items():
                     if isinstance(v, dict):
                         out.update({f"layers[{i}].{name}.{p}": a for p, a in v.items()})
-                    elif name != "type":
+                    elif name not in ("type", "derivation"):
                         out[f"layers[{i}].{name}"] = v
         elif key == "history":
             out.update({f"history[{k}]": h for k, h in enumerate(value)})
-        elif key not in ("title", "steps"):
+        elif key not in ("title", "steps", "derivations"):
             out[key] = value
     return out
 
