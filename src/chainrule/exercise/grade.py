@@ -227,7 +227,7 @@ def summary_markdown(result: ClassResult, summary: dict[str, Any]) -> str:
         lines.append("No slips: every answer given was right.")
     if summary["not_graded"]:
         lines += ["", "## Sheets not graded", ""]
-        lines += [f"- {entry['sheet']}: {entry['error']}" for entry in summary["not_graded"]]
+        lines += [f"- {entry['error']}" for entry in summary["not_graded"]]  # each names its sheet
     return "\n".join(lines) + "\n"
 
 
