@@ -177,6 +177,42 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     check_cmd.add_argument("--slips", action="store_true", help="list the slips that check recognises, and exit")
     check_cmd.set_defaults(run=_run_check)
 
+    exercise = commands.add_parser(
+        "exercise",
+        help="variants of an exercise with hand-friendly numbers, sheets and keys; a class's sheets graded",
+        description="Make variants of the exercises the notes pose (exercise new), or grade a folder of "
+        "answer sheets with check's diagnosis and summarise the class's slips (exercise grade). See "
+        "docs/exercises.md.",
+    )
+    exercise_commands = exercise.add_subparsers(dest="exercise_command", metavar="SUBCOMMAND", required=True)
+    new = exercise_commands.add_parser("new", help="variants: problem files, question sheets, answer templates, keys")
+    new.add_argument("--template", default=None, help="the kind of exercise (default: relu_mse; see --list)")
+    new.add_argument("--problem", default=None, metavar="FILE", help="new numbers for this problem file's network")
+    new.add_argument("--list", action="store_true", help="list the templates and exit")
+    new.add_argument("--variants", type=at_least(1), default=1, help="how many variants (default: 1)")
+    new.add_argument("--seed", type=at_least(0), default=0, help="the same seed gives the same variants (default: 0)")
+    new.add_argument("--out", default="exercises", metavar="DIR", help="where to write (default: exercises)")
+    new.add_argument("--rows", type=at_least(1), default=None, help="rows (objects) of the batch")
+    new.add_argument(
+        "--sizes",
+        type=lambda text: tuple(at_least(1)(part) for part in text.split(",")),
+        default=None,
+        help="layer sizes, comma-separated: inputs,hidden,outputs or features,classes",
+    )
+    new.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help="biases in linear layers")
+    new.add_argument("--steps", type=at_least(1), default=None, help="steps of gradient descent (default: 1)")
+    new.add_argument("--no-pdf", action="store_true", help="do not compile the LaTeX sheets with pdflatex")
+    new.set_defaults(run=_run_exercise)
+    grade = exercise_commands.add_parser("grade", help="grade every answer sheet (*.toml) in a folder")
+    grade.add_argument("answers", metavar="ANSWERS_DIR", help="the students' answer sheets, one .toml each")
+    grade.add_argument("--problems", default=None, metavar="DIR", help="the problem files (default: ../problems)")
+    grade.add_argument("--out", default=None, metavar="DIR", help="where to write results (default: ../graded)")
+    grade.add_argument("--roster", default=None, metavar="CSV", help="student,variant rows: who was given what")
+    grade.add_argument(
+        "--carried-forward-credit", type=fraction, default=1.0, metavar="C", help="as for check (default: 1)"
+    )
+    grade.set_defaults(run=_run_exercise)
+
     train = commands.add_parser(
         "train",
         help="train an MLP or softmax regression on a dataset (default: the embedded digits)",
@@ -395,6 +431,12 @@ def _run_check(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(report(result))
     return 0 if result.all_right else 1
+
+
+def _run_exercise(args: argparse.Namespace) -> int:
+    from chainrule.exercise import command
+
+    return command.run_new(args) if args.exercise_command == "new" else command.run_grade(args)
 
 
 def _run_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,258 @@
+"""A class's answer sheets graded at once with ``chainrule check``'s diagnosis, and what the class got wrong.
+
+Each sheet (an answers file, ``<student>.toml``) names its variant (``variant = "relu_mse-7-03"``, as the
+answer template does); it is checked against that variant's problem file. A sheet that cannot be graded
+(no variant, a variant that is not in the problems folder or not the one the roster gives the student,
+garbled numbers) gets one clear message of its own, and the rest of the class is graded all the same. A
+value the sheet leaves out counts as unanswered, so every sheet of a variant is marked out of the same total.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chainrule.archive import atomic_write
+from chainrule.errors import ChainruleError, ConfigError, MissingPackage, UsageError, need
+from chainrule.exercise.friendly import asked
+from chainrule.explain.check import CheckReport, check_answers, load_answers, report, verdicts_to_json
+from chainrule.explain.explanation import Explanation, run_problem
+from chainrule.explain.problem import load_problem, read_toml
+from chainrule.explain.slips import SLIPS
+
+#: The slip of a root that no slip of the catalogue explains, in the summary.
+UNEXPLAINED = "unexplained"
+CSV_COLUMNS = ("student", "sheet", "variant", "mark", "out_of", "right", "carried_forward", "wrong", "unanswered")
+
+
+@dataclass
+class Graded:
+    """One student's sheet: its diagnosis, or the message that says why it could not be graded."""
+
+    student: str
+    sheet: str
+    variant: str | None = None
+    result: CheckReport | None = None
+    error: str | None = None
+
+    @property
+    def slips(self) -> list[str]:
+        """The slips at the roots of this sheet's errors, once each (:data:`UNEXPLAINED` for a root that
+        no slip of the catalogue explains)."""
+        if self.result is None:
+            return []
+        return list(dict.fromkeys(root.slip or UNEXPLAINED for root in self.result.roots))
+
+
+@dataclass
+class ClassResult:
+    """Every sheet of the class, graded or not, and the files written."""
+
+    graded: list[Graded]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Graded]:
+        return [g for g in self.graded if g.error is not None]
+
+    def slip_counts(self) -> list[tuple[str, int]]:
+        """Each slip with the number of students whose sheet has it at a root, most common first."""
+        counts = Counter(slip for g in self.graded for slip in g.slips)
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def grade_class(
+    answers_dir: str | Path,
+    problems_dir: str | Path,
+    out: str | Path,
+    credit: float = 1.0,
+    roster: str | Path | None = None,
+) -> ClassResult:
+    """Grade every ``*.toml`` sheet in ``answers_dir`` against the problem file of its variant in
+    ``problems_dir``; write ``results.csv``, ``results.json``, ``summary.md``, ``slips.png`` (with
+    matplotlib) and one text report per student (``students/``) under ``out``. ``roster``: a CSV file of
+    ``student,variant`` rows, the variant each student was given."""
+    answers_dir, problems_dir, out = Path(answers_dir), Path(problems_dir), Path(out)
+    for folder, what in ((answers_dir, "ANSWERS_DIR"), (problems_dir, "--problems")):
+        if not folder.is_dir():
+            raise UsageError(f"{what} {folder}: no such folder")
+    sheets = sorted(answers_dir.glob("*.toml"))
+    if not sheets:
+        raise ConfigError(f"{answers_dir}: no answer sheets (*.toml) in it")
+    assigned = _read_roster(Path(roster)) if roster else {}
+    explanations: dict[str, Explanation] = {}
+    graded = [_grade_one(path, problems_dir, explanations, credit, assigned) for path in sheets]
+    result = ClassResult(graded)
+    result.written = write_results(result, out)
+    return result
+
+
+def _grade_one(
+    path: Path, problems_dir: Path, explanations: dict[str, Explanation], credit: float, assigned: dict[str, str]
+) -> Graded:
+    graded = Graded(path.stem, path.name)
+    try:
+        variant = read_toml(path).get("variant")
+        if not isinstance(variant, str) or not variant:
+            raise ConfigError(f'{path.name}: no variant id; expected a line variant = "..." as in the answer template')
+        graded.variant = variant
+        if path.stem in assigned and assigned[path.stem] != variant:
+            raise ConfigError(
+                f"{path.name}: the sheet is for variant {variant}, but the roster gives {path.stem} "
+                f"variant {assigned[path.stem]}"
+            )
+        problem_path = problems_dir / f"{variant}.toml"
+        if not problem_path.is_file():
+            raise ConfigError(
+                f"{path.name}: the sheet is for variant {variant}, which is not among the problems in {problems_dir}"
+            )
+        if variant not in explanations:
+            explanations[variant] = run_problem(load_problem(problem_path))
+        explanation = explanations[variant]
+        answers = load_answers(str(path))
+        for value in asked(explanation.problem):  # a value the sheet leaves out is unanswered, not wrong
+            answers.values.setdefault(value.path, "")
+        graded.result = check_answers(explanation, answers, path.name, credit)
+    except ChainruleError as err:
+        graded.error = str(err)
+    return graded
+
+
+def _read_roster(path: Path) -> dict[str, str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--roster {path}: cannot read it ({err})") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["student", "variant"]:
+        rows = rows[1:]
+    bad = [k + 1 for k, row in enumerate(rows) if len(row) != 2 or not all(c.strip() for c in row)]
+    if bad:
+        raise ConfigError(f"--roster {path}: line {bad[0]}: expected student,variant")
+    return {student.strip(): variant.strip() for student, variant in rows}
+
+
+# -- results -------------------------------------------------------------------------------------------
+def student_json(g: Graded) -> dict[str, Any]:
+    """One student in ``results.json``: the score and roots of ``chainrule check --format json`` (and its
+    answers), or the error that kept the sheet from being graded."""
+    entry: dict[str, Any] = {"student": g.student, "sheet": g.sheet, "variant": g.variant, "error": g.error}
+    if g.result is not None:
+        checked = verdicts_to_json(g.result)
+        entry.update(score=checked["score"], slips=g.slips, roots=checked["roots"], answers=checked["answers"])
+    return entry
+
+
+def write_results(result: ClassResult, out: Path) -> list[Path]:
+    """The class's files under ``out``; returns their paths."""
+    (out / "students").mkdir(parents=True, exist_ok=True)
+    texts: dict[Path, str] = {}
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS, "slips", "error"])
+    for g in result.graded:
+        score = g.result.score if g.result is not None else {}
+        writer.writerow(
+            [
+                g.student,
+                g.sheet,
+                g.variant or "",
+                *(_mark(score.get(c, "")) for c in CSV_COLUMNS[3:]),
+                ";".join(g.slips),
+                g.error or "",
+            ]
+        )
+        if g.result is not None:
+            texts[out / "students" / f"{g.student}.txt"] = f"{g.sheet} (variant {g.variant})\n\n" + report(g.result)
+    texts[out / "results.csv"] = rows.getvalue()
+    summary = class_summary(result)
+    texts[out / "results.json"] = (
+        json.dumps({"summary": summary, "students": [student_json(g) for g in result.graded]}, indent=2) + "\n"
+    )
+    texts[out / "summary.md"] = summary_markdown(result, summary)
+    for path, text in texts.items():
+        atomic_write(path, lambda f, text=text: f.write(text.encode()))
+    written = list(texts)
+    chart = slip_chart(result, out / "slips.png")
+    return [*written, chart] if chart else written
+
+
+def _mark(value: Any) -> Any:
+    return f"{value:g}" if isinstance(value, float) else value
+
+
+def class_summary(result: ClassResult) -> dict[str, Any]:
+    """What the class got wrong: sheets graded and not, the mean mark, and each slip with the number of
+    students who made it (most common first)."""
+    graded = [g for g in result.graded if g.result is not None]
+    marks = [g.result.score["mark"] / g.result.score["out_of"] for g in graded if g.result.score["out_of"]]
+    words = {slip.id: slip.words for slip in SLIPS}
+    return {
+        "sheets": len(result.graded),
+        "graded": len(graded),
+        "not_graded": [{"sheet": g.sheet, "error": g.error} for g in result.failed],
+        "all_right": sum(g.result.score["right"] == g.result.score["out_of"] for g in graded),
+        "mean_mark": sum(marks) / len(marks) if marks else None,
+        "slips": [
+            {
+                "slip": slip,
+                "students": count,
+                "share": count / len(graded),
+                "words": words.get(slip, "a wrong number that no slip of the catalogue explains"),
+            }
+            for slip, count in result.slip_counts()
+        ],
+    }
+
+
+def summary_markdown(result: ClassResult, summary: dict[str, Any]) -> str:
+    """The class summary as Markdown: the counts, the table of slips, the sheets not graded."""
+    lines = ["# Class summary", ""]
+    mean = f"{100 * summary['mean_mark']:.0f}%" if summary["mean_mark"] is not None else "—"
+    lines.append(
+        f"{summary['graded']} of {summary['sheets']} sheets graded; {summary['all_right']} all right; mean mark {mean}."
+    )
+    lines += ["", "## The most common slips", ""]
+    if summary["slips"]:
+        lines += ["| slip | what | students | share |", "| --- | --- | ---: | ---: |"]
+        lines += [
+            f"| `{s['slip']}` | {s['words']} | {s['students']} | {100 * s['share']:.0f}% |" for s in summary["slips"]
+        ]
+    else:
+        lines.append("No slips: every answer given was right.")
+    if summary["not_graded"]:
+        lines += ["", "## Sheets not graded", ""]
+        lines += [f"- {entry['error']}" for entry in summary["not_graded"]]  # each names its sheet
+    return "\n".join(lines) + "\n"
+
+
+def slip_chart(result: ClassResult, path: Path) -> Path | None:
+    """A bar chart of the slips by the number of students who made them; ``None`` when no sheet has one
+    or matplotlib (``chainrule[train]``) is not installed."""
+    counts = result.slip_counts()
+    if not counts:
+        return None
+    try:
+        need("matplotlib", "train", "the class summary's chart")
+    except MissingPackage:  # the table says it all; the chart is a picture of it
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [slip for slip, _ in counts][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(counts) + 1.2))
+    ax.barh(names, [count for _, count in counts][::-1], color="#4c72b0")
+    ax.set_xlabel("students")
+    ax.set_title("Slips at the root of the class's errors")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

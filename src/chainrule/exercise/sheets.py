@@ -1,0 +1,165 @@
+"""A variant's papers: the question sheet posed in parts (as a document of :mod:`chainrule.explain.render`'s
+blocks, so Markdown and LaTeX come from the same renderers as ``explain``), the answer template a student
+fills, and the key (the trace of ``chainrule explain`` and the right answers)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from chainrule.exercise.friendly import ROUNDED, SHORT, Asked
+from chainrule.explain.explanation import Explanation
+from chainrule.explain.render import Equation, Heading, Sentence, Sym, fmt, formula_text, indexed
+from chainrule.notation import SYMBOLS
+
+_NAMES = {"relu": "ReLU", "sigmoid": "σ", "tanh": "tanh", "softmax": "softmax", "gelu": "GELU"}
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _symbols(explanation: Explanation) -> list[Sym]:
+    """Each layer's output as ``explain`` names it (``Z₀``, ``A₁``)."""
+    return [indexed(layer.symbol, i) for i, layer in enumerate(explanation.problem.model.layers)]
+
+
+def _param(name: str, i: int) -> str:
+    return indexed(SYMBOLS.get(name, name), i).text
+
+
+def network_formula(explanation: Explanation) -> str:
+    """The network as one formula, as the notes write it: ``ReLU(X·W₀)·W₂``."""
+    expr = "X"
+    for i, layer in enumerate(explanation.problem.model.layers):
+        if layer.kind == "linear":
+            factor = f"({expr})" if " + " in expr else expr
+            expr = f"{factor}·{_param('W', i)}" + (f" + {_param('b', i)}" if "b" in layer.params else "")
+        else:
+            expr = f"{_NAMES.get(layer.kind, layer.kind)}({expr})"
+    return expr
+
+
+def question_sheet(explanation: Explanation, values: list[Asked], variant: str, title: str) -> list:
+    """The question sheet: the network, every number it starts from, then the parts, each asking for
+    values by their place in the answers file."""
+    problem = explanation.problem
+    names = _symbols(explanation)
+    by_path = {a.path: a for a in values}
+    doc: list = [Heading(1, f"Exercise {variant}: {title}")]
+    doc.append(Sentence("The network, with rows of X as objects:"))
+    doc.append(Equation([f"{names[-1].text} = {network_formula(explanation)}"]))
+    given: list = ["X = ", problem.X]
+    for i, layer in enumerate(problem.model.layers):
+        for name, p in layer.params.items():
+            given += [f",   {_param(name, i)} = ", p.data]
+    doc.append(Equation(given))
+    classes = problem.loss.target_kind == "classes"
+    target = "the class of each row, counted from 0" if classes else "the target of each row"
+    doc.append(Sentence(f"y is {target}:"))
+    doc.append(Equation(["y = ", problem.y]))
+    rounded = [a.path for a in values if a.rounded]
+    precision = f"Every number you write is an integer or has at most {SHORT} decimals"
+    if rounded:
+        precision += (
+            f" until exponentials or logarithms come in; from there on (the parts marked so) round to {ROUNDED} "
+            "decimal places, and go on with your rounded numbers"
+        )
+    doc.append(Sentence(precision + "."))
+    doc.append(
+        Sentence(
+            f"Write each answer in the answers file of variant {variant}, at the place named in brackets "
+            '(a matrix as rows: [[1, 2], [3, 4]]). Leave "" where you have no answer.'
+        )
+    )
+
+    parts: list[tuple[str, list[str]]] = []
+    layers = problem.model.layers
+    for i, layer in enumerate(layers):
+        source = "X" if i == 0 else names[i - 1].text
+        what = "linear" if layer.kind == "linear" else f"the activation {_NAMES.get(layer.kind, layer.kind)}"
+        parts.append(
+            (
+                f"Layer {i} is {what}. By what formula is its forward pass done? Compute it for {source}: "
+                f"{names[i].text} = ?",
+                [f"layers[{i}].output"],
+            )
+        )
+    loss = problem.loss
+    loss_formula = formula_text(explanation, "loss") or f"L = {loss.kind}"
+    k = {"mean": "1/n", "sum": "1", "half_mean": "1/(2n)", "half_sum": "1/2"}[loss.scale]
+    l2 = f" + {fmt(problem.l2)}/2·Σ‖W‖²" if problem.l2 else ""
+    parts.append((f"The loss is {loss_formula}{l2}, with k = {k} and n = {problem.X.shape[0]}. Find L.", ["loss"]))
+    parts.append(
+        (
+            f"What is the derivative of the loss by the prediction, ∂L/∂{names[-1].text}? It is the gradient the "
+            "loss passes back into the network.",
+            ["loss_grad"],
+        )
+    )
+    for i in reversed(range(len(layers))):
+        layer = layers[i]
+        source = "X" if i == 0 else names[i - 1].text
+        paths = [a.path for a in values if re.match(rf"layers\[{i}\]\.(local_derivative|grads\.|grad_input)", a.path)]
+        if layer.kind == "linear":
+            grads = ", ".join(f"∂L/∂{_param(name, i)}" for name in layer.params)
+            back = "" if i == 0 else f", and the gradient it passes back, ∂L/∂{source}"
+            text = f"Backward through layer {i} (linear): find {grads}{back}. By what formula is each found?"
+        elif any(p.endswith("local_derivative") for p in paths):
+            text = (
+                f"Find the derivative of layer {i}'s output by its input, f′({source}), and the gradient it passes "
+                f"back, ∂L/∂{source}."
+            )
+        else:
+            text = f"Backward through layer {i} ({layer.kind}): find the gradient it passes back, ∂L/∂{source}."
+        parts.append((text, paths))
+    updated = [a.path for a in values if ".params_after." in a.path]
+    if updated:
+        rate = fmt(explanation.first.lr)
+        method = "gradient descent" if problem.optimizer_name == "sgd" else problem.optimizer_name
+        steps = "one step" if problem.steps == 1 else f"{problem.steps} steps (on the same batch)"
+        parts.append((f"With the learning rate γ = {rate}, make {steps} of {method}: the parameters after.", updated))
+    later = [a.path for a in values if a.path.startswith("history[")]
+    if later:
+        parts.append(("The loss before each later step.", later))
+
+    for letter, (text, paths) in zip(_LETTERS, parts, strict=False):
+        paths = [p for p in paths if p in by_path]
+        if not paths:
+            continue
+        marked = any(by_path[p].rounded for p in paths)
+        doc.append(Heading(3, f"{letter}) " + ("(round to 3 decimals)" if marked else "").strip()))
+        doc.append(Sentence(text))
+        doc.append(Sentence("Answers: " + ", ".join(f"[{p}] {_shape(by_path[p].value)}" for p in paths)))
+    return doc
+
+
+def _shape(value: np.ndarray) -> str:
+    return "(a number)" if value.ndim == 0 else "(" + "×".join(map(str, value.shape)) + ")"
+
+
+def answers_toml(variant: str, title: str, values: list[Asked], key: bool = False) -> str:
+    """The answers file of a variant: with ``key``, the right values (rounded ones to the places the sheet
+    asks); without, blanks (``""``) of each value's shape for the student to fill."""
+
+    def number(v: float, rounded: bool) -> str:
+        v = round(float(v), ROUNDED if rounded else SHORT + 6) + 0.0
+        return str(int(v)) if v.is_integer() else repr(v)
+
+    def written(value: Any, rounded: bool) -> str:
+        if isinstance(value, list):
+            return "[" + ", ".join(written(v, rounded) for v in value) + "]"
+        return number(value, rounded) if key else '""'
+
+    head = (
+        f"The right answers of exercise {variant} (check a sheet with chainrule check)"
+        if key
+        else f'Your answers to exercise {variant}: write each number at its place; leave "" where you have none.'
+    )
+    lines = [
+        f"# {head}",
+        f"variant = {json.dumps(variant)}",
+        f"title = {json.dumps(title, ensure_ascii=False)}",
+    ]
+    lines += [f"{json.dumps(a.path)} = {written(a.value.tolist(), a.rounded)}" for a in values]
+    return "\n".join(lines) + "\n"

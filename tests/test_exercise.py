@@ -1,0 +1,279 @@
+"""``chainrule exercise``: variants whose numbers work out by hand, with keys that PyTorch's autograd
+confirms; sheets and answer templates; a simulated class graded, bad sheets included.
+
+The references are independent of the code under test: PyTorch's autograd for every number of a key
+(and for the claim that the numbers are short), the hand-working student of ``student.py`` for the
+sheets and the slips on them.
+"""
+
+import csv
+import json
+import os
+import shutil
+import tomllib
+
+import numpy as np
+import pytest
+from student import Problem as StudentProblem
+from student import Student, sheet_toml
+
+import chainrule as cr
+from chainrule.cli import main
+from chainrule.exercise import TEMPLATES, make_variants, write_variant
+from chainrule.exercise.grade import grade_class
+from chainrule.explain import load_problem
+from chainrule.explain.check import check_answers, load_answers
+
+from torch_mirror import torch_arrays, torch_loss, torch_optimizer
+
+
+def written_decimals(value) -> int:
+    """The most decimals of any number in ``value`` (a number or nested lists), as TOML wrote it."""
+    if isinstance(value, list):
+        return max((written_decimals(v) for v in value), default=0)
+    text = repr(value)
+    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+
+
+def autograd_values(torch, path):
+    """Every value a sheet can ask for, computed by PyTorch from the problem file at ``path``."""
+    problem = load_problem(path)
+    net = problem.model
+    mirror = cr.to_torch(net)
+    x = torch.tensor(problem.X)
+    outputs, a = [], x
+    for child in mirror:
+        a = child(a)
+        a.retain_grad()
+        outputs.append(a)
+    target = torch.tensor(problem.y) if problem.y.ndim == 2 else torch.tensor(problem.y.astype(np.int64))
+    loss = torch_loss(torch, problem.loss.kind, problem.loss.scale, outputs[-1], target, len(problem.X))
+    loss.backward()
+    values = {"loss": loss.item(), "loss_grad": outputs[-1].grad.numpy()}
+    inputs = [x, *outputs[:-1]]
+    for i, (child, layer) in enumerate(zip(mirror, net.layers, strict=True)):
+        values[f"layers[{i}].output"] = outputs[i].detach().numpy()
+        if i > 0:
+            values[f"layers[{i}].grad_input"] = outputs[i - 1].grad.numpy()
+        if layer.kind in ("relu", "sigmoid"):
+            z = inputs[i].detach().clone().requires_grad_(True)
+            (derivative,) = torch.autograd.grad(child(z).sum(), z)
+            values[f"layers[{i}].local_derivative"] = derivative.numpy()
+    for name, grad in torch_arrays(mirror, net).items():
+        i, param = name.split(".")
+        values[f"layers[{i}].grads.{param}"] = grad
+    torch_optimizer(torch, "sgd", {"lr": problem.optimizer_settings["lr"]}, mirror.parameters()).step()
+    for name, after in torch_arrays(mirror, net, of=lambda t: t.detach()).items():
+        i, param = name.split(".")
+        values[f"layers[{i}].params_after.{param}"] = after
+    return values
+
+
+def short(array) -> bool:
+    scaled = np.asarray(array, dtype=np.float64) * 100
+    return bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-9))
+
+
+@pytest.mark.parametrize("name", ["relu_mse", "softmax_ce"])
+def test_thirty_keys_agree_with_autograd_and_work_out_by_hand(torch, tmp_path, name):
+    variants = make_variants(TEMPLATES[name], 30, seed=2024)
+    assert len({json.dumps(v.document["data"]) + json.dumps(v.document["layers"]) for v in variants}) == 30
+    for variant in variants:
+        write_variant(variant, tmp_path, pdf=False)
+        with open(tmp_path / "keys" / f"{variant.id}.toml", "rb") as f:
+            key = tomllib.load(f)
+        assert key.pop("variant") == variant.id and key.pop("title")
+        reference = autograd_values(torch, tmp_path / "problems" / f"{variant.id}.toml")
+        assert set(key) <= set(reference), set(key) - set(reference)
+        problem = load_problem(tmp_path / "problems" / f"{variant.id}.toml")
+        for i, layer in enumerate(problem.model.layers):  # no ReLU input exactly 0; no all-zero gradient
+            if layer.kind == "relu":
+                assert np.all(reference[f"layers[{i - 1}].output"] != 0), variant.id
+        for path, value in key.items():
+            ours, theirs = np.asarray(value, dtype=np.float64), np.asarray(reference[path], dtype=np.float64)
+            assert ours.shape == theirs.shape, (variant.id, path)
+            if ".grads." in path:
+                assert np.any(theirs != 0), (variant.id, path)
+            if short(theirs):  # an integer or two decimals: written exactly
+                np.testing.assert_allclose(ours, theirs, atol=1e-9, err_msg=f"{variant.id} {path}")
+            else:  # exp or log: rounded to three places
+                assert written_decimals(value) <= 3, (variant.id, path, value)
+                np.testing.assert_allclose(ours, theirs, atol=5e-4 + 1e-12, err_msg=f"{variant.id} {path}")
+        if name == "relu_mse":  # no exp or log anywhere: every number the student writes is short
+            assert all(short(reference[path]) for path in key), variant.id
+        else:  # the logits, before the softmax, are short too
+            assert short(reference["layers[0].output"]), variant.id
+
+
+def test_the_same_seed_gives_the_same_variants():
+    first = make_variants(TEMPLATES["sigmoid_logloss"], 3, seed=5)
+    again = make_variants(TEMPLATES["sigmoid_logloss"], 3, seed=5)
+    other = make_variants(TEMPLATES["sigmoid_logloss"], 3, seed=6)
+    assert [v.document for v in first] == [v.document for v in again]
+    assert [v.document for v in first] != [v.document for v in other]
+    assert [v.id for v in first] == ["sigmoid_logloss-5-01", "sigmoid_logloss-5-02", "sigmoid_logloss-5-03"]
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_sheet_template_and_pdf(tmp_path, name):
+    (variant,) = make_variants(TEMPLATES[name], 1, seed=3)
+    engine = shutil.which("pdflatex")
+    if engine is None and os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
+        pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
+    written = write_variant(variant, tmp_path, pdf=engine is not None)
+    if engine is not None:
+        assert (tmp_path / "sheets" / f"{variant.id}.pdf").read_bytes().startswith(b"%PDF")
+    sheet = (tmp_path / "sheets" / f"{variant.id}.md").read_text()
+    template = tmp_path / "answers" / f"{variant.id}.toml"
+    with open(template, "rb") as f:
+        blank = tomllib.load(f)
+    assert blank.pop("variant") == variant.id
+    blank.pop("title")
+    for path in blank:  # every answer asked for in the sheet, and nothing filled in
+        assert f"[{path}]" in sheet
+    explanation = variant.explanation
+    result = check_answers(explanation, load_answers(str(template)))
+    assert result.score["unanswered"] == len(blank) and result.score["out_of"] == len(blank)
+    key = check_answers(explanation, load_answers(str(tmp_path / "keys" / f"{variant.id}.toml")))
+    assert key.all_right and key.score["right"] == len(blank)
+    assert "Backward pass" in (tmp_path / "keys" / f"{variant.id}.md").read_text()
+    assert len(written) == 6 + (engine is not None)
+
+
+def student_problem(document) -> StudentProblem:
+    return StudentProblem(
+        X=document["data"]["X"],
+        y=document["data"]["y"],
+        layers=document["layers"],
+        loss=document["loss"]["type"],
+        scale=document["loss"].get("scale", "mean"),
+        lr=document["train"]["lr"],
+    )
+
+
+#: (slip, place) planted on the sheets of the simulated class, each on two or three sheets.
+PLANTED = [  # (the first falls on the sheets of variants with biases)
+    ("linear.bias_gradient_averaged", 0),
+    ("loss.mean_forgotten", None),
+    ("mse.two_forgotten", None),
+    ("loss.gradient_sign", None),
+    ("activation.derivative_not_applied", 1),
+    ("update.sign_flipped", (0, "W")),
+    ("linear.weights_transposed", 0),
+    ("linear.weight_gradient_transposed", 0),
+]
+
+
+def simulated_class(tmp_path):
+    """40 sheets on four variants (two with biases): 10 right, 24 with one planted slip, 6 partial; and
+    three that cannot be graded. Returns the folders and what each student planted."""
+    variants = make_variants(TEMPLATES["relu_mse"], 2, seed=11)
+    variants += make_variants(TEMPLATES["relu_mse"].with_knobs(bias=True), 2, seed=12)
+    out = tmp_path / "set"
+    for v in variants:
+        write_variant(v, out, pdf=False)
+    sheets = tmp_path / "submitted"
+    sheets.mkdir()
+    planted = {}
+    for k in range(40):
+        variant = variants[k % 4]
+        problem = student_problem(variant.document)
+        if k < 10:
+            student = Student(problem, decimals=3)
+        elif k < 34:
+            slip, place = PLANTED[(k - 10) % len(PLANTED)]
+            student = Student(problem, slip, place, decimals=3)
+            planted[f"s{k:02d}"] = slip
+        else:
+            student = Student(problem, decimals=3)
+        sheet = student.solve()
+        if k >= 34:  # partial: the update not done (missing), the loss left blank
+            sheet = {p: v for p, v in sheet.items() if "params_after" not in p}
+        text = f'variant = "{variant.id}"\n' + sheet_toml(sheet)
+        if k >= 34:
+            text = text.replace('"loss" = ', '"loss" = "?"  # ')
+        (sheets / f"s{k:02d}.toml").write_text(text)
+    right = (out / "keys" / f"{variants[0].id}.toml").read_text()
+    (sheets / "x_other_set.toml").write_text(right.replace(variants[0].id, "softmax_ce-99-01"))
+    (sheets / "x_garbled.toml").write_text(right.replace('"loss" = ', '"loss" = "0,25"  # '))
+    (sheets / "x_no_variant.toml").write_text("\n".join(line for line in right.splitlines() if "variant" not in line))
+    return out, sheets, planted
+
+
+def test_a_class_of_forty_is_graded_with_its_slips(tmp_path):
+    out, sheets, planted = simulated_class(tmp_path)
+    result = grade_class(sheets, out / "problems", tmp_path / "graded")
+    by_student = {g.student: g for g in result.graded}
+    assert len(by_student) == 43
+    errors = {g.student: g.error for g in result.failed}
+    assert set(errors) == {"x_other_set", "x_garbled", "x_no_variant"}
+    assert "softmax_ce-99-01, which is not among the problems" in errors["x_other_set"]
+    assert "loss" in errors["x_garbled"] and "expected a number" in errors["x_garbled"]
+    assert "no variant id" in errors["x_no_variant"]
+    for k in range(10):
+        g = by_student[f"s{k:02d}"]
+        assert g.result.all_right and not g.result.roots, g.student
+    for student, slip in planted.items():
+        roots = by_student[student].result.roots
+        found = {r.slip for r in roots} | {a for r in roots for a in r.alternatives}
+        assert slip in found, (student, slip, [r.description for r in roots])
+    for k in range(34, 40):
+        score = by_student[f"s{k:02d}"].result.score
+        assert score["wrong"] == 0 and score["carried_forward"] == 0, score
+        updates = 2 + 2 * (k % 4 >= 2)  # W₀, W₂ (and b₀, b₂ with biases): missing, so unanswered
+        assert score["unanswered"] == updates + 1 and score["right"] == score["out_of"] - updates - 1, score
+
+    with open(tmp_path / "graded" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 43 and {r["student"] for r in rows if r["error"]} == set(errors)
+    summary = json.loads((tmp_path / "graded" / "results.json").read_text())["summary"]
+    assert summary["graded"] == 40 and summary["all_right"] == 10
+    counted = {s["slip"]: s["students"] for s in summary["slips"]}
+    for slip in set(planted.values()):
+        assert counted.get(slip, 0) >= sum(s == slip for s in planted.values()) - 1, (slip, counted)
+    table = (tmp_path / "graded" / "summary.md").read_text()
+    assert "| slip | what | students | share |" in table and "x_garbled.toml" in table
+    assert (tmp_path / "graded" / "slips.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "graded" / "students" / "s10.txt").exists()
+
+
+def test_the_command_line(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["exercise", "new", "--template", "softmax_ce", "--variants", "2", "--seed", "4", "--out", str(out),
+                 "--no-pdf"]) == 0  # fmt: skip
+    assert sorted(p.name for p in (out / "problems").iterdir()) == ["softmax_ce-4-01.toml", "softmax_ce-4-02.toml"]
+    assert json.loads((out / "exercises.json").read_text())["variants"] == ["softmax_ce-4-01", "softmax_ce-4-02"]
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    shutil.copy(out / "keys" / "softmax_ce-4-01.toml", submitted / "ann.toml")
+    (submitted / "bob.toml").write_text((out / "keys" / "softmax_ce-4-02.toml").read_text())
+    (tmp_path / "roster.csv").write_text("student,variant\nann,softmax_ce-4-01\nbob,softmax_ce-4-01\n")
+    code = main(["exercise", "grade", str(submitted), "--problems", str(out / "problems"),
+                 "--roster", str(tmp_path / "roster.csv")])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and "1 of 2 sheets graded" in captured.out
+    assert "bob.toml: the sheet is for variant softmax_ce-4-02, but the roster gives bob variant softmax_ce-4-01" in (
+        captured.err
+    )
+    assert (tmp_path / "graded" / "results.csv").exists()
+
+    assert main(["exercise", "new", "--template", "nope", "--out", str(out)]) == 2
+    assert "unknown template 'nope'; expected one of relu_mse" in capsys.readouterr().err
+    assert main(["exercise", "new", "--sizes", "2,3", "--out", str(out)]) == 2
+    assert "template relu_mse has 3 sizes" in capsys.readouterr().err
+    assert main(["exercise", "grade", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_new_numbers_for_a_problem_file(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "relu_mse.toml"
+    assert (
+        main(["exercise", "new", "--problem", str(example), "--variants", "2", "--out", str(tmp_path), "--no-pdf"]) == 0
+    )
+    for path in (tmp_path / "problems").iterdir():
+        problem = load_problem(path)
+        original = load_problem(example)
+        assert [layer.kind for layer in problem.model.layers] == [layer.kind for layer in original.model.layers]
+        assert problem.X.shape == original.X.shape and problem.loss.kind == original.loss.kind
