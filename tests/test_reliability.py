@@ -220,14 +220,17 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path):
 @pytest.mark.slow
 def test_force_removes_the_files_of_the_earlier_run_first(uninterrupted, tmp_path):
     """A new run over an old one with --force, interrupted at once, must not offer to resume the old one."""
-    from chainrule.training.run import RunInterrupted, TrainConfig, prepare_output
+    from chainrule.training.run import RunInterrupted, TrainConfig
+    from chainrule.training.runfolder import RunFolder
 
     out = tmp_path / "run"
     out.mkdir()
     for name in ("checkpoint.npz", "metrics.json", "model.npz"):
         (out / name).write_bytes((uninterrupted / name).read_bytes())
     (out / "notes.txt").write_text("mine")
-    prepare_output(TrainConfig(out=str(out), force=True))
+    folder = RunFolder.open(TrainConfig(out=str(out), force=True))
+    folder.clear_earlier_run()
+    folder.release()
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only a run's own files are removed
     assert issubclass(RunInterrupted, ChainruleError)
 
