@@ -22,16 +22,19 @@ TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
 SCHEDULES = ("none", "cosine", "step")
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``, or a message saying what was expected."""
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), or a message saying what was
+    expected."""
     expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if maximum is not None:
+        expected = f"an integer from {minimum} to {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
+        if value is None or value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 

@@ -505,7 +505,7 @@ def labels(y: NDArray, where: str) -> NDArray:
     if np.any(bad):
         first = int(np.argmax(bad))
         raise DataError(
-            f"{where}: labels must be integers from 0 to {MAX_CLASSES - 1}; row {first} holds {values[first]!r}"
+            f"{where}: labels must be integers from 0 to {MAX_CLASSES - 1}; row {first} holds {values[first].item()!r}"
         )
     return values.astype(np.int64)
 
