@@ -222,14 +222,19 @@ def load_idx_folder(
     image_shape = tuple(some.shape[1:3]) if some.ndim == 3 else None
     return Dataset(
         name or folder.name,
-        arrays["train_images"].reshape(len(arrays["train_images"]), -1),
+        _rows(arrays["train_images"]),
         arrays["train_labels"],
-        arrays["test_images"].reshape(len(arrays["test_images"]), -1),
+        _rows(arrays["test_images"]),
         arrays["test_labels"],
         classes,
         image_shape,
         str(folder),
     )
+
+
+def _rows(array: NDArray) -> NDArray:
+    """``array`` as one row per example (not ``reshape(n, -1)``: zero examples cannot say the width)."""
+    return array.reshape(len(array), math.prod(array.shape[1:]))
 
 
 def _find_idx(folder: Path, base: str) -> Path | None:
@@ -438,9 +443,9 @@ def load_npz(path: str | Path) -> Dataset:
     y_train, y_test = labels(get["y_train"], f"{path}: y_train"), labels(get["y_test"], f"{path}: y_test")
     return Dataset(
         path.stem,
-        get["X_train"].reshape(len(get["X_train"]), -1),
+        _rows(get["X_train"]),
         y_train,
-        get["X_test"].reshape(len(get["X_test"]), -1),
+        _rows(get["X_test"]),
         y_test,
         class_names(y_train, y_test),
         image_shape,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,17 +52,18 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
                 "arrays are (n, rows, columns), reads pictures)"
             )
         Image = need("PIL.Image", "train", "reading images")
+        pillows_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours is checked instead
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Pillow's decompression-bomb warning: refused below instead
-                with Image.open(f) as image:
-                    if image.width * image.height > MAX_PIXELS:
-                        raise DataError(
-                            f"{path}: an image of {image.width}×{image.height} pixels; at most {MAX_PIXELS} are read"
-                        )
-                    pixels = _grey(image)
-        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as err:
+            with Image.open(f) as image:  # reads the header only: the size is known before any decoding
+                if image.width * image.height > MAX_PIXELS:
+                    raise DataError(
+                        f"{path}: an image of {image.width}×{image.height} pixels; at most {MAX_PIXELS} are read"
+                    )
+                pixels = _grey(image)
+        except (Image.UnidentifiedImageError, OSError, ValueError) as err:
             raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillows_limit
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:
         pixels = 255.0 - pixels
