@@ -21,6 +21,7 @@ from chainrule.explain.check import load_answers
 from chainrule.training.classifier import Classifier
 from chainrule.training.data import read_idx, write_idx
 from chainrule.training.modelfile import load_model
+from chainrule.training.runfolder import LOCK
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -110,10 +111,12 @@ def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted
         assert "Traceback" not in stderr
     metrics = json.loads((out / "metrics.json").read_text())  # never truncated: written atomically
     assert metrics["status"] == "running" and len(metrics["epochs"]) >= 1
-    assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary file left
+    # no temporary file left (a killed run leaves its lock file, which the system has unlocked)
+    assert not any(p.name.startswith(".") and p.name != LOCK for p in out.iterdir())
     result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     same_weights(uninterrupted, out)
+    assert not any(p.name.startswith(".") for p in out.iterdir())
 
 
 @pytest.mark.slow
@@ -126,14 +129,38 @@ def test_a_finished_run_can_be_resumed(tmp_path):
     before = (tmp_path / "run" / "model.npz").read_bytes()
     (tmp_path / "run" / "model.npz").unlink()
     result = subprocess.run(
-        chainrule("train", "--resume", tmp_path / "run", "--epochs", "5"), capture_output=True, text=True
+        chainrule("train", "--resume", tmp_path / "run", "--batch-size", "5"), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "ignoring --epochs" in result.stderr  # a resumed run keeps its own configuration
+    assert "ignoring --batch-size" in result.stderr  # a resumed run keeps its own configuration
     assert config_from_checkpoint(tmp_path / "run").epochs == 2
     with np.load(io.BytesIO(before)) as a, np.load(tmp_path / "run" / "model.npz") as b:
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
+    """A finished 2-epoch cosine run, resumed with --epochs 4: two more epochs, at the rates of a cosine
+    planned over 4 (epoch 3 at half the initial rate), not the finished run's rate of 0."""
+    from chainrule.training.run import TrainConfig, config_from_checkpoint, train
+
+    config = TrainConfig(hidden=(16,), epochs=2, optimizer="sgd", lr=0.1, out=str(tmp_path / "run"), plots=False)
+    train(TrainConfig(**{**config.to_dict(), "hidden": (16,), "quiet": True}))
+    weights = np.load(tmp_path / "run" / "model.npz")["model.0.W"]
+    result = subprocess.run(
+        chainrule("train", "--resume", tmp_path / "run", "--epochs", "4"), capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "extending the run from 2 to 4 epochs" in result.stderr, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4] and config_from_checkpoint(
+        tmp_path / "run"
+    ).epochs == 4
+    assert not np.array_equal(np.load(tmp_path / "run" / "model.npz")["model.0.W"], weights)  # it trained on
+    fewer = subprocess.run(
+        chainrule("train", "--resume", tmp_path / "run", "--epochs", "3"), capture_output=True, text=True
+    )
+    assert fewer.returncode == 2 and "has 4 epochs planned" in fewer.stderr
 
 
 @pytest.mark.slow

@@ -263,3 +263,60 @@ def test_a_transparent_background_is_not_read_as_black(tmp_path):
     np.testing.assert_allclose(
         image_to_input(tmp_path / "rgba.png", model), image_to_input(tmp_path / "white.png", model)
     )
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_mse_trains_at_its_default_learning_rate(tmp_path, optimizer):
+    result = cli(
+        "train", "--loss", "mse", "--optimizer", optimizer, "--epochs", "3", "--no-plots", "--out", tmp_path / "r"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "lr 0.01" in result.stdout
+
+
+def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path):
+    """The server sends half of a file, then nothing: SIGTERM then stops evaluate, as Ctrl-C would."""
+    import http.server
+    import threading
+
+    from chainrule import Linear, Sequential
+    from chainrule.training.classifier import Classifier
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(bytes(1 << 16))
+            self.wfile.flush()
+            time.sleep(20)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Classifier.of(Sequential(Linear(784, 10, seed=0))).save(tmp_path / "m.npz")
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "CHAINRULE_MIRRORS": f"http://127.0.0.1:{server.server_port}/",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.cli", "evaluate", tmp_path / "m.npz", "--dataset", "mnist", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    cache = tmp_path / "cache" / "chainrule" / "mnist"
+    deadline = time.time() + 30
+    while not (cache.is_dir() and any(p.name.endswith(".part") for p in cache.iterdir())) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    server.shutdown()
+    assert process.returncode == 130, stderr
+    assert [p.name for p in cache.iterdir()] == []

@@ -167,7 +167,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="continue the interrupted run in DIR from its last checkpoint, with its own "
-        "configuration (the other options are ignored, except --quiet)",
+        "configuration (the other options are ignored, except --quiet, and --epochs, which extends the run)",
     )
     train.set_defaults(run=_run_train)
 
@@ -388,6 +388,15 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         config = config_from_checkpoint(args.resume)
         config.quiet = given.pop("quiet", False)
+        epochs = given.pop("epochs", config.epochs)
+        if epochs < config.epochs:
+            raise UsageError(
+                f"--epochs {epochs} with --resume: the run in {args.resume} has {config.epochs} epochs planned; "
+                "give more to extend it"
+            )
+        if epochs > config.epochs:
+            warn(f"extending the run from {config.epochs} to {epochs} epochs (a schedule is planned over {epochs})")
+            config.epochs = epochs
         if given:
             flags = {f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
             ignored = ", ".join(flags[name] for name in given)

@@ -214,6 +214,8 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     state = (
         restore_checkpoint(read_checkpoint(out), out, model, optimizer, scheduler) if resume else FitState(shuffle_rng)
     )
+    if resume and scheduler is not None:  # the rate of the schedule as planned now: a run extended by
+        optimizer.lr = scheduler.rate(scheduler.last_epoch)  # --epochs does not keep a finished run's 0
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
