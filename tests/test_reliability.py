@@ -228,6 +228,30 @@ def test_a_failure_after_a_checkpoint_keeps_it(tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]) == 2
 
 
+def test_a_full_disk_mid_run_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch):
+    """The disk fills while epoch 3's checkpoint is written: epoch 2's stays whole, and the message says so."""
+    import chainrule.training.checkpoint as checkpoint_module
+    from chainrule.errors import WriteError
+    from chainrule.training.run import TrainConfig, train
+
+    calls = {"n": 0}
+    original = checkpoint_module.archive.save
+
+    def filling(path, document):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise WriteError(f"cannot write {path}: No space left on device")
+        return original(path, document)
+
+    monkeypatch.setattr(checkpoint_module.archive, "save", filling)
+    out = tmp_path / "run"
+    with pytest.raises(WriteError, match=rf"No space left on device; the run is saved .* --resume {out}"):
+        train(TrainConfig(epochs=5, hidden=(16,), out=str(out), quiet=True, plots=False))
+    monkeypatch.undo()
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 2
+    assert subprocess.run(chainrule("train", "--resume", out), capture_output=True).returncode == 0
+
+
 def test_unwritable_output_is_reported_before_training(tmp_path):
     (tmp_path / "a-file").write_text("")
     result = subprocess.run(chainrule("train", "--out", tmp_path / "a-file" / "run"), capture_output=True, text=True)

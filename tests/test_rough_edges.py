@@ -217,6 +217,13 @@ def test_evaluate_needs_only_the_test_files(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "(12 examples)" in result.stdout
     one_error(cli("train", "--dataset", tmp_path, "--out", tmp_path / "run"), 1, "missing train-images-idx3-ubyte")
+    (tmp_path / "mnist").mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).rename(tmp_path / "mnist" / name)
+    listed = cli("datasets", "--data-dir", tmp_path).stdout
+    assert f"mnist          {tmp_path / 'mnist'} (the test set only" in listed, listed
+    result = cli("evaluate", tmp_path / "m.npz", "--dataset", "mnist", "--data-dir", tmp_path)
+    assert result.returncode == 0 and "(12 examples)" in result.stdout, result.stderr
 
 
 def test_the_not_found_message_offers_only_what_exists(tmp_path, monkeypatch):

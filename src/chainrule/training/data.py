@@ -567,11 +567,14 @@ def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
     )
     for name, remote in REMOTES.items():
         folder = locate(name, data_dir)
+        test_only = None if folder else locate(name, data_dir, ("test",))
         rows.append(
             (
                 name,
                 str(folder)
                 if folder
+                else f"{test_only} (the test set only: evaluate reads it, train needs the train files too)"
+                if test_only
                 else f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
                 f"from {remote.mirrors[0]} into {cache_dir() / name}",
             )

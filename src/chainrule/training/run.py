@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write
-from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage
+from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage, WriteError
 from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
@@ -118,6 +118,14 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
         raise RunInterrupted(
             f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
             f"continue it with `chainrule train --resume {out}`"
+        ) from None
+    except WriteError as err:  # a full disk mid-run: the last checkpoint is whole (written atomically)
+        if not (folder.path / NAME).exists():
+            folder.discard()
+            raise
+        raise WriteError(
+            f"{err}; the run is saved up to its last finished epoch in {folder.path}: make room and continue it "
+            f"with `chainrule train --resume {folder.path}`"
         ) from None
     except BaseException:
         if not (folder.path / NAME).exists():
