@@ -327,3 +327,9 @@ def test_sigterm_during_a_download_leaves_no_partial_file(tmp_path):
     server.shutdown()
     assert process.returncode == 130, stderr
     assert [p.name for p in cache.iterdir()] == []
+
+
+def test_the_readme_names_run_folders_that_stay_one_folder():
+    """`runs/digits-*/model.npz` matches two files as soon as there are two runs, and evaluate then fails."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "runs/" in readme and "-*/" not in readme
