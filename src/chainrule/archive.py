@@ -186,10 +186,15 @@ def read_npy(path: str | Path, what: str = "a .npy array") -> NDArray:
 
 
 def too_large(path: str | Path, declared: int) -> str:
+    """The message for a file that declares more than :func:`memory_budget`."""
     return (
-        f"{path}: declares {declared / 2**20:.1f} MB of data, more than the {memory_budget() / 2**20:.0f} MB "
-        "that one file may take on this machine; refusing"
+        f"{path}: declares {_amount(declared)} of data, more than the {_amount(memory_budget())} that one file "
+        "may take on this machine; refusing"
     )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size} bytes"
 
 
 def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:

@@ -488,9 +488,9 @@ def _run_predict(args: argparse.Namespace) -> int:
             label = name if len(probs) == 1 else f"{name}[{row}]"
             best = p.argsort()[::-1][: args.top]
             print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
-    if failed:
+    if failed and len(args.files) > 1:
         return error(f"{failed} of {len(args.files)} files could not be read", 1)
-    return 0
+    return 1 if failed else 0
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -60,7 +60,9 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
                         f"{path}: an image of {image.width}×{image.height} pixels; at most {MAX_PIXELS} are read"
                     )
                 pixels = _grey(image)
-        except (Image.UnidentifiedImageError, OSError, ValueError) as err:
+        except Image.UnidentifiedImageError:
+            raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...)") from None
+        except (OSError, ValueError) as err:
             raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = pillows_limit

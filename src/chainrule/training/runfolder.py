@@ -11,6 +11,7 @@ leaves the earlier run as it was. Temporary files of a write that a kill interru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -57,8 +58,9 @@ class RunFolder:
         try:
             lock = _lock(out)
         except BaseException:
-            if created:
-                shutil.rmtree(out, ignore_errors=True)
+            if created:  # only if empty: the run that holds the lock may have its lock file there
+                with contextlib.suppress(OSError):
+                    out.rmdir()
             raise
         folder = cls(out, created, lock)
         try:
