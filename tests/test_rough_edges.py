@@ -333,3 +333,21 @@ def test_the_readme_names_run_folders_that_stay_one_folder():
     """`runs/digits-*/model.npz` matches two files as soon as there are two runs, and evaluate then fails."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "runs/" in readme and "-*/" not in readme
+
+
+def test_the_first_layer_plot_says_how_many_units_it_shows_and_has_a_colour_bar():
+    pytest.importorskip("matplotlib")
+    from chainrule.training.plots import _pyplot, _weights
+
+    plt = _pyplot()
+    W = np.random.default_rng(0).normal(size=(64, 256))
+    figure = _weights(plt, W, (8, 8), None)
+    assert "the first 64 of 256 units" in figure._suptitle.get_text()
+    assert any(axis.get_label() == "<colorbar>" for axis in figure.axes)
+    plt.close(figure)
+
+
+def test_a_confident_error_is_not_labelled_1_00():
+    from chainrule.training.plots import probability_label
+
+    assert probability_label(0.99996) == "1 − 4e-05" and probability_label(0.5) == "0.500"
