@@ -351,3 +351,21 @@ def test_a_confident_error_is_not_labelled_1_00():
     from chainrule.training.plots import probability_label
 
     assert probability_label(0.99996) == "1 − 4e-05" and probability_label(0.5) == "0.500"
+
+
+def test_fit_offers_progress_and_save_is_one_call(tmp_path, capsys):
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), np.arange(40) % 3
+    network = cr.mlp([4, 8, 3], "relu", seed=0)
+    history = cr.fit(
+        network, cr.SoftmaxCrossEntropyLoss(), cr.SGD(network.parameters(), lr=0.1), X, y, epochs=2, verbose=True
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert f"loss {history.epochs[1].loss:.4f}" in lines[1]
+    cr.save(network, tmp_path / "m.npz", classes=["a", "b", "c"])
+    model = cr.load(tmp_path / "m.npz")
+    assert model.classes == ("a", "b", "c")
+    np.testing.assert_array_equal(model.predict(X), network.eval().forward(X).argmax(axis=1))

@@ -13,6 +13,7 @@ still read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,17 @@ def load_model(path: str | Path) -> Classifier:
     if problem:
         raise DataError(f"{path}: {problem}")
     return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
+
+
+def save(model: Classifier | Sequential, path: str | Path, classes: Sequence[str] | None = None) -> None:
+    """Write a trained model to ``path`` (``.npz``, or ``.safetensors``) for ``chainrule.load``, ``predict``,
+    ``evaluate`` and ``export``: a :class:`Classifier` as it is, or a network trained with ``fit`` on inputs
+    it reads as they are, with its ``classes`` (default ``"0"``, ``"1"``, ...)."""
+    if isinstance(model, Sequential):
+        model = Classifier.of(model, classes)
+    elif classes is not None:
+        raise ConfigError("save: classes go with a network; a Classifier has its own")
+    save_model(model, path)
 
 
 def load(path: str | Path) -> Classifier:
