@@ -369,3 +369,36 @@ def test_fit_offers_progress_and_save_is_one_call(tmp_path, capsys):
     model = cr.load(tmp_path / "m.npz")
     assert model.classes == ("a", "b", "c")
     np.testing.assert_array_equal(model.predict(X), network.eval().forward(X).argmax(axis=1))
+
+
+def test_csv_labels_may_be_names_in_any_column(tmp_path):
+    """The iris layout: four measurements, then the species by name."""
+    rng = np.random.default_rng(0)
+    species = ["setosa", "versicolor", "virginica"]
+    lines = ["sepal_length,sepal_width,petal_length,petal_width,species"]
+    for k in range(60):
+        lines.append(",".join(f"{v:.2f}" for v in rng.normal(k % 3, 0.3, size=4)) + f",{species[k % 3]}")
+    (tmp_path / "iris.csv").write_text("\n".join(lines))
+    result = cli(
+        "train",
+        "--dataset",
+        tmp_path / "iris.csv",
+        "--label",
+        "species",
+        "--epochs",
+        "5",
+        "--no-plots",
+        "--out",
+        tmp_path / "run",
+    )
+    assert result.returncode == 0, result.stderr
+    from chainrule.training.modelfile import load_model
+
+    assert load_model(tmp_path / "run" / "model.npz").classes == tuple(species)
+    evaluated = cli("evaluate", tmp_path / "run" / "model.npz", "--dataset", tmp_path / "iris.csv", "--label", "4")
+    assert evaluated.returncode == 0 and "setosa" in evaluated.stdout, evaluated.stderr
+    one_error(
+        cli("train", "--dataset", tmp_path / "iris.csv", "--label", "kind", "--out", tmp_path / "r2"),
+        1,
+        "no label column 'kind'; the columns are sepal_length",
+    )

@@ -177,7 +177,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         description="Evaluate a model file on the test set of a dataset.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
-    config_options(evaluate, ("dataset", "data_dir"))
+    config_options(evaluate, ("dataset", "data_dir", "label"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -428,6 +428,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         getattr(args, "data_dir", None),
         progress=not args.json,
         splits=("test",),
+        label=getattr(args, "label", None),
     )
     if dataset.y_test.max() >= len(model.classes):
         raise DataError(

@@ -121,6 +121,9 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)", metavar="DIR"
     )
+    label: str | None = option(
+        None, "the label column of a .csv, by its header or its number from 0 (default: the first)", metavar="COLUMN"
+    )
     hidden: tuple[int, ...] = option(
         (256, 128),
         "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression",

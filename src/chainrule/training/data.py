@@ -21,7 +21,6 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.archive import MAX_RATIO, memory_budget, open_regular, read_npz, too_large
+from chainrule.archive import MAX_BYTES, MAX_RATIO, memory_budget, open_regular, read_npz, too_large
 from chainrule.errors import DataError
 
 FASHION_CLASSES = (
@@ -275,14 +274,16 @@ def load_dataset(
     download: bool = True,
     progress: bool = True,
     splits: tuple[str, ...] = ("train", "test"),
+    label: str | int | None = None,
 ) -> Dataset:
     """A dataset by name (``digits``, ``mnist``, ``fashion-mnist``) or by path (a folder of IDX files,
     an ``.npz`` or a ``.csv`` file), checked by :func:`check_dataset`. ``splits=("test",)`` is enough for
-    a folder of IDX files that holds only the test set (as ``chainrule evaluate`` needs)."""
-    return check_dataset(_load(name, data_dir, download, progress, splits), splits)
+    a folder of IDX files that holds only the test set (as ``chainrule evaluate`` needs). ``label`` names
+    the label column of a ``.csv`` (see :func:`load_csv`)."""
+    return check_dataset(_load(name, data_dir, download, progress, splits, label), splits)
 
 
-def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str, ...]) -> Dataset:
+def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str, ...], label) -> Dataset:
     if name == "digits":
         return load_digits()
     if name in REMOTES:
@@ -298,7 +299,7 @@ def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str
     if path.suffix == ".npz" and path.exists():
         return load_npz(path)
     if path.suffix == ".csv" and path.exists():
-        return load_csv(path)
+        return load_csv(path, label=label)
     raise DataError(
         f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
         "an .npz or a .csv file"
@@ -453,36 +454,61 @@ def load_npz(path: str | Path) -> Dataset:
     )
 
 
-def load_csv(path: str | Path, test_fraction: float = 0.2) -> Dataset:
-    """A ``.csv`` of numbers with the label in the first column (a header line is skipped); split into
-    train and test with a fixed seed."""
+def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | None = None) -> Dataset:
+    """A ``.csv`` of numbers and one label column, split into train and test with a fixed seed. The label
+    column is the first unless ``label`` names it (by its header, or its number from 0); labels are class
+    numbers, or names (``setosa``), which become the class names in sorted order. A header line is
+    recognised by its not being numbers; a byte-order mark is ignored."""
     path = Path(path)
-    with open_regular(path, "a .csv file") as raw:
+    with open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // 4)) as raw:
         try:
             text = raw.read().decode("utf-8-sig")  # a byte-order mark is not part of the first value
         except (OSError, UnicodeDecodeError) as err:
-            raise DataError(f"{path}: not a CSV of numbers with the label first ({err})") from None
-    lines = text.splitlines()
-    skip = 0 if lines and _numeric_row(lines[0]) else 1
+            raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    first = [cell.strip() for cell in lines[0].split(",")] if lines else []
+    header = bool(first) and not all(_number(cell) for cell in first)
+    column = _label_column(path, first, header, label)
+    rows = lines[1:] if header else lines
+    others = [k for k in range(len(first)) if k != column]
+    if len(rows) < 2 or not others:
+        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(rows)} rows")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "empty input": said below, as one line
-            table = np.loadtxt(lines[skip:], delimiter=",", dtype=np.float64, ndmin=2)
+        X = np.loadtxt(rows, delimiter=",", usecols=others, dtype=np.float64, ndmin=2)
+        names = np.loadtxt(rows, delimiter=",", usecols=[column], dtype=str, ndmin=1)
     except ValueError as err:
-        raise DataError(f"{path}: not a CSV of numbers with the label first ({err})") from None
-    if table.shape[0] < 2 or table.shape[1] < 2:
-        raise DataError(f"{path}: expected rows of a label and at least one feature, got shape {table.shape}")
-    y = labels(table[:, 0], f"{path}: the labels (first column)")
-    X = features(table[:, 1:], f"{path}: the features").astype(np.float32)
+        raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
+    names = np.char.strip(names)
+    where = f"{path}: the labels (column {first[column] if header else column})"
+    if all(_number(name) for name in names):
+        y, classes = labels(names.astype(np.float64), where), None
+    else:
+        classes, y = np.unique(names, return_inverse=True)
+        classes = tuple(str(c) for c in classes)
+        if len(classes) > MAX_CLASSES:
+            raise DataError(f"{where}: {len(classes)} different labels; {MAX_CLASSES} classes at most")
+    X = features(X, f"{path}: the features").astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     n_test = max(1, int(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(path.stem, X[train], y[train], X[test], y[test], class_names(y), None, str(path))
+    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path))
 
 
-def _numeric_row(line: str) -> bool:
+def _label_column(path: Path, first: list[str], header: bool, label: str | int | None) -> int:
+    """The index of the label column: the first, or the one ``label`` names (a header or a number)."""
+    if label is None:
+        return 0
+    if header and str(label) in first:
+        return first.index(str(label))
+    if (isinstance(label, int) or str(label).isdigit()) and int(label) < len(first):
+        return int(label)
+    columns = ", ".join(first) if header else f"0 to {len(first) - 1}"
+    raise DataError(f"{path}: no label column {label!r}; the columns are {columns}")
+
+
+def _number(text: str) -> bool:
     try:
-        [float(v) for v in line.strip().split(",")]
+        float(text)
         return True
     except ValueError:
         return False

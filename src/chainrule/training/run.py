@@ -177,7 +177,7 @@ def config_from_checkpoint(folder: str | Path) -> TrainConfig:
 def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resume: bool) -> RunResult:
     out = folder.path
     if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet)
+        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet, label=config.label)
     check_dataset(dataset)
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
