@@ -402,3 +402,17 @@ def test_csv_labels_may_be_names_in_any_column(tmp_path):
         1,
         "no label column 'kind'; the columns are sepal_length",
     )
+
+
+def test_an_interrupted_run_in_python_leaves_ctrl_c_as_it_was(tmp_path, monkeypatch):
+    import chainrule.training.loop as loop
+    from chainrule.training.run import RunInterrupted, TrainConfig, train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "run_epoch", interrupted)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RunInterrupted):
+        train(TrainConfig(hidden=(8,), out=str(tmp_path / "run"), quiet=True, plots=False))
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -101,7 +101,9 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
     """
     config.validate()
     folder = RunFolder.open(config, resume)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    previous = (
+        (signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _raise_terminated)) if _main_thread() else None
+    )
     try:
         return _train(config, dataset, folder, resume)
     except (KeyboardInterrupt, _Terminated) as stop:
@@ -133,8 +135,9 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
         raise
     finally:
         folder.release()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # as they were: a caller in Python (a notebook) keeps its Ctrl-C
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
 
 
 def _ignore_signals() -> None:
