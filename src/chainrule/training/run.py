@@ -181,7 +181,8 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     out = folder.path
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet, label=config.label)
-    check_dataset(dataset)
+    else:  # one given in Python: the checks load_dataset makes
+        check_dataset(dataset)
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
     dtype = np.dtype(config.dtype)
