@@ -200,7 +200,10 @@ lr = 1.0
         (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [1, 2]"), "data.X: expected a matrix"),
         (lambda s: s.replace("X = [[1, 2], [-1, 2]]", 'X = [[1, 2], [-1, "a"]]'), "data.X: expected numbers"),
         (lambda s: s.replace("X = [[1, 2], [-1, 2]]", "X = [[1, 2], [-1, nan]]"), "data.X: expected finite numbers"),
-        (lambda s: s.replace("[train]", "[train]\nsteps = 0"), "train.steps: expected a positive integer, got 0"),
+        (
+            lambda s: s.replace("[train]", "[train]\nsteps = 0"),
+            "train.steps: expected an integer from 1 to 10000, got 0",
+        ),
         (lambda s: s + "\nextra = 1\n", None),  # a key after [train] belongs to it
         (lambda s: s.replace("W = [[0.5], [1]]", "W = 5"), "layers[2].W: expected a matrix (a list of rows"),
         (

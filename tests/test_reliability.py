@@ -21,6 +21,7 @@ from chainrule.explain.check import load_answers
 from chainrule.training.classifier import Classifier
 from chainrule.training.data import read_idx, write_idx
 from chainrule.training.modelfile import load_model
+from chainrule.training.runfolder import LOCK
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -110,10 +111,12 @@ def test_interrupted_run_resumes_to_bit_identical_weights(dataset, uninterrupted
         assert "Traceback" not in stderr
     metrics = json.loads((out / "metrics.json").read_text())  # never truncated: written atomically
     assert metrics["status"] == "running" and len(metrics["epochs"]) >= 1
-    assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary file left
+    # no temporary file left (a killed run leaves its lock file, which the system has unlocked)
+    assert not any(p.name.startswith(".") and p.name != LOCK for p in out.iterdir())
     result = subprocess.run(chainrule("train", "--resume", out), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     same_weights(uninterrupted, out)
+    assert not any(p.name.startswith(".") for p in out.iterdir())
 
 
 @pytest.mark.slow
@@ -126,14 +129,38 @@ def test_a_finished_run_can_be_resumed(tmp_path):
     before = (tmp_path / "run" / "model.npz").read_bytes()
     (tmp_path / "run" / "model.npz").unlink()
     result = subprocess.run(
-        chainrule("train", "--resume", tmp_path / "run", "--epochs", "5"), capture_output=True, text=True
+        chainrule("train", "--resume", tmp_path / "run", "--batch-size", "5"), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "ignoring --epochs" in result.stderr  # a resumed run keeps its own configuration
+    assert "ignoring --batch-size" in result.stderr  # a resumed run keeps its own configuration
     assert config_from_checkpoint(tmp_path / "run").epochs == 2
     with np.load(io.BytesIO(before)) as a, np.load(tmp_path / "run" / "model.npz") as b:
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
+    """A finished 2-epoch cosine run, resumed with --epochs 4: two more epochs, at the rates of a cosine
+    planned over 4 (epoch 3 at half the initial rate), not the finished run's rate of 0."""
+    from chainrule.training.run import TrainConfig, config_from_checkpoint, train
+
+    config = TrainConfig(hidden=(16,), epochs=2, optimizer="sgd", lr=0.1, out=str(tmp_path / "run"), plots=False)
+    train(TrainConfig(**{**config.to_dict(), "hidden": (16,), "quiet": True}))
+    weights = np.load(tmp_path / "run" / "model.npz")["model.0.W"]
+    result = subprocess.run(
+        chainrule("train", "--resume", tmp_path / "run", "--epochs", "4"), capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "extending the run from 2 to 4 epochs" in result.stderr, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4] and config_from_checkpoint(
+        tmp_path / "run"
+    ).epochs == 4
+    assert not np.array_equal(np.load(tmp_path / "run" / "model.npz")["model.0.W"], weights)  # it trained on
+    fewer = subprocess.run(
+        chainrule("train", "--resume", tmp_path / "run", "--epochs", "3"), capture_output=True, text=True
+    )
+    assert fewer.returncode == 2 and "has 4 epochs planned" in fewer.stderr
 
 
 @pytest.mark.slow
@@ -201,6 +228,30 @@ def test_a_failure_after_a_checkpoint_keeps_it(tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]) == 2
 
 
+def test_a_full_disk_mid_run_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, monkeypatch):
+    """The disk fills while epoch 3's checkpoint is written: epoch 2's stays whole, and the message says so."""
+    import chainrule.training.checkpoint as checkpoint_module
+    from chainrule.errors import WriteError
+    from chainrule.training.run import TrainConfig, train
+
+    calls = {"n": 0}
+    original = checkpoint_module.archive.save
+
+    def filling(path, document):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise WriteError(f"cannot write {path}: No space left on device")
+        return original(path, document)
+
+    monkeypatch.setattr(checkpoint_module.archive, "save", filling)
+    out = tmp_path / "run"
+    with pytest.raises(WriteError, match=rf"No space left on device; the run is saved .* --resume {out}"):
+        train(TrainConfig(epochs=5, hidden=(16,), out=str(out), quiet=True, plots=False))
+    monkeypatch.undo()
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 2
+    assert subprocess.run(chainrule("train", "--resume", out), capture_output=True).returncode == 0
+
+
 def test_unwritable_output_is_reported_before_training(tmp_path):
     (tmp_path / "a-file").write_text("")
     result = subprocess.run(chainrule("train", "--out", tmp_path / "a-file" / "run"), capture_output=True, text=True)
@@ -220,14 +271,17 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path):
 @pytest.mark.slow
 def test_force_removes_the_files_of_the_earlier_run_first(uninterrupted, tmp_path):
     """A new run over an old one with --force, interrupted at once, must not offer to resume the old one."""
-    from chainrule.training.run import RunInterrupted, TrainConfig, prepare_output
+    from chainrule.training.run import RunInterrupted, TrainConfig
+    from chainrule.training.runfolder import RunFolder
 
     out = tmp_path / "run"
     out.mkdir()
     for name in ("checkpoint.npz", "metrics.json", "model.npz"):
         (out / name).write_bytes((uninterrupted / name).read_bytes())
     (out / "notes.txt").write_text("mine")
-    prepare_output(TrainConfig(out=str(out), force=True))
+    folder = RunFolder.open(TrainConfig(out=str(out), force=True))
+    folder.clear_earlier_run()
+    folder.release()
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # only a run's own files are removed
     assert issubclass(RunInterrupted, ChainruleError)
 

@@ -369,7 +369,7 @@ def test_existing_out_needs_force(digits_run, tmp_path):
     ],
 )
 def test_bad_training_options(tmp_path, args, message):
-    assert message in one_line_error(cli("train", *args, "--out", tmp_path / "o"))
+    assert message in one_line_error(cli("train", *args, "--out", tmp_path / "o"), code=2)
 
 
 @pytest.mark.parametrize(

@@ -189,8 +189,10 @@ def test_only_a_card_chainrule_wrote_counts_as_one(tmp_path):
 
 def test_force_says_which_file_of_the_earlier_run_it_cannot_remove(tmp_path):
     from chainrule.training.config import TrainConfig
-    from chainrule.training.run import prepare_output
+    from chainrule.training.runfolder import RunFolder
 
     (tmp_path / "metrics.json" / "x").mkdir(parents=True)  # a folder where the run's file would be
+    folder = RunFolder.open(TrainConfig(out=str(tmp_path), force=True))
     with pytest.raises(cr.ConfigError, match=r"--force: cannot remove .*metrics\.json of the earlier run"):
-        prepare_output(TrainConfig(out=str(tmp_path), force=True))
+        folder.clear_earlier_run()
+    folder.release()

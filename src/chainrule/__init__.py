@@ -47,7 +47,7 @@ _EXPORTS = {
     **dict.fromkeys(("from_torch", "to_torch"), "interchange.pytorch"),
     "to_onnx": "interchange.onnx",
     "Classifier": "training.classifier",
-    "load": "training.modelfile",
+    **dict.fromkeys(("load", "save"), "training.modelfile"),
     "fit": "training.loop",
     "TrainConfig": "training.config",
     "train": "training.run",
@@ -125,5 +125,5 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from chainrule.training.classifier import Classifier  # noqa: F401
     from chainrule.training.config import TrainConfig  # noqa: F401
     from chainrule.training.loop import fit  # noqa: F401
-    from chainrule.training.modelfile import load  # noqa: F401
+    from chainrule.training.modelfile import load, save  # noqa: F401
     from chainrule.training.run import train  # noqa: F401

@@ -15,9 +15,12 @@ bytes. Reading and writing safetensors needs the ``safetensors`` package (``chai
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import secrets
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -31,6 +34,9 @@ from chainrule.errors import DataError, WriteError, need
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
+#: The most a deflate stream can expand (zlib's limit is about 1032:1): a compressed file that declares
+#: more than this many times its own size is crafted or damaged, and is refused before it is expanded.
+MAX_RATIO = 1040
 #: What reading a damaged or crafted .npz can raise (zipfile: unsupported compression method ->
 #: NotImplementedError, "encrypted" flag -> RuntimeError; found by fuzzing).
 ARCHIVE_ERRORS = (
@@ -87,30 +93,145 @@ def _cannot_write(path: Path, err: OSError) -> WriteError:
     return error
 
 
+def memory_budget() -> int:
+    """The most bytes that what one file declares may take in memory: :data:`MAX_BYTES`, or less on a
+    machine with less memory (a quarter of its physical memory, or half of this process's address-space
+    limit where one is set): a declared size beyond it is refused before anything is allocated."""
+    budget = MAX_BYTES
+    unknown = (ImportError, OSError, ValueError, AttributeError)  # the system cannot say: the bound stays
+    with contextlib.suppress(*unknown):
+        budget = min(budget, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)
+    with contextlib.suppress(*unknown):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            budget = min(budget, limit // 2)
+    return max(budget, 0)
+
+
+def open_regular(
+    path: str | Path, what: str, error: Callable[[str], Exception] = DataError, max_bytes: int | None = None
+) -> BinaryIO:
+    """``path`` opened for reading in binary, if it is a regular file of at most ``max_bytes`` (default:
+    :data:`MAX_BYTES`); otherwise ``error(message)`` naming the file, what it is, and ``what`` was expected.
+    A FIFO is opened without waiting for a writer and a device is never read: chainrule reads files only."""
+    limit = MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as err:
+        raise error(f"{path}: cannot read it ({err.strerror or err})") from None
+    mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise error(f"{path}: {kind}; expected {what}, a regular file")
+    if size > limit:
+        os.close(fd)
+        raise error(f"{path}: {size} bytes is larger than any {what} ({limit} bytes at most)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
     """Every array of the ``.npz`` at ``path``, read without pickle; ``what`` names the kind of file in
-    the errors (``"chainrule checkpoint"``)."""
+    the errors (``"chainrule checkpoint"``).
+
+    Nothing is allocated for what the file only declares: the sizes its zip directory gives are checked
+    against the file's own size and :func:`memory_budget`, and each array's header against the bytes its
+    entry holds, before the array is read."""
     path = Path(path)
-    _check_size(path, what)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-            if declared > MAX_BYTES:
-                raise DataError(f"{path}: declares {declared} bytes of arrays; refusing (at most {MAX_BYTES})")
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except DataError:
-        raise
-    except ARCHIVE_ERRORS as err:
-        reason = "it holds Python objects, which are never loaded" if "pickle" in str(err) else str(err)
-        raise DataError(f"{path}: not a readable {what} ({reason})") from None
+    with open_regular(path, f"a {what}") as f:
+        compressed = os.fstat(f.fileno()).st_size
+        try:
+            with zipfile.ZipFile(f) as archive:
+                infos = archive.infolist()
+                declared = sum(info.file_size for info in infos)
+                if declared > MAX_RATIO * compressed + 2**20:
+                    raise DataError(f"{path}: declares {declared} bytes of arrays in a file of {compressed}; refusing")
+                if declared > memory_budget():
+                    raise DataError(too_large(path, declared))
+                arrays = {}
+                for info in infos:
+                    name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                    with archive.open(info) as member:
+                        arrays[name] = _read_npy(member, info.file_size, path, name)
+                return arrays
+        except DataError:
+            raise
+        except ARCHIVE_ERRORS as err:
+            raise DataError(f"{path}: not a readable {what} ({err})") from None
+
+
+def read_npy(path: str | Path, what: str = "a .npy array") -> NDArray:
+    """The array of the ``.npy`` file at ``path``, read without pickle and within the bounds of
+    :func:`read_npz`."""
+    with open_regular(path, what) as f:
+        try:
+            return _read_npy(f, os.fstat(f.fileno()).st_size, path, "")
+        except DataError:
+            raise
+        except ARCHIVE_ERRORS as err:
+            raise DataError(f"{path}: not a readable {what} ({err})") from None
+
+
+def too_large(path: str | Path, declared: int) -> str:
+    """The message for a file that declares more than :func:`memory_budget`."""
+    return (
+        f"{path}: declares {_amount(declared)} of data, more than the {_amount(memory_budget())} that one file "
+        "may take on this machine; refusing"
+    )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size} bytes"
+
+
+def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
+    """One ``.npy`` of ``size`` bytes from ``f``: its header is checked (no Python objects; a shape whose
+    bytes are those that follow) before its data are read."""
+    where = f"{path}: {name}" if name else str(path)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise DataError(f"{where}: a .npy of version {version}, which chainrule does not read")
+    if dtype.hasobject:
+        raise DataError(f"{where}: it holds Python objects, which are never loaded")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes != size - f.tell():
+        raise DataError(
+            f"{where}: its header declares shape {shape} of {dtype}, but the file holds {size - f.tell()} bytes"
+        )
+    if nbytes > memory_budget():
+        raise DataError(too_large(where, nbytes))
+    data = bytearray(nbytes)
+    view, filled = memoryview(data), 0
+    while filled < nbytes:
+        got = f.readinto(view[filled:])
+        if not got:
+            raise DataError(f"{where}: truncated array data")
+        filled += got
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, NDArray], dict[str, str]]:
     """The arrays and the metadata of the safetensors file at ``path``, within the bounds :func:`read_npz`
     keeps for an ``.npz``."""
     path = Path(path)
-    _check_size(path, what)
+    open_regular(path, f"a {what}").close()
     safetensors = need("safetensors", "safetensors", f"reading {path.name}")
     try:
         with safetensors.safe_open(path, framework="np") as f:
@@ -147,7 +268,7 @@ def load(
     """The document written by :func:`save` at ``path``, whose ``format`` entry must be ``format``;
     ``what`` names the kind of file in the errors. ``upgrade(meta, arrays)`` may rewrite the JSON of an
     older version first; the caller checks the ``version``."""
-    if _is_zip(path):
+    if _is_zip(path, what):
         arrays = read_npz(path, what)
         meta_text = arrays.pop("meta", None)
     else:
@@ -172,26 +293,13 @@ def load(
     return document
 
 
-def _check_size(path: Path, what: str) -> None:
-    """A :class:`DataError` unless ``path`` is a file of at most :data:`MAX_BYTES`."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read it ({err})") from None
-    if size > MAX_BYTES:
-        raise DataError(f"{path}: {size} bytes is larger than any {what} ({MAX_BYTES} bytes at most)")
-
-
-def _is_zip(path: Path) -> bool:
-    """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does; for a file that cannot be
-    read, ``True``, and the ``.npz`` reader reports why."""
-    try:
-        with open(path, "rb") as f:
+def _is_zip(path: Path, what: str) -> bool:
+    """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does."""
+    with open_regular(path, f"a {what}") as f:
+        try:
             return f.read(4) == b"PK\x03\x04"
-    except OSError:
-        return True
+        except OSError as err:
+            raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
 
 
 def require_finite(path: str | Path, arrays: dict[str, NDArray], prefix: str = "") -> None:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 
@@ -43,6 +46,18 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
                 shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
                 help += f" (default: {shown})"
         parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), help=help, **options)
+
+
+#: The most decimals explain shows: float64 holds 17 significant digits, more would show only noise.
+MAX_PRECISION = 17
+
+
+def steps_option(text: str) -> int:
+    """An argparse type: training steps of explain and check, from 1 to the problem files' bound."""
+    from chainrule.explain.problem import MAX_STEPS
+    from chainrule.training.config import at_least
+
+    return at_least(1, MAX_STEPS)(text)
 
 
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
@@ -119,12 +134,15 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--steps",
-        type=at_least(1),
+        type=steps_option,
         default=None,
         help="training steps on the same batch (default: the file's train.steps)",
     )
     explain.add_argument(
-        "--precision", type=at_least(0), default=4, help="decimals shown in text, markdown and latex (default: 4)"
+        "--precision",
+        type=at_least(0, MAX_PRECISION),
+        default=4,
+        help="decimals shown in text, markdown and latex (default: 4)",
     )
     explain.set_defaults(run=_run_explain)
 
@@ -165,7 +183,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     check_cmd.add_argument("answers", metavar="ANSWERS", nargs="?", help="the answers file (.toml)")
     check_cmd.add_argument("--format", choices=("text", "json"), default="text")
     check_cmd.add_argument(
-        "--steps", type=at_least(1), default=None, help="training steps (default: the problem file's train.steps)"
+        "--steps", type=steps_option, default=None, help="training steps (default: the problem file's train.steps)"
     )
     check_cmd.add_argument(
         "--carried-forward-credit",
@@ -226,7 +244,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="continue the interrupted run in DIR from its last checkpoint, with its own "
-        "configuration (the other options are ignored, except --quiet)",
+        "configuration (the other options are ignored, except --quiet, and --epochs, which extends the run)",
     )
     train.set_defaults(run=_run_train)
 
@@ -236,7 +254,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         description="Evaluate a model file on the test set of a dataset.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
-    config_options(evaluate, ("dataset", "data_dir"))
+    config_options(evaluate, ("dataset", "data_dir", "label"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -327,29 +345,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from chainrule.errors import ChainruleError
 
+    warnings.showwarning = _warning  # NumPy's and Pillow's warnings, one line each like chainrule's
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: what a command cleans up on the way out runs
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader gone by now is found here, not in Python's exit
+        return code
     except ChainruleError as err:
+        if err.exit_code == 130:
+            _ignore_signals()
         if args.debug:
             raise
-        print(f"chainrule: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return error(str(err), err.exit_code)
     except KeyboardInterrupt:
-        print("chainrule: interrupted", file=sys.stderr)
-        return 130
+        _ignore_signals()
+        return error("interrupted", 130, prefix="chainrule")
     except BrokenPipeError:  # the reader of the output is gone (`chainrule explain FILE | head`): stop quietly
         with contextlib.suppress(OSError, ValueError):  # Python flushes standard output at exit: into nothing
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a program that SIGPIPE stops
+    except MemoryError:
+        if args.debug:
+            raise
+        return error("not enough memory for this (MemoryError): a smaller model, dataset or batch would fit", 1)
+    except OSError as err:  # the system refused: a name too long, a full disk, no permission
+        if args.debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        return error(f"{where}{err.strerror or err}", 1)
     except Exception as err:  # a bug, not bad input: still one line, and the way to see more
         if args.debug:
             raise
-        print(
-            f"chainrule: internal error: {type(err).__name__}: {err} (this is a bug in chainrule; "
-            "run again with --debug for the traceback and report it)",
-            file=sys.stderr,
+        return error(
+            f"{type(err).__name__}: {err} (this is a bug in chainrule; run again with --debug for the traceback "
+            "and report it)",
+            3,
+            prefix="chainrule: internal error",
         )
-        return 3
+
+
+def error(message: str, exit_code: int, prefix: str = "chainrule: error") -> int:
+    """The one way a failure reaches the user: one line on standard error; returns ``exit_code``."""
+    print(f"{prefix}: {message}", file=sys.stderr)
+    return exit_code
+
+
+def warn(message: str) -> None:
+    """A warning, one line on standard error."""
+    print(f"chainrule: warning: {message}", file=sys.stderr)
+
+
+def _warning(message, category, filename, lineno, file=None, line=None) -> None:
+    warn(str(message).strip().splitlines()[0] if str(message).strip() else category.__name__)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _ignore_signals() -> None:
+    """Further Ctrl-C or SIGTERM while the first is being handled would only interrupt its handling."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_gradcheck(args: argparse.Namespace) -> int:
@@ -440,6 +499,7 @@ def _run_exercise(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from chainrule.errors import ConfigError, UsageError
     from chainrule.training.config import TrainConfig
     from chainrule.training.run import config_from_checkpoint, train
 
@@ -447,13 +507,26 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         config = config_from_checkpoint(args.resume)
         config.quiet = given.pop("quiet", False)
+        epochs = given.pop("epochs", config.epochs)
+        if epochs < config.epochs:
+            raise UsageError(
+                f"--epochs {epochs} with --resume: the run in {args.resume} has {config.epochs} epochs planned; "
+                "give more to extend it"
+            )
+        if epochs > config.epochs:
+            warn(f"extending the run from {config.epochs} to {epochs} epochs (a schedule is planned over {epochs})")
+            config.epochs = epochs
         if given:
             flags = {f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
             ignored = ", ".join(flags[name] for name in given)
-            print(f"chainrule: warning: a resumed run keeps its own configuration; ignoring {ignored}", file=sys.stderr)
+            warn(f"a resumed run keeps its own configuration; ignoring {ignored}")
         train(config, resume=True)
         return 0
-    train(TrainConfig(**given))
+    try:
+        config = TrainConfig(**given).validate()
+    except ConfigError as err:  # an option of the command line: exit 2, as argparse's own checks
+        raise UsageError(str(err)) from None
+    train(config)
     return 0
 
 
@@ -462,6 +535,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from chainrule.errors import DataError
     from chainrule.training.config import TrainConfig
     from chainrule.training.data import load_dataset
     from chainrule.training.modelfile import load_model
@@ -469,8 +543,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     dataset = load_dataset(
-        getattr(args, "dataset", TrainConfig.dataset), getattr(args, "data_dir", None), progress=not args.json
+        getattr(args, "dataset", TrainConfig.dataset),
+        getattr(args, "data_dir", None),
+        progress=not args.json,
+        splits=("test",),
+        label=getattr(args, "label", None),
     )
+    if dataset.y_test.max() >= len(model.classes):
+        raise DataError(
+            f"{dataset.name}: the test set has label {int(dataset.y_test.max())}, but the model knows "
+            f"{len(model.classes)} classes ({', '.join(model.classes[:5])}{', ...' if len(model.classes) > 5 else ''})"
+        )
     predicted = model.predict(dataset.X_test)
     matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
@@ -494,24 +577,40 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     width = max(len(c) for c in model.classes)
     for name, value, total in zip(model.classes, per_class, matrix.sum(axis=1), strict=True):
         print(f"  {name:>{width}}  {value:.4f}  ({total} examples)")
-    print("confusion matrix (rows: true class, columns: predicted):")
-    for name, row in zip(model.classes, matrix, strict=True):
-        print(f"  {name:>{width}}  " + " ".join(f"{v:5d}" for v in row))
+    print("confusion matrix (rows: true class, columns: predicted, numbered as the rows):")
+    cell = max(5, len(str(matrix.max())) + 1)
+    print(f"  {'':>{width}}  {'':>4}" + "".join(f"{k:>{cell}d}" for k in range(len(model.classes))))
+    for k, (name, row) in enumerate(zip(model.classes, matrix, strict=True)):
+        print(f"  {name:>{width}}  {k:>4}" + "".join(f"{v:>{cell}d}" for v in row))
     return 0
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from chainrule.training.images import read_inputs
+    from pathlib import Path
+
+    from chainrule.errors import ChainruleError
+    from chainrule.training.images import range_warning, read_input
     from chainrule.training.modelfile import load_model
 
     model = load_model(args.model)
-    for name, raw in read_inputs(args.files, model):
+    failed = 0
+    for name in args.files:
+        try:  # a file that cannot be read is reported, and the others are still classified
+            raw = read_input(Path(name), model)
+        except ChainruleError as err:
+            failed += 1
+            error(str(err), err.exit_code)
+            continue
+        if (warning := range_warning(Path(name), raw, model)) is not None:
+            warn(warning)
         probs = model.predict_proba(raw)
         for row, p in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{row}]"
             best = p.argsort()[::-1][: args.top]
             print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
-    return 0
+    if failed and len(args.files) > 1:
+        return error(f"{failed} of {len(args.files)} files could not be read", 1)
+    return 1 if failed else 0
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.derive.topics import topic_of
-from chainrule.explain.problem import Problem
+from chainrule.explain.problem import Problem, check_steps
 from chainrule.losses import Loss, l2_penalty
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer
@@ -57,7 +57,7 @@ class Explanation:
 
 def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
     """Train a float64 copy of the problem's network for ``steps`` steps (default: the file's)."""
-    steps = problem.steps if steps is None else steps
+    steps = problem.steps if steps is None else check_steps(steps, "steps")
     model: Sequential = problem.model.astype(np.float64)
     optimizer = problem.make_optimizer(model)
     owners = _parameter_owners(model, optimizer)

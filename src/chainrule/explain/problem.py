@@ -17,13 +17,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.archive import atomic_write
+from chainrule.archive import atomic_write, open_regular
 from chainrule.errors import ChainruleError, ConfigError, SettingError, need
 from chainrule.losses import SCALES, Loss
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer, make_optimizer, optimizer_settings
 from chainrule.registry import LAYERS, LOSSES, OPTIMIZERS, constructor_defaults
+
+#: The most training steps a problem file or ``--steps`` may ask for: a hand-worked exercise has a few;
+#: each step is kept, so the bound also bounds the memory and time of ``explain`` and ``check``.
+MAX_STEPS = 10_000
+#: The largest problem or answers file read (a hand-written exercise is a few KB).
+MAX_FILE_BYTES = 16 * 2**20
 
 
 class ProblemFileError(ChainruleError):
@@ -66,22 +72,38 @@ def load_problem(path: str | Path) -> Problem:
 
 
 def read_toml(path: str | Path, **options) -> dict:
-    """A TOML file as a dict (``options`` go to :func:`tomllib.load`), or one clear error."""
-    try:
-        with open(path, "rb") as f:
+    """A TOML file as a dict (``options`` go to :func:`tomllib.load`), or one clear error; only a regular
+    file of at most :data:`MAX_FILE_BYTES` is read."""
+    with open_regular(path, "a .toml file", ProblemFileError, MAX_FILE_BYTES) as f:
+        try:
             return tomllib.load(f, **options)
-    except FileNotFoundError:
-        raise ProblemFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ProblemFileError(f"{path}: is a folder, expected a .toml file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProblemFileError(f"{path}: cannot read the file ({err})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ProblemFileError(f"{path}: not valid TOML: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProblemFileError(f"{path}: cannot read the file ({err})") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ProblemFileError(f"{path}: not valid TOML: {err}") from None
+        except RecursionError:
+            raise ProblemFileError(
+                f"{path}: arrays or tables nested too deep to be a problem or answers file"
+            ) from None
+
+
+def check_steps(steps: Any, place: str) -> int:
+    """``steps`` if it is an integer from 1 to :data:`MAX_STEPS`; else a :class:`ProblemFileError` naming
+    ``place`` (``train.steps``, ``--steps``)."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        raise ProblemFileError(f"{place}: expected an integer from 1 to {MAX_STEPS}, got {steps!r}")
+    return steps
 
 
 def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     where = _Where(path)
+    places = [key for key in doc if key != "title"]
+    if "data" not in doc and "layers" not in doc and places and all(_is_place(key) for key in places):
+        raise where.error(
+            "",
+            'this is an answers file (values by their place, e.g. "layers[0].output"), not a problem file; '
+            "check it against its problem with: chainrule check PROBLEM.toml ANSWERS.toml",
+        )
     where.keys(doc, "", {"title", "data", "layers", "loss", "train"}, required={"data", "layers", "loss"})
     title = doc.get("title", Path(path).stem)
     if not isinstance(title, str):
@@ -119,6 +141,12 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     problem = Problem(path, title, X, y, model, loss, l2, name, settings, steps)
     _check_targets(problem, where)
     return problem
+
+
+def _is_place(key: str) -> bool:
+    """Whether ``key`` reads as a place in the output of explain (``loss``, ``layers[0].grads.W``), as
+    the keys of an answers file do."""
+    return key in ("loss", "final_loss", "history") or key.startswith(("layers[", "steps["))
 
 
 def problem_document(
@@ -241,9 +269,10 @@ def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:
         raise where.error(f"train.{err.key}", str(err)) from None
     except ConfigError as err:
         raise where.error("train", str(err)) from None
-    steps = train.get("steps", 1)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise where.error("train.steps", f"expected a positive integer, got {steps!r}")
+    try:
+        steps = check_steps(train.get("steps", 1), "train.steps")
+    except ProblemFileError as err:
+        raise where.error("", str(err)) from None
     return name, settings, steps
 
 

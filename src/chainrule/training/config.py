@@ -20,18 +20,24 @@ from typing import Any
 #: The losses a classifier can be trained with (targets are class labels).
 TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
 SCHEDULES = ("none", "cosine", "step")
+#: The largest default learning rate with --loss mse: its gradient on one-hot targets does not saturate as
+#: cross-entropy's does, and SGD's 0.1 diverges on the 8×8 digits.
+MSE_DEFAULT_LR = 0.01
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``, or a message saying what was expected."""
+def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), or a message saying what was
+    expected."""
     expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if maximum is not None:
+        expected = f"an integer from {minimum} to {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
+        if value is None or value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
         return value
 
@@ -115,6 +121,9 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)", metavar="DIR"
     )
+    label: str | None = option(
+        None, "the label column of a .csv, by its header or its number from 0 (default: the first)", metavar="COLUMN"
+    )
     hidden: tuple[int, ...] = option(
         (256, 128),
         "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression",
@@ -133,7 +142,12 @@ class TrainConfig:
     )
     optimizer: str = option("adam", "the optimizer", choices=_optimizers)
     lr: float | None = option(
-        None, lambda: f"learning rate (default: the optimizer's own: {_default_of('lr')})", parse=finite_float
+        None,
+        lambda: (
+            f"learning rate (default: the optimizer's own: {_default_of('lr')}; with --loss mse at most "
+            f"{MSE_DEFAULT_LR})"
+        ),
+        parse=finite_float,
     )
     momentum: float | None = option(
         None,
@@ -237,10 +251,15 @@ class TrainConfig:
 
     def optimizer_settings(self) -> dict[str, float]:
         """The optimizer settings given (``lr``, ``momentum``, ``weight_decay``); the others keep the
-        optimizer's defaults."""
-        return {
+        optimizer's defaults, except that MSE's default learning rate is at most :data:`MSE_DEFAULT_LR`."""
+        settings = {
             name: getattr(self, name) for name in ("lr", "momentum", "weight_decay") if getattr(self, name) is not None
         }
+        if self.lr is None and self.loss == "mse":
+            from chainrule.optim import optimizer_settings
+
+            settings["lr"] = min(optimizer_settings(self.optimizer)["lr"], MSE_DEFAULT_LR)
+        return settings
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as JSON values (``hidden`` as a list), as metrics.json and checkpoints keep it."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.archive import ARCHIVE_ERRORS
+from chainrule.archive import MAX_BYTES, MAX_RATIO, memory_budget, open_regular, read_npz, too_large
 from chainrule.errors import DataError
 
 FASHION_CLASSES = (
@@ -116,50 +116,65 @@ _IDX_TYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-#: Refuse headers that declare more than this many values (a corrupt or crafted file).
-MAX_IDX_VALUES = 2**31
 
 
 def read_idx(path: str | Path) -> NDArray:
     """Read an IDX file (raw, or gzip-compressed: told by its first bytes, not its name).
 
     Checks the magic number (two zero bytes, a known type code, 1 to 4 dimensions), that every
-    dimension is positive, and that the data hold exactly the declared number of values.
+    dimension is positive, and that the data hold exactly the declared number of values. The declared
+    size is checked before anything is read for it: against the file's size (equal for a raw file; for a
+    ``.gz``, at most what deflate can expand it to) and :func:`~chainrule.archive.memory_budget`.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
-    if len(data) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(data)} bytes)")
-    zero, type_code, ndim = data[0:2], data[2], data[3]
+    with open_regular(path, "an IDX file") as raw:
+        try:
+            size = os.fstat(raw.fileno()).st_size
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw) if compressed else raw
+            return _read_idx(f, path, size, compressed)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
+
+
+def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise DataError(f"{path}: not an IDX file (only {len(magic)} bytes)")
+    zero, type_code, ndim = magic[0:2], magic[2], magic[3]
     if zero != b"\x00\x00" or type_code not in _IDX_TYPES or not 1 <= ndim <= 4:
         raise DataError(
-            f"{path}: not an IDX file (magic number 0x{data[:4].hex()}; expected 0x000008NN "
+            f"{path}: not an IDX file (magic number 0x{magic.hex()}; expected 0x000008NN "
             "with NN the number of dimensions, e.g. 0x00000803 for images)"
         )
+    dims = f.read(4 * ndim)
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected at least {header})")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected at least {header})")
+    shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(_IDX_TYPES[type_code])
-    count = math.prod(shape)  # Python integers: a crafted header cannot overflow it
-    if 0 in shape or count > MAX_IDX_VALUES:
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow it
+    if 0 in shape:
         raise DataError(f"{path}: implausible IDX dimensions {shape}")
-    expected = count * dtype.itemsize
-    if len(data) - header != expected:
+    if not compressed and size - header != expected:
         raise DataError(
-            f"{path}: IDX data of {len(data) - header} bytes, but the header {shape} declares "
-            f"{expected} ({'truncated' if len(data) - header < expected else 'trailing bytes'})"
+            f"{path}: IDX data of {size - header} bytes, but the header {shape} declares "
+            f"{expected} ({'truncated' if size - header < expected else 'trailing bytes'})"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    if compressed and expected > MAX_RATIO * size:
+        raise DataError(
+            f"{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold"
+        )
+    if expected > memory_budget():
+        raise DataError(too_large(path, expected))
+    data = f.read(expected + 1)  # never more than declared, and one byte to tell trailing bytes
+    if len(data) != expected:
+        raise DataError(
+            f"{path}: IDX data of {len(data) if len(data) <= expected else 'more than ' + str(expected)} bytes, "
+            f"but the header {shape} declares {expected} ({'truncated' if len(data) < expected else 'trailing bytes'})"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def write_idx(path: str | Path, array: NDArray, compress: bool | None = None) -> None:
@@ -172,36 +187,53 @@ def write_idx(path: str | Path, array: NDArray, compress: bool | None = None) ->
         f.write(payload)
 
 
-def load_idx_folder(folder: str | Path, name: str | None = None, classes: tuple[str, ...] | None = None) -> Dataset:
-    """The four MNIST-style IDX files of ``folder`` (each raw or ``.gz``)."""
+def load_idx_folder(
+    folder: str | Path,
+    name: str | None = None,
+    classes: tuple[str, ...] | None = None,
+    splits: tuple[str, ...] = ("train", "test"),
+) -> Dataset:
+    """The MNIST-style IDX files of ``folder`` (each raw or ``.gz``): all four, or those of ``splits``
+    (``("test",)`` for ``chainrule evaluate``: the split left out is empty)."""
     folder = Path(folder)
-    found = {role: _find_idx(folder, base) for role, base in IDX_FILES.items()}
+    roles = [role for role in IDX_FILES if role.split("_")[0] in splits]
+    found = {role: _find_idx(folder, IDX_FILES[role]) for role in roles}
     missing = [IDX_FILES[r] for r, p in found.items() if p is None]
     if missing:
         raise DataError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
     arrays = {role: read_idx(path) for role, path in found.items()}
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim < 2 or labels.ndim != 1:
+    for split in splits:
+        images, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim < 2 or y.ndim != 1:
             raise DataError(
                 f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
-                f"got {images.shape} and {labels.shape}"
+                f"got {images.shape} and {y.shape}"
             )
-        if len(images) != len(labels):
-            raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} {split} labels")
-    n_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
+        if len(images) != len(y):
+            raise DataError(f"{folder}: {len(images)} {split} images but {len(y)} {split} labels")
+        arrays[f"{split}_labels"] = labels(y, str(found[f"{split}_labels"]))
+    some = arrays[f"{splits[0]}_images"]
+    for split in {"train", "test"} - set(splits):
+        arrays[f"{split}_images"] = some[:0]
+        arrays[f"{split}_labels"] = np.zeros(0, np.int64)
+    n_classes = len(class_names(arrays["train_labels"], arrays["test_labels"]))
     classes = classes if classes is not None and len(classes) >= n_classes else tuple(str(c) for c in range(n_classes))
-    image_shape = tuple(arrays["train_images"].shape[1:3]) if arrays["train_images"].ndim == 3 else None
+    image_shape = tuple(some.shape[1:3]) if some.ndim == 3 else None
     return Dataset(
         name or folder.name,
-        arrays["train_images"].reshape(len(arrays["train_images"]), -1),
-        arrays["train_labels"].astype(np.int64),
-        arrays["test_images"].reshape(len(arrays["test_images"]), -1),
-        arrays["test_labels"].astype(np.int64),
+        _rows(arrays["train_images"]),
+        arrays["train_labels"],
+        _rows(arrays["test_images"]),
+        arrays["test_labels"],
         classes,
         image_shape,
         str(folder),
     )
+
+
+def _rows(array: NDArray) -> NDArray:
+    """``array`` as one row per example (not ``reshape(n, -1)``: zero examples cannot say the width)."""
+    return array.reshape(len(array), math.prod(array.shape[1:]))
 
 
 def _find_idx(folder: Path, base: str) -> Path | None:
@@ -228,47 +260,67 @@ def search_path(name: str, data_dir: str | Path | None = None) -> list[Path]:
     return places
 
 
-def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
-    """The first folder of :func:`search_path` that holds all four files of ``name``."""
+def locate(name: str, data_dir: str | Path | None = None, splits: tuple[str, ...] = ("train", "test")) -> Path | None:
+    """The first folder of :func:`search_path` that holds the files of ``name`` for ``splits``."""
     for folder in search_path(name, data_dir):
-        if all(_find_idx(folder, base) for base in IDX_FILES.values()):
+        if all(_find_idx(folder, base) for role, base in IDX_FILES.items() if role.split("_")[0] in splits):
             return folder
     return None
 
 
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, download: bool = True, progress: bool = True
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+    splits: tuple[str, ...] = ("train", "test"),
+    label: str | int | None = None,
 ) -> Dataset:
     """A dataset by name (``digits``, ``mnist``, ``fashion-mnist``) or by path (a folder of IDX files,
-    an ``.npz`` or a ``.csv`` file)."""
+    an ``.npz`` or a ``.csv`` file), checked by :func:`check_dataset`. ``splits=("test",)`` is enough for
+    a folder of IDX files that holds only the test set (as ``chainrule evaluate`` needs). ``label`` names
+    the label column of a ``.csv`` (see :func:`load_csv`)."""
+    return check_dataset(_load(name, data_dir, download, progress, splits, label), splits)
+
+
+def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str, ...], label) -> Dataset:
     if name == "digits":
         return load_digits()
     if name in REMOTES:
-        folder = locate(name, data_dir)
+        folder = locate(name, data_dir, splits)
         if folder is None:
             if not download:
                 raise DataError(_not_found(name, data_dir))
             folder = download_dataset(name, progress=progress, data_dir=data_dir)
-        dataset = load_idx_folder(folder, name, REMOTES[name].classes)
-        return dataset
+        return load_idx_folder(folder, name, REMOTES[name].classes, _splits(folder, splits))
     path = Path(name)
     if path.is_dir():
-        return load_idx_folder(path)
-    if path.suffix == ".npz" and path.is_file():
+        return load_idx_folder(path, splits=_splits(path, splits))
+    if path.suffix == ".npz" and path.exists():
         return load_npz(path)
-    if path.suffix == ".csv" and path.is_file():
-        return load_csv(path)
+    if path.suffix == ".csv" and path.exists():
+        return load_csv(path, label=label)
     raise DataError(
         f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
         "an .npz or a .csv file"
     )
 
 
+def _splits(folder: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The splits to read from an IDX folder: those ``wanted`` (whose files must be there) and any other
+    whose two files are there."""
+    complete = [
+        s for s in ("train", "test") if all(_find_idx(folder, IDX_FILES[f"{s}_{k}"]) for k in ("images", "labels"))
+    ]
+    return tuple(s for s in ("train", "test") if s in wanted or s in complete)
+
+
 def _not_found(name: str, data_dir) -> str:
     places = ", ".join(str(p) for p in search_path(name, data_dir))
     return (
         f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
-        f"{IDX_FILES['train_images']}.gz) in one of them, pass --data-dir, or allow the download"
+        f"{IDX_FILES['train_images']}.gz) in one of them or pass --data-dir; the download from the "
+        "published mirrors failed or was not tried"
     )
 
 
@@ -377,11 +429,7 @@ def load_npz(path: str | Path) -> Dataset:
     """An ``.npz`` with arrays ``X_train``, ``y_train``, ``X_test``, ``y_test`` (or ``x_...``), read
     without pickle."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except ARCHIVE_ERRORS as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = read_npz(path, ".npz dataset")
     get = {}
     for key in ("X_train", "y_train", "X_test", "y_test"):
         value = arrays.get(key, arrays.get(key.lower()))
@@ -390,62 +438,145 @@ def load_npz(path: str | Path) -> Dataset:
         get[key] = value
     for split in ("train", "test"):
         X, y = get[f"X_{split}"], get[f"y_{split}"]
-        if len(X) != len(y) or y.ndim != 1:
-            raise DataError(f"{path}: X_{split} has {len(X)} rows but y_{split} has shape {y.shape}")
+        if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
+            raise DataError(f"{path}: X_{split} has shape {X.shape} but y_{split} has shape {y.shape}")
     image_shape = tuple(get["X_train"].shape[1:3]) if get["X_train"].ndim == 3 else None
-    y_train, y_test = _labels(get["y_train"], path), _labels(get["y_test"], path)
-    classes = tuple(str(c) for c in range(int(max(y_train.max(), y_test.max())) + 1))
+    y_train, y_test = labels(get["y_train"], f"{path}: y_train"), labels(get["y_test"], f"{path}: y_test")
     return Dataset(
         path.stem,
-        get["X_train"].reshape(len(get["X_train"]), -1),
+        _rows(get["X_train"]),
         y_train,
-        get["X_test"].reshape(len(get["X_test"]), -1),
+        _rows(get["X_test"]),
         y_test,
-        classes,
+        class_names(y_train, y_test),
         image_shape,
         str(path),
     )
 
 
-def load_csv(path: str | Path, test_fraction: float = 0.2) -> Dataset:
-    """A ``.csv`` of numbers with the label in the first column (a header line is skipped); split into
-    train and test with a fixed seed."""
+def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | None = None) -> Dataset:
+    """A ``.csv`` of numbers and one label column, split into train and test with a fixed seed. The label
+    column is the first unless ``label`` names it (by its header, or its number from 0); labels are class
+    numbers, or names (``setosa``), which become the class names in sorted order. A header line is
+    recognised by its not being numbers; a byte-order mark is ignored."""
     path = Path(path)
+    with open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // 4)) as raw:
+        try:
+            text = raw.read().decode("utf-8-sig")  # a byte-order mark is not part of the first value
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    first = [cell.strip() for cell in lines[0].split(",")] if lines else []
+    header = bool(first) and not all(_number(cell) for cell in first)
+    column = _label_column(path, first, header, label)
+    rows = lines[1:] if header else lines
+    others = [k for k in range(len(first)) if k != column]
+    if len(rows) < 2 or not others:
+        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(rows)} rows")
     try:
-        with open(path) as f:
-            first = f.readline()
-        skip = 0 if _numeric_row(first) else 1
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a CSV of numbers with the label first ({err})") from None
-    if table.shape[0] < 2 or table.shape[1] < 2:
-        raise DataError(f"{path}: expected rows of a label and at least one feature, got shape {table.shape}")
-    y, X = _labels(table[:, 0], path), table[:, 1:].astype(np.float32)
+        X = np.loadtxt(rows, delimiter=",", usecols=others, dtype=np.float64, ndmin=2)
+        names = np.loadtxt(rows, delimiter=",", usecols=[column], dtype=str, ndmin=1)
+    except ValueError as err:
+        raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
+    names = np.char.strip(names)
+    where = f"{path}: the labels (column {first[column] if header else column})"
+    if all(_number(name) for name in names):
+        y, classes = labels(names.astype(np.float64), where), None
+    else:
+        classes, y = np.unique(names, return_inverse=True)
+        classes = tuple(str(c) for c in classes)
+        if len(classes) > MAX_CLASSES:
+            raise DataError(f"{where}: {len(classes)} different labels; {MAX_CLASSES} classes at most")
+    X = features(X, f"{path}: the features").astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     n_test = max(1, int(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    classes = tuple(str(c) for c in range(int(y.max()) + 1))
-    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes, None, str(path))
+    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path))
 
 
-def _numeric_row(line: str) -> bool:
+def _label_column(path: Path, first: list[str], header: bool, label: str | int | None) -> int:
+    """The index of the label column: the first, or the one ``label`` names (a header or a number)."""
+    if label is None:
+        return 0
+    if header and str(label) in first:
+        return first.index(str(label))
+    if (isinstance(label, int) or str(label).isdigit()) and int(label) < len(first):
+        return int(label)
+    columns = ", ".join(first) if header else f"0 to {len(first) - 1}"
+    raise DataError(f"{path}: no label column {label!r}; the columns are {columns}")
+
+
+def _number(text: str) -> bool:
     try:
-        [float(v) for v in line.strip().split(",")]
+        float(text)
         return True
     except ValueError:
         return False
 
 
-def _labels(y: NDArray, path) -> NDArray:
-    labels = np.asarray(y)
-    if (
-        labels.dtype.kind not in "iuf"
-        or not np.all(np.isfinite(labels))
-        or np.any(labels < 0)
-        or not np.array_equal(labels, np.round(labels))
-    ):
-        raise DataError(f"{path}: labels must be integers >= 0")
-    return labels.astype(np.int64)
+#: The most classes a dataset or model may have: far beyond any MNIST-style task, far below a one-hot
+#: target or a confusion matrix that would not fit in memory.
+MAX_CLASSES = 10_000
+
+
+def labels(y: NDArray, where: str) -> NDArray:
+    """``y`` as class indices (int64), if every value is an integer in ``[0, MAX_CLASSES)``: the one
+    check of labels, whatever file they come from; else a :class:`DataError` naming ``where`` and the
+    first bad value."""
+    values = np.asarray(y)
+    if values.dtype.kind not in "iuf" or values.ndim != 1:
+        raise DataError(
+            f"{where}: expected a vector of integer class labels, got {values.dtype} of shape {values.shape}"
+        )
+    bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    with np.errstate(invalid="ignore"):
+        bad |= (values < 0) | (values >= MAX_CLASSES)
+        if values.dtype.kind == "f":
+            bad |= values != np.round(values)
+    if np.any(bad):
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"{where}: labels must be integers from 0 to {MAX_CLASSES - 1}; row {first} holds {values[first].item()!r}"
+        )
+    return values.astype(np.int64)
+
+
+def features(X: NDArray, where: str) -> NDArray:
+    """``X`` if it holds finite real numbers in rows; else a :class:`DataError` naming ``where``."""
+    if X.dtype.kind not in "uif":
+        raise DataError(f"{where}: expected real numbers, got {X.dtype}")
+    if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+        rows = np.unique(np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[:, 0])
+        raise DataError(
+            f"{where} contains NaN or inf (rows {rows[:5].tolist()}{'…' if len(rows) > 5 else ''}); refusing it"
+        )
+    return X
+
+
+def class_names(*splits: NDArray) -> tuple[str, ...]:
+    """``"0"``, ``"1"``, ... up to the largest label of any split."""
+    return tuple(str(c) for c in range(int(max(y.max(initial=0) for y in splits)) + 1))
+
+
+def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test")) -> Dataset:
+    """The checks every dataset passes, wherever it came from: features real and finite, one row width
+    for train and test, labels valid (:func:`labels`) and within the class names; the ``splits`` used
+    not empty."""
+    width = None
+    for split in ("train", "test"):
+        X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
+        features(X, f"{dataset.name}: X_{split}")
+        labels(y, f"{dataset.name}: y_{split}")
+        if X.ndim != 2 or (len(X) == 0 and split in splits):
+            raise DataError(f"{dataset.name}: X_{split} must be a non-empty table of rows, got shape {X.shape}")
+        if width is not None and X.shape[1] != width:
+            raise DataError(f"{dataset.name}: test rows of {X.shape[1]} features, but train rows of {width}")
+        width = X.shape[1]
+        if len(y) and y.max() >= len(dataset.classes):
+            raise DataError(
+                f"{dataset.name}: label {int(y.max())} in y_{split}, but only {len(dataset.classes)} classes"
+            )
+    return dataset
 
 
 def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
@@ -462,11 +593,14 @@ def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
     )
     for name, remote in REMOTES.items():
         folder = locate(name, data_dir)
+        test_only = None if folder else locate(name, data_dir, ("test",))
         rows.append(
             (
                 name,
                 str(folder)
                 if folder
+                else f"{test_only} (the test set only: evaluate reads it, train needs the train files too)"
+                if test_only
                 else f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
                 f"from {remote.mirrors[0]} into {cache_dir() / name}",
             )

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.archive import open_regular, read_npy
 from chainrule.errors import DataError, need
 from chainrule.training.classifier import Classifier
 
-
-def read_inputs(files: list[str], model: Classifier) -> Iterator[tuple[str, NDArray]]:
-    """``(file name, raw inputs of shape (n, features))`` for each file; every file is read and checked
-    before the first result, so a bad file among many stops the command before it prints anything."""
-    inputs = [(name, read_input(Path(name), model)) for name in files]
-    yield from inputs
+#: The most pixels a picture may have (a 20000×20000 PNG of a few KB would take GBs to decode).
+MAX_PIXELS = 25_000_000
 
 
 def read_input(path: Path, model: Classifier) -> NDArray:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    """The raw inputs of shape ``(n, features)`` in the picture or ``.npy`` at ``path``."""
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        array = read_npy(path)
         if array.dtype.kind not in "uif" or not np.all(np.isfinite(array)):
             raise DataError(f"{path}: expected finite numbers, got dtype {array.dtype}")
         if array.size % model.features or array.size == 0:
@@ -35,19 +27,45 @@ def read_input(path: Path, model: Classifier) -> NDArray:
     return image_to_input(path, model)
 
 
+def range_warning(path: Path, raw: NDArray, model: Classifier) -> str | None:
+    """A warning when inputs look scaled to [0, 1] for a model that reads raw values up to its scale
+    (pixels of 0–255): such inputs give confident nonsense."""
+    if model.scale > 1 and raw.size and raw.min() >= 0 and raw.max() <= 1:
+        return (
+            f"{path}: all values are within [0, 1], but this model reads raw values up to {model.scale:g} "
+            f"(it divides them by {model.scale:g}); multiply them by {model.scale:g} if they are scaled pixels"
+        )
+    return None
+
+
 def image_to_input(path: Path, model: Classifier) -> NDArray:
-    """A picture as one input of ``model``: grey; a light background turned dark (MNIST-style data are
-    light strokes on black); cropped to its content, which is scaled to fill the share of the frame that
+    """A picture as one input of ``model``: grey (a transparent background becomes the background that
+    the strokes stand out from); a light background turned dark (MNIST-style data are light strokes on
+    black); cropped to its content, which is scaled to fill the share of the frame that
     it fills in the training images (``model.frame_fill``) and placed with its centre of mass at the
     frame's centre (as MNIST was made); scaled to the model's raw range."""
-    if model.image_shape is None:
-        raise DataError(f"{path}: this model was not trained on images; give its inputs as .npy")
-    Image = need("PIL.Image", "train", "reading images")
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L"), dtype=np.float64)
-    except (Image.UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
+    with open_regular(path, "an image or a .npy array") as f:
+        if model.image_shape is None:
+            raise DataError(
+                f"{path}: this model was trained on rows of {model.features} numbers, not on images, so it cannot "
+                "read pictures: give its inputs as .npy (a model trained on an IDX folder, or on an .npz whose X "
+                "arrays are (n, rows, columns), reads pictures)"
+            )
+        Image = need("PIL.Image", "train", "reading images")
+        pillows_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours is checked instead
+        try:
+            with Image.open(f) as image:  # reads the header only: the size is known before any decoding
+                if image.width * image.height > MAX_PIXELS:
+                    raise DataError(
+                        f"{path}: an image of {image.width}×{image.height} pixels; at most {MAX_PIXELS} are read"
+                    )
+                pixels = _grey(image)
+        except Image.UnidentifiedImageError:
+            raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...)") from None
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillows_limit
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if border.mean() > 127:
         pixels = 255.0 - pixels
@@ -69,6 +87,22 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
     frame = np.zeros((rows, cols))
     frame[top : top + inner[0], left : left + inner[1]] = content
     return (frame * (model.scale / 255.0)).reshape(1, -1)
+
+
+def _grey(image) -> NDArray:
+    """The picture's grey levels (float64); transparent parts take the background that contrasts with
+    the opaque strokes (white behind dark strokes, black behind light ones), not the black that the
+    colour of a fully transparent pixel usually is."""
+    if "A" not in image.getbands() and "transparency" not in image.info:
+        return np.asarray(image.convert("L"), dtype=np.float64)
+    rgba = image.convert("RGBA")
+    grey = np.asarray(rgba.convert("L"), dtype=np.float64)
+    alpha = np.asarray(rgba, dtype=np.float64)[..., 3] / 255.0
+    if alpha.sum() == 0:
+        return grey
+    strokes = float((grey * alpha).sum() / alpha.sum())
+    background = 255.0 if strokes < 128 else 0.0
+    return grey * alpha + background * (1 - alpha)
 
 
 def _crop_to_content(pixels: NDArray) -> NDArray:

@@ -7,6 +7,7 @@ update.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ def fit(
     on_checkpoint: Callable[[FitState], None] | None = None,
     state: FitState | None = None,
     classify: bool | None = None,
+    verbose: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` for ``epochs`` passes of shuffled mini-batches.
 
@@ -165,6 +167,7 @@ def fit(
     ``on_checkpoint(state)``; a ``state`` saved there, passed back in with the model and optimizer as
     they were, continues the run bit for bit. A loss that becomes NaN or inf stops the run with a
     :class:`TrainingError` naming the epoch and batch. This is the loop that ``chainrule train`` runs.
+    ``verbose=True`` prints one line per epoch to standard error (its losses, accuracies and seconds).
     """
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 2 or len(X) != len(y) or len(X) == 0:
@@ -176,6 +179,8 @@ def fit(
         raise ConfigError("fit: early_stopping needs validation data and a patience >= 1")
     if state is None:
         state = FitState(seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed))
+    if verbose:
+        on_epoch = _printing(on_epoch, epochs)
     history = state.history
     while state.epoch < epochs and not history.stopped_early:
         epoch = state.epoch + 1
@@ -209,3 +214,21 @@ def fit(
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return history
+
+
+def _printing(on_epoch: Callable[[EpochResult], None] | None, epochs: int) -> Callable[[EpochResult], None]:
+    """``on_epoch``, after a line on standard error for the epoch."""
+
+    def report(result: EpochResult) -> None:
+        line = f"epoch {result.epoch}/{epochs}: loss {result.loss:.4f}"
+        if result.accuracy is not None:
+            line += f", accuracy {result.accuracy:.4f}"
+        if result.val_loss is not None:
+            line += f"; validation loss {result.val_loss:.4f}"
+            if result.val_accuracy is not None:
+                line += f", accuracy {result.val_accuracy:.4f}"
+        print(f"{line} ({result.seconds:.1f} s)", file=sys.stderr)
+        if on_epoch is not None:
+            on_epoch(result)
+
+    return report

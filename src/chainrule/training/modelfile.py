@@ -13,6 +13,7 @@ still read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,13 @@ from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
 from chainrule.training.classifier import Classifier
+from chainrule.training.data import MAX_CLASSES
 
 FORMAT = "chainrule-model"
 VERSION = 2
 WHAT = "chainrule model file"
-#: The largest side an image may declare.
-MAX_SIZE = 2**24
+#: The largest side an image may declare (a picture for predict is made at this size).
+MAX_SIZE = 4096
 
 
 def save_model(model: Classifier, path: str | Path) -> None:
@@ -120,6 +122,17 @@ def load_model(path: str | Path) -> Classifier:
     return Classifier(network, mean.astype(dtype), std.astype(dtype), scale, classes, image_shape, fill)
 
 
+def save(model: Classifier | Sequential, path: str | Path, classes: Sequence[str] | None = None) -> None:
+    """Write a trained model to ``path`` (``.npz``, or ``.safetensors``) for ``chainrule.load``, ``predict``,
+    ``evaluate`` and ``export``: a :class:`Classifier` as it is, or a network trained with ``fit`` on inputs
+    it reads as they are, with its ``classes`` (default ``"0"``, ``"1"``, ...)."""
+    if isinstance(model, Sequential):
+        model = Classifier.of(model, classes)
+    elif classes is not None:
+        raise ConfigError("save: classes go with a network; a Classifier has its own")
+    save_model(model, path)
+
+
 def load(path: str | Path) -> Classifier:
     """A trained model, ready to predict: ``chainrule.load("runs/.../model.npz").predict(images)``."""
     return load_model(path)
@@ -140,9 +153,11 @@ def _misfit(network: Sequential, features: int, dtype, classes: tuple[str, ...],
     finally:
         for m, mode in zip(network.modules(), modes, strict=True):
             m.training = mode
+    if len(classes) > MAX_CLASSES:
+        return f"{len(classes)} class names; a model has {MAX_CLASSES} classes at most"
     if outputs.ndim != 2 or (outputs.shape[1] != len(classes) and not (outputs.shape[1] == 1 and len(classes) == 2)):
         return f"{len(classes)} class names for a network with {outputs.shape[-1]} outputs"
-    if image_shape is not None and not all(isinstance(n, int) and 0 < n < MAX_SIZE for n in image_shape):
+    if image_shape is not None and not all(isinstance(n, int) and 0 < n <= MAX_SIZE for n in image_shape):
         return f"image_shape {image_shape} is not two sizes (rows, columns)"
     if image_shape is not None and image_shape[0] * image_shape[1] != features:
         return f"images of {image_shape[0]}×{image_shape[1]} for {features} input features"
@@ -172,8 +187,8 @@ def _build_layer(spec: Any, dtype: np.dtype, largest: int, where: str) -> Module
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < MAX_SIZE:
-        raise ValueError(f"expected a positive integer below {MAX_SIZE}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
+        raise ValueError(f"expected a positive integer below {MAX_SIZE + 1}, got {value!r}")
     return value
 
 

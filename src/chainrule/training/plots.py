@@ -107,20 +107,27 @@ def _confusion(plt, matrix: NDArray, classes):
 
 
 def _weights(plt, W: NDArray, image_shape, classes):
-    """Each unit's incoming weights as an image: for softmax regression, the ten class templates."""
+    """Each unit's incoming weights as an image (at most 64 units, said in the title), on one colour scale
+    with its bar: for softmax regression, the ten class templates."""
     units = min(W.shape[1], 64)
     cols = min(units, 8 if units > 10 else 5)
     rows = int(np.ceil(units / cols))
-    figure, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1.0, 1.6 * rows + 0.6), squeeze=False)
+    limit = float(np.abs(W[:, :units]).max()) or 1.0
     for k, axis in enumerate(axes.flat):
         axis.axis("off")
         if k < units:
-            w = W[:, k].reshape(image_shape)
-            limit = float(np.abs(w).max()) or 1.0
-            axis.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit)
-            axis.set_title(classes[k] if classes else f"unit {k}", fontsize=8)
-    figure.suptitle("First layer's weights (red positive, blue negative)")
+            image = axis.imshow(W[:, k].reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            axis.set_title(classes[k] if classes else f"unit {k}", fontsize=9)
+    figure.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    shown = f"all {units} units" if units == W.shape[1] else f"the first {units} of {W.shape[1]} units"
+    figure.suptitle(f"First layer's weights, {shown} (red positive, blue negative)")
     return figure
+
+
+def probability_label(p: float) -> str:
+    """A probability as a label that tells 0.9996 from 1: three decimals, or its distance from 1."""
+    return f"{p:.3f}" if p < 0.999 else f"1 − {1 - p:.0e}" if p < 1 else "1"
 
 
 def _confident_errors(plt, X_raw: NDArray, y: NDArray, probs: NDArray, model, count: int = 16):
@@ -129,13 +136,14 @@ def _confident_errors(plt, X_raw: NDArray, y: NDArray, probs: NDArray, model, co
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:count]
     cols = 8
     rows = max(1, int(np.ceil(len(wrong) / cols)))
-    figure, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.0 * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.4 * rows + 0.4), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, i in zip(axes.flat, wrong, strict=False):
         axis.imshow(np.asarray(X_raw[i]).reshape(model.image_shape), cmap="gray_r")
         axis.set_title(
-            f"{model.classes[predicted[i]]} {probs[i, predicted[i]]:.2f}\ntrue: {model.classes[y[i]]}", fontsize=7
+            f"{model.classes[predicted[i]]} {probability_label(probs[i, predicted[i]])}\ntrue: {model.classes[y[i]]}",
+            fontsize=10,
         )
     figure.suptitle("Most confidently wrong test examples (predicted, probability, true class)")
     return figure

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write
-from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage
+from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage, WriteError
 from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
@@ -33,22 +32,12 @@ from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from chainrule.training.classifier import Classifier, normalisation
 from chainrule.training.config import TrainConfig
-from chainrule.training.data import Dataset, load_dataset
+from chainrule.training.data import Dataset, check_dataset, load_dataset
 from chainrule.training.images import frame_fill
 from chainrule.training.loop import EpochResult, FitState, evaluate, fit
 from chainrule.training.modelfile import save_model
 from chainrule.training.progress import Progress
-
-#: The files a run writes into its folder (and the only ones --force removes).
-RUN_FILES = (
-    "model.npz",
-    "metrics.json",
-    NAME,
-    "learning_curves.png",
-    "confusion_matrix.png",
-    "first_layer_weights.png",
-    "most_confident_errors.png",
-)
+from chainrule.training.runfolder import RunFolder
 
 
 @dataclass
@@ -105,33 +94,56 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
 
     A checkpoint is written after every epoch; ``resume=True`` continues the run in ``config.out`` from
     its checkpoint. Ctrl-C (SIGINT) or SIGTERM stops the run with a :class:`RunInterrupted` that says how
-    to resume. A run that fails before its first checkpoint removes the output folder it created, so no
-    partial output is left behind; after that, the last good checkpoint stays.
+    to resume. The output folder is locked for the run (a second run into it is refused); with ``--force``
+    the files of an earlier run there are removed only once the data are loaded and checked. A run that
+    fails before its first checkpoint removes the output folder it created, so no partial output is left
+    behind; after that, the last good checkpoint stays.
     """
     config.validate()
-    existed = config.out is not None and Path(config.out).exists()
-    out = Path(config.out) if resume else prepare_output(config)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    folder = RunFolder.open(config, resume)
+    previous = (
+        (signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _raise_terminated)) if _main_thread() else None
+    )
     try:
-        return _train(config, dataset, out, resume)
+        return _train(config, dataset, folder, resume)
     except (KeyboardInterrupt, _Terminated) as stop:
+        _ignore_signals()  # a second Ctrl-C while this one is handled would interrupt the handling
         how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
-        checkpoint = out / NAME
-        if not checkpoint.exists():
-            if not existed:
-                shutil.rmtree(out, ignore_errors=True)
+        out = folder.path
+        if not (out / NAME).exists():
+            folder.discard()
             raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
+        if config.force and not resume and not folder.cleared:
+            raise RunInterrupted(
+                f"interrupted ({how}) before the run started; the files in {out} are as they were"
+            ) from None
         raise RunInterrupted(
             f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
             f"continue it with `chainrule train --resume {out}`"
         ) from None
+    except WriteError as err:  # a full disk mid-run: the last checkpoint is whole (written atomically)
+        if not (folder.path / NAME).exists():
+            folder.discard()
+            raise
+        raise WriteError(
+            f"{err}; the run is saved up to its last finished epoch in {folder.path}: make room and continue it "
+            f"with `chainrule train --resume {folder.path}`"
+        ) from None
     except BaseException:
-        if not existed and not (out / NAME).exists():
-            shutil.rmtree(out, ignore_errors=True)
+        if not (folder.path / NAME).exists():
+            folder.discard()
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        folder.release()
+        if previous is not None:  # as they were: a caller in Python (a notebook) keeps its Ctrl-C
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
+
+
+def _ignore_signals() -> None:
+    if _main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class RunInterrupted(ChainruleError):
@@ -165,10 +177,12 @@ def config_from_checkpoint(folder: str | Path) -> TrainConfig:
     return config.validate()
 
 
-def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool) -> RunResult:
+def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resume: bool) -> RunResult:
+    out = folder.path
     if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet)
-    _check_finite(dataset)
+        dataset = load_dataset(config.dataset, config.data_dir, progress=not config.quiet, label=config.label)
+    else:  # one given in Python: the checks load_dataset makes
+        check_dataset(dataset)
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     split_rng, model_rng, shuffle_rng = (np.random.default_rng(s) for s in seeds)
     dtype = np.dtype(config.dtype)
@@ -205,11 +219,15 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     settings = optimizer.config()  # as built: the schedule changes lr as it goes
     scheduler = build_scheduler(config, optimizer)
 
-    _check_free_space(out, model)
+    _check_free_space(out, model, freed=sum(p.stat().st_size for p in folder.earlier_run() if p.is_file()))
+    if not resume:
+        folder.clear_earlier_run()
     stored_config = {**config.to_dict(), "out": None, "force": False}
     state = (
         restore_checkpoint(read_checkpoint(out), out, model, optimizer, scheduler) if resume else FitState(shuffle_rng)
     )
+    if resume and scheduler is not None:  # the rate of the schedule as planned now: a run extended by
+        optimizer.lr = scheduler.rate(scheduler.last_epoch)  # --epochs does not keep a finished run's 0
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
@@ -274,44 +292,6 @@ def _train(config: TrainConfig, dataset: Dataset | None, out: Path, resume: bool
     return result
 
 
-# -- the output folder ----------------------------------------------------------------------------------
-def prepare_output(config: TrainConfig) -> Path:
-    """The output folder, created now so that an unwritable place fails before training starts."""
-    if config.out is None:
-        stem = Path("runs") / f"{Path(config.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out, k = stem, 1
-        while out.exists():
-            k += 1
-            out = Path(f"{stem}-{k}")
-    else:
-        out = Path(config.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not config.force:
-            raise ConfigError(
-                f"--out {out} exists and is not empty; choose another folder or pass --force "
-                "to overwrite the files of a run there"
-            )
-        if out.is_dir():  # --force: the files of an earlier run go first, so that none is mixed with
-            stale = [out / name for name in RUN_FILES]  # this one's (a stale checkpoint would resume the old run)
-            stale += [out / card.NAME] if card.is_ours(out / card.NAME) else []  # a README.md of the user's stays
-            for path in stale:
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError as err:
-                    raise ConfigError(
-                        f"--force: cannot remove {path} of the earlier run ({err.strerror or err})"
-                    ) from None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
-    return out
-
-
 def _write_card(result: RunResult, config: TrainConfig, dataset: Dataset) -> None:
     """The model card, or a note on standard error saying why there is none (the run itself succeeded)."""
     try:
@@ -344,25 +324,15 @@ def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
     ]
 
 
-def _check_free_space(out: Path, model: Sequential) -> None:
+def _check_free_space(out: Path, model: Sequential, freed: int = 0) -> None:
     """Refuse to start when the output folder cannot hold what the run will write: the model, a
-    checkpoint (weights, optimizer moments, best weights: about five copies) and the plots."""
+    checkpoint (weights, optimizer moments, best weights: about five copies) and the plots; ``freed``
+    bytes of an earlier run's files are about to be removed."""
     weights = sum(a.nbytes for a in model.state_dict().values())
     needed = 6 * weights + 5 * 2**20
-    free = shutil.disk_usage(out).free
+    free = shutil.disk_usage(out).free + freed
     if free < needed:
         raise ConfigError(
             f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
             f"{needed / 2**20:.1f} MB for its model, checkpoints and plots"
         )
-
-
-def _check_finite(dataset: Dataset) -> None:
-    for name in ("X_train", "X_test"):
-        X = getattr(dataset, name)
-        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
-            rows = np.unique(np.argwhere(~np.isfinite(X))[:, 0])
-            raise DataError(
-                f"{dataset.name}: {name} contains NaN or inf (rows {rows[:5].tolist()}"
-                f"{'…' if len(rows) > 5 else ''}); refusing to train on it"
-            )
