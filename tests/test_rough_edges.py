@@ -179,7 +179,7 @@ def test_a_second_interrupt_during_shutdown_prints_no_traceback(tmp_path):
     """Ctrl-C, then Ctrl-C and SIGTERM again at once while the first is handled."""
     for attempt in range(3):
         process = subprocess.Popen(
-            [sys.executable, "-m", "chainrule.cli", "train", "--out", tmp_path / f"run{attempt}", "--epochs", "50"],
+            [sys.executable, "-m", "chainrule.cli", "train", "--out", tmp_path / f"run{attempt}", "--epochs", "5000"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
