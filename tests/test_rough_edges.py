@@ -139,13 +139,18 @@ def test_resume_into_a_folder_that_cannot_be_written_is_refused_before_training(
     out = tmp_path / "run"
     assert cli("train", "--epochs", "1", "--hidden", "8", "--no-plots", "--out", out).returncode == 0
     os.chmod(out, 0o500)
+    immutable = False
     try:
-        if os.access(out, os.W_OK):
-            pytest.skip("running as a user whom permissions do not stop")
+        if os.access(out, os.W_OK):  # root: permissions do not stop it, the immutable attribute does
+            immutable = subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode == 0
+            if not immutable:
+                pytest.skip("running as a user whom permissions do not stop, without chattr")
         result = cli("train", "--resume", out)
         one_error(result, 1, "cannot write to the output folder")
         assert "epoch" not in result.stdout
     finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(out)], check=True)
         os.chmod(out, 0o700)
 
 
