@@ -67,6 +67,13 @@ def test_the_replay_without_slips_is_the_computation_of_explain(name):
         )
 
 
+def checked_text(problem: str, text: str, tmp_path):
+    """The check of an answers file holding ``text`` against ``examples/problem``."""
+    answers = tmp_path / "a.toml"
+    answers.write_text(text)
+    return check_answers(run_problem(load_problem(EXAMPLES / problem)), load_answers(str(answers)))
+
+
 def check_sheet(explanation, student, tmp_path):
     answers = tmp_path / "answers.toml"
     answers.write_text(sheet_toml(student.sheet or student.solve()))
@@ -173,12 +180,8 @@ def test_unknown_places_are_listed_and_the_rest_checked(tmp_path):
 
 
 def test_a_value_written_twice_under_its_two_names_is_judged_each_time(tmp_path):
-    answers = tmp_path / "a.toml"
-    answers.write_text(
-        '"layers[0].output" = [[2, -1], [0, 1]]\n"layers[1].input" = [[2, -1], [0, 3]]\nloss = 0.25\n'
-        '"history[0]" = 9.99\n'
-    )
-    result = check_answers(run_problem(load_problem(EXAMPLES / "relu_mse.toml")), load_answers(str(answers)))
+    text = '"layers[0].output" = [[2, -1], [0, 1]]\n"layers[1].input" = [[2, -1], [0, 3]]\nloss = 0.25\n'
+    result = checked_text("relu_mse.toml", text + '"history[0]" = 9.99\n', tmp_path)
     v = {x.path: x for x in result}
     assert [x.verdict for x in result] == ["right", "wrong", "right", "wrong"]
     assert "the value of layers[0].output, written here with other numbers" in v["layers[1].input"].causes[0]
@@ -225,28 +228,22 @@ def test_no_slip_is_named_on_the_evidence_of_a_later_loss_alone(tmp_path):
     """A right first step at 3 decimals, then the bias and the loss after five steps, each off by the
     rounding of five hand-worked steps: no slip (the sign of b's update flipped would give b ≈ [−0.006,
     −0.014, 0.020], which the sheet contradicts)."""
-    answers = tmp_path / "a.toml"
-    answers.write_text(
+    text = (
         '"loss_grad" = [[0.102, 0.113, -0.215], [-0.201, 0.093, 0.108], [0.111, -0.222, 0.111]]\n'
         '"layers[0].params_after.b" = [0.009, 0.002, -0.012]\n"history[4]" = 0.814\n'
     )
-    result = check_answers(
-        run_problem(load_problem(EXAMPLES / "softmax_regression_l2.toml")), load_answers(str(answers))
-    )
+    result = checked_text("softmax_regression_l2.toml", text, tmp_path)
     assert not [r.slip for r in result.roots if r.slip]
 
 
 def test_a_weight_gradient_written_transposed_is_named_whatever_its_shape(tmp_path):
     """softmax_regression_l2: W is 4×3; δᵀ·X + λ·Wᵀ is 3×4 (the right one, Xᵀ·δ + λW, worked out by hand
     to 3 decimals, transposed)."""
-    answers = tmp_path / "a.toml"
-    answers.write_text(
+    text = (
         '"layers[0].grads.W" = [[-0.136, 0.162, 0.148, -0.030], [-0.038, -0.156, 0.002, 0.113], '
         "[0.164, -0.006, -0.139, -0.053]]\n"
     )
-    result = check_answers(
-        run_problem(load_problem(EXAMPLES / "softmax_regression_l2.toml")), load_answers(str(answers))
-    )
+    result = checked_text("softmax_regression_l2.toml", text, tmp_path)
     [root] = result.roots
     assert (root.path, root.slip) == ("layers[0].grads.W", "linear.weight_gradient_transposed")
 
