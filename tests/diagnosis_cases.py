@@ -1,6 +1,7 @@
-"""The problems and answer sheets on which ``chainrule check``'s diagnosis is measured: five problems,
-one per kind the issue names, and every slip the hand-working :class:`~student.Student` can make at every
-place, written at 3 and 4 decimals, carried on rounded (by hand) or in full (a calculator)."""
+"""The problems and answer sheets on which ``chainrule check``'s diagnosis is measured: six problems
+(one per kind the issue names, and one for the slips of LeakyReLU, two outputs and Nesterov), and every
+slip the hand-working :class:`~student.Student` can make at every place, written at 3 and 4 decimals,
+carried on rounded (by hand) or in full (a calculator)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,20 @@ PROBLEMS = {
             {"type": "layernorm", "gamma": [1.5, 0.5, 1], "beta": [0, 0.2, -0.1]},
             {"type": "gelu"},
             {"type": "linear", "W": [[1, -1, 0.5], [0.5, 1, -1], [-0.5, 0.5, 1]]},
+        ],
+    ),
+    "leaky_nesterov": Problem(
+        X=[[1, -2], [-1, 0.5], [2, 1]],
+        y=[[1, 0], [0, 2], [1, 1]],
+        loss="mse",
+        scale="half_mean",
+        optimizer="nesterov",
+        lr=0.1,
+        settings={"momentum": 0.9},
+        layers=[
+            {"type": "linear", "W": [[1, -1, 0.5], [0.5, 1, -1]], "b": [0, 0.5, -0.5]},
+            {"type": "leaky_relu", "alpha": 0.1},
+            {"type": "linear", "W": [[0.5, 1], [1, -1], [-1, 0.5]]},
         ],
     ),
 }

@@ -128,11 +128,13 @@ class Student:
             if self.at("linear.bias_forgotten", i) and "b" in q:
                 return x @ W, None, True
             return x @ W + q.get("b", 0), None, False
-        if kind in ("relu", "sigmoid", "tanh", "gelu"):
+        if kind in _ACTIVATIONS:
             if self.at("activation.not_applied", i):  # (the identity has no slip: not in these problems)
                 return x.copy(), x, True
             if kind == "relu":
                 return np.maximum(x, 0), x, False
+            if kind == "leaky_relu":
+                return np.where(x > 0, x, L["alpha"] * x), x, False
             if kind == "sigmoid":
                 if self.at("sigmoid.exponent_sign", i):  # σ(−z) = 1 − σ(z)
                     return 1 / (1 + np.exp(x)), x, True
@@ -162,6 +164,10 @@ class Student:
         kind = self.p.loss
         if self.at("loss.mean_forgotten"):
             k = k * n
+        if self.at("loss.half_forgotten") and self.p.scale in ("half_mean", "half_sum"):
+            k = 2 * k
+        if self.at("mse.mean_over_outputs") and kind == "mse":
+            k = k / a.shape[1]
         if kind == "mse":
             loss = k * ((a - Y) ** 2).sum()
             g = 2 * k * (a - Y)
@@ -187,6 +193,8 @@ class Student:
             raise ValueError(kind)
         if self.at("loss.gradient_sign"):
             g = -g
+        if self.at("cross_entropy.minus_forgotten") and kind != "mse":
+            loss = -loss
         return loss, g
 
     # -- backward -----------------------------------------------------------------------------------------------
@@ -197,7 +205,7 @@ class Student:
             W = q["W"]
             dW = x.T @ g
             slipped_W = False
-            if self.at("linear.weight_gradient_transposed", i) and W.shape[0] == W.shape[1]:
+            if self.at("linear.weight_gradient_transposed", i):
                 dW, slipped_W = dW.T, True
             if self.at("linear.weight_gradient_pre_activation", i) and i and p.layers[i - 1]["type"] in _ACTIVATIONS:
                 dW, slipped_W = xs[i - 1].T @ g, True
@@ -213,6 +221,8 @@ class Student:
                 db, slipped_b = g.sum(axis=0), False
                 if self.at("linear.bias_gradient_averaged", i):
                     db, slipped_b = g.mean(axis=0), True
+                if self.at("linear.bias_gradient_not_summed", i) and len(g) > 1:
+                    db, slipped_b = g.copy(), True
                 if p.l2 and self.at("l2.bias_penalised", (i, "b")):
                     db, slipped_b = db + p.l2 * q["b"], True
                 grads["b"] = self.write(f"layers[{i}].grads.b", db, slipped_b)
@@ -223,10 +233,11 @@ class Student:
             if self.at("linear.input_gradient_after_update", i) and p.optimizer in ("sgd", "momentum"):
                 return self.write(f"layers[{i}].grad_input", g @ (W - p.lr * grads["W"]).T, True), grads
             return self.write(f"layers[{i}].grad_input", g @ W.T), grads
-        if kind in ("relu", "sigmoid", "tanh", "gelu"):
+        if kind in _ACTIVATIONS:
             z, a = cache
             derivative = {
                 "relu": lambda: (z > 0).astype(float),
+                "leaky_relu": lambda: np.where(z > 0, 1.0, L["alpha"]),
                 "sigmoid": lambda: a * (1 - a),
                 "tanh": lambda: 1 - a * a,
                 "gelu": lambda: _phi(z) + z * _pdf(z),
@@ -234,7 +245,9 @@ class Student:
             slipped = True
             if self.at("activation.derivative_not_applied", i):
                 derivative = np.ones_like(z)
-            elif self.at("activation.derivative_at_output", i) and kind != "relu":
+            elif self.at("leaky_relu.negative_slope_forgotten", i) and kind == "leaky_relu":
+                derivative = (z > 0).astype(float)
+            elif self.at("activation.derivative_at_output", i) and kind not in ("relu", "leaky_relu"):
                 derivative = {
                     "sigmoid": lambda: (1 / (1 + np.exp(-a))) * (1 - 1 / (1 + np.exp(-a))),
                     "tanh": lambda: 1 - np.tanh(a) ** 2,
@@ -282,9 +295,11 @@ class Student:
         slipped = True
         if p.optimizer == "sgd":
             step = lr * g
-        elif p.optimizer == "momentum":
+        elif p.optimizer in ("momentum", "nesterov"):  # the first step: b = g (or (1 − μ)·g, dampened)
             mu = p.settings.get("momentum", 0.9)
-            step = lr * ((1 - mu) * g if self.at("momentum.dampened", place) else g)
+            b = (1 - mu) * g if self.at("momentum.dampened", place) else g
+            nesterov = p.optimizer == "nesterov" and not self.at("nesterov.plain_momentum", place)
+            step = lr * (g + mu * b if nesterov else b)
         elif p.optimizer == "adam":
             b1, b2, eps = 0.9, 0.999, 1e-8
             m, v = (1 - b1) * g, (1 - b2) * g * g
@@ -300,8 +315,12 @@ class Student:
             step = lr * g / ((v if self.at("rmsprop.square_root_forgotten", place) else np.sqrt(v)) + 1e-8)
         else:
             raise ValueError(p.optimizer)
+        if step.shape != theta.shape:
+            return  # a gradient of another shape (transposed, not summed): the student cannot update with it
         new = theta - step
-        if self.at("update.sign_flipped", place):
+        if self.at("update.not_applied", place):
+            new = theta.copy()
+        elif self.at("update.sign_flipped", place):
             new = theta + step
         elif self.at("update.lr_forgotten", place):
             new = theta - step / lr
@@ -312,10 +331,19 @@ class Student:
         self.write(f"layers[{i}].params_after.{name}", new, slipped)
 
 
-_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
-_LOSS_SLIPS = ("loss.mean_forgotten", "cross_entropy.log10", "l2.penalty_half_forgotten")
+_ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu")
+_LOSS_SLIPS = (
+    "loss.mean_forgotten",
+    "cross_entropy.log10",
+    "l2.penalty_half_forgotten",
+    "loss.half_forgotten",
+    "mse.mean_over_outputs",
+    "cross_entropy.minus_forgotten",
+)
 _LOSS_GRAD_SLIPS = (
     "loss.mean_forgotten",
+    "loss.half_forgotten",
+    "mse.mean_over_outputs",
     "mse.two_forgotten",
     "loss.gradient_sign",
     "fused.minus_y_forgotten",
@@ -346,7 +374,7 @@ KNOWN = (
     "linear.bias_gradient_averaged",
     "normalization.gamma_gradient_with_input",
     *_LOSS_SLIPS,
-    *_LOSS_GRAD_SLIPS[1:],
+    *_LOSS_GRAD_SLIPS[3:],
     "l2.gradient_two_lambda",
     "l2.gradient_forgotten",
     "l2.bias_penalised",
@@ -357,9 +385,14 @@ KNOWN = (
     "adam.bias_correction_forgotten",
     "adam.square_root_forgotten",
     "rmsprop.square_root_forgotten",
+    "leaky_relu.negative_slope_forgotten",
+    "linear.bias_gradient_not_summed",
+    "update.not_applied",
+    "nesterov.plain_momentum",
 )
 _UPDATE_SLIPS = (
     "momentum.dampened",
+    "nesterov.plain_momentum",
     "adam.bias_correction_forgotten",
     "adam.square_root_forgotten",
     "rmsprop.square_root_forgotten",

@@ -26,11 +26,6 @@ from chainrule.explain.slips import SLIPS, catalogue_markdown
 ROOT = Path(__file__).resolve().parent.parent
 #: Problems for the slips that the five of diagnosis_cases.py have no place for.
 MORE = {
-    "leaky_nesterov": Problem(
-        X=[[1, -2], [-1, 0.5]], y=[[1, 0], [0, 2]], loss="mse", optimizer="nesterov", lr=0.1,
-        layers=[{"type": "linear", "W": [[1, -1], [0.5, 1]]}, {"type": "leaky_relu", "alpha": 0.1},
-                {"type": "linear", "W": [[0.5, 1], [1, -1]]}],
-    ),
     "rmsprop": Problem(
         X=[[1, 2], [0.5, -1]], y=[[1], [0]], loss="mse", optimizer="rmsprop", lr=0.1,
         layers=[{"type": "linear", "W": [[1], [-0.5]], "b": [0.5]}],
