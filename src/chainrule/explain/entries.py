@@ -198,12 +198,8 @@ class MatMul(_Node):
         inner = self.left.shape(env)[1]
         letter = "i" if isinstance(self.left, Ph) and self.left.transposed else "k"
         if not numbers:
-            return (
-                f"Σ{_subscript(letter)} "
-                + self.left.write((i, letter), env, False, out)
-                + "·"
-                + (self.right.write((letter, j), env, False, out))
-            )
+            k, sigma = (0, "") if inner == 1 else (letter, f"Σ{_subscript(letter)} ")  # one term: no sum
+            return sigma + self.left.write((i, k), env, False, out) + "·" + self.right.write((k, j), env, False, out)
         return _terms(
             [
                 f"{self.left.write((i, k), env, True, out)}·{self.right.write((k, j), env, True, out)}"
@@ -461,7 +457,7 @@ class _Reader:
     def atom(self) -> _Node:
         kind, value = self.take()
         if kind == "ph":
-            return Ph(value[1:-1], symbols=self.symbols)
+            return self.definitions.get(value) or Ph(value[1:-1], symbols=self.symbols)
         if kind == "grad":
             return Ph("∂" + value[5:-1], symbols=self.symbols)
         if kind == "num":
@@ -661,6 +657,7 @@ def _update_place(explanation, step, i, name, symbols, operands) -> _Place:
         **{k: v for k, v in optimizer.config().items() if isinstance(v, float)},
         "lr": step.lr,
         "t": float(step.number),
+        "∂θ": step.grads[i][name],
     }
     theta = symbols[name]
     symbols = {
@@ -735,14 +732,16 @@ def expand(explanation: Explanation, path: str) -> Expansion:
 
 
 def _definitions(place: _Place) -> dict[str, _Node]:
-    """The values that earlier equations name with one letter (``ĝ = δ ⊙ γ``, Adam's ``m̂``), read as
-    expressions; a definition the reader does not follow is left out (and a formula using it is then
-    shown with its symbols only)."""
+    """The values that earlier equations define, read as expressions: a name of one letter (``ĝ = δ ⊙ γ``,
+    Adam's ``m̂``), or a placeholder given a new value before the formula (AdamW's decay ``θ ← θ −
+    lr·wd·θ``, keyed ``{θ}``). A definition the reader does not follow is left out (and a formula using it
+    is then shown with its symbols only)."""
     found: dict[str, _Node] = {}
     for eq in place.definitions:
         for part in eq.text.split(",  "):
-            name, _, rhs = (side.strip() for side in part.partition(" = "))
-            if re.fullmatch(r"[A-Za-z][\u0302\u0304]?", name) and rhs:
+            pieces = re.split(r" (?:=|←) ", part, maxsplit=1)
+            name, rhs = (pieces[0].strip(), pieces[1].strip()) if len(pieces) == 2 else ("", "")
+            if re.fullmatch(r"[A-Za-z][\u0302\u0304]?|\{[\w'′]+\}", name) and rhs:
                 try:
                     found[name] = parse(rhs, place.symbols, found)
                 except Unreadable:

@@ -49,14 +49,14 @@ def labels(explanation: Explanation) -> dict[int, tuple[np.ndarray, str]]:
     return found
 
 
-def _path_of(part: np.ndarray, known: dict[int, tuple[np.ndarray, str]]) -> tuple[str, int] | None:
-    """The path of a matrix of the document and the number of indices its entries take (a row view of a
-    vector, ``b[None, :]``, is the vector)."""
+def _path_of(part: np.ndarray, known: dict[int, tuple[np.ndarray, str]]) -> tuple[str, tuple[int, ...]] | None:
+    """The path of a matrix of the document and its shape there: the matrix itself, or a view of it that
+    reads its entries in the same order (a vector as a row, ``b[None, :]``; a column transposed)."""
     for candidate in (part, part.base):
         if candidate is not None and id(candidate) in known:
             array, path = known[id(candidate)]
             if candidate is part or (part.flags.c_contiguous and part.size == array.size):
-                return path, array.ndim
+                return path, array.shape
     return None
 
 
@@ -90,8 +90,8 @@ class _Writer:
                     continue
                 text = fmt(matrix[i, j])
                 if found is not None:
-                    path, ndim = found
-                    index = "".join(f"[{k}]" for k in ((i, j) if ndim == 2 else (j,) if ndim == 1 else ()))
+                    path, shape = found
+                    index = "".join(f"[{k}]" for k in np.unravel_index(i * matrix.shape[1] + j, shape))
                     text = self.number(path + index, matrix[i, j])
                 cells.append(f"<td>{text}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -162,7 +162,6 @@ SCRIPT = """
       document.querySelectorAll('[data-path="' + p + '"]').forEach(function (x) { x.classList.add('src'); });
     });
     why.textContent = el.dataset.why;
-    why.dataset.path = el.dataset.path;
     value.textContent = el.dataset.path + ' = ' + el.dataset.value;
   }
   numbers.forEach(function (el) {

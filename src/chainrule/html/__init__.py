@@ -32,7 +32,7 @@ h3 { font-size: 1.05rem; margin: 1.2rem 0 .3rem; }
 .eq { display: flex; flex-wrap: wrap; align-items: center; gap: .15rem; margin: .35rem 0 .35rem 1rem; }
 .m { white-space: pre-wrap; }
 table.mat { border-collapse: collapse; border-left: 2px solid var(--ink); border-right: 2px solid var(--ink);
-  border-radius: 7px; margin: 0 .2rem; font-variant-numeric: tabular-nums; }
+  border-radius: 7px; margin: 0 .2rem; font-variant-numeric: tabular-nums; position: relative; z-index: 1; }
 table.mat td { padding: .05rem .45rem; text-align: right; }
 table.mat caption { caption-side: bottom; font-size: .7rem; color: var(--muted); }
 [data-path] { cursor: pointer; border-radius: 3px; }
