@@ -49,14 +49,18 @@ def labels(explanation: Explanation) -> dict[int, tuple[np.ndarray, str]]:
     return found
 
 
-def _path_of(part: np.ndarray, known: dict[int, tuple[np.ndarray, str]]) -> tuple[str, tuple[int, ...]] | None:
-    """The path of a matrix of the document and its shape there: the matrix itself, or a view of it that
-    reads its entries in the same order (a vector as a row, ``b[None, :]``; a column transposed)."""
+def _path_of(part: np.ndarray, known: dict[int, tuple[np.ndarray, str]]):
+    """The path of a matrix of the document, and a function from an entry ``(i, j)`` shown to its index
+    there: for the matrix itself, a view of it that reads its entries in the same order (a vector as a row,
+    ``b[None, :]``), or its transpose (``Xᵀ``)."""
     for candidate in (part, part.base):
-        if candidate is not None and id(candidate) in known:
-            array, path = known[id(candidate)]
-            if candidate is part or (part.flags.c_contiguous and part.size == array.size):
-                return path, array.shape
+        if candidate is None or id(candidate) not in known:
+            continue
+        array, path = known[id(candidate)]
+        if candidate is part or (part.flags.c_contiguous and part.size == array.size):
+            return path, lambda i, j, cols=part.shape[-1], shape=array.shape: np.unravel_index(i * cols + j, shape)
+        if array.ndim == 2 and part.ndim == 2 and np.shares_memory(part, array) and part.shape == array.shape[::-1]:
+            return path, lambda i, j: (j, i)
     return None
 
 
@@ -90,8 +94,8 @@ class _Writer:
                     continue
                 text = fmt(matrix[i, j])
                 if found is not None:
-                    path, shape = found
-                    index = "".join(f"[{k}]" for k in np.unravel_index(i * matrix.shape[1] + j, shape))
+                    path, where = found
+                    index = "".join(f"[{k}]" for k in where(i, j))
                     text = self.number(path + index, matrix[i, j])
                 cells.append(f"<td>{text}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
