@@ -4,7 +4,6 @@ The seed's exercise (``relu_mse.toml``) is checked against arithmetic done by ha
 formula, read as an expression and evaluated entry by entry, is checked against what the library
 computed (the JSON), so that a formula shown to learners cannot drift from the code."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from chainrule.explain import load_problem, parse_problem, run_problem, to_json
 from chainrule.explain.entries import EntryError, expand, formula, paths
 from chainrule.explain.render import fmt
 
-from helpers import every_kind_problems
+from helpers import every_kind_problems, json_at
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PROBLEMS = sorted(p for p in EXAMPLES.glob("*.toml") if "answers" not in p.name)
@@ -71,16 +70,6 @@ def problems():
     ]
 
 
-def _at(data, path):
-    """The JSON's number at ``path``, found by walking the JSON (not by the code under test)."""
-    node = data
-    for name, indices in re.findall(r"(\w+)((?:\[\d+\])*)", path):
-        node = node[name]
-        for k in re.findall(r"\d+", indices):
-            node = node[int(k)]
-    return node
-
-
 @pytest.mark.parametrize("problem", problems())
 def test_every_declared_formula_gives_the_librarys_number(problem):
     explanation = run_problem(problem)
@@ -88,7 +77,7 @@ def test_every_declared_formula_gives_the_librarys_number(problem):
     opened = 0
     for path in paths(explanation):
         expansion = expand(explanation, path)
-        assert expansion.value == pytest.approx(_at(data, path), rel=1e-12, abs=1e-15), path
+        assert expansion.value == pytest.approx(json_at(data, path), rel=1e-12, abs=1e-15), path
         if expansion.computed is not None:
             opened += 1
             assert expansion.computed == pytest.approx(expansion.value, rel=1e-9, abs=1e-12), expansion.text(fmt)

@@ -19,6 +19,7 @@ from chainrule.explain.check import check_answers, load_answers, verdicts_to_jso
 from chainrule.explain.render import render
 
 from conftest import optional
+from helpers import json_at
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PROBLEMS = sorted(p for p in EXAMPLES.glob("*.toml") if "answers" not in p.name)
@@ -61,16 +62,6 @@ def _errors(driver) -> list[dict]:
     return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
 
 
-def _at(data, path):
-    """The JSON's number at ``path``, by walking the JSON."""
-    node = data
-    for name, indices in re.findall(r"(\w+)((?:\[\d+\])*)", path):
-        node = node[name]
-        for k in re.findall(r"\d+", indices):
-            node = node[int(k)]
-    return node
-
-
 def _detail(explanation, path):
     """A value the JSON does not hold (BatchNorm's μ, σ², x̂): the trace's."""
     layer, name, *index = re.findall(r"\w+", path.replace("layers", "", 1).replace("details", "", 1))
@@ -110,7 +101,7 @@ def test_every_number_of_the_page_opens_into_the_jsons_value(browser, tmp_path, 
         opened = browser.execute_script(OPEN_ALL)
         assert len(opened) == len(numbers)
         for path, value, why, sources, highlighted in opened:
-            expected = _detail(explanation, path) if ".details." in path else _at(data, path)
+            expected = _detail(explanation, path) if ".details." in path else json_at(data, path)
             assert float(value) == pytest.approx(expected, rel=1e-12, abs=1e-300), path
             assert why and "=" in why, path
             shown = {s for s in sources if browser.find_elements(By.CSS_SELECTOR, f'[data-path="{s}"]')}

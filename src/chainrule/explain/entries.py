@@ -428,7 +428,7 @@ class _Reader:
                 self.take()
                 right = self.unary()
                 matrices = value == "·" and isinstance(node, Ph) and isinstance(right, Ph)
-                node = _Product(node, right) if matrices else Bin(value, node, right)
+                node = _MaybeMatMul(node, right) if matrices else Bin(value, node, right)
             elif kind in ("ph", "grad", "func", "exp", "name") or value in ("(", "√"):
                 node = Bin("·", node, self.unary())  # σ(z)(1 − σ(z)): juxtaposition is a product
             else:
@@ -500,14 +500,11 @@ class _Reader:
         raise Unreadable(value)
 
 
-def _Product(left: Ph, right: Ph) -> _Node:
-    """``A·B`` of two arrays named directly: a matrix product (a number times an array is a product of
-    numbers, decided when the values are known)."""
-    return _MaybeMatMul(left, right)
-
-
 @dataclass
 class _MaybeMatMul(_Node):
+    """``A·B`` of two arrays named directly: a matrix product of two matrices, a product of numbers when
+    one is a number (known once the values are)."""
+
     left: Ph
     right: Ph
 
@@ -541,7 +538,7 @@ class _Place:
     arrow: str = "="  # ← for an update
 
 
-def _layer_paths(i: int, r, last: int) -> dict[str, str]:
+def _layer_paths(i: int, r) -> dict[str, str]:
     paths = {
         "in": f"layers[{i}].input",
         "out": f"layers[{i}].output",
@@ -595,7 +592,7 @@ def _place(explanation: Explanation, array: str) -> _Place:
     lookup_symbols, numbers, results = _layer_lookups(r, in_name, Sym(names[i]))
     used = {*PLACEHOLDER.findall(" ".join(_all_text(r.layer))), *numbers, *results}
     symbols = {k.lstrip("∂"): lookup_symbols[k.lstrip("∂")].text for k in used}
-    operands = _layer_paths(i, r, len(records) - 1)
+    operands = _layer_paths(i, r)
     numbers = {**numbers, "n": float(r.input.shape[0]), "d": float(np.prod(r.input.shape[1:]))}
     formulas = r.layer.formulas()
     definitions = tuple(eq for eq in (*formulas.forward, *formulas.backward) if eq.result is None)

@@ -2,7 +2,7 @@
 
 Used by the pages of ``chainrule explain --format html``, ``chainrule check --format html`` and the
 ``report.html`` of ``chainrule train``, and by the rich display of chainrule's objects in Jupyter
-(:func:`table`). Maths is typeset by KaTeX, vendored in ``katex/`` from its npm release (MIT licence,
+(:func:`table`). Maths is typeset by KaTeX 0.19.1, vendored in ``katex/`` from its npm release (MIT licence,
 ``katex/LICENSE``): its script, its style sheet and the fonts the formulas use are put into the page, the
 fonts as ``data:`` URLs. A maths element holds its Unicode text, so that the page reads without
 JavaScript; the script replaces it with the typeset formula from its ``data-tex``.
@@ -18,8 +18,6 @@ from functools import cache
 from importlib import resources
 
 escape = html.escape
-
-KATEX_VERSION = "0.19.1"
 
 STYLE = """
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d7dbe3; --accent: #2756c5; --soft: #eef2fb;
