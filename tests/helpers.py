@@ -1,6 +1,7 @@
 """One-line checks used across the tests (float64 throughout)."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -93,3 +94,14 @@ def compile_latex(documents: dict, folder) -> None:
         command = [engine, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"]
         result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
         assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}"
+
+
+def json_at(data, path):
+    """The number at ``path`` (``layers[0].grads.W[1][0]``) of explain's JSON, found by walking the JSON (not
+    by the code under test)."""
+    node = data
+    for name, indices in re.findall(r"(\w+)((?:\[\d+\])*)", path):
+        node = node[name]
+        for k in re.findall(r"\d+", indices):
+            node = node[int(k)]
+    return node

@@ -44,6 +44,7 @@ def test_train_writes_model_metrics_and_plots(digits_run):
         "metrics.json",
         "model.npz",
         "most_confident_errors.png",
+        "report.html",
     ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -53,6 +54,23 @@ def test_train_writes_model_metrics_and_plots(digits_run):
     assert metrics["test_accuracy"] > 0.9
     assert f"model, metrics and plots in {out}" in result.stdout
     assert result.stdout.count("\nepoch ") + result.stdout.startswith("epoch") == 3
+
+
+def test_report_html_holds_the_plots_and_metrics(digits_run):
+    import base64
+    import re
+
+    out, _ = digits_run
+    html = (out / "report.html").read_text("utf-8")
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert sorted(base64.b64decode(i) for i in images) == sorted(p.read_bytes() for p in out.glob("*.png"))
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # self-contained: nothing fetched
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"Test accuracy <b>{metrics['test_accuracy']:.4f}</b>" in html
+    rows = re.findall(r"<tr><td class=\"num\">(\d+)</td><td class=\"num\">([\d.]+)</td>", html)
+    assert [(int(e), float(loss)) for e, loss in rows] == [
+        (e["epoch"], round(e["train_loss"], 4)) for e in metrics["epochs"]
+    ]
 
 
 def test_model_card_in_the_hugging_face_shape(digits_run):

@@ -61,7 +61,7 @@ def steps_option(text: str) -> int:
 
 
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
-EXPLAIN_FORMATS = ("text", "markdown", "latex", "json")
+EXPLAIN_FORMATS = ("text", "markdown", "latex", "json", "html")
 #: The formats of ``chainrule derive`` (those of chainrule.derive.output.FORMATS, checked by a test).
 DERIVE_FORMATS = ("text", "markdown", "latex", "json")
 #: The formats of ``chainrule export`` (those of chainrule.interchange.FORMATS, checked by a test).
@@ -130,7 +130,15 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         choices=EXPLAIN_FORMATS,
         default="text",
         help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
-        "document) or json (every number in full precision); default: text",
+        "document), json (every number in full precision) or html (one self-contained page where every "
+        "number opens into its computation); default: text",
+    )
+    explain.add_argument(
+        "--entry",
+        metavar="PATH",
+        default=None,
+        help="show how one number is computed, with the numbers put in: its place in the JSON, e.g. "
+        "'layers[0].grads.W[1][0]' or 'loss'",
     )
     explain.add_argument(
         "--steps",
@@ -181,7 +189,12 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     )
     check_cmd.add_argument("file", metavar="FILE", nargs="?", help="the problem file (.toml)")
     check_cmd.add_argument("answers", metavar="ANSWERS", nargs="?", help="the answers file (.toml)")
-    check_cmd.add_argument("--format", choices=("text", "json"), default="text")
+    check_cmd.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="text, json, or html (one self-contained page: the sheet coloured by verdict); default: text",
+    )
     check_cmd.add_argument(
         "--steps", type=steps_option, default=None, help="training steps (default: the problem file's train.steps)"
     )
@@ -437,6 +450,13 @@ def _run_explain(args: argparse.Namespace) -> int:
     from chainrule.explain.render import render
 
     explanation = run_problem(load_problem(args.file), steps=args.steps)
+    if args.entry is not None:
+        from chainrule.explain.entries import expand
+        from chainrule.explain.render import decimals, fmt
+
+        with decimals(args.precision):
+            print(expand(explanation, args.entry).text(fmt))
+        return 0
     sys.stdout.write(render(explanation, args.format, args.precision))
     return 0
 
@@ -487,6 +507,12 @@ def _run_check(args: argparse.Namespace) -> int:
     result = check_answers(explanation, load_answers(args.answers), args.answers, args.carried_forward_credit)
     if args.format == "json":
         print(json.dumps(verdicts_to_json(result), indent=2, ensure_ascii=False))
+    elif args.format == "html":
+        from chainrule.explain.check import report_html
+        from chainrule.html import escape, page
+
+        title = f"{args.answers}, checked against {explanation.problem.title}"
+        sys.stdout.write(page(title, f"<h1>{escape(title)}</h1>\n{report_html(result)}"))
     else:
         sys.stdout.write(report(result))
     return 0 if result.all_right else 1

@@ -152,6 +152,41 @@ class Sequential(Module):
         inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
 
+    def summary_rows(self) -> list[tuple[int, str, str, int]]:
+        """``(index, layer, output shape, parameters)`` for each layer; ``n`` is the batch's rows."""
+        rows, features = [], self.in_features
+        for i, layer in enumerate(self.layers):
+            features = None if features is None else layer.output_features(features)
+            count = sum(p.data.size for p in layer.params.values())
+            rows.append((i, repr(layer), f"(n, {'?' if features is None else features})", count))
+        return rows
+
+    def summary(self) -> str:
+        """The layers as a table (layer, output shape, parameters) and the parameter count, as text."""
+        rows = [
+            ("#", "layer", "output", "parameters"),
+            *((str(i), n, s, f"{c:,}") for i, n, s, c in self.summary_rows()),
+        ]
+        widths = [max(len(row[k]) for row in rows) for k in range(4)]
+        lines = [
+            "  ".join(
+                c.rjust(w) if k in (0, 3) else c.ljust(w) for k, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+            for row in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        total = sum(p.data.size for p in self.parameters())
+        return "\n".join([*lines, f"{total:,} parameters ({self.dtype})"])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the summary as a table."""
+        from chainrule.html import escape, table
+
+        total = sum(p.data.size for p in self.parameters())
+        rows = [(i, n, s, f"{c:,}") for i, n, s, c in self.summary_rows()]
+        caption = f"<p>Sequential: {len(self.layers)} layers, {total:,} parameters ({escape(str(self.dtype))})</p>"
+        return caption + table(("#", "layer", "output", "parameters"), rows, (True, False, False, True))
+
 
 def predicted_classes(outputs: NDArray, probabilities: bool) -> NDArray:
     """The class of each row of a network's ``outputs``: the arg-max of the row, or for a single output

@@ -69,6 +69,32 @@ class Trace:
         finally:
             model.observer = previous
 
+    def __repr__(self) -> str:
+        kinds = ", ".join(r.layer.kind for r in self.layers.values())
+        return f"Trace({len(self.layers)} layers recorded: {kinds})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: what was recorded of each layer, by shape."""
+        from chainrule.html import escape, table
+
+        def shape(array) -> str:
+            return "" if array is None else "×".join(map(str, array.shape))
+
+        rows = [
+            (
+                r.index,
+                repr(r.layer),
+                shape(r.input),
+                shape(r.output),
+                shape(r.grad_input),
+                ", ".join(f"∂{name} {shape(g)}" for name, g in r.grads.items()),
+                ", ".join(r.details),
+            )
+            for r in (self.layers[i] for i in sorted(self.layers))
+        ]
+        header = ("#", "layer", "input", "output", "∂input", "parameter gradients", "details")
+        return f"<p>{escape(repr(self))}</p>" + table(header, rows)
+
     # -- the observer interface of Sequential ---------------------------------------------------
     def on_forward(self, index: int, layer: Module, x: NDArray, out: NDArray) -> None:
         record = self.layers[index] = LayerRecord(index, layer)

@@ -85,6 +85,16 @@ class Derivation:
     def verified(self) -> bool:
         return len(self.checks) == len(self.steps) and all(c.verified for c in self.checks)
 
+    def __repr__(self) -> str:
+        state = "verified" if self.verified else "not verified" if self.checks else "not checked"
+        return f"Derivation({self.topic!r}: {self.title}, {len(self.steps)} steps, {state})"
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter's display: the steps as ``chainrule derive --format markdown`` writes them."""
+        from chainrule.derive.output import render
+
+        return render(self, "markdown")
+
 
 # -- checking ------------------------------------------------------------------------------------------
 def verify(derivation: Derivation, sp: Any, seed: int = 0) -> Derivation:

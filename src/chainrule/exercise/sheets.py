@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from chainrule.exercise.friendly import ROUNDED, SHORT, Asked
+from chainrule.explain.entries import formula
 from chainrule.explain.explanation import Explanation
-from chainrule.explain.render import Equation, Heading, Sentence, Sym, fmt, formula_text, indexed
+from chainrule.explain.render import Equation, Heading, Sentence, Sym, fmt, indexed
 from chainrule.notation import SYMBOLS
 
 _NAMES = {"relu": "ReLU", "sigmoid": "σ", "tanh": "tanh", "softmax": "softmax", "gelu": "GELU"}
@@ -86,7 +87,7 @@ def question_sheet(explanation: Explanation, values: list[Asked], variant: str, 
             )
         )
     loss = problem.loss
-    loss_formula = formula_text(explanation, "loss") or f"L = {loss.kind}"
+    loss_formula = formula(explanation, "data_loss") or f"L = {loss.kind}"
     k = {"mean": "1/n", "sum": "1", "half_mean": "1/(2n)", "half_sum": "1/2"}[loss.scale]
     l2 = f" + {fmt(problem.l2)}/2·Σ‖W‖²" if problem.l2 else ""
     parts.append((f"The loss is {loss_formula}{l2}, with k = {k} and n = {problem.X.shape[0]}. Find L.", ["loss"]))

@@ -124,6 +124,10 @@ class CheckReport:
         mark = counts["right"] + self.credit * counts["carried_forward"]
         return {**counts, "mark": mark, "out_of": len(self.verdicts)}
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the sheet coloured by verdict, with the root slips (see :func:`report_html`)."""
+        return report_html(self)
+
     @property
     def all_right(self) -> bool:
         """Every answer right or left blank, and at least one right."""
@@ -400,9 +404,9 @@ class _Checker:
         return f"the same slip as in {_shown(root.path, self)}: {_slip_words(root.slip)}"
 
     def _unexplained(self, c: str) -> str:
-        from chainrule.explain.render import formula_text
+        from chainrule.explain.entries import formula
 
-        formula = formula_text(self.explanation, c)
+        formula = formula(self.explanation, c)
         how = f", computed as {formula}" if formula else ""
         written, right = self.sheet.values[c], self.right[c]
         if written.shape != right.shape:
@@ -533,9 +537,18 @@ def _show(array: Any) -> str:
 _MARKS = {"right": "✓", "carried_forward": "↪", "wrong": "✗", "unanswered": "·"}
 
 
+def _score_line(result: CheckReport) -> str:
+    score = result.score
+    credit = "full" if result.credit == 1 else f"{result.credit:g}"
+    return (
+        f"{score['right']} of {score['out_of']} answers right, {score['carried_forward']} carried forward, "
+        f"{score['wrong']} wrong, {score['unanswered']} unanswered: mark {score['mark']:g} of {score['out_of']} "
+        f"(carried-forward answers earn {credit} credit)"
+    )
+
+
 def report(result: CheckReport) -> str:
     """The text report: the root errors in a sentence or two each, the score, then every answer."""
-    score = result.score
     lines: list[str] = []
     for k, root in enumerate(result.roots, 1):
         lines.append(f"Root {k} — {root.path}: {root.description}.")
@@ -543,12 +556,7 @@ def report(result: CheckReport) -> str:
             lines.append(f"    follows from it: {', '.join(root.explains)}")
     if result.roots:
         lines.append("")
-    credit = "full" if result.credit == 1 else f"{result.credit:g}"
-    lines.append(
-        f"{score['right']} of {score['out_of']} answers right, {score['carried_forward']} carried forward, "
-        f"{score['wrong']} wrong, {score['unanswered']} unanswered: mark {score['mark']:g} of {score['out_of']} "
-        f"(carried-forward answers earn {credit} credit)"
-    )
+    lines.append(_score_line(result))
     if result.unknown:
         lines.append(f"not checked: {'; '.join(result.unknown)}")
     lines.append("")
@@ -561,6 +569,39 @@ def report(result: CheckReport) -> str:
             lines.append(f"    right:   {_show(v.expected)}")
         lines.extend(f"    → {cause}" for cause in v.causes)
     return "\n".join(lines) + "\n"
+
+
+_WORDS = {"right": "right", "carried_forward": "carried forward", "wrong": "wrong", "unanswered": "unanswered"}
+
+
+def report_html(result: CheckReport) -> str:
+    """The report as HTML (the body of ``chainrule check --format html``, and Jupyter's display): the
+    root slips, the score, then the sheet with each answer coloured right, carried forward, wrong or
+    unanswered, and what was written beside what is right."""
+    from chainrule.html import escape
+
+    out = []
+    if result.roots:
+        out.append("<h2>Root slips</h2><ol>")
+        for root in result.roots:
+            follows = f"<br><small>follows from it: {escape(', '.join(root.explains))}</small>" if root.explains else ""
+            out.append(f"<li><b>{escape(root.path)}</b>: {escape(root.description)}.{follows}</li>")
+        out.append("</ol>")
+    out.append(f'<p class="score">{escape(_score_line(result))}</p>')
+    if result.unknown:
+        out.append(f"<p>not checked: {escape('; '.join(result.unknown))}</p>")
+    out.append('<table class="grid sheet"><thead><tr><th>answer</th><th>verdict</th><th>written</th>')
+    out.append("<th>right</th><th>why</th></tr></thead><tbody>")
+    for v in result.verdicts:
+        written = "" if v.verdict == "unanswered" else _show(_numbers(v.written, v.path))
+        right = "" if v.verdict == "right" else _show(v.expected)
+        out.append(
+            f'<tr class="{v.verdict}" data-verdict="{v.verdict}"><td>{escape(v.path)}</td>'
+            f"<td>{_MARKS[v.verdict]} {_WORDS[v.verdict]}</td><td><code>{escape(written)}</code></td>"
+            f"<td><code>{escape(right)}</code></td><td>{'<br>'.join(escape(c) for c in v.causes)}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return "\n".join(out)
 
 
 def verdicts_to_json(result: CheckReport) -> dict:

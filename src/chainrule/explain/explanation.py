@@ -54,6 +54,33 @@ class Explanation:
     def first(self) -> StepRecord:
         return self.steps[0]
 
+    def __repr__(self) -> str:
+        return (
+            f"Explanation({self.problem.title!r}: {len(self.first.layers)} layers, {len(self.history)} steps, "
+            f"loss {self.history[0]:.6g} → {self.final_loss:.6g})"
+        )
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter's display: every number of the first step, as ``chainrule explain --format markdown``
+        (JupyterLab and VS Code typeset its LaTeX)."""
+        from chainrule.explain.render import render
+
+        return render(self, "markdown")
+
+    def to_html(self, precision: int = 4) -> str:
+        """The self-contained page of ``chainrule explain --format html``."""
+        from chainrule.explain.render import render
+
+        return render(self, "html", precision)
+
+    def entry(self, path: str) -> str:
+        """How the number at ``path`` (``"layers[0].grads.W[1][0]"``) is computed, with the numbers put in,
+        as ``chainrule explain --entry`` shows it."""
+        from chainrule.explain.entries import expand
+        from chainrule.explain.render import fmt
+
+        return expand(self, path).text(fmt)
+
 
 def run_problem(problem: Problem, steps: int | None = None) -> Explanation:
     """Train a float64 copy of the problem's network for ``steps`` steps (default: the file's)."""

@@ -11,9 +11,9 @@ shows is one the library computed.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
 from chainrule.trace import LayerRecord
 
-FORMATS = ("text", "markdown", "latex", "json")
+FORMATS = ("text", "markdown", "latex", "json", "html")
 MAX_SHOWN = 8  # rows or columns of a matrix shown in full; larger ones are elided in the middle
 
 
@@ -321,6 +321,16 @@ def _history(explanation: Explanation) -> list:
 _precision: ContextVar[int] = ContextVar("precision", default=4)
 
 
+@contextmanager
+def decimals(count: int) -> Iterator[None]:
+    """Numbers shown with ``count`` decimals by :func:`fmt` while the context is active."""
+    token = _precision.set(count)
+    try:
+        yield
+    finally:
+        _precision.reset(token)
+
+
 def fmt(x: float, precision: int | None = None) -> str:
     """A number rounded for reading: integers without a point, at most ``precision`` decimals (by
     default the one :func:`render` was given), tiny or huge numbers in scientific notation."""
@@ -338,11 +348,15 @@ def fmt(x: float, precision: int | None = None) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def shown(count: int) -> list[int | None]:
+    """The rows (or columns) of a matrix that are shown: all, or the first three and last two around a
+    gap (``None``)."""
+    return list(range(count)) if count <= MAX_SHOWN else [*range(3), None, *range(count - 2, count)]
+
+
 def _cells(matrix: NDArray) -> list[list[str]]:
     rows, cols = matrix.shape
-    row_ids = list(range(rows)) if rows <= MAX_SHOWN else [*range(3), None, *range(rows - 2, rows)]
-    col_ids = list(range(cols)) if cols <= MAX_SHOWN else [*range(3), None, *range(cols - 2, cols)]
-    return [["⋮" if i is None else ("…" if j is None else fmt(matrix[i, j])) for j in col_ids] for i in row_ids]
+    return [["⋮" if i is None else ("…" if j is None else fmt(matrix[i, j])) for j in shown(cols)] for i in shown(rows)]
 
 
 def _as_matrix(array) -> NDArray:
@@ -468,40 +482,15 @@ def to_latex_document(doc: list) -> str:
 
 
 def render(explanation: Explanation, format: str = "text", precision: int = 4) -> str:
-    """The explanation in ``format`` (``text``, ``markdown``, ``latex`` or ``json``); numbers are
-    rounded to ``precision`` decimals except in JSON, which has them in full."""
+    """The explanation in ``format`` (``text``, ``markdown``, ``latex``, ``json`` or ``html``, a
+    self-contained page); numbers are rounded to ``precision`` decimals except in JSON, which has them in
+    full."""
     if format == "json":
         return json.dumps(to_json(explanation), indent=2) + "\n"
-    token = _precision.set(precision)
-    try:
+    with decimals(precision):
         doc = build(explanation)
+        if format == "html":
+            from chainrule.explain.page import to_html
+
+            return to_html(explanation, doc)
         return {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}[format](doc)
-    finally:
-        _precision.reset(token)
-
-
-def formula_text(explanation: Explanation, path: str) -> str | None:
-    """The formula that computes the value at ``path`` (a place in the JSON of ``explain``), with its
-    symbols: ``∂L/∂W₂ = A₁ᵀ·δ`` for ``layers[2].grads.W``. ``None`` for a value no single formula gives."""
-    step = explanation.first
-    names = [indexed(r.layer.symbol, r.index) for r in step.layers]
-    match = re.fullmatch(r"layers\[(\d+)\]\.(output|grad_input|local_derivative|grads\.(\w+))", path)
-    if match:
-        i = int(match.group(1))
-        r = step.layers[i]
-        symbols = _layer_lookups(r, Sym("X") if i == 0 else names[i - 1], names[i])[0]
-        wanted = {"output": "out", "grad_input": "∂in", "local_derivative": "f′"}.get(match.group(2))
-        wanted = wanted or f"∂{match.group(3)}"
-        formulas = r.layer.formulas()
-        equations = [*formulas.forward, *formulas.backward]
-    elif path in ("loss", "data_loss", "loss_grad"):
-        loss = explanation.problem.loss
-        symbols = _Symbols({"in": names[-1], "y": Sym("y"), "k": Sym("k")})
-        wanted = "∂in" if path == "loss_grad" else "L"
-        equations = [*loss.formulas().forward, *loss.formulas().backward]
-    else:
-        return None
-    for eq in equations:
-        if eq.computes() == wanted:
-            return "".join(p.text if isinstance(p, Sym) else str(p) for p in _fill(eq.text, _Symbols(symbols)))
-    return None

@@ -50,6 +50,44 @@ class History:
     def losses(self) -> list[float]:
         return [e.loss for e in self.epochs]
 
+    def rows(self) -> list[tuple[object, ...]]:
+        """One row per epoch: epoch, loss, accuracy, validation loss and accuracy, seconds (rounded; ``""``
+        for what was not measured)."""
+
+        def show(x: float | None, digits: int = 4) -> object:
+            return "" if x is None else round(float(x), digits)
+
+        return [
+            (e.epoch, show(e.loss), show(e.accuracy), show(e.val_loss), show(e.val_accuracy), show(e.seconds, 2))
+            for e in self.epochs
+        ]
+
+    def __repr__(self) -> str:
+        if not self.epochs:
+            return "History(no epochs)"
+        first, last = self.epochs[0], self.epochs[-1]
+        val = f", validation accuracy {last.val_accuracy:.4f}" if last.val_accuracy is not None else ""
+        best = f", best epoch {self.best_epoch}" if self.best_epoch is not None else ""
+        stopped = ", stopped early" if self.stopped_early else ""
+        return f"History({len(self.epochs)} epochs, loss {first.loss:.4f} → {last.loss:.4f}{val}{best}{stopped})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: a table of the epochs."""
+        from chainrule.html import escape, table
+
+        header = ("epoch", "loss", "accuracy", "val loss", "val accuracy", "seconds")
+        return f"<p>{escape(repr(self))}</p>" + table(header, self.rows(), (True,) * 6)
+
+    def plot(self):
+        """The learning curves (loss and accuracy per epoch, training and validation) as a matplotlib
+        figure, shown by Jupyter; needs chainrule[train]. (Unlike the run's plots, this keeps the backend
+        that the notebook chose.)"""
+        import matplotlib.pyplot as plt
+
+        from chainrule.training.plots import learning_curves
+
+        return learning_curves(plt, self.epochs)
+
 
 def accuracy(output: NDArray, target: NDArray, probabilities: bool = False) -> float:
     """The share of rows whose :func:`~chainrule.network.predicted_classes` is the target's class (an

@@ -33,7 +33,7 @@ def plot_run(result, X_test_raw: NDArray, y_test: NDArray) -> list[Path]:
     probs = model.predict_proba(X_test_raw)
     predicted = probs.argmax(axis=1)
     files = [
-        _save(plt, _learning_curves(plt, result.history), result.out / "learning_curves.png"),
+        _save(plt, learning_curves(plt, result.history), result.out / "learning_curves.png"),
         _save(
             plt,
             _confusion(plt, confusion_matrix(y_test, predicted, len(model.classes)), model.classes),
@@ -63,7 +63,7 @@ def _save(plt, figure, path: Path) -> Path:
     return path
 
 
-def _learning_curves(plt, history):
+def learning_curves(plt, history):
     epochs = [e.epoch for e in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [e.loss for e in history], "o-", label="train")

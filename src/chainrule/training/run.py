@@ -1,7 +1,7 @@
 """A whole ``chainrule train`` run: data, model, :func:`~chainrule.training.loop.fit`, and what it leaves.
 
 A run writes into its output folder: ``model.npz`` (see :mod:`~chainrule.training.modelfile`) and its
-model card ``README.md`` (:mod:`~chainrule.training.card`),
+model card ``README.md`` (:mod:`~chainrule.training.card`), ``report.html`` (:mod:`~chainrule.training.report`),
 ``metrics.json`` (the configuration, every epoch's numbers, the test accuracy), ``checkpoint.npz`` after
 every epoch (see :mod:`~chainrule.training.checkpoint`; ``--resume`` continues from it) and PNG plots
 (learning curves, confusion matrix, first-layer weights as images, the most confidently wrong test
@@ -284,10 +284,14 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     _write_json(out / "metrics.json", metrics)
     result = RunResult(out, classifier, history.epochs, test_loss, test_accuracy, metrics)
     _write_card(result, config, dataset)
+    plots = []
     if config.plots:
         from chainrule.training.plots import plot_run
 
-        plot_run(result, dataset.X_test, y_test)
+        plots = plot_run(result, dataset.X_test, y_test)
+    from chainrule.training.report import write_report
+
+    write_report(result, plots)
     log.finish(result)
     return result
 

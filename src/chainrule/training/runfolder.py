@@ -37,6 +37,7 @@ RUN_FILES = (
     "confusion_matrix.png",
     "first_layer_weights.png",
     "most_confident_errors.png",
+    "report.html",
 )
 LOCK = ".chainrule.lock"
 #: The temporary files of chainrule.archive.atomic_write (``.NAME.8 hex digits.tmp``).
