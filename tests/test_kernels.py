@@ -3,6 +3,7 @@
 CI builds the extension and sets CHAINRULE_REQUIRE_KERNELS=1, so these tests fail there rather than skip.
 """
 
+import math
 import os
 
 import numpy as np
@@ -48,6 +49,37 @@ def test_fused_updates_give_the_bits_of_the_numpy_updates(compiled, name, dtype,
 
     for fused, plain in zip(twenty_steps(compiled), twenty_steps(None), strict=True):
         np.testing.assert_array_equal(fused, plain)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_stores_a_subnormal_moment_as_zero_and_nothing_else_differs(compiled, dtype, monkeypatch):
+    """Weights whose gradient stays 0 (a dead ReLU unit) have moments that decay into the subnormal range,
+    where each operation is 3.5x slower: the compiled update stores those moments as zeros of their sign.
+    Against the plain NumPy update, step by step: moments equal wherever NumPy's is a normal number, and
+    where it is subnormal the compiled one is 0 (a difference below the smallest normal number); the
+    weights identical."""
+    tiny = np.finfo(dtype).tiny
+    steps = 200 if dtype == np.float32 else 1200  # 0.5ᵗ falls below 2⁻¹²⁶ (float32), 2⁻¹⁰²² (float64)
+    rng = np.random.default_rng(0)
+    start = [rng.standard_normal(1031).astype(dtype) for _ in range(2)]  # weights, first gradient
+    arrays = {name: [start[0].copy(), np.zeros(1031, dtype), np.zeros(1031, dtype)] for name in ("fused", "plain")}
+    dead = np.arange(1031) % 2 == 0  # these get a gradient at the first step only
+    subnormal_seen = False
+    for t in range(1, steps + 1):
+        g = start[1] * rng.uniform(0.5, 2, 1031).astype(dtype)
+        if t > 1:
+            g[dead] = 0
+        g[:3] = [0.0, -0.0, 1e-30]
+        constants = (0.5, 0.5, 0.01 / (1 - 0.5**t), 1 / math.sqrt(1 - 0.5**t), 1e-8)
+        for name, with_kernels in (("fused", compiled), ("plain", None)):
+            monkeypatch.setattr(kernels, "compiled", with_kernels)
+            kernels.adam_step(arrays[name][0], g, *arrays[name][1:], *constants)
+        for fused, plain in zip(arrays["fused"], arrays["plain"], strict=True):
+            normal = ~((plain != 0) & (np.abs(plain) < tiny))
+            np.testing.assert_array_equal(fused[normal], plain[normal])
+            assert np.all(fused[~normal] == 0)  # |difference| < tiny (the sign of a zero may differ later)
+            subnormal_seen |= not normal.all()
+    assert subnormal_seen  # the reference did go subnormal, so the flush was exercised
 
 
 def test_updates_fall_back_to_numpy_for_arrays_the_kernels_do_not_take(compiled):

@@ -372,6 +372,12 @@ def test_nan_in_the_data_is_refused(tmp_path):
     assert "X_train contains NaN or inf (rows [4])" in line
 
 
+def test_a_bad_blas_thread_count_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAINRULE_BLAS_THREADS", "many")
+    line = one_line_error(cli("train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", tmp_path / "o"))
+    assert "CHAINRULE_BLAS_THREADS must be a whole number of threads (0: BLAS's default), got 'many'" in line
+
+
 def test_existing_out_needs_force(digits_run, tmp_path):
     out, _ = digits_run
     line = one_line_error(cli("train", "--epochs", "1", "--out", out))

@@ -30,6 +30,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -39,21 +40,29 @@
 #define VECTOR_CLONES
 #endif
 
-#define DEFINE_ADAM(NAME, T, SQRT)                                                                   \
+/* A moment that falls below the smallest normal number (TINY) is stored as zero. The moments
+   of a weight whose gradient stays 0 (a ReLU unit that never fires) decay by b1 or b2 at every step into
+   the subnormal range, where the processor computes each operation in a slow microcode assist: in
+   measured epochs of (b) 11 % of a layer's first moments were subnormal and the update took 3.5x as long.
+   The reference NumPy update keeps them; the two differ only there, by less than TINY, which the tests
+   bound. */
+#define DEFINE_ADAM(NAME, T, SQRT, TINY)                                                             \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *m, T *v, Py_ssize_t n, T c1, T d1, T c2, T d2, \
                                    T step, T scale, T eps)                                           \
     {                                                                                                \
         for (Py_ssize_t i = 0; i < n; i++) {                                                         \
             T mi = c1 * m[i] + d1 * g[i];                                                            \
             T vi = c2 * v[i] + d2 * (g[i] * g[i]);                                                   \
+            mi = mi > -TINY && mi < TINY ? mi * (T)0 : mi;                                           \
+            vi = vi < TINY ? vi * (T)0 : vi;                                                         \
             m[i] = mi;                                                                               \
             v[i] = vi;                                                                               \
             p[i] -= step * (mi / (SQRT(vi) * scale + eps));                                          \
         }                                                                                            \
     }
 
-DEFINE_ADAM(adam_float, float, sqrtf)
-DEFINE_ADAM(adam_double, double, sqrt)
+DEFINE_ADAM(adam_float, float, sqrtf, FLT_MIN)
+DEFINE_ADAM(adam_double, double, sqrt, DBL_MIN)
 
 #define DEFINE_SGD(NAME, T)                                                 \
     VECTOR_CLONES static void NAME(T *p, const T *g, Py_ssize_t n, T lr)    \

@@ -59,7 +59,9 @@ def adam_step(
 
         m ← β₁·m + (1 − β₁)·g,   v ← β₂·v + (1 − β₂)·g²,   θ ← θ − step_size·m/(√v·inv_sqrt_bc2 + ε)
 
-    The NumPy code rounds each operation as the compiled loop does, so both give the same bits."""
+    The NumPy code rounds each operation as the compiled loop does, so both give the same bits, but for
+    one thing: the compiled loop stores a moment that falls below the smallest normal number as 0 (a
+    subnormal moment of a weight whose gradient stays 0 makes every later update of it 3.5× slower)."""
     if fusable(param, grad, m, v):
         compiled.adam_step(param, grad, m, v, beta1, beta2, step_size, inv_sqrt_bc2, eps)
         return

@@ -22,6 +22,7 @@ from chainrule.module import Module
 from chainrule.network import predicted_classes
 from chainrule.optim import Optimizer
 from chainrule.step import train_step
+from chainrule.training.threads import blas_threads, training_threads
 
 
 class TrainingError(ChainruleError):
@@ -115,6 +116,7 @@ def run_epoch(
 
     ``on_batch(rows_done, mean_loss_so_far, accuracy_so_far)`` is called after every batch. Accuracy is
     measured when ``classify`` (by default: for classification losses; MSE on one-hot rows needs it said).
+    NumPy's BLAS runs on one thread meanwhile (``CHAINRULE_BLAS_THREADS``, :mod:`chainrule.training.threads`).
     """
     classify = loss.target_kind != "values" if classify is None else classify
     order = rng.permutation(len(X))
@@ -123,23 +125,24 @@ def run_epoch(
     buffer = np.empty((min(batch_size, len(X)), *X.shape[1:]), dtype=X.dtype)
     total_loss = total_correct = 0.0
     model.train()
-    for start in range(0, len(X), batch_size):
-        rows = order[start : start + batch_size]
-        xb = kernels.take_rows(X, rows, buffer[: len(rows)])
-        yb = y[rows]
-        batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
-        if not math.isfinite(batch_loss):
-            raise TrainingError(
-                f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
-                "rate is probably too high for these data (try a smaller --lr), or the inputs "
-                "are not normalised"
-            )
-        total_loss += batch_loss * len(xb)
-        if classify:
-            total_correct += accuracy(out, yb, model.gives_probabilities) * len(xb)
-        if on_batch is not None:
-            done = start + len(xb)
-            on_batch(done, total_loss / done, total_correct / done if classify else None)
+    with blas_threads(training_threads()):  # steady on a shared machine (chainrule.training.threads)
+        for start in range(0, len(X), batch_size):
+            rows = order[start : start + batch_size]
+            xb = kernels.take_rows(X, rows, buffer[: len(rows)])
+            yb = y[rows]
+            batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
+            if not math.isfinite(batch_loss):
+                raise TrainingError(
+                    f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
+                    "rate is probably too high for these data (try a smaller --lr), or the inputs "
+                    "are not normalised"
+                )
+            total_loss += batch_loss * len(xb)
+            if classify:
+                total_correct += accuracy(out, yb, model.gives_probabilities) * len(xb)
+            if on_batch is not None:
+                done = start + len(xb)
+                on_batch(done, total_loss / done, total_correct / done if classify else None)
     return total_loss / len(X), total_correct / len(X) if classify else None
 
 

@@ -1,0 +1,65 @@
+"""chainrule's epoch with each number of BLAS threads, on an idle machine and beside one busy process.
+
+    python benchmarks/bench_threads.py [--configs a,b] [--repeats 3] [--threads 1,2] [--data-dir DIR]
+
+The measurement behind chainrule.training.threads (docs/benchmarks.md): for each configuration of
+bench_train.py, chainrule's epoch runs with each BLAS thread count (``CHAINRULE_BLAS_THREADS``; 0 is
+BLAS's own default), each idle and with a busy process beside it, all in turns after a warm-up epoch. The
+table gives the median seconds per epoch (min–max) and the ratio busy/idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from chainrule.training.threads import ENVIRONMENT  # noqa: E402
+
+from bench_train import CONFIGS, Chainrule, busy_process, fashion_mnist  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="a,b")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", default="1,2", help="BLAS thread counts, comma-separated (0: BLAS's default)")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    data = fashion_mnist(args.data_dir)
+    counts = args.threads.split(",")
+    cell = lambda t: f"{statistics.median(t):.3f} ({min(t):.3f}–{max(t):.3f})"  # noqa: E731
+    print(f"{'config':<8}{'threads':<9}{'idle s/epoch':<24}{'busy s/epoch':<24}busy/idle")
+    for key in args.configs.split(","):
+        contender = Chainrule(CONFIGS[key], data, args.seed)
+        rng = np.random.default_rng(args.seed)
+        contender.epoch(rng)  # warm-up
+        times = {(count, load): [] for count in counts for load in ("idle", "busy")}
+        for _ in range(args.repeats):
+            for count in counts:
+                os.environ[ENVIRONMENT] = count
+                for load in ("idle", "busy"):
+                    with busy_process(load == "busy"):
+                        started = time.perf_counter()
+                        contender.epoch(rng)
+                        times[count, load].append(time.perf_counter() - started)
+        os.environ.pop(ENVIRONMENT)
+        for count in counts:
+            idle, busy = times[count, "idle"], times[count, "busy"]
+            ratio = statistics.median(busy) / statistics.median(idle)
+            print(f"({key}){'':<5}{count:<9}{cell(idle):<24}{cell(busy):<24}{ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
