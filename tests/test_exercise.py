@@ -277,3 +277,35 @@ def test_new_numbers_for_a_problem_file(tmp_path):
         original = load_problem(example)
         assert [layer.kind for layer in problem.model.layers] == [layer.kind for layer in original.model.layers]
         assert problem.X.shape == original.X.shape and problem.loss.kind == original.loss.kind
+
+
+def test_a_set_is_never_written_over_and_later_steps_still_teach(tmp_path, capsys):
+    out = tmp_path / "set"
+    args = ["exercise", "new", "--template", "relu_mse", "--variants", "3", "--seed", "1", "--no-pdf"]
+    assert main([*args, "--steps", "2", "--out", str(out)]) == 0
+    for problem in sorted((out / "problems").iterdir()):
+        history = cr.explain.run_problem(load_problem(problem)).history
+        assert abs(history[1] - history[0]) > 1e-9, problem.name  # the second step moves the loss
+    assert main([*args, "--out", str(out)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert main([*args, "--steps", "4", "--out", str(tmp_path / "four")]) == 2
+    assert "at most 3 steps" in capsys.readouterr().err
+
+
+def test_a_variant_id_is_never_a_path_and_quoted_numbers_are_numbers(tmp_path):
+    out = tmp_path / "set"
+    assert main(["exercise", "new", "--variants", "1", "--seed", "2", "--no-pdf", "--out", str(out)]) == 0
+    sheets = tmp_path / "sheets"
+    sheets.mkdir()
+    key = tomllib.loads((out / "keys" / "relu_mse-2-01.toml").read_text())
+
+    def quoted(v) -> str:  # every number written in the quotes of the answer template
+        return "[" + ", ".join(map(quoted, v)) + "]" if isinstance(v, list) else f'"{v}"'
+
+    (sheets / "ann.toml").write_text("".join(f'"{k}" = {quoted(v)}\n' for k, v in key.items()))
+    (sheets / "eve.toml").write_text('variant = "../sheets/evil"\nloss = 1\n')
+    (sheets / "evil.toml").write_text((out / "problems" / "relu_mse-2-01.toml").read_text())
+    result = grade_class(sheets, out / "problems", tmp_path / "graded")
+    by = {g.student: g for g in result.graded}
+    assert "is not a variant id" in by["eve"].error
+    assert by["ann"].error is None and by["ann"].result.score["wrong"] == 0

@@ -31,6 +31,8 @@ def run_new(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise UsageError(str(err)) from None
     out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out}: not an empty folder; a set of exercises goes to a new one, never over another")
     variants = make_variants(chosen, args.variants, args.seed)
     pdf = not args.no_pdf and shutil.which("pdflatex") is not None
     for variant in variants:

@@ -112,6 +112,25 @@ def why_not_friendly(problem: Problem, relu_must_cut: bool = True) -> str | None
             return f"the ReLU of layer {i} receives an exact 0"
         if relu_must_cut and not np.any(z < 0):
             return f"the ReLU of layer {i} receives no negative number"
+    return _why_not_later(problem) if problem.steps > 1 else None
+
+
+def _why_not_later(problem: Problem) -> str | None:
+    """The later steps of a problem of several: each must still teach something (no ReLU input exactly 0,
+    no gradient all zeros, no number beyond the bound), and the loss must move."""
+    explanation = run_problem(problem)
+    for step in explanation.steps[1:]:
+        for r in step.layers:
+            if r.layer.kind == "relu" and np.any(r.input == 0):
+                return f"the ReLU of layer {r.index} receives an exact 0 at step {step.number}"
+            if np.max(np.abs(r.output)) > LARGEST:
+                return f"layer {r.index} has a number beyond ±{LARGEST:g} at step {step.number}"
+        for i, grads in step.grads.items():
+            for name, g in grads.items():
+                if not np.any(np.abs(g) > 1e-12):
+                    return f"the gradient of {name} (layer {i}) is all zeros at step {step.number}"
+    if np.any(np.abs(np.diff(explanation.history)) < 1e-9):
+        return "the loss does not move from one step to the next"
     return None
 
 

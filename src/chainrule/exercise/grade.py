@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,10 @@ def grade_class(
     return result
 
 
+#: A variant id as ``exercise new`` writes them: a plain file name, never a path.
+_VARIANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}")
+
+
 def _grade_one(
     path: Path, problems_dir: Path, explanations: dict[str, Explanation], credit: float, assigned: dict[str, str]
 ) -> Graded:
@@ -100,6 +105,8 @@ def _grade_one(
         variant = read_toml(path).get("variant")
         if not isinstance(variant, str) or not variant:
             raise ConfigError(f'{path.name}: no variant id; expected a line variant = "..." as in the answer template')
+        if not _VARIANT.fullmatch(variant):
+            raise ConfigError(f"{path.name}: {variant[:60]!r} is not a variant id (letters, digits, - and _)")
         graded.variant = variant
         if path.stem in assigned and assigned[path.stem] != variant:
             raise ConfigError(
@@ -118,8 +125,8 @@ def _grade_one(
         for value in asked(explanation.problem):  # a value the sheet leaves out is unanswered, not wrong
             answers.values.setdefault(value.path, "")
         graded.result = check_answers(explanation, answers, path.name, credit)
-    except ChainruleError as err:
-        graded.error = str(err)
+    except (ChainruleError, OSError) as err:  # this sheet only: the rest of the class is still graded
+        graded.error = str(err) if isinstance(err, ChainruleError) else f"{path.name}: {err.strerror or err}"
     return graded
 
 

@@ -24,6 +24,10 @@ INTEGERS = (-2, -1, 0, 1, 2, 3)
 SMALL = (-1, 0, 1, 2)
 
 
+#: The most training steps an exercise asks to work by hand.
+MAX_STEPS = 3
+
+
 @dataclass(frozen=True)
 class Knobs:
     """The difficulty of a template: rows of the batch, the sizes of the layers (inputs, hidden units,
@@ -37,6 +41,8 @@ class Knobs:
     def __post_init__(self) -> None:
         if self.rows < 1 or self.steps < 1 or any(s < 1 for s in self.sizes):
             raise ConfigError(f"rows, sizes and steps must be at least 1, got {self}")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(f"steps {self.steps}: a hand-worked exercise takes at most {MAX_STEPS} steps")
         if self.rows * max(self.sizes) > 16:
             raise ConfigError(
                 f"rows {self.rows} × size {max(self.sizes)}: a hand-worked exercise keeps every matrix within "

@@ -169,6 +169,11 @@ def _numbers(value: Any, where: str) -> NDArray:
             return [number(x) for x in v]
         if isinstance(v, str) and v.strip() in BLANKS:
             return float("nan")
+        if isinstance(v, str):  # a number written in the quotes of the answer template: "0.25"
+            try:
+                v = Written(v.strip()) if any(c in v for c in ".eE") else int(v.strip())
+            except (ValueError, ArithmeticError):
+                raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}") from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}")
         if not math.isfinite(v):
@@ -191,6 +196,9 @@ def _tolerances(written: Any) -> Any:
     the value it is compared with), 0 for a blank."""
     if isinstance(written, list):
         return [_tolerances(w) for w in written]
+    if isinstance(written, str) and written.strip() not in BLANKS:  # a number in quotes
+        text = written.strip()
+        return Written(text).tolerance if any(c in text for c in ".eE") else -1.0
     if isinstance(written, Written):
         return written.tolerance
     return -1.0 if isinstance(written, int) else 0.0
