@@ -421,3 +421,23 @@ def test_an_interrupted_run_in_python_leaves_ctrl_c_as_it_was(tmp_path, monkeypa
     with pytest.raises(RunInterrupted):
         train(TrainConfig(hidden=(8,), out=str(tmp_path / "run"), quiet=True, plots=False))
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_many_layers_and_many_classes_stay_quick():
+    """Found by an adversarial review: a duplicate check of O(n²) over the layers, and a confusion plot with
+    a text in each of 300 × 300 cells (a minute of drawing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chainrule.activations import ReLU
+    from chainrule.network import Sequential
+    from chainrule.training.plots import _confusion
+
+    start = time.perf_counter()
+    Sequential(*[ReLU() for _ in range(50000)])  # the quadratic check took minutes here; one pass, < 1 s
+    assert time.perf_counter() - start < 30
+    figure = _confusion(plt, np.eye(300, dtype=int), [str(k) for k in range(300)])
+    assert not figure.axes[0].texts and len(figure.axes[0].get_xticklabels()) < 30  # axis numbers, not 300 names
+    plt.close(figure)

@@ -36,10 +36,11 @@ class Sequential(Module):
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
+        seen: dict[int, int] = {}  # id of a layer -> its first index (one pass, for any number of layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise ConfigError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
-            first = next(j for j, other in enumerate(layers) if other is layer)
+            first = seen.setdefault(id(layer), i)
             if first != i:
                 raise ConfigError(
                     f"Sequential: layer {i} is the same object as layer {first}; a layer caches one call "

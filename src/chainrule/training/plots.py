@@ -80,17 +80,22 @@ def learning_curves(plt, history):
     return figure
 
 
+#: The most classes whose confusion matrix is drawn with its labels and a count in every cell.
+MAX_LABELLED = 30
+
+
 def _confusion(plt, matrix: NDArray, classes):
     figure, axis = plt.subplots(figsize=(7, 6))
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis)
     ticks = range(len(classes))
-    axis.set_xticks(ticks, classes, rotation=45, ha="right")
-    axis.set_yticks(ticks, classes)
+    if len(classes) <= MAX_LABELLED:  # beyond, labels and counts are unreadable and cost minutes to draw
+        axis.set_xticks(ticks, classes, rotation=45, ha="right")
+        axis.set_yticks(ticks, classes)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     limit = matrix.max() / 2 if matrix.size else 0
-    for i in ticks:
+    for i in ticks if len(classes) <= MAX_LABELLED else ():
         for j in ticks:
             axis.text(
                 j,
