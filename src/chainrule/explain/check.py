@@ -171,7 +171,7 @@ def _numbers(value: Any, where: str) -> NDArray:
             return float("nan")
         if isinstance(v, str):  # a number written in the quotes of the answer template: "0.25"
             try:
-                v = Written(v.strip()) if any(c in v for c in ".eE") else int(v.strip())
+                v = _quoted(v)
             except (ValueError, ArithmeticError):
                 raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}") from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -191,14 +191,19 @@ def _numbers(value: Any, where: str) -> NDArray:
     return array
 
 
+def _quoted(text: str) -> Written | int:
+    """A number written inside quotes, read as TOML would read it without them (its precision kept)."""
+    text = text.strip()
+    return Written(text) if any(c in text for c in ".eE") else int(text)
+
+
 def _tolerances(written: Any) -> Any:
     """Per entry: the half-unit of a written decimal, ``-1`` for an integer (whose tolerance depends on
     the value it is compared with), 0 for a blank."""
     if isinstance(written, list):
         return [_tolerances(w) for w in written]
     if isinstance(written, str) and written.strip() not in BLANKS:  # a number in quotes
-        text = written.strip()
-        return Written(text).tolerance if any(c in text for c in ".eE") else -1.0
+        written = _quoted(written)
     if isinstance(written, Written):
         return written.tolerance
     return -1.0 if isinstance(written, int) else 0.0
@@ -354,7 +359,7 @@ class _Checker:
         follows = set(self._following(direct | unexplained, candidates | carried, seen)) | later
         carried |= candidates & follows
         slipped = (wrong & consistent) - carried
-        roots = self._roots(chosen, slipped, unexplained, carried)
+        roots = self._roots(chosen, consistent, slipped, unexplained, carried)
 
         verdicts: list[Verdict] = []
         root_of = {p: r for r in roots for p in [r.path, *r.explains]}
@@ -464,11 +469,17 @@ class _Checker:
         return chosen, explained
 
     def _roots(
-        self, chosen: tuple[Placed, ...], slipped: set[str], unexplained: set[str], carried: set[str]
+        self,
+        chosen: tuple[Placed, ...],
+        consistent: set[str],
+        slipped: set[str],
+        unexplained: set[str],
+        carried: set[str],
     ) -> list[Root]:
+        """One root per chosen slip (``consistent``: the answers consistent with all of them) and one per
+        answer no slip explains."""
         roots: list[Root] = []
         alternatives = self.alternatives
-        consistent = self._consistent(self._worlds(chosen)) if chosen else set()
         for placed in chosen:
             others = tuple(p for p in chosen if p is not placed)
             without = self._consistent(self._worlds(others)) if others else self._consistent(self.base)
