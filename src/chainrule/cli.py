@@ -345,7 +345,27 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     datasets.add_argument("--data-dir", default=None)
     datasets.set_defaults(run=_run_datasets)
 
+    _add_language_option(parser)
     return parser
+
+
+def _add_language_option(parser: argparse.ArgumentParser) -> None:
+    """``--lang`` on every command that runs (a leaf of the tree of subcommands): the language of what it
+    prints, its messages included."""
+    from chainrule.i18n import LANGUAGES
+
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subcommands:
+        for sub in dict.fromkeys(action.choices.values()):  # aliases name one parser twice
+            _add_language_option(sub)
+    if not subcommands and parser.prog != "chainrule":
+        parser.add_argument(
+            "--lang",
+            choices=LANGUAGES,
+            default=None,
+            help="language of the output and messages: en, ru or zh (default: from the locale, LC_ALL, "
+            "LC_MESSAGES or LANG; English when it names none of them)",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,11 +376,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from chainrule.errors import ChainruleError
+    from chainrule.i18n import language, language_from_environment
 
     warnings.showwarning = _warning  # NumPy's and Pillow's warnings, one line each like chainrule's
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: what a command cleans up on the way out runs
+    with language(getattr(args, "lang", None) or language_from_environment()):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command of ``args``; every failure ends here, as one line through :func:`error`."""
+    from chainrule.errors import ChainruleError
+
     try:
         code = args.run(args)
         sys.stdout.flush()  # a reader gone by now is found here, not in Python's exit
