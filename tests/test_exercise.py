@@ -40,21 +40,39 @@ def autograd_values(torch, path):
     problem = load_problem(path)
     net = problem.model
     mirror = cr.to_torch(net)
-    x = torch.tensor(problem.X)
-    outputs, a = [], x
-    for child in mirror:
-        a = child(a)
+    x = torch.tensor(problem.X, requires_grad=True)
+    outputs, a, pieces = [], x, {}
+    for i, (child, layer) in enumerate(zip(mirror, net.layers, strict=True)):
+        if layer.kind == "batchnorm":  # by its pieces, to read the gradient of each; the same as PyTorch's
+            mean = a.mean(0)
+            var = ((a - mean) ** 2).mean(0)
+            x_hat = (a - mean) / torch.sqrt(var + child.eps)
+            pieces[i] = {"mean": mean, "var": var, "x_hat": x_hat}
+            for piece in pieces[i].values():
+                piece.retain_grad()
+            whole = child(a.detach())
+            a = x_hat * child.weight + child.bias
+            np.testing.assert_allclose(a.detach().numpy(), whole.detach().numpy(), atol=1e-12)
+        else:
+            a = child(a)
         a.retain_grad()
         outputs.append(a)
     target = torch.tensor(problem.y) if problem.y.ndim == 2 else torch.tensor(problem.y.astype(np.int64))
     loss = torch_loss(torch, problem.loss.kind, problem.loss.scale, outputs[-1], target, len(problem.X))
+    if problem.l2:  # λ/2·‖W‖² over the weights, not the biases
+        loss = loss + problem.l2 / 2 * sum((child.weight**2).sum() for child in mirror if hasattr(child, "in_features"))
     loss.backward()
     values = {"loss": loss.item(), "loss_grad": outputs[-1].grad.numpy()}
+    for i, named in pieces.items():
+        for name, piece in named.items():
+            values[f"layers[{i}].details.{name}"] = piece.detach().numpy()
+        values[f"layers[{i}].details.grad_x_hat"] = named["x_hat"].grad.numpy()
+        values[f"layers[{i}].details.grad_var"] = named["var"].grad.numpy()
+        values[f"layers[{i}].details.grad_mean"] = named["mean"].grad.numpy()
     inputs = [x, *outputs[:-1]]
     for i, (child, layer) in enumerate(zip(mirror, net.layers, strict=True)):
         values[f"layers[{i}].output"] = outputs[i].detach().numpy()
-        if i > 0:
-            values[f"layers[{i}].grad_input"] = outputs[i - 1].grad.numpy()
+        values[f"layers[{i}].grad_input"] = (outputs[i - 1] if i > 0 else x).grad.numpy()
         if layer.kind in ("relu", "sigmoid"):
             z = inputs[i].detach().clone().requires_grad_(True)
             (derivative,) = torch.autograd.grad(child(z).sum(), z)
@@ -62,10 +80,24 @@ def autograd_values(torch, path):
     for name, grad in torch_arrays(mirror, net).items():
         i, param = name.split(".")
         values[f"layers[{i}].grads.{param}"] = grad
-    torch_optimizer(torch, "sgd", {"lr": problem.optimizer_settings["lr"]}, mirror.parameters()).step()
+    optimizer = problem.make_optimizer(net)
+    torch_step = torch_optimizer(torch, problem.optimizer_name, optimizer.config(), mirror.parameters())
+    torch_step.step()
     for name, after in torch_arrays(mirror, net, of=lambda t: t.detach()).items():
         i, param = name.split(".")
         values[f"layers[{i}].params_after.{param}"] = after
+    if problem.optimizer_name == "adam":  # PyTorch's moments; their bias corrections at t = 1 by hand
+        settings = optimizer.config()
+        moments = {
+            "m": lambda t: torch_step.state[t]["exp_avg"],
+            "v": lambda t: torch_step.state[t]["exp_avg_sq"],
+            "m_hat": lambda t: torch_step.state[t]["exp_avg"] / (1 - settings["beta1"]),
+            "v_hat": lambda t: torch_step.state[t]["exp_avg_sq"] / (1 - settings["beta2"]),
+        }
+        for key, of in moments.items():
+            for name, array in torch_arrays(mirror, net, of=of).items():
+                i, param = name.split(".")
+                values[f"layers[{i}].moments.{param}.{key}"] = array
     return values
 
 
@@ -74,7 +106,7 @@ def short(array) -> bool:
     return bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-9))
 
 
-@pytest.mark.parametrize("name", ["relu_mse", "softmax_ce"])
+@pytest.mark.parametrize("name", list(TEMPLATES))
 def test_thirty_keys_agree_with_autograd_and_work_out_by_hand(torch, tmp_path, name):
     variants = make_variants(TEMPLATES[name], 30, seed=2024)
     assert len({json.dumps(v.document["data"]) + json.dumps(v.document["layers"]) for v in variants}) == 30
@@ -101,6 +133,16 @@ def test_thirty_keys_agree_with_autograd_and_work_out_by_hand(torch, tmp_path, n
                 np.testing.assert_allclose(ours, theirs, atol=5e-4 + 1e-12, err_msg=f"{variant.id} {path}")
         if name == "relu_mse":  # no exp or log anywhere: every number the student writes is short
             assert all(short(reference[path]) for path in key), variant.id
+        elif name == "adam":  # short up to the square root of the update, which moves each weight by lr
+            assert all(short(reference[path]) for path in key if "params_after" not in path), variant.id
+            for path in (p for p in key if "params_after" in p):
+                before = np.asarray(problem.model.layers[0].params[path.rsplit(".", 1)[1]].data)
+                g = reference[path.replace("params_after", "grads")]
+                np.testing.assert_allclose(reference[path], before - 0.1 * np.sign(g), atol=1e-8)
+        elif name == "batchnorm":  # μ and σ² short; x̂ a short number but for ε = 10⁻⁵
+            assert short(reference["layers[0].details.mean"]) and short(reference["layers[0].details.var"])
+            x_hat = reference["layers[0].details.x_hat"]
+            assert short(np.round(x_hat, 2)) and np.allclose(x_hat, np.round(x_hat, 2), atol=1e-4), variant.id
         else:  # the logits, before the softmax, are short too
             assert short(reference["layers[0].output"]), variant.id
 

@@ -36,7 +36,8 @@ LARGEST_LOGIT = 3.0
 TRIES = 20_000
 
 _ASKED = re.compile(
-    r"^(loss|loss_grad|history\[\d+\]|layers\[\d+\]\.(output|local_derivative|grad_input|grads\.\w+|params_after\.\w+))$"
+    r"^(loss|loss_grad|history\[\d+\]|layers\[\d+\]\."
+    r"(output|local_derivative|grad_input|details\.\w+|grads\.\w+|moments\.\w+\.\w+|params_after\.\w+))$"
 )
 
 
@@ -53,12 +54,14 @@ class Asked:
 def asked(problem: Problem) -> list[Asked]:
     """The values a sheet asks for, in the order the computation reaches them: each layer's output, the
     loss and its gradient, each layer's local derivative, passed-back gradient (not the first layer's: no
-    one asks for ∂L/∂X) and parameter gradients, the parameters after the step(s), and the loss before
-    each later step."""
+    one asks for ∂L/∂X, except through a BatchNorm, where it is the lesson) and parameter gradients,
+    BatchNorm's pieces (μ, σ², x̂ and the terms of its backward pass), Adam's moments, the parameters after
+    the step(s), and the loss before each later step."""
     values = replay(problem, steps=problem.steps)
     out, rounded = [], False
+    first_asked = problem.model.layers[0].kind == "batchnorm"
     for path, value in values.items():
-        if not _ASKED.match(path) or path == "layers[0].grad_input":
+        if not _ASKED.match(path) or (path == "layers[0].grad_input" and not first_asked):
             continue
         rounded = rounded or _transcendental(problem, path)
         out.append(Asked(path, np.asarray(value, dtype=np.float64), rounded))
@@ -71,6 +74,10 @@ def _transcendental(problem: Problem, path: str) -> bool:
         return problem.loss.kind in LOG_LOSSES
     if path == "loss_grad":  # the fused losses' gradient is softmax or sigmoid of the logits
         return problem.loss.kind in ("bce_with_logits", "softmax_cross_entropy")
+    if re.search(r"\.details\.(mean|var)$|\.moments\.\w+\.(m|v|m_hat|v_hat)$", path):
+        return False  # a batch's mean and variance, Adam's moments: sums and products
+    if ".details." in path:  # x̂ and everything after it: a square root
+        return True
     match = re.match(r"layers\[(\d+)\]\.(output|params_after)", path)
     if match and match.group(2) == "output":
         return problem.model.layers[int(match.group(1))].kind in TRANSCENDENTAL_LAYERS

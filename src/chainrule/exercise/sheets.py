@@ -20,6 +20,17 @@ _NAMES = {"relu": "ReLU", "sigmoid": "σ", "tanh": "tanh", "softmax": "softmax",
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
+def part_label(k: int) -> str:
+    """The letter of the sheet's part ``k`` (from 0): a … z, then aa, ab … az, ba …, as spreadsheet
+    columns count, so that no part is left without one."""
+    label = ""
+    k += 1
+    while k:
+        k, rest = divmod(k - 1, 26)
+        label = _LETTERS[rest] + label
+    return label
+
+
 def _symbols(explanation: Explanation) -> list[Sym]:
     """Each layer's output as ``explain`` names it (``Z₀``, ``A₁``)."""
     return [indexed(layer.symbol, i) for i, layer in enumerate(explanation.problem.model.layers)]
@@ -63,8 +74,8 @@ def question_sheet(explanation: Explanation, values: list[Asked], variant: str, 
     precision = f"Every number you write is an integer or has at most {SHORT} decimals"
     if rounded:
         precision += (
-            f" until exponentials or logarithms come in; from there on (the parts marked so) round to {ROUNDED} "
-            "decimal places, and go on with your rounded numbers"
+            " until exponentials, logarithms or square roots come in; from there on (the parts marked so) round "
+            f"to {ROUNDED} decimal places, and go on with your rounded numbers"
         )
     doc.append(Sentence(precision + "."))
     doc.append(
@@ -78,6 +89,15 @@ def question_sheet(explanation: Explanation, values: list[Asked], variant: str, 
     layers = problem.model.layers
     for i, layer in enumerate(layers):
         source = "X" if i == 0 else names[i - 1].text
+        if layer.kind == "batchnorm":
+            pieces = [f"layers[{i}].details.{name}" for name in ("mean", "var", "x_hat")]
+            text = (
+                f"Layer {i} is batch normalisation in training mode, with ε = {_small(layer.eps)} (too small to "
+                f"change a number at 3 decimals). Find the mean μ and the variance σ² of each column of {source} "
+                f"over the rows, the normalised x̂ = ({source} − μ)/√(σ² + ε), and {names[i].text} = γ ⊙ x̂ + β."
+            )
+            parts.append((text, [*pieces, f"layers[{i}].output"]))
+            continue
         what = "linear" if layer.kind == "linear" else f"the activation {_NAMES.get(layer.kind, layer.kind)}"
         parts.append(
             (
@@ -101,8 +121,18 @@ def question_sheet(explanation: Explanation, values: list[Asked], variant: str, 
     for i in reversed(range(len(layers))):
         layer = layers[i]
         source = "X" if i == 0 else names[i - 1].text
-        paths = [a.path for a in values if re.match(rf"layers\[{i}\]\.(local_derivative|grads\.|grad_input)", a.path)]
-        if layer.kind == "linear":
+        paths = [
+            a.path
+            for a in values
+            if re.match(rf"layers\[{i}\]\.(local_derivative|grads\.|grad_input|details\.grad_)", a.path)
+        ]
+        if layer.kind == "batchnorm":
+            text = (
+                f"Backward through layer {i} (batch normalisation): find ∂L/∂γ and ∂L/∂β; then, by the route "
+                f"through x̂, σ² and μ, find ∂L/∂x̂, the σ² term ∂L/∂σ², the μ term ∂L/∂μ, and ∂L/∂{source}. "
+                "By what formula is each found?"
+            )
+        elif layer.kind == "linear":
             grads = ", ".join(f"∂L/∂{_param(name, i)}" for name in layer.params)
             back = "" if i == 0 else f", and the gradient it passes back, ∂L/∂{source}"
             text = f"Backward through layer {i} (linear): find {grads}{back}. By what formula is each found?"
@@ -114,25 +144,51 @@ def question_sheet(explanation: Explanation, values: list[Asked], variant: str, 
         else:
             text = f"Backward through layer {i} ({layer.kind}): find the gradient it passes back, ∂L/∂{source}."
         parts.append((text, paths))
+    moments = [a.path for a in values if ".moments." in a.path]
+    if moments:
+        optimizer = explanation.optimizer
+        parts.append(
+            (
+                f"The first step of Adam, with β₁ = {fmt(optimizer.beta1)} and β₂ = {fmt(optimizer.beta2)}, from "
+                "the moments m = v = 0: find each parameter's m and v after it, and their bias corrections "
+                "m̂ = m/(1 − β₁ᵗ) and v̂ = v/(1 − β₂ᵗ) with t = 1.",
+                moments,
+            )
+        )
     updated = [a.path for a in values if ".params_after." in a.path]
     if updated:
         rate = fmt(explanation.first.lr)
-        method = "gradient descent" if problem.optimizer_name == "sgd" else problem.optimizer_name
+        symbol = "η" if any(layer.kind == "batchnorm" for layer in layers) else "γ"  # γ is BatchNorm's scale
         steps = "one step" if problem.steps == 1 else f"{problem.steps} steps (on the same batch)"
-        parts.append((f"With the learning rate γ = {rate}, make {steps} of {method}: the parameters after.", updated))
+        if problem.optimizer_name == "adam":
+            eps = _small(explanation.optimizer.eps)
+            text = (
+                f"With the learning rate {symbol} = {rate} and ε = {eps}, make {steps} of Adam: the parameters after."
+            )
+        else:
+            method = "gradient descent" if problem.optimizer_name == "sgd" else problem.optimizer_name
+            text = f"With the learning rate {symbol} = {rate}, make {steps} of {method}: the parameters after."
+        parts.append((text, updated))
     later = [a.path for a in values if a.path.startswith("history[")]
     if later:
         parts.append(("The loss before each later step.", later))
 
-    for letter, (text, paths) in zip(_LETTERS, parts, strict=False):
-        paths = [p for p in paths if p in by_path]
-        if not paths:
-            continue
+    parts = [(text, [p for p in paths if p in by_path]) for text, paths in parts]
+    for k, (text, paths) in enumerate((text, paths) for text, paths in parts if paths):
+        letter = part_label(k)
         marked = any(by_path[p].rounded for p in paths)
-        doc.append(Heading(3, f"{letter}) " + ("(round to 3 decimals)" if marked else "").strip()))
+        doc.append(Heading(3, f"{letter}) (round to {ROUNDED} decimals)" if marked else f"{letter})"))
         doc.append(Sentence(text))
         doc.append(Sentence("Answers: " + ", ".join(f"[{p}] {_shape(by_path[p].value)}" for p in paths)))
     return doc
+
+
+def _small(value: float) -> str:
+    """A small constant as a power of ten where it is one (``10⁻⁵``), else as :func:`fmt` writes it."""
+    exponent = round(np.log10(value)) if value > 0 else 0
+    if value > 0 and np.isclose(value, 10.0**exponent, rtol=1e-12) and exponent < 0:
+        return "10⁻" + str(-exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return fmt(value)
 
 
 def _shape(value: np.ndarray) -> str:
