@@ -24,6 +24,14 @@ def run_new(args: argparse.Namespace) -> int:
         return 0
     if args.template and args.problem:
         raise UsageError("exercise new takes --template NAME or --problem FILE, not both")
+    if args.problem:
+        options = {"rows": "--rows", "sizes": "--sizes", "bias": "--bias/--no-bias"}
+        knobs = [option for name, option in options.items() if getattr(args, name) is not None]
+        if knobs:
+            raise UsageError(
+                f"exercise new --problem FILE keeps the file's shapes: {', '.join(knobs)} apply to --template only "
+                "(--steps applies to both)"
+            )
     base = template_of_problem(args.problem) if args.problem else None
     try:  # a template or knob that does not exist is a bad command line (exit 2)
         base = base or template(args.template or "relu_mse")

@@ -40,6 +40,7 @@ class Graded:
     variant: str | None = None
     result: CheckReport | None = None
     error: str | None = None
+    unknown: list[str] = field(default_factory=list)  # keys of the sheet that name no value: not checked
 
     @property
     def slips(self) -> list[str]:
@@ -86,6 +87,7 @@ def grade_class(
     if not sheets:
         raise ConfigError(f"{answers_dir}: no answer sheets (*.toml) in it")
     assigned = _read_roster(Path(roster)) if roster else {}
+    clear_results(out)  # refused before any sheet is graded
     explanations: dict[str, Explanation] = {}
     graded = [_grade_one(path, problems_dir, explanations, credit, assigned) for path in sheets]
     result = ClassResult(graded)
@@ -122,6 +124,7 @@ def _grade_one(
             explanations[variant] = run_problem(load_problem(problem_path))
         explanation = explanations[variant]
         answers = load_answers(str(path))
+        graded.unknown = list(answers.unknown)
         for value in asked(explanation.problem):  # a value the sheet leaves out is unanswered, not wrong
             answers.values.setdefault(value.path, "")
         graded.result = check_answers(explanation, answers, path.name, credit)
@@ -148,20 +151,51 @@ def _read_roster(path: Path) -> dict[str, str]:
 def student_json(g: Graded) -> dict[str, Any]:
     """One student in ``results.json``: the score and roots of ``chainrule check --format json`` (and its
     answers), or the error that kept the sheet from being graded."""
-    entry: dict[str, Any] = {"student": g.student, "sheet": g.sheet, "variant": g.variant, "error": g.error}
+    entry: dict[str, Any] = {
+        "student": g.student,
+        "sheet": g.sheet,
+        "variant": g.variant,
+        "error": g.error,
+        "unknown": g.unknown,
+    }
     if g.result is not None:
         checked = verdicts_to_json(g.result)
         entry.update(score=checked["score"], slips=g.slips, roots=checked["roots"], answers=checked["answers"])
     return entry
 
 
+#: The files grade writes under ``--out`` (and ``students/*.txt``): removed before a new grading.
+RESULT_FILES = ("results.csv", "results.json", "summary.md", "slips.png")
+
+
+def clear_results(out: Path) -> None:
+    """Make ``out`` ready for a fresh grading: a new or empty folder is; one that a grading wrote (it holds
+    ``results.json``) loses grade's own files, so that no student or chart of an earlier grading stays;
+    any other folder is refused, since its files are not grade's to remove."""
+    if not out.exists():
+        return
+    if not out.is_dir() or (any(out.iterdir()) and not (out / "results.json").is_file()):
+        raise UsageError(
+            f"--out {out}: not an empty folder nor one that exercise grade wrote; results go to a new folder, "
+            "or to the --out of an earlier grading, whose files are replaced"
+        )
+    for name in RESULT_FILES:
+        (out / name).unlink(missing_ok=True)
+    students = out / "students"
+    if students.is_dir():
+        for report_file in students.glob("*.txt"):
+            report_file.unlink()
+
+
 def write_results(result: ClassResult, out: Path) -> list[Path]:
-    """The class's files under ``out``; returns their paths."""
+    """The class's files under ``out``, where no earlier grading's stay (see :func:`clear_results`);
+    returns their paths."""
+    clear_results(out)
     (out / "students").mkdir(parents=True, exist_ok=True)
     texts: dict[Path, str] = {}
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, "slips", "error"])
+    writer.writerow([*CSV_COLUMNS, "slips", "unknown", "error"])
     for g in result.graded:
         score = g.result.score if g.result is not None else {}
         writer.writerow(
@@ -171,6 +205,7 @@ def write_results(result: ClassResult, out: Path) -> list[Path]:
                 g.variant or "",
                 *(_mark(score.get(c, "")) for c in CSV_COLUMNS[3:]),
                 ";".join(g.slips),
+                ";".join(g.unknown),
                 g.error or "",
             ]
         )

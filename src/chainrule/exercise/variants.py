@@ -78,7 +78,10 @@ def template_of_problem(path: str | Path) -> Template:
             {k: pick(HALVES, np.shape(v)) if isinstance(v, list) else v for k, v in spec.items()}
             for spec in document["layers"]
         ]
-        return {**{k: v for k, v in document.items() if k != "title"}, "data": {"X": X, "y": y}, "layers": layers}
+        drawn = {k: v for k, v in document.items() if k != "title"}
+        if isinstance(drawn.get("train"), dict):  # --steps is honoured; the file's shapes are kept
+            drawn["train"] = {**drawn["train"], "steps": knobs.steps}
+        return {**drawn, "data": {"X": X, "y": y}, "layers": layers}
 
     title = document.get("title", name) if isinstance(document.get("title"), str) else name
     rows, features = problem.X.shape
