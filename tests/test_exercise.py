@@ -189,6 +189,7 @@ def student_problem(document) -> StudentProblem:
         layers=document["layers"],
         loss=document["loss"]["type"],
         scale=document["loss"].get("scale", "mean"),
+        l2=document["loss"].get("l2", 0.0),
         lr=document["train"]["lr"],
     )
 
@@ -351,3 +352,113 @@ def test_a_variant_id_is_never_a_path_and_quoted_numbers_are_numbers(tmp_path):
     by = {g.student: g for g in result.graded}
     assert "is not a variant id" in by["eve"].error
     assert by["ann"].error is None and by["ann"].result.score["wrong"] == 0
+
+
+def verdicts(variant, sheet: dict, tmp_path) -> dict[str, str]:
+    """check's verdict on each answer of ``sheet`` (values by path) for ``variant``."""
+    path = tmp_path / "sheet.toml"
+    path.write_text(f'variant = "{variant.id}"\n' + sheet_toml({k: np.asarray(v).tolist() for k, v in sheet.items()}))
+    return {v.path: v.verdict for v in check_answers(variant.explanation, load_answers(str(path)))}
+
+
+def test_batchnorm_pieces_are_carried_forward(tmp_path):
+    """A student who takes the unbiased variance (÷ (n − 1)) goes on with it: σ² is wrong, x̂ and the
+    output, worked by hand from it, are carried forward."""
+    (variant,) = make_variants(TEMPLATES["batchnorm"], 1, seed=8)
+    layers = variant.document["layers"]
+    X = np.array(variant.document["data"]["X"])
+    n = len(X)
+    mean = X.mean(axis=0)
+    var = ((X - mean) ** 2).sum(axis=0) / (n - 1)  # the slip
+    x_hat = np.round((X - mean) / np.sqrt(var + 1e-5), 3)
+    out = np.round(x_hat * layers[0]["gamma"] + layers[0]["beta"], 3)
+    sheet = {
+        "layers[0].details.mean": mean,
+        "layers[0].details.var": np.round(var, 3),
+        "layers[0].details.x_hat": x_hat,
+        "layers[0].output": out,
+        "layers[1].output": np.round(out @ np.array(layers[1]["W"]), 3),
+    }
+    got = verdicts(variant, sheet, tmp_path)
+    assert got["layers[0].details.mean"] == "right" and got["layers[0].details.var"] == "wrong", got
+    assert {got[p] for p in list(sheet)[2:]} == {"carried_forward"}, got
+
+
+def test_adam_without_bias_correction_is_carried_forward(tmp_path):
+    """A student who forgets m's bias correction (m̂ = m) is wrong there, and their update,
+    θ − lr·m/(√v̂ + ε) worked by hand, is carried forward. (Forgetting both corrections would give the
+    right update here: (1 − β₁)/√(1 − β₂) = 0.1/0.1 = 1.)"""
+    (variant,) = make_variants(TEMPLATES["adam"], 1, seed=8)
+    W = np.array(variant.document["layers"][0]["W"])
+    X, y = np.array(variant.document["data"]["X"]), np.array(variant.document["data"]["y"])
+    g = X.T @ (X @ W - y) / len(X)  # MSE 1/(2n): ∂L/∂W = Xᵀ(ŷ − y)/n
+    m, v = 0.1 * g, 0.01 * g**2
+    sheet = {
+        "layers[0].grads.W": g,
+        "layers[0].moments.W.m": m,
+        "layers[0].moments.W.v": v,
+        "layers[0].moments.W.m_hat": m,
+        "layers[0].moments.W.v_hat": g**2,
+        "layers[0].params_after.W": np.round(W - 0.1 * m / (np.sqrt(g**2) + 1e-8), 3),
+    }
+    got = verdicts(variant, sheet, tmp_path)
+    assert [got[p] for p in sheet] == ["right", "right", "right", "wrong", "right", "carried_forward"], got
+
+
+def test_softmax_l2_asks_the_probabilities_and_carries_rounded_ones_forward(tmp_path):
+    for variant in make_variants(TEMPLATES["softmax_l2"], 5, seed=9):
+        assert "layers[1].output" in {a.path for a in variant.values}  # the probabilities, asked
+        sheet = Student(student_problem(variant.document), decimals=3).solve()  # goes on with them rounded
+        got = verdicts(variant, sheet, tmp_path)
+        assert got["layers[1].output"] == "right" and set(got.values()) <= {"right", "carried_forward"}, got
+
+
+def test_parts_past_z_are_lettered_on():
+    from chainrule.exercise.sheets import part_label
+
+    assert [part_label(k) for k in (0, 25, 26, 27, 51, 52, 701, 702)] == [
+        "a", "z", "aa", "ab", "az", "ba", "zz", "aaa"
+    ]  # fmt: skip
+
+
+def test_problem_refuses_shape_knobs_and_honours_steps(tmp_path, capsys):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "relu_mse.toml"
+    args = ["exercise", "new", "--problem", str(example), "--no-pdf", "--out"]
+    assert main([*args, str(tmp_path / "a"), "--sizes", "2,3,1", "--no-bias"]) == 2
+    assert "--sizes, --bias/--no-bias apply to --template only" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main([*args, str(tmp_path / "b"), "--steps", "2"]) == 0
+    (problem,) = (tmp_path / "b" / "problems").iterdir()
+    assert load_problem(problem).steps == 2
+
+
+def test_grading_again_leaves_nothing_stale_and_lists_unknown_keys(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["exercise", "new", "--variants", "1", "--seed", "2", "--no-pdf", "--out", str(out)]) == 0
+    sheets = tmp_path / "sheets"
+    sheets.mkdir()
+    key = (out / "keys" / "relu_mse-2-01.toml").read_text()
+    (sheets / "ann.toml").write_text(key + '"layers[0].outptu" = 1\nhomework = "done"\n')
+    (sheets / "bob.toml").write_text(key)
+    graded = tmp_path / "graded"
+    grade = ["exercise", "grade", str(sheets), "--problems", str(out / "problems"), "--out"]
+    assert main([*grade, str(graded)]) == 0
+    with open(graded / "results.csv", newline="") as f:
+        unknown = {row["student"]: row["unknown"] for row in csv.DictReader(f)}
+    assert unknown == {"ann": "layers[0].outptu;homework", "bob": ""}
+    students = json.loads((graded / "results.json").read_text())["students"]
+    assert [s["unknown"] for s in students] == [["layers[0].outptu", "homework"], []]
+    (sheets / "bob.toml").unlink()
+    assert main([*grade, str(graded)]) == 0
+    assert sorted(p.name for p in (graded / "students").iterdir()) == ["ann.txt"]
+    with open(graded / "results.csv", newline="") as f:
+        assert [row["student"] for row in csv.DictReader(f)] == ["ann"]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main([*grade, str(other)]) == 2
+    assert "not an empty folder nor one that exercise grade wrote" in capsys.readouterr().err
+    assert (other / "mine.txt").read_text() == "keep me" and sorted(p.name for p in other.iterdir()) == ["mine.txt"]

@@ -87,7 +87,7 @@ def grade_class(
     if not sheets:
         raise ConfigError(f"{answers_dir}: no answer sheets (*.toml) in it")
     assigned = _read_roster(Path(roster)) if roster else {}
-    clear_results(out)  # refused before any sheet is graded
+    clear_results(out)  # before any sheet is graded: a folder that is not grade's is refused at once
     explanations: dict[str, Explanation] = {}
     graded = [_grade_one(path, problems_dir, explanations, credit, assigned) for path in sheets]
     result = ClassResult(graded)
@@ -188,9 +188,7 @@ def clear_results(out: Path) -> None:
 
 
 def write_results(result: ClassResult, out: Path) -> list[Path]:
-    """The class's files under ``out``, where no earlier grading's stay (see :func:`clear_results`);
-    returns their paths."""
-    clear_results(out)
+    """The class's files under ``out`` (made ready by :func:`clear_results`); returns their paths."""
     (out / "students").mkdir(parents=True, exist_ok=True)
     texts: dict[Path, str] = {}
     rows = io.StringIO()
