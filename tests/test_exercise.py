@@ -462,3 +462,26 @@ def test_grading_again_leaves_nothing_stale_and_lists_unknown_keys(tmp_path, cap
     assert main([*grade, str(other)]) == 2
     assert "not an empty folder nor one that exercise grade wrote" in capsys.readouterr().err
     assert (other / "mine.txt").read_text() == "keep me" and sorted(p.name for p in other.iterdir()) == ["mine.txt"]
+
+
+def test_a_problem_file_is_written_without_a_toml_library(tmp_path):
+    """The standard library's reader gives back what was written, matrices a row per line, odd strings
+    escaped; a value TOML cannot hold (NaN) is refused and nothing is written."""
+    from chainrule.explain import write_problem
+
+    document = {
+        "title": 'a "quoted" \\ title é\nwith a line break\x7f',
+        "data": {"X": [[1.0, -2.5], [3.0, 1e-20]], "y": [0, 1]},
+        "layers": [{"type": "linear", "W": [[0.5], [1.0]], "b": [0.0]}, {"type": "relu"}],
+        "loss": {"type": "mse", "scale": "half_mean"},
+        "train": {"optimizer": "sgd", "lr": 1.0, "nesterov": False},
+    }
+    write_problem(tmp_path / "p.toml", document, "made by a test\nsecond line")
+    text = (tmp_path / "p.toml").read_text()
+    assert tomllib.loads(text) == document
+    assert (
+        text.startswith("# made by a test\n# second line\n") and "X = [\n    [1.0, -2.5],\n    [3.0, 1e-20],\n]" in text
+    )
+    with pytest.raises(cr.errors.ConfigError, match="cannot be written as TOML"):
+        write_problem(tmp_path / "nan.toml", {**document, "data": {"X": [[float("nan")]], "y": [0]}})
+    assert not (tmp_path / "nan.toml").exists()
