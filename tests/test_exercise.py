@@ -179,7 +179,41 @@ def test_sheet_template_and_pdf(tmp_path, name):
     key = check_answers(explanation, load_answers(str(tmp_path / "keys" / f"{variant.id}.toml")))
     assert key.all_right and key.score["right"] == len(blank)
     assert "Backward pass" in (tmp_path / "keys" / f"{variant.id}.md").read_text()
-    assert len(written) == 6 + (engine is not None)
+    assert len(written) == 7 + (engine is not None)
+    html_sheet_is_the_sheet(tmp_path / "sheets" / f"{variant.id}.html", sheet, list(blank))
+
+
+def html_sheet_is_the_sheet(path, markdown: str, asked: list[str]) -> None:
+    """The HTML sheet: one page that asks for no file, its parts and answer places those of the Markdown
+    sheet, its formulas typeset by KaTeX (readable as text without it), and no number that opens (the
+    key's values are not in it)."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text, self.attributes = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attributes += [name for name, _ in attrs]
+            assert not any(name in ("src", "href") for name, _ in attrs), (tag, attrs)
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    html = path.read_text(encoding="utf-8")
+    page.feed(html)
+    text = " ".join(page.text)
+    parts = [line.removeprefix("### ") for line in markdown.splitlines() if line.startswith("### ")]
+    assert page.tags.count("h1") == 1 and page.tags.count("h3") == len(parts) > 0
+    for part in parts:
+        assert f"<h3>{part}</h3>" in html
+    for place in asked:
+        assert f"[{place}]" in text
+    assert 'class="m" data-tex=' in html and "katex.render" in html
+    assert "data-path" not in page.attributes and "title" not in page.attributes
 
 
 def student_problem(document) -> StudentProblem:

@@ -48,7 +48,7 @@ def run_new(args: argparse.Namespace) -> int:
     write_manifest(out, chosen, args.seed, variants)
     print(f"{len(variants)} variants of {chosen.name} (seed {args.seed}) in {out}:")
     print("  problems/  the problem files, for chainrule explain and check")
-    print(f"  sheets/    the question sheets: .md, .tex{', .pdf' if pdf else ''}")
+    print(f"  sheets/    the question sheets: .md, .html, .tex{', .pdf' if pdf else ''}")
     print("  answers/   the answer templates to hand out, one per variant")
     print("  keys/      the keys: the worked step (.md) and the right answers (.toml)")
     if not args.no_pdf and not pdf:

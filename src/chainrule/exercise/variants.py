@@ -1,5 +1,5 @@
-"""Variants of an exercise and the files of each: the problem file, the question sheet (Markdown, LaTeX and
-a PDF where ``pdflatex`` is installed), the answer template and the key."""
+"""Variants of an exercise and the files of each: the problem file, the question sheet (Markdown, HTML,
+LaTeX and a PDF where ``pdflatex`` is installed), the answer template and the key."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from chainrule.exercise.friendly import Asked, asked, search
 from chainrule.exercise.sheets import answers_toml, question_sheet
 from chainrule.exercise.templates import HALVES, INTEGERS, Knobs, Template
 from chainrule.explain.explanation import Explanation
+from chainrule.explain.page import to_html_document
 from chainrule.explain.problem import parse_problem, read_toml, write_problem
 from chainrule.explain.render import render, to_latex_document, to_markdown
 from chainrule.registry import LOSSES
@@ -108,6 +109,7 @@ def write_variant(variant: Variant, out: Path, pdf: bool = True) -> list[Path]:
     texts = {
         out / "sheets" / f"{vid}.md": to_markdown(sheet),
         out / "sheets" / f"{vid}.tex": to_latex_document(sheet),
+        out / "sheets" / f"{vid}.html": to_html_document(sheet),
         out / "answers" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values),
         out / "keys" / f"{vid}.md": render(variant.explanation, "markdown"),
         out / "keys" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values, key=True),
