@@ -7,8 +7,10 @@ sheets and the slips on them.
 """
 
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import tomllib
 
@@ -519,3 +521,42 @@ def test_a_problem_file_is_written_without_a_toml_library(tmp_path):
     with pytest.raises(cr.errors.ConfigError, match="cannot be written as TOML"):
         write_problem(tmp_path / "nan.toml", {**document, "data": {"X": [[float("nan")]], "y": [0]}})
     assert not (tmp_path / "nan.toml").exists()
+
+
+#: Latin words a Russian or Chinese sheet keeps: names of kinds, as the glossary says, and of functions.
+KIND_NAMES = {"relu", "softmax", "adam", "mse", "tanh", "gelu", "sigmoid", "sgd", "batchnorm"}
+KIND_NAMES |= {"ln", "exp", "log", "max"}
+
+
+def english_words(text: str) -> list[str]:
+    """The English words of a sheet, once formulas (``$$ … $$``, KaTeX's ``data-tex``), the answers' places
+    (``[layers[0].output]``), symbols, numbers, ids and the names of kinds are taken away."""
+    text = re.sub(r"\$\$.*?\$\$|\$.*?\$", " ", text, flags=re.S)
+    text = re.sub(r"<(script|style)>.*?</\1>|<[^>]*>", " ", text, flags=re.S)  # HTML: its tags and scripts
+    text = re.sub(r"chainrule(?: [a-z]+)*", " ", html.unescape(text))  # commands: chainrule exercise new
+    text = re.sub(r"\[[\w.\[\]]+\]|\S*[\d_]\S*", " ", text)  # places, ids, anything with a digit or _
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    return [w for w in words if w.lower() not in KIND_NAMES]
+
+
+@pytest.mark.parametrize("lang", ["ru", "zh"])
+def test_a_russian_or_chinese_sheet_holds_no_english_sentence(tmp_path, lang):
+    for name, template in TEMPLATES.items():
+        (variant,) = make_variants(template, 1, seed=4)
+        out = tmp_path / name
+        write_variant(variant, out, pdf=False, lang=lang)
+        (english,) = write_variant(variant, tmp_path / f"{name}-en", pdf=False, lang="en")[1:2]  # the check can fail
+        assert len(english_words(english.read_text())) > 30, name
+        for path in (out / "sheets" / f"{variant.id}.md", out / "sheets" / f"{variant.id}.html"):
+            assert english_words(path.read_text(encoding="utf-8")) == [], (lang, path.name)
+        for path in (out / "answers" / f"{variant.id}.toml", out / "keys" / f"{variant.id}.toml"):
+            comment = path.read_text(encoding="utf-8").splitlines()[0]
+            assert english_words(comment) == [], (lang, path.name, comment)
+        assert "\\documentclass" in (out / "sheets" / f"{variant.id}.tex").read_text()  # LaTeX: English
+    sheets = tmp_path / "submitted"
+    sheets.mkdir()
+    shutil.copy(tmp_path / "adam" / "keys" / "adam-4-01.toml", sheets / "ann.toml")
+    grade_class(sheets, tmp_path / "adam" / "problems", tmp_path / "graded", lang=lang)
+    summary = (tmp_path / "graded" / "summary.md").read_text(encoding="utf-8")
+    assert english_words(summary) == [], summary
+    assert english_words("# Class summary\n\n1 of 1 sheet graded; 1 all right; mean mark 100%.") != []

@@ -17,6 +17,7 @@ import numpy as np
 
 from chainrule.errors import ConfigError
 from chainrule.exercise.friendly import is_short
+from chainrule.i18n import N_, _
 
 #: Halves from −2 to 2 without 0: a weight of 0 makes a column of the sheet trivial.
 HALVES = (-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0)
@@ -41,13 +42,19 @@ class Knobs:
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.steps < 1 or any(s < 1 for s in self.sizes):
-            raise ConfigError(f"rows, sizes and steps must be at least 1, got {self}")
+            raise ConfigError(_("rows, sizes and steps must be at least 1, got {knobs}").format(knobs=self))
         if self.steps > MAX_STEPS:
-            raise ConfigError(f"steps {self.steps}: a hand-worked exercise takes at most {MAX_STEPS} steps")
+            raise ConfigError(
+                _("steps {steps}: a hand-worked exercise takes at most {most} steps").format(
+                    steps=self.steps, most=MAX_STEPS
+                )
+            )
         if self.rows * max(self.sizes) > 16:
             raise ConfigError(
-                f"rows {self.rows} × size {max(self.sizes)}: a hand-worked exercise keeps every matrix within "
-                "16 numbers; choose fewer rows or smaller layers"
+                _(
+                    "rows {rows} × size {size}: a hand-worked exercise keeps every matrix within 16 numbers; "
+                    "choose fewer rows or smaller layers"
+                ).format(rows=self.rows, size=max(self.sizes))
             )
 
 
@@ -61,15 +68,20 @@ class Template:
     knobs: Knobs
     draw: Callable[[np.random.Generator, Knobs], dict[str, Any]] = field(repr=False)
     relu_must_cut: bool = True  # some ReLU input negative, so that the ReLU does something
-    sizes_words: str = "inputs, hidden, outputs"  # what --sizes gives, in order
+    sizes_words: str = N_("inputs, hidden, outputs")  # what --sizes gives, in order
 
     def with_knobs(self, **changes: Any) -> Template:
         """The template with some knobs changed (``None`` keeps a knob as it is)."""
         given = {k: v for k, v in changes.items() if v is not None}
         if "sizes" in given and len(given["sizes"]) != len(self.knobs.sizes):
             raise ConfigError(
-                f"template {self.name} has {len(self.knobs.sizes)} sizes ({self.sizes_words}), "
-                f"got {len(given['sizes'])}: {','.join(map(str, given['sizes']))}"
+                _("template {name} has {count} sizes ({words}), got {got}: {sizes}").format(
+                    name=self.name,
+                    count=len(self.knobs.sizes),
+                    words=_(self.sizes_words),
+                    got=len(given["sizes"]),
+                    sizes=",".join(map(str, given["sizes"])),
+                )
             )
         return replace(self, knobs=replace(self.knobs, **given))
 
@@ -124,7 +136,7 @@ def _softmax_l2(rng: np.random.Generator, knobs: Knobs) -> dict[str, Any]:
 
 def _batchnorm(rng: np.random.Generator, knobs: Knobs) -> dict[str, Any]:
     features, outputs = knobs.sizes
-    X = np.column_stack([_normal_column(rng, knobs.rows) for _ in range(features)]).tolist()
+    X = np.column_stack([_normal_column(rng, knobs.rows) for _column in range(features)]).tolist()
     y = _pick(rng, INTEGERS, (knobs.rows, outputs))
     norm = {"type": "batchnorm", "gamma": _pick(rng, HALVES, (features,)), "beta": _pick(rng, HALVES, (features,))}
     layers = [norm, _linear(rng, features, outputs, knobs.bias)]
@@ -140,7 +152,7 @@ def _normal_column(rng: np.random.Generator, rows: int) -> list:
     the biased variance, as BatchNorm takes it) is not 0 and, like every x̂ = (x − μ)/σ, has at most two
     decimals; (the last draw where none does in :data:`COLUMN_TRIES`: the search then rejects it)."""
     column = np.zeros(rows)
-    for _ in range(COLUMN_TRIES):
+    for _attempt in range(COLUMN_TRIES):
         column = np.array(_pick(rng, (-3, *INTEGERS, 4, 5), (rows,)))
         sigma = float(np.sqrt(np.mean((column - column.mean()) ** 2)))
         if sigma > 0 and is_short(np.array([sigma, *((column - column.mean()) / sigma)])):
@@ -170,41 +182,44 @@ TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in (
         Template(
-            "relu_mse", "y = ReLU(X·W₀)·W₂, MSE 1/(2n), one step of gradient descent", Knobs(2, (2, 2, 1)), _relu_mse
+            "relu_mse",
+            N_("y = ReLU(X·W₀)·W₂, MSE 1/(2n), one step of gradient descent"),
+            Knobs(2, (2, 2, 1)),
+            _relu_mse,
         ),
         Template(
             "sigmoid_logloss",
-            "y = σ(ReLU(X·W₀)·W₂), logloss, one step of gradient descent",
+            N_("y = σ(ReLU(X·W₀)·W₂), logloss, one step of gradient descent"),
             Knobs(2, (2, 2, 1)),
             _sigmoid_logloss,
         ),
         Template(
             "softmax_ce",
-            "softmax and cross-entropy on one example, one step of gradient descent",
+            N_("softmax and cross-entropy on one example, one step of gradient descent"),
             Knobs(1, (2, 3)),
             _softmax_ce,
-            sizes_words="features, classes",
+            sizes_words=N_("features, classes"),
         ),
         Template(
             "softmax_l2",
-            "softmax regression with L2 (λ/2·‖W‖²), one step of gradient descent",
+            N_("softmax regression with L2 (λ/2·‖W‖²), one step of gradient descent"),
             Knobs(2, (2, 3), bias=True),
             _softmax_l2,
-            sizes_words="features, classes",
+            sizes_words=N_("features, classes"),
         ),
         Template(
             "batchnorm",
-            "batch normalisation (training mode), forward and backward, then y = N·W₁, MSE 1/(2n)",
+            N_("batch normalisation (training mode), forward and backward, then y = N·W₁, MSE 1/(2n)"),
             Knobs(4, (2, 1)),
             _batchnorm,
-            sizes_words="features, outputs",
+            sizes_words=N_("features, outputs"),
         ),
         Template(
             "adam",
-            "one step of Adam (β₁ = 0.9, β₂ = 0.99) on y = X·W₀, MSE 1/(2n)",
+            N_("one step of Adam (β₁ = 0.9, β₂ = 0.99) on y = X·W₀, MSE 1/(2n)"),
             Knobs(2, (2, 1)),
             _adam,
-            sizes_words="features, outputs",
+            sizes_words=N_("features, outputs"),
         ),
     )
 }
@@ -213,5 +228,7 @@ TEMPLATES: dict[str, Template] = {
 def template(name: str) -> Template:
     """The template called ``name``, or a :class:`ConfigError` listing them."""
     if name not in TEMPLATES:
-        raise ConfigError(f"unknown template {name!r}; expected one of {', '.join(TEMPLATES)}")
+        raise ConfigError(
+            _("unknown template {name!r}; expected one of {expected}").format(name=name, expected=", ".join(TEMPLATES))
+        )
     return TEMPLATES[name]

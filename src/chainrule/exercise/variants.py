@@ -22,6 +22,7 @@ from chainrule.explain.explanation import Explanation
 from chainrule.explain.page import to_html_document
 from chainrule.explain.problem import parse_problem, read_toml, write_problem
 from chainrule.explain.render import render, to_latex_document, to_markdown
+from chainrule.i18n import _, language
 from chainrule.registry import LOSSES
 
 #: The folders of an exercise set, by what they hold.
@@ -93,22 +94,33 @@ def _one_hot(rng: np.random.Generator, y: np.ndarray) -> list:
     return np.eye(y.shape[1])[rng.integers(0, y.shape[1], y.shape[0])].tolist()
 
 
-def write_variant(variant: Variant, out: Path, pdf: bool = True) -> list[Path]:
-    """Write the files of ``variant`` under ``out`` (``problems/``, ``sheets/``, ``answers/``, ``keys/``);
-    the PDF only with ``pdf`` and where ``pdflatex`` is installed. Returns the paths written."""
+def write_variant(variant: Variant, out: Path, pdf: bool = True, lang: str | None = None) -> list[Path]:
+    """Write the files of ``variant`` under ``out`` (``problems/``, ``sheets/``, ``answers/``, ``keys/``)
+    in ``lang`` (default: the language in effect); the PDF only with ``pdf`` and where ``pdflatex`` is
+    installed. Returns the paths written.
+
+    The LaTeX sheet (and its PDF) is in English whatever the language: its preamble has no fonts for
+    Cyrillic or Chinese yet."""
+    with language(lang):
+        return _write_variant(variant, out, pdf)
+
+
+def _write_variant(variant: Variant, out: Path, pdf: bool) -> list[Path]:
     for folder in FOLDERS:
         (out / folder).mkdir(parents=True, exist_ok=True)
     vid = variant.id
     written = [out / "problems" / f"{vid}.toml"]
     write_problem(
         written[0],
-        {"title": f"{vid}: {variant.title}", **{k: v for k, v in variant.document.items() if k != "title"}},
-        f"Exercise {vid}, made by chainrule exercise new",
+        {"title": f"{vid}: {_(variant.title)}", **{k: v for k, v in variant.document.items() if k != "title"}},
+        _("Exercise {variant}, made by chainrule exercise new").format(variant=vid),
     )
     sheet = question_sheet(variant.explanation, variant.values, vid, variant.title)
+    with language("en"):
+        english = question_sheet(variant.explanation, variant.values, vid, variant.title)
     texts = {
         out / "sheets" / f"{vid}.md": to_markdown(sheet),
-        out / "sheets" / f"{vid}.tex": to_latex_document(sheet),
+        out / "sheets" / f"{vid}.tex": to_latex_document(english),
         out / "sheets" / f"{vid}.html": to_html_document(sheet),
         out / "answers" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values),
         out / "keys" / f"{vid}.md": render(variant.explanation, "markdown"),
