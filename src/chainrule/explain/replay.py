@@ -364,7 +364,7 @@ class _Run:
         def put(key: str, value: NDArray) -> NDArray:
             return self.put(f"layers[{i}].moments.{name}.{key}", value)
 
-        m, v = put("m", state["exp_avg"]), put("v", state["exp_avg_sq"])
+        m, v = put("m", state["exp_avg"].copy()), put("v", state["exp_avg_sq"].copy())  # the state moves on
         state["exp_avg"][...], state["exp_avg_sq"][...] = m, v
         m_hat, v_hat = adam_corrected(m, v, optimizer, optimizer.steps, put)
         return before - optimizer.lr * m_hat / (np.sqrt(v_hat) + optimizer.eps)
