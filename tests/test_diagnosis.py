@@ -40,14 +40,21 @@ def _flat(doc: dict) -> dict:
         if key == "layers":
             for i, entry in enumerate(value):
                 for name, v in entry.items():
-                    if isinstance(v, dict):
-                        out.update({f"layers[{i}].{name}.{p}": a for p, a in v.items()})
+                    if isinstance(v, dict):  # grads.W; moments.W.m
+                        out.update(_nested(f"layers[{i}].{name}", v))
                     elif name not in ("type", "derivation"):
                         out[f"layers[{i}].{name}"] = v
         elif key == "history":
             out.update({f"history[{k}]": h for k, h in enumerate(value)})
         elif key not in ("title", "steps", "derivations"):
             out[key] = value
+    return out
+
+
+def _nested(prefix: str, table: dict) -> dict:
+    out = {}
+    for key, value in table.items():
+        out.update(_nested(f"{prefix}.{key}", value) if isinstance(value, dict) else {f"{prefix}.{key}": value})
     return out
 
 

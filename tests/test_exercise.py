@@ -7,8 +7,10 @@ sheets and the slips on them.
 """
 
 import csv
+import html
 import json
 import os
+import re
 import shutil
 import tomllib
 
@@ -40,21 +42,39 @@ def autograd_values(torch, path):
     problem = load_problem(path)
     net = problem.model
     mirror = cr.to_torch(net)
-    x = torch.tensor(problem.X)
-    outputs, a = [], x
-    for child in mirror:
-        a = child(a)
+    x = torch.tensor(problem.X, requires_grad=True)
+    outputs, a, pieces = [], x, {}
+    for i, (child, layer) in enumerate(zip(mirror, net.layers, strict=True)):
+        if layer.kind == "batchnorm":  # by its pieces, to read the gradient of each; the same as PyTorch's
+            mean = a.mean(0)
+            var = ((a - mean) ** 2).mean(0)
+            x_hat = (a - mean) / torch.sqrt(var + child.eps)
+            pieces[i] = {"mean": mean, "var": var, "x_hat": x_hat}
+            for piece in pieces[i].values():
+                piece.retain_grad()
+            whole = child(a.detach())
+            a = x_hat * child.weight + child.bias
+            np.testing.assert_allclose(a.detach().numpy(), whole.detach().numpy(), atol=1e-12)
+        else:
+            a = child(a)
         a.retain_grad()
         outputs.append(a)
     target = torch.tensor(problem.y) if problem.y.ndim == 2 else torch.tensor(problem.y.astype(np.int64))
     loss = torch_loss(torch, problem.loss.kind, problem.loss.scale, outputs[-1], target, len(problem.X))
+    if problem.l2:  # λ/2·‖W‖² over the weights, not the biases
+        loss = loss + problem.l2 / 2 * sum((child.weight**2).sum() for child in mirror if hasattr(child, "in_features"))
     loss.backward()
     values = {"loss": loss.item(), "loss_grad": outputs[-1].grad.numpy()}
+    for i, named in pieces.items():
+        for name, piece in named.items():
+            values[f"layers[{i}].details.{name}"] = piece.detach().numpy()
+        values[f"layers[{i}].details.grad_x_hat"] = named["x_hat"].grad.numpy()
+        values[f"layers[{i}].details.grad_var"] = named["var"].grad.numpy()
+        values[f"layers[{i}].details.grad_mean"] = named["mean"].grad.numpy()
     inputs = [x, *outputs[:-1]]
     for i, (child, layer) in enumerate(zip(mirror, net.layers, strict=True)):
         values[f"layers[{i}].output"] = outputs[i].detach().numpy()
-        if i > 0:
-            values[f"layers[{i}].grad_input"] = outputs[i - 1].grad.numpy()
+        values[f"layers[{i}].grad_input"] = (outputs[i - 1] if i > 0 else x).grad.numpy()
         if layer.kind in ("relu", "sigmoid"):
             z = inputs[i].detach().clone().requires_grad_(True)
             (derivative,) = torch.autograd.grad(child(z).sum(), z)
@@ -62,10 +82,24 @@ def autograd_values(torch, path):
     for name, grad in torch_arrays(mirror, net).items():
         i, param = name.split(".")
         values[f"layers[{i}].grads.{param}"] = grad
-    torch_optimizer(torch, "sgd", {"lr": problem.optimizer_settings["lr"]}, mirror.parameters()).step()
+    optimizer = problem.make_optimizer(net)
+    torch_step = torch_optimizer(torch, problem.optimizer_name, optimizer.config(), mirror.parameters())
+    torch_step.step()
     for name, after in torch_arrays(mirror, net, of=lambda t: t.detach()).items():
         i, param = name.split(".")
         values[f"layers[{i}].params_after.{param}"] = after
+    if problem.optimizer_name == "adam":  # PyTorch's moments; their bias corrections at t = 1 by hand
+        settings = optimizer.config()
+        moments = {
+            "m": lambda t: torch_step.state[t]["exp_avg"],
+            "v": lambda t: torch_step.state[t]["exp_avg_sq"],
+            "m_hat": lambda t: torch_step.state[t]["exp_avg"] / (1 - settings["beta1"]),
+            "v_hat": lambda t: torch_step.state[t]["exp_avg_sq"] / (1 - settings["beta2"]),
+        }
+        for key, of in moments.items():
+            for name, array in torch_arrays(mirror, net, of=of).items():
+                i, param = name.split(".")
+                values[f"layers[{i}].moments.{param}.{key}"] = array
     return values
 
 
@@ -74,7 +108,7 @@ def short(array) -> bool:
     return bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-9))
 
 
-@pytest.mark.parametrize("name", ["relu_mse", "softmax_ce"])
+@pytest.mark.parametrize("name", list(TEMPLATES))
 def test_thirty_keys_agree_with_autograd_and_work_out_by_hand(torch, tmp_path, name):
     variants = make_variants(TEMPLATES[name], 30, seed=2024)
     assert len({json.dumps(v.document["data"]) + json.dumps(v.document["layers"]) for v in variants}) == 30
@@ -101,6 +135,16 @@ def test_thirty_keys_agree_with_autograd_and_work_out_by_hand(torch, tmp_path, n
                 np.testing.assert_allclose(ours, theirs, atol=5e-4 + 1e-12, err_msg=f"{variant.id} {path}")
         if name == "relu_mse":  # no exp or log anywhere: every number the student writes is short
             assert all(short(reference[path]) for path in key), variant.id
+        elif name == "adam":  # short up to the square root of the update, which moves each weight by lr
+            assert all(short(reference[path]) for path in key if "params_after" not in path), variant.id
+            for path in (p for p in key if "params_after" in p):
+                before = np.asarray(problem.model.layers[0].params[path.rsplit(".", 1)[1]].data)
+                g = reference[path.replace("params_after", "grads")]
+                np.testing.assert_allclose(reference[path], before - 0.1 * np.sign(g), atol=1e-8)
+        elif name == "batchnorm":  # μ and σ² short; x̂ a short number but for ε = 10⁻⁵
+            assert short(reference["layers[0].details.mean"]) and short(reference["layers[0].details.var"])
+            x_hat = reference["layers[0].details.x_hat"]
+            assert short(np.round(x_hat, 2)) and np.allclose(x_hat, np.round(x_hat, 2), atol=1e-4), variant.id
         else:  # the logits, before the softmax, are short too
             assert short(reference["layers[0].output"]), variant.id
 
@@ -137,7 +181,41 @@ def test_sheet_template_and_pdf(tmp_path, name):
     key = check_answers(explanation, load_answers(str(tmp_path / "keys" / f"{variant.id}.toml")))
     assert key.all_right and key.score["right"] == len(blank)
     assert "Backward pass" in (tmp_path / "keys" / f"{variant.id}.md").read_text()
-    assert len(written) == 6 + (engine is not None)
+    assert len(written) == 7 + (engine is not None)
+    html_sheet_is_the_sheet(tmp_path / "sheets" / f"{variant.id}.html", sheet, list(blank))
+
+
+def html_sheet_is_the_sheet(path, markdown: str, asked: list[str]) -> None:
+    """The HTML sheet: one page that asks for no file, its parts and answer places those of the Markdown
+    sheet, its formulas typeset by KaTeX (readable as text without it), and no number that opens (the
+    key's values are not in it)."""
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.text, self.attributes = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attributes += [name for name, _ in attrs]
+            assert not any(name in ("src", "href") for name, _ in attrs), (tag, attrs)
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    html = path.read_text(encoding="utf-8")
+    page.feed(html)
+    text = " ".join(page.text)
+    parts = [line.removeprefix("### ") for line in markdown.splitlines() if line.startswith("### ")]
+    assert page.tags.count("h1") == 1 and page.tags.count("h3") == len(parts) > 0
+    for part in parts:
+        assert f"<h3>{part}</h3>" in html
+    for place in asked:
+        assert f"[{place}]" in text
+    assert 'class="m" data-tex=' in html and "katex.render" in html
+    assert "data-path" not in page.attributes and "title" not in page.attributes
 
 
 def student_problem(document) -> StudentProblem:
@@ -147,6 +225,7 @@ def student_problem(document) -> StudentProblem:
         layers=document["layers"],
         loss=document["loss"]["type"],
         scale=document["loss"].get("scale", "mean"),
+        l2=document["loss"].get("l2", 0.0),
         lr=document["train"]["lr"],
     )
 
@@ -309,3 +388,175 @@ def test_a_variant_id_is_never_a_path_and_quoted_numbers_are_numbers(tmp_path):
     by = {g.student: g for g in result.graded}
     assert "is not a variant id" in by["eve"].error
     assert by["ann"].error is None and by["ann"].result.score["wrong"] == 0
+
+
+def verdicts(variant, sheet: dict, tmp_path) -> dict[str, str]:
+    """check's verdict on each answer of ``sheet`` (values by path) for ``variant``."""
+    path = tmp_path / "sheet.toml"
+    path.write_text(f'variant = "{variant.id}"\n' + sheet_toml({k: np.asarray(v).tolist() for k, v in sheet.items()}))
+    return {v.path: v.verdict for v in check_answers(variant.explanation, load_answers(str(path)))}
+
+
+def test_batchnorm_pieces_are_carried_forward(tmp_path):
+    """A student who takes the unbiased variance (÷ (n − 1)) goes on with it: σ² is wrong, x̂ and the
+    output, worked by hand from it, are carried forward."""
+    (variant,) = make_variants(TEMPLATES["batchnorm"], 1, seed=8)
+    layers = variant.document["layers"]
+    X = np.array(variant.document["data"]["X"])
+    n = len(X)
+    mean = X.mean(axis=0)
+    var = ((X - mean) ** 2).sum(axis=0) / (n - 1)  # the slip
+    x_hat = np.round((X - mean) / np.sqrt(var + 1e-5), 3)
+    out = np.round(x_hat * layers[0]["gamma"] + layers[0]["beta"], 3)
+    sheet = {
+        "layers[0].details.mean": mean,
+        "layers[0].details.var": np.round(var, 3),
+        "layers[0].details.x_hat": x_hat,
+        "layers[0].output": out,
+        "layers[1].output": np.round(out @ np.array(layers[1]["W"]), 3),
+    }
+    got = verdicts(variant, sheet, tmp_path)
+    assert got["layers[0].details.mean"] == "right" and got["layers[0].details.var"] == "wrong", got
+    assert {got[p] for p in list(sheet)[2:]} == {"carried_forward"}, got
+
+
+def test_adam_without_bias_correction_is_carried_forward(tmp_path):
+    """A student who forgets m's bias correction (m̂ = m) is wrong there, and their update,
+    θ − lr·m/(√v̂ + ε) worked by hand, is carried forward. (Forgetting both corrections would give the
+    right update here: (1 − β₁)/√(1 − β₂) = 0.1/0.1 = 1.)"""
+    (variant,) = make_variants(TEMPLATES["adam"], 1, seed=8)
+    W = np.array(variant.document["layers"][0]["W"])
+    X, y = np.array(variant.document["data"]["X"]), np.array(variant.document["data"]["y"])
+    g = X.T @ (X @ W - y) / len(X)  # MSE 1/(2n): ∂L/∂W = Xᵀ(ŷ − y)/n
+    m, v = 0.1 * g, 0.01 * g**2
+    sheet = {
+        "layers[0].grads.W": g,
+        "layers[0].moments.W.m": m,
+        "layers[0].moments.W.v": v,
+        "layers[0].moments.W.m_hat": m,
+        "layers[0].moments.W.v_hat": g**2,
+        "layers[0].params_after.W": np.round(W - 0.1 * m / (np.sqrt(g**2) + 1e-8), 3),
+    }
+    got = verdicts(variant, sheet, tmp_path)
+    assert [got[p] for p in sheet] == ["right", "right", "right", "wrong", "right", "carried_forward"], got
+
+
+def test_softmax_l2_asks_the_probabilities_and_carries_rounded_ones_forward(tmp_path):
+    for variant in make_variants(TEMPLATES["softmax_l2"], 5, seed=9):
+        assert "layers[1].output" in {a.path for a in variant.values}  # the probabilities, asked
+        sheet = Student(student_problem(variant.document), decimals=3).solve()  # goes on with them rounded
+        got = verdicts(variant, sheet, tmp_path)
+        assert got["layers[1].output"] == "right" and set(got.values()) <= {"right", "carried_forward"}, got
+
+
+def test_parts_past_z_are_lettered_on():
+    from chainrule.exercise.sheets import part_label
+
+    assert [part_label(k) for k in (0, 25, 26, 27, 51, 52, 701, 702)] == [
+        "a", "z", "aa", "ab", "az", "ba", "zz", "aaa"
+    ]  # fmt: skip
+
+
+def test_problem_refuses_shape_knobs_and_honours_steps(tmp_path, capsys):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "relu_mse.toml"
+    args = ["exercise", "new", "--problem", str(example), "--no-pdf", "--out"]
+    assert main([*args, str(tmp_path / "a"), "--sizes", "2,3,1", "--no-bias"]) == 2
+    assert "--sizes, --bias/--no-bias apply to --template only" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main([*args, str(tmp_path / "b"), "--steps", "2"]) == 0
+    (problem,) = (tmp_path / "b" / "problems").iterdir()
+    assert load_problem(problem).steps == 2
+
+
+def test_grading_again_leaves_nothing_stale_and_lists_unknown_keys(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["exercise", "new", "--variants", "1", "--seed", "2", "--no-pdf", "--out", str(out)]) == 0
+    sheets = tmp_path / "sheets"
+    sheets.mkdir()
+    key = (out / "keys" / "relu_mse-2-01.toml").read_text()
+    (sheets / "ann.toml").write_text(key + '"layers[0].outptu" = 1\nhomework = "done"\n')
+    (sheets / "bob.toml").write_text(key)
+    graded = tmp_path / "graded"
+    grade = ["exercise", "grade", str(sheets), "--problems", str(out / "problems"), "--out"]
+    assert main([*grade, str(graded)]) == 0
+    with open(graded / "results.csv", newline="") as f:
+        unknown = {row["student"]: row["unknown"] for row in csv.DictReader(f)}
+    assert unknown == {"ann": "layers[0].outptu;homework", "bob": ""}
+    students = json.loads((graded / "results.json").read_text())["students"]
+    assert [s["unknown"] for s in students] == [["layers[0].outptu", "homework"], []]
+    (sheets / "bob.toml").unlink()
+    assert main([*grade, str(graded)]) == 0
+    assert sorted(p.name for p in (graded / "students").iterdir()) == ["ann.txt"]
+    with open(graded / "results.csv", newline="") as f:
+        assert [row["student"] for row in csv.DictReader(f)] == ["ann"]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main([*grade, str(other)]) == 2
+    assert "not an empty folder nor one that exercise grade wrote" in capsys.readouterr().err
+    assert (other / "mine.txt").read_text() == "keep me" and sorted(p.name for p in other.iterdir()) == ["mine.txt"]
+
+
+def test_a_problem_file_is_written_without_a_toml_library(tmp_path):
+    """The standard library's reader gives back what was written, matrices a row per line, odd strings
+    escaped; a value TOML cannot hold (NaN) is refused and nothing is written."""
+    from chainrule.explain import write_problem
+
+    document = {
+        "title": 'a "quoted" \\ title é\nwith a line break\x7f',
+        "data": {"X": [[1.0, -2.5], [3.0, 1e-20]], "y": [0, 1]},
+        "layers": [{"type": "linear", "W": [[0.5], [1.0]], "b": [0.0]}, {"type": "relu"}],
+        "loss": {"type": "mse", "scale": "half_mean"},
+        "train": {"optimizer": "sgd", "lr": 1.0, "nesterov": False},
+    }
+    write_problem(tmp_path / "p.toml", document, "made by a test\nsecond line")
+    text = (tmp_path / "p.toml").read_text()
+    assert tomllib.loads(text) == document
+    assert (
+        text.startswith("# made by a test\n# second line\n") and "X = [\n    [1.0, -2.5],\n    [3.0, 1e-20],\n]" in text
+    )
+    with pytest.raises(cr.errors.ConfigError, match="cannot be written as TOML"):
+        write_problem(tmp_path / "nan.toml", {**document, "data": {"X": [[float("nan")]], "y": [0]}})
+    assert not (tmp_path / "nan.toml").exists()
+
+
+#: Latin words a Russian or Chinese sheet keeps: names of kinds, as the glossary says, and of functions.
+KIND_NAMES = {"relu", "softmax", "adam", "mse", "tanh", "gelu", "sigmoid", "sgd", "batchnorm"}
+KIND_NAMES |= {"ln", "exp", "log", "max"}
+
+
+def english_words(text: str) -> list[str]:
+    """The English words of a sheet, once formulas (``$$ … $$``, KaTeX's ``data-tex``), the answers' places
+    (``[layers[0].output]``), symbols, numbers, ids and the names of kinds are taken away."""
+    text = re.sub(r"\$\$.*?\$\$|\$.*?\$", " ", text, flags=re.S)
+    text = re.sub(r"<(script|style)>.*?</\1>|<[^>]*>", " ", text, flags=re.S)  # HTML: its tags and scripts
+    text = re.sub(r"chainrule(?: [a-z]+)*", " ", html.unescape(text))  # commands: chainrule exercise new
+    text = re.sub(r"\[[\w.\[\]]+\]|\S*[\d_]\S*", " ", text)  # places, ids, anything with a digit or _
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    return [w for w in words if w.lower() not in KIND_NAMES]
+
+
+@pytest.mark.parametrize("lang", ["ru", "zh"])
+def test_a_russian_or_chinese_sheet_holds_no_english_sentence(tmp_path, lang):
+    for name, template in TEMPLATES.items():
+        (variant,) = make_variants(template, 1, seed=4)
+        out = tmp_path / name
+        write_variant(variant, out, pdf=False, lang=lang)
+        (english,) = write_variant(variant, tmp_path / f"{name}-en", pdf=False, lang="en")[1:2]  # the check can fail
+        assert len(english_words(english.read_text())) > 30, name
+        for path in (out / "sheets" / f"{variant.id}.md", out / "sheets" / f"{variant.id}.html"):
+            assert english_words(path.read_text(encoding="utf-8")) == [], (lang, path.name)
+        for path in (out / "answers" / f"{variant.id}.toml", out / "keys" / f"{variant.id}.toml"):
+            comment = path.read_text(encoding="utf-8").splitlines()[0]
+            assert english_words(comment) == [], (lang, path.name, comment)
+        assert "\\documentclass" in (out / "sheets" / f"{variant.id}.tex").read_text()  # LaTeX: English
+    sheets = tmp_path / "submitted"
+    sheets.mkdir()
+    shutil.copy(tmp_path / "adam" / "keys" / "adam-4-01.toml", sheets / "ann.toml")
+    grade_class(sheets, tmp_path / "adam" / "problems", tmp_path / "graded", lang=lang)
+    summary = (tmp_path / "graded" / "summary.md").read_text(encoding="utf-8")
+    assert english_words(summary) == [], summary
+    assert english_words("# Class summary\n\n1 of 1 sheet graded; 1 all right; mean mark 100%.") != []

@@ -413,7 +413,7 @@ from chainrule.explain import load_problem, run_problem
 model = cr.load({str(tmp_path / "model.npz")!r})
 model.predict(np.zeros((2, 6)))
 run_problem(load_problem({str(Path(__file__).parents[1] / "examples" / "batchnorm_adam.toml")!r}))
-optional = {{"torch", "onnx", "onnxruntime", "safetensors", "tomlkit", "yaml"}}
+optional = {{"torch", "onnx", "onnxruntime", "safetensors", "yaml"}}
 print(sorted(name for name in sys.modules if name.split(".")[0] in optional))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

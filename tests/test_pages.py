@@ -161,3 +161,20 @@ def test_check_page_colours_the_sheet(browser, tmp_path):
     assert colours.get("wrong") == "rgba(251, 217, 214, 1)" and len(set(colours.values())) == len(colours)
     assert len(browser.find_elements(By.CSS_SELECTOR, "ol li")) == len(report["roots"]) > 0
     assert _errors(browser) == []
+
+
+def test_a_question_sheet_typesets_in_the_browser(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from chainrule.exercise import TEMPLATES, make_variants, write_variant
+
+    (variant,) = make_variants(TEMPLATES["batchnorm"], 1, seed=1)
+    write_variant(variant, tmp_path, pdf=False)
+    browser.get((tmp_path / "sheets" / f"{variant.id}.html").as_uri())
+    formulas = browser.find_elements(By.CSS_SELECTOR, ".m[data-tex]")
+    assert formulas and all(f.find_elements(By.CSS_SELECTOR, ".katex") for f in formulas)
+    assert [h.text for h in browser.find_elements(By.TAG_NAME, "h3")][:2] == [
+        "a) (round to 3 decimals)",
+        "b) (round to 3 decimals)",
+    ]
+    assert _errors(browser) == []

@@ -12,6 +12,7 @@ from chainrule.errors import ConfigError, UsageError
 from chainrule.exercise.grade import grade_class
 from chainrule.exercise.templates import TEMPLATES, template
 from chainrule.exercise.variants import make_variants, template_of_problem, write_manifest, write_variant
+from chainrule.i18n import _, ngettext
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -20,10 +21,23 @@ def run_new(args: argparse.Namespace) -> int:
         for t in TEMPLATES.values():
             knobs = t.knobs
             sizes = ",".join(map(str, knobs.sizes))
-            print(f"{t.name:<{width}}  {t.title} (rows {knobs.rows}, sizes {sizes}, bias {str(knobs.bias).lower()})")
+            about = _("{title} (rows {rows}, sizes {sizes}, bias {bias})").format(
+                title=_(t.title), rows=knobs.rows, sizes=sizes, bias=str(knobs.bias).lower()
+            )
+            print(f"{t.name:<{width}}  {about}")
         return 0
     if args.template and args.problem:
-        raise UsageError("exercise new takes --template NAME or --problem FILE, not both")
+        raise UsageError(_("exercise new takes --template NAME or --problem FILE, not both"))
+    if args.problem:
+        options = {"rows": "--rows", "sizes": "--sizes", "bias": "--bias/--no-bias"}
+        knobs = [option for name, option in options.items() if getattr(args, name) is not None]
+        if knobs:
+            raise UsageError(
+                _(
+                    "exercise new --problem FILE keeps the file's shapes: {options} apply to --template only "
+                    "(--steps applies to both)"
+                ).format(options=", ".join(knobs))
+            )
     base = template_of_problem(args.problem) if args.problem else None
     try:  # a template or knob that does not exist is a bad command line (exit 2)
         base = base or template(args.template or "relu_mse")
@@ -32,19 +46,31 @@ def run_new(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"--out {out}: not an empty folder; a set of exercises goes to a new one, never over another")
+        raise UsageError(
+            _("--out {out}: not an empty folder; a set of exercises goes to a new one, never over another").format(
+                out=out
+            )
+        )
     variants = make_variants(chosen, args.variants, args.seed)
     pdf = not args.no_pdf and shutil.which("pdflatex") is not None
     for variant in variants:
         write_variant(variant, out, pdf=pdf)
     write_manifest(out, chosen, args.seed, variants)
-    print(f"{len(variants)} variants of {chosen.name} (seed {args.seed}) in {out}:")
-    print("  problems/  the problem files, for chainrule explain and check")
-    print(f"  sheets/    the question sheets: .md, .tex{', .pdf' if pdf else ''}")
-    print("  answers/   the answer templates to hand out, one per variant")
-    print("  keys/      the keys: the worked step (.md) and the right answers (.toml)")
+    n = len(variants)
+    print(
+        ngettext(
+            "{n} variant of {template} (seed {seed}) in {out}:", "{n} variants of {template} (seed {seed}) in {out}:", n
+        ).format(n=n, template=chosen.name, seed=args.seed, out=out)
+    )
+    print("  problems/  " + _("the problem files, for chainrule explain and check"))
+    print(
+        "  sheets/    "
+        + _("the question sheets: {formats}").format(formats=".md, .html, .tex" + (", .pdf" if pdf else ""))
+    )
+    print("  answers/   " + _("the answer templates to hand out, one per variant"))
+    print("  keys/      " + _("the keys: the worked step (.md) and the right answers (.toml)"))
     if not args.no_pdf and not pdf:
-        print("no PDFs: pdflatex is not installed (Debian: apt-get install texlive-latex-base)", file=sys.stderr)
+        print(_("no PDFs: pdflatex is not installed (Debian: apt-get install texlive-latex-base)"), file=sys.stderr)
     return 0
 
 
@@ -54,13 +80,17 @@ def run_grade(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else answers.parent / "graded"
     result = grade_class(answers, problems, out, args.carried_forward_credit, args.roster)
     counts = result.slip_counts()
-    graded = len(result.graded) - len(result.failed)
-    print(f"{graded} of {len(result.graded)} sheets graded; results in {out}")
+    graded, n = len(result.graded) - len(result.failed), len(result.graded)
+    print(
+        ngettext(
+            "{graded} of {n} sheet graded; results in {out}", "{graded} of {n} sheets graded; results in {out}", n
+        ).format(graded=graded, n=n, out=out)
+    )
     if counts:
-        width = max(len(slip) for slip, _ in counts)
-        print("the most common slips (students):")
+        width = max(len(slip) for slip, _count in counts)
+        print(_("the most common slips (students):"))
         for slip, count in counts:
             print(f"  {slip:<{width}}  {count}")
     for g in result.failed:
-        print(f"chainrule: not graded: {g.error}", file=sys.stderr)
+        print("chainrule: " + _("not graded: {error}").format(error=g.error), file=sys.stderr)
     return 1 if result.failed else 0

@@ -1,5 +1,5 @@
-"""Variants of an exercise and the files of each: the problem file, the question sheet (Markdown, LaTeX and
-a PDF where ``pdflatex`` is installed), the answer template and the key."""
+"""Variants of an exercise and the files of each: the problem file, the question sheet (Markdown, HTML,
+LaTeX and a PDF where ``pdflatex`` is installed), the answer template and the key."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from chainrule.exercise.friendly import Asked, asked, search
 from chainrule.exercise.sheets import answers_toml, question_sheet
 from chainrule.exercise.templates import HALVES, INTEGERS, Knobs, Template
 from chainrule.explain.explanation import Explanation
+from chainrule.explain.page import to_html_document
 from chainrule.explain.problem import parse_problem, read_toml, write_problem
 from chainrule.explain.render import render, to_latex_document, to_markdown
+from chainrule.i18n import _, language
 from chainrule.registry import LOSSES
 
 #: The folders of an exercise set, by what they hold.
@@ -78,7 +80,10 @@ def template_of_problem(path: str | Path) -> Template:
             {k: pick(HALVES, np.shape(v)) if isinstance(v, list) else v for k, v in spec.items()}
             for spec in document["layers"]
         ]
-        return {**{k: v for k, v in document.items() if k != "title"}, "data": {"X": X, "y": y}, "layers": layers}
+        drawn = {k: v for k, v in document.items() if k != "title"}
+        if isinstance(drawn.get("train"), dict):  # --steps is honoured; the file's shapes are kept
+            drawn["train"] = {**drawn["train"], "steps": knobs.steps}
+        return {**drawn, "data": {"X": X, "y": y}, "layers": layers}
 
     title = document.get("title", name) if isinstance(document.get("title"), str) else name
     rows, features = problem.X.shape
@@ -89,22 +94,34 @@ def _one_hot(rng: np.random.Generator, y: np.ndarray) -> list:
     return np.eye(y.shape[1])[rng.integers(0, y.shape[1], y.shape[0])].tolist()
 
 
-def write_variant(variant: Variant, out: Path, pdf: bool = True) -> list[Path]:
-    """Write the files of ``variant`` under ``out`` (``problems/``, ``sheets/``, ``answers/``, ``keys/``);
-    the PDF only with ``pdf`` and where ``pdflatex`` is installed. Returns the paths written."""
+def write_variant(variant: Variant, out: Path, pdf: bool = True, lang: str | None = None) -> list[Path]:
+    """Write the files of ``variant`` under ``out`` (``problems/``, ``sheets/``, ``answers/``, ``keys/``)
+    in ``lang`` (default: the language in effect); the PDF only with ``pdf`` and where ``pdflatex`` is
+    installed. Returns the paths written.
+
+    The LaTeX sheet (and its PDF) is in English whatever the language: its preamble has no fonts for
+    Cyrillic or Chinese yet."""
+    with language(lang):
+        return _write_variant(variant, out, pdf)
+
+
+def _write_variant(variant: Variant, out: Path, pdf: bool) -> list[Path]:
     for folder in FOLDERS:
         (out / folder).mkdir(parents=True, exist_ok=True)
     vid = variant.id
     written = [out / "problems" / f"{vid}.toml"]
     write_problem(
         written[0],
-        {"title": f"{vid}: {variant.title}", **{k: v for k, v in variant.document.items() if k != "title"}},
-        f"Exercise {vid}, made by chainrule exercise new",
+        {"title": f"{vid}: {_(variant.title)}", **{k: v for k, v in variant.document.items() if k != "title"}},
+        _("Exercise {variant}, made by chainrule exercise new").format(variant=vid),
     )
     sheet = question_sheet(variant.explanation, variant.values, vid, variant.title)
+    with language("en"):
+        english = question_sheet(variant.explanation, variant.values, vid, variant.title)
     texts = {
         out / "sheets" / f"{vid}.md": to_markdown(sheet),
-        out / "sheets" / f"{vid}.tex": to_latex_document(sheet),
+        out / "sheets" / f"{vid}.tex": to_latex_document(english),
+        out / "sheets" / f"{vid}.html": to_html_document(sheet),
         out / "answers" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values),
         out / "keys" / f"{vid}.md": render(variant.explanation, "markdown"),
         out / "keys" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values, key=True),

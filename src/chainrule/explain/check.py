@@ -46,7 +46,7 @@ from chainrule.explain.slips import SLIPS
 _PATH = re.compile(
     r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
     r"layers\[-?\d+\]\.(output|input|grad_output|grad_input|local_derivative|"
-    r"(grads|params|params_after)\.\w+))$"
+    r"(grads|params|params_after|details)\.\w+|moments\.\w+\.\w+))$"
 )
 #: What a student writes for an answer, or an entry of one, left blank.
 BLANKS = ("", "?")

@@ -15,9 +15,10 @@ from numpy.typing import NDArray
 
 from chainrule.derive.topics import topic_of
 from chainrule.explain.problem import Problem, check_steps
+from chainrule.layers import BatchNorm1d
 from chainrule.losses import Loss, l2_penalty
 from chainrule.network import Sequential
-from chainrule.optim import Optimizer
+from chainrule.optim import Adam, Optimizer
 from chainrule.step import train_step
 from chainrule.trace import LayerRecord, Trace
 
@@ -124,10 +125,16 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
         if record.local_derivative is not None:
             entry["local_derivative"] = record.local_derivative.tolist()
         entry["derivation"] = topic_of("layer", record.layer.kind)
+        details = _details(record)
+        if details:
+            entry["details"] = {n: v.tolist() for n, v in details.items()}
         if record.params:
             entry["params"] = {n: v.tolist() for n, v in record.params.items()}
             entry["grads"] = {n: v.tolist() for n, v in first.grads[record.index].items()}
             entry["params_after"] = {n: v.tolist() for n, v in explanation.params_after[record.index].items()}
+            moments = _moments(explanation, record.index)
+            if moments:
+                entry["moments"] = moments
         layers.append(entry)
     return _finite_or_null(
         {
@@ -143,6 +150,41 @@ def to_json(explanation: Explanation) -> dict[str, Any]:
             "derivations": derivations(explanation),
         }
     )
+
+
+def _details(record: LayerRecord) -> dict[str, NDArray]:
+    """A layer's intermediate values of the first step (BatchNorm in training mode: ``mean``, ``var``,
+    ``x_hat``, and the terms of its backward pass, ``grad_x_hat``, ``grad_var``, ``grad_mean``)."""
+    from chainrule.explain.replay import batchnorm_backward
+
+    layer = record.layer
+    if not isinstance(layer, BatchNorm1d) or not layer.batch_stats or "mean" not in record.details:
+        return {}
+    details = {name: record.details[name] for name in ("mean", "var", "x_hat")}
+
+    def keep(name: str, value: NDArray) -> NDArray:
+        details[name] = value
+        return value
+
+    centered = record.input - record.details["mean"]
+    batchnorm_backward(record.grad_output, record.params["gamma"], centered, record.details["var"], layer.eps, keep)
+    return details
+
+
+def _moments(explanation: Explanation, index: int) -> dict[str, dict[str, list]]:
+    """Adam's moments after the first step per parameter: ``m``, ``v`` and their bias corrections."""
+    from chainrule.explain.replay import adam_corrected
+
+    optimizer = explanation.optimizer
+    if not isinstance(optimizer, Adam) or optimizer.decoupled_decay:
+        return {}
+    out = {}
+    for name, state in explanation.first.optimizer_state.get(index, {}).items():
+        if "exp_avg" in state:
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m_hat, v_hat = adam_corrected(m, v, optimizer, 1)
+            out[name] = {"m": m.tolist(), "v": v.tolist(), "m_hat": m_hat.tolist(), "v_hat": v_hat.tolist()}
+    return out
 
 
 def derivations(explanation: Explanation) -> dict[str, str | None]:

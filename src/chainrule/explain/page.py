@@ -65,9 +65,11 @@ def _path_of(part: np.ndarray, known: dict[int, tuple[np.ndarray, str]]):
 
 
 class _Writer:
-    def __init__(self, explanation: Explanation) -> None:
+    """Equations and matrices as HTML; with an explanation, each entry it knows opens how it is computed."""
+
+    def __init__(self, explanation: Explanation | None) -> None:
         self.explanation = explanation
-        self.known = labels(explanation)
+        self.known = labels(explanation) if explanation is not None else {}
 
     def number(self, path: str, value: float, text: str | None = None) -> str:
         """One number, with what opens it."""
@@ -213,3 +215,19 @@ def to_html(explanation: Explanation, doc: list) -> str:
         'computed; ← and → move through the steps.</div><div class="value" id="why-value"></div></aside>',
     ]
     return page(title, "\n".join(body), maths=True, script=SCRIPT)
+
+
+def to_html_document(doc: list) -> str:
+    """A document of :mod:`~chainrule.explain.render`'s blocks as a plain page: its headings, sentences and
+    equations (typeset by KaTeX, readable without it), one after the other, with nothing that opens a
+    number: what a question sheet needs, whose answers the page must not give away."""
+    writer = _Writer(None)
+    body = []
+    for block in doc:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Sentence):
+            body.append(f"<p>{escape(block.text)}</p>")
+        else:
+            body.append(writer.equation(block))
+    return page(doc[0].text, "\n".join(body), maths=True)

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write, open_regular
-from chainrule.errors import ChainruleError, ConfigError, SettingError, need
+from chainrule.errors import ChainruleError, ConfigError, SettingError
 from chainrule.losses import SCALES, Loss
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
@@ -203,34 +203,73 @@ def problem_document(
 
 def write_problem(path: str | Path, document: dict[str, Any], comment: str = "") -> None:
     """Write a problem file (the dict of :func:`problem_document`) at ``path``, a matrix one row per line,
-    after ``comment`` (lines of text, each written as a TOML comment)."""
-    tomlkit = need("tomlkit", "torch", "writing a problem file")
+    after ``comment`` (lines of text, each written as a TOML comment).
 
-    def value(v: Any) -> Any:
-        if isinstance(v, list) and v and isinstance(v[0], list):
-            rows = tomlkit.array()
-            rows.extend(v)
-            return rows.multiline(True)
-        return v
-
-    doc = tomlkit.document()
-    for line in comment.splitlines():
-        doc.add(tomlkit.comment(line))
+    A problem file holds only strings, numbers, booleans, arrays of numbers, tables of them and the array
+    of tables ``[[layers]]``, so it is written here without a TOML library; what is written is read back
+    with the standard library's :mod:`tomllib` and must give ``document`` again, else nothing is written."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    tables = []
     for key, item in document.items():
-        if key == "layers":
-            tables = tomlkit.aot()
-            for layer in item:
-                table = tomlkit.table()
-                for k, v in layer.items():
-                    table[k] = value(v)
-                tables.append(table)
-            doc[key] = tables
-        elif isinstance(item, dict):
-            doc[key] = {k: value(v) for k, v in item.items()}
+        if isinstance(item, dict):
+            tables += ["", f"[{_toml_key(key)}]", *_toml_pairs(item)]
+        elif isinstance(item, list) and item and all(isinstance(t, dict) for t in item):
+            for table in item:
+                tables += ["", f"[[{_toml_key(key)}]]", *_toml_pairs(table)]
         else:
-            doc[key] = item
-    text = tomlkit.dumps(doc)
+            lines += _toml_pairs({key: item})
+    text = "\n".join(lines + tables) + "\n"
+    if tomllib.loads(text) != _plain(document):
+        raise ConfigError(f"{path}: the problem cannot be written as TOML as it is (a value of another kind)")
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _toml_pairs(table: dict[str, Any]) -> list[str]:
+    return [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "a").replace("-", "a").isalnum() and key.isascii() else _toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(row, list) for row in value):  # a row per line
+        return "[\n" + "".join(f"    {_toml_value(row)},\n" for row in value) + "]"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))  # finite ones; inf and nan are caught by the reading back
+    if isinstance(value, str):
+        return _toml_string(value)
+    raise ConfigError(f"a problem file holds numbers, strings and arrays of them, not {type(value).__name__}")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: backslash, quote and control characters escaped."""
+    escaped = []
+    for c in text:
+        if c in '"\\':
+            escaped.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            escaped.append(f"\\u{ord(c):04X}")
+        else:
+            escaped.append(c)
+    return '"' + "".join(escaped) + '"'
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy numbers as Python's, as :mod:`tomllib` reads them back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _numbers(array: NDArray) -> list:

@@ -28,8 +28,9 @@ from chainrule.activations import ElementWise
 from chainrule.errors import ChainruleError
 from chainrule.explain.problem import Problem
 from chainrule.explain.slips import SLIPS, Slip
+from chainrule.layers import BatchNorm1d
 from chainrule.losses import l2_penalty
-from chainrule.optim import SGD
+from chainrule.optim import SGD, Adam
 
 Site = tuple[str, Any]  # (hook, place): place is a layer index, (layer, parameter), "loss" or "l2"
 
@@ -254,6 +255,8 @@ class _Run:
         for i, layer in enumerate(model.layers):
             inputs.append(x)
             right = layer.forward(x)
+            if isinstance(layer, BatchNorm1d) and layer.batch_stats:
+                right = self.batchnorm_forward(i, layer, x)
             out = self.slip("forward", i, right, layer=layer, x=x, out=right)
             out = self.put(f"layers[{i}].output", out)
             if getattr(layer, "out", None) is not None:
@@ -280,6 +283,12 @@ class _Run:
             grad_input = g * derivative
         else:
             grad_input = layer.backward(g, input_grad=True)
+        if isinstance(layer, BatchNorm1d) and layer.batch_stats:  # by the route through x̂, σ² and μ
+
+            def put(name: str, value: NDArray) -> NDArray:
+                return self.put(f"layers[{i}].details.{name}", value)
+
+            grad_input = batchnorm_backward(g, layer.params["gamma"].data, x - layer.mean, layer.var, layer.eps, put)
         raw = {name: p.grad.copy() for name, p in layer.params.items()}
         lam = problem.l2
         optimizer = self.optimizer
@@ -318,6 +327,8 @@ class _Run:
             if optimizer.weight_decay:
                 grad = grad + optimizer.weight_decay * p.data
             optimizer.update(p.data, grad, state, constants)
+            if isinstance(optimizer, Adam) and not optimizer.decoupled_decay and self.recording:
+                p.data[...] = self.adam_moments(i, name, before, state, optimizer)
             own = self.own_state.setdefault((i, name), {})
             after = self.slip(
                 "update",
@@ -330,3 +341,54 @@ class _Run:
                 t=t,
             )
             p.data[...] = after if self.round_to is None else np.round(after, self.round_to)
+
+    def batchnorm_forward(self, i: int, layer: BatchNorm1d, x: NDArray) -> NDArray:
+        """Batch normalisation in training mode by its pieces, each recorded (``layers[i].details.mean``,
+        ``.var``, ``.x_hat``) and the student's own going on into the next; the layer keeps them for its
+        backward pass."""
+
+        def put(name: str, value: NDArray) -> NDArray:
+            return self.put(f"layers[{i}].details.{name}", value)
+
+        mean = put("mean", x.mean(axis=0))
+        var = put("var", ((x - mean) ** 2).mean(axis=0))
+        x_hat = put("x_hat", (x - mean) / np.sqrt(var + layer.eps))
+        layer.mean, layer.var, layer.x_hat = mean, var, x_hat
+        layer.inv_std = 1.0 / np.sqrt(var + layer.eps)
+        return x_hat * layer.params["gamma"].data + layer.params["beta"].data
+
+    def adam_moments(self, i: int, name: str, before: NDArray, state: dict, optimizer: Adam) -> NDArray:
+        """Adam's moments ``m``, ``v`` and their bias corrections ``m̂``, ``v̂``, each recorded
+        (``layers[i].moments.W.m``) and the student's own going on; the parameter after the step."""
+
+        def put(key: str, value: NDArray) -> NDArray:
+            return self.put(f"layers[{i}].moments.{name}.{key}", value)
+
+        m, v = put("m", state["exp_avg"].copy()), put("v", state["exp_avg_sq"].copy())  # the state moves on
+        state["exp_avg"][...], state["exp_avg_sq"][...] = m, v
+        m_hat, v_hat = adam_corrected(m, v, optimizer, optimizer.steps, put)
+        return before - optimizer.lr * m_hat / (np.sqrt(v_hat) + optimizer.eps)
+
+
+def _keep(name: str, value: NDArray) -> NDArray:
+    return value
+
+
+def batchnorm_backward(g: NDArray, gamma: NDArray, centered: NDArray, var: NDArray, eps: float, put=_keep) -> NDArray:
+    """∂L/∂X of batch normalisation in training mode by the route the notes take, through ``∂L/∂x̂ = g ⊙ γ``,
+    the σ² term ``∂L/∂σ² = −½·Σ ∂L/∂x̂ ⊙ (x − μ)·(σ² + ε)^(−3/2)`` and the μ term
+    ``∂L/∂μ = −Σ ∂L/∂x̂/√(σ² + ε) − 2/n·∂L/∂σ²·Σ (x − μ)``; ``put(name, value)`` sees each of them
+    (``grad_x_hat``, ``grad_var``, ``grad_mean``) and returns the value to go on with. ``centered`` is
+    ``x − μ``."""
+    n = g.shape[0]
+    std = np.sqrt(var + eps)
+    g_hat = put("grad_x_hat", g * gamma)
+    g_var = put("grad_var", -0.5 * (g_hat * centered).sum(axis=0) / std**3)
+    g_mean = put("grad_mean", -g_hat.sum(axis=0) / std - 2.0 * g_var * centered.sum(axis=0) / n)
+    return g_hat / std + 2.0 * g_var * centered / n + g_mean / n
+
+
+def adam_corrected(m: NDArray, v: NDArray, optimizer: Adam, t: int, put=_keep) -> tuple[NDArray, NDArray]:
+    """Adam's bias-corrected moments ``m̂ = m/(1 − β₁ᵗ)`` and ``v̂ = v/(1 − β₂ᵗ)`` at step ``t``;
+    ``put(name, value)`` sees each (``m_hat``, ``v_hat``) and returns the value to go on with."""
+    return put("m_hat", m / (1.0 - optimizer.beta1**t)), put("v_hat", v / (1.0 - optimizer.beta2**t))
