@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write, open_regular
 from chainrule.errors import ChainruleError, ConfigError, SettingError, need
-from chainrule.losses import SCALES, Loss
+from chainrule.losses import SCALES, Loss, ProbabilitiesExpected
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer, make_optimizer, optimizer_settings
@@ -331,9 +331,8 @@ def _check_targets(problem: Problem, where: _Where) -> None:
     try:
         problem.loss.forward(out, problem.y)
     except ChainruleError as err:
-        message = str(err)
-        place = "loss.type" if "expects probabilities" in message else "data.y"
-        raise where.error(place, message) from None
+        place = "loss.type" if isinstance(err, ProbabilitiesExpected) else "data.y"
+        raise where.error(place, str(err)) from None
 
 
 class _Where:
