@@ -66,7 +66,8 @@ class GradcheckReport:
         return max(self.checks, key=lambda c: c.error)
 
     def __str__(self) -> str:
-        rows = [f"{self.subject}: {_('ok') if self.passed else _('FAILED')}"]
+        ok, failed = _("ok"), _("FAILED")
+        rows = [f"{self.subject}: {ok if self.passed else failed}"]
         row = _("rel. error {error} at {index} analytic {analytic}  numeric {numeric}")
         for c in self.checks:
             numbers = row.format(
@@ -75,7 +76,7 @@ class GradcheckReport:
                 analytic=f"{c.analytic: .10g}",
                 numeric=f"{c.numeric: .10g}",
             )
-            rows.append(f"  {c.name:<12} {c.shape!s:<10} {numbers}  {_('ok') if c.passed else _('FAILED')}")
+            rows.append(f"  {c.name:<12} {c.shape!s:<10} {numbers}  {ok if c.passed else failed}")
         return "\n".join(rows)
 
 

@@ -101,7 +101,10 @@ def to_latex_document(derivations: list[Derivation], verbose: bool) -> str:
         out += [text_to_latex(_("Given:")), *(_display(g) for g in d.given)]
         out += [text_to_latex(f"({about})") + "\n" for about in d.about] + [r"\begin{enumerate}"]
         for step, check in zip(d.steps, d.checks, strict=True):
-            mark = text_to_latex(_("verified")) if check.verified else rf"\textbf{{{text_to_latex(_('not verified'))}}}"
+            if check.verified:
+                mark = text_to_latex(_("verified"))
+            else:
+                mark = r"\textbf{" + text_to_latex(_("not verified")) + "}"
             label = rf"\emph{{{text_to_latex(step.label)}}}: " if step.label else ""
             out.append(rf"\item {label}{text_to_latex(step.reason)} ({mark}: {check.how})")
             out.append(_display(step.shown))
