@@ -85,6 +85,7 @@ def test_every_topic_is_in_the_language(name, lang):
     assert set(entry) == set(json.loads(render(derive(name), "json", verbose=True)))  # keys never change
     assert not english(prose_of_json(entry)), english(prose_of_json(entry))
     assert current() == "en"  # lang= holds for the call only
+    assert render(derivation, "text") == render(derivation, "text", lang=lang)  # written in its own language
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)

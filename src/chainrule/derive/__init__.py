@@ -62,7 +62,8 @@ def render(
 ) -> str:
     """``derivation`` (or several, in one document) as ``text``, ``markdown``, ``latex`` or ``json``;
     ``verbose`` adds what each check compared (``chainrule derive --verify``). The words around the steps
-    are in ``lang`` (default: the language in effect); the steps' own, in the language they were derived in."""
+    are in ``lang``, by default the language the derivation was built in (``derive(..., lang=...)``), as
+    its steps' own words are."""
     from chainrule.derive.output import render as write
 
     return write(derivation, format, verbose, lang)

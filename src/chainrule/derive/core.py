@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.i18n import _, ngettext
+from chainrule.i18n import _, current, ngettext
 
 #: Points at which a numeric check evaluates both sides, and the digits it evaluates them with.
 NUMERIC_POINTS = 5
@@ -65,7 +65,8 @@ class Derivation:
     """A topic worked out: what it starts from (``given``: definitions in maths, shown, not checked;
     ``about``: what they mean, in words), its ``steps``, and ``result``, the final formula as SymPy has
     it, which :attr:`against` compares with chainrule's own backward pass (or optimizer). ``domain``
-    bounds the random values of symbols in numeric checks; ``checks`` is filled by :func:`verify`.
+    bounds the random values of symbols in numeric checks; ``checks`` is filled by :func:`verify`. ``lang``
+    is the language its words were written in (the one in effect when it was built).
 
     ``against(rng)`` returns cases ``(values, library)``: a number for each of the result's symbols
     (:func:`bind` gives them for a matrix of symbols) and what chainrule computes there.
@@ -82,6 +83,7 @@ class Derivation:
     about: list[str] = field(default_factory=list)
     kinds: tuple[str, ...] = ()
     checks: list[Check] = field(default_factory=list)
+    lang: str = field(default_factory=current)
 
     @property
     def verified(self) -> bool:

@@ -152,11 +152,11 @@ def render(
     derivations: Derivation | list[Derivation], format: str = "text", verbose: bool = False, lang: str | None = None
 ) -> str:
     """One derivation, or several in one document, in ``format`` (one of :data:`FORMATS`). The words that
-    frame the steps are in ``lang`` (default: the language in effect); the steps' own words are in the
-    language the derivation was built in (``derive(..., lang=...)``)."""
+    frame the steps are in ``lang``, by default the language the first derivation was built in (its steps'
+    own words are always in that one: ``derive(..., lang=...)``)."""
     if isinstance(derivations, Derivation):
         derivations = [derivations]
-    with language(lang):
+    with language(lang or derivations[0].lang):
         if format == "json":
             entries = [to_json(d, verbose) for d in derivations]
             return json.dumps(entries[0] if len(entries) == 1 else entries, indent=2, ensure_ascii=False) + "\n"
