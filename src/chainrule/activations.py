@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from chainrule import kernels
 from chainrule.errors import ConfigError, ShapeError, check_fraction
+from chainrule.i18n import _
 from chainrule.module import Module, check_grad_shape
 from chainrule.notation import Eq, Formulas, with_formulas
 from chainrule.registry import LAYERS
@@ -33,7 +34,9 @@ class Activation(Module):
     def _input(self, x) -> NDArray:
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
-            raise ShapeError(f"{self!r}: expected a numeric array, got dtype {x.dtype}")
+            raise ShapeError(
+                _("{owner!r}: expected a numeric array, got dtype {dtype}").format(owner=self, dtype=x.dtype)
+            )
         return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
@@ -204,7 +207,11 @@ class GELU(ElementWise):
     @classmethod
     def config_from_torch(cls, module):
         if module.approximate != "none":
-            raise ConfigError(f"GELU(approximate={module.approximate!r}): chainrule's GELU is the exact one")
+            raise ConfigError(
+                _("{module}: chainrule's GELU is the exact one").format(
+                    module=f"GELU(approximate={module.approximate!r})"
+                )
+            )
         return {}
 
     def to_onnx(self, graph, x):  # ONNX's Gelu operator came in opset 20; this is its definition
@@ -272,7 +279,9 @@ class Softmax(Activation):
     def forward(self, x: NDArray) -> NDArray:
         x = self._input(x)
         if x.ndim != 2:
-            raise ShapeError(f"{self!r}: expected logits of shape (n, classes), got {x.shape}")
+            raise ShapeError(
+                _("{owner!r}: expected logits of shape (n, classes), got {got}").format(owner=self, got=x.shape)
+            )
         self.out = softmax(x)
         return self.out
 
@@ -293,7 +302,9 @@ class Softmax(Activation):
     @classmethod
     def config_from_torch(cls, module):
         if module.dim not in (1, -1, None):  # PyTorch's dim=None picks 1 for a matrix (and warns)
-            raise ConfigError(f"Softmax(dim={module.dim}): chainrule's softmax is over each row (dim=1)")
+            raise ConfigError(
+                _("{module}: chainrule's softmax is over each row (dim=1)").format(module=f"Softmax(dim={module.dim})")
+            )
         return {}
 
     def to_onnx(self, graph, x):

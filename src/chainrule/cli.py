@@ -455,6 +455,7 @@ def _ignore_signals() -> None:
 def _run_gradcheck(args: argparse.Namespace) -> int:
     from chainrule.errors import UsageError
     from chainrule.gradcheck import builtin_checks
+    from chainrule.i18n import _
 
     checks = builtin_checks(seed=args.seed, batch=args.batch, tolerance=args.tolerance, atol=args.atol)
     if args.list:
@@ -462,14 +463,18 @@ def _run_gradcheck(args: argparse.Namespace) -> int:
         return 0
     unknown = [n for n in args.names if n not in checks]
     if unknown:
-        raise UsageError(f"unknown gradcheck name(s) {', '.join(unknown)}; expected some of: {', '.join(checks)}")
+        raise UsageError(
+            _("unknown gradcheck name(s) {names}; expected some of: {expected}").format(
+                names=", ".join(unknown), expected=", ".join(checks)
+            )
+        )
     failed = 0
     for name in args.names or checks:
         report = checks[name]()
         failed += not report.passed
         print(f"[{name}] {report}")
     total = len(args.names or checks)
-    print(f"{total - failed} passed, {failed} failed")
+    print(_("{passed} passed, {failed} failed").format(passed=total - failed, failed=failed))
     return 1 if failed else 0
 
 
@@ -492,20 +497,25 @@ def _run_explain(args: argparse.Namespace) -> int:
 def _run_derive(args: argparse.Namespace) -> int:
     from chainrule.derive.topics import all_topics
     from chainrule.errors import UsageError
+    from chainrule.i18n import _
 
     topics = all_topics()
     if args.list:
         width = max(len(name) for name in topics)
         for name, topic in topics.items():
             kinds = f"  [{', '.join(topic.kinds)}]" if topic.kinds else ""
-            print(f"{name:<{width}}  {topic.summary}{kinds}")
+            print(f"{name:<{width}}  {topic.described()}{kinds}")
         return 0
     names = list(topics) if args.all else args.topics
     unknown = [n for n in names if n not in topics]
     if unknown:
-        raise UsageError(f"unknown derivation topic(s) {', '.join(unknown)}; expected some of: {', '.join(topics)}")
+        raise UsageError(
+            _("unknown derivation topic(s) {names}; expected some of: {expected}").format(
+                names=", ".join(unknown), expected=", ".join(topics)
+            )
+        )
     if not names and args.problem is None:
-        raise UsageError("derive: name a TOPIC (see chainrule derive --list), --all, or --problem FILE")
+        raise UsageError(_("derive: name a TOPIC (see chainrule derive --list), --all, or --problem FILE"))
     from chainrule.derive import derive, derive_problem, render
 
     derivations = [derive(name) for name in names]

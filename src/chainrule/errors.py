@@ -12,6 +12,8 @@ import math
 import numbers
 from types import ModuleType
 
+from chainrule.i18n import _
+
 
 class ChainruleError(Exception):
     """Base class of every error chainrule raises on purpose; its message is meant for the user."""
@@ -57,7 +59,11 @@ def need(module: str, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         package = module.split(".")[0]
-        raise MissingPackage(f"{purpose} needs the {package} package: pip install 'chainrule[{extra}]'") from None
+        raise MissingPackage(
+            _("{purpose} needs the {package} package: pip install 'chainrule[{extra}]'").format(
+                purpose=purpose, package=package, extra=extra
+            )
+        ) from None
 
 
 class UsageError(ChainruleError):
@@ -70,7 +76,9 @@ def check_choice(what: str, value: str, choices) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a :class:`ConfigError` listing them."""
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"unknown {what} {value!r}; expected one of {allowed}")
+        raise ConfigError(
+            _("unknown {what} {value!r}; expected one of {expected}").format(what=what, value=value, expected=allowed)
+        )
     return value
 
 
@@ -79,12 +87,14 @@ def check_positive(what: str, value: float, *, allow_zero: bool = False, key: st
     :class:`ConfigError` (a :class:`SettingError` naming ``key``, if given)."""
     error = ConfigError if key is None else lambda message: SettingError(key, message)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise error(f"invalid {what}: expected a number, got {value!r}")
+        raise error(_("invalid {what}: expected a number, got {got!r}").format(what=what, got=value))
     number = float(value)
     ok = number >= 0 if allow_zero else number > 0
     if not ok or not math.isfinite(number):
         bound = ">= 0" if allow_zero else "> 0"
-        raise error(f"invalid {what}: expected a finite number {bound}, got {value!r}")
+        raise error(
+            _("invalid {what}: expected a finite number {bound}, got {got!r}").format(what=what, bound=bound, got=value)
+        )
     return number
 
 
@@ -93,8 +103,12 @@ def check_fraction(what: str, value: float, key: str, *, closed: bool = False) -
     :class:`SettingError` naming ``key``."""
     interval = "[0, 1]" if closed else "[0, 1)"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SettingError(key, f"{what} must be a number in {interval}, got {value!r}")
+        raise SettingError(
+            key, _("{what} must be a number in {interval}, got {got!r}").format(what=what, interval=interval, got=value)
+        )
     number = float(value)
     if not (0.0 <= number <= 1.0 if closed else 0.0 <= number < 1.0):
-        raise SettingError(key, f"{what} must be in {interval}, got {value!r}")
+        raise SettingError(
+            key, _("{what} must be in {interval}, got {got!r}").format(what=what, interval=interval, got=value)
+        )
     return number

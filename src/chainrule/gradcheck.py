@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import ConfigError
+from chainrule.i18n import _
 from chainrule.losses import Loss
 from chainrule.module import Module
 
@@ -65,12 +66,17 @@ class GradcheckReport:
         return max(self.checks, key=lambda c: c.error)
 
     def __str__(self) -> str:
-        rows = [f"{self.subject}: {'ok' if self.passed else 'FAILED'}"]
+        ok, failed = _("ok"), _("FAILED")
+        rows = [f"{self.subject}: {ok if self.passed else failed}"]
+        row = _("rel. error {error} at {index} analytic {analytic}  numeric {numeric}")
         for c in self.checks:
-            rows.append(
-                f"  {c.name:<12} {c.shape!s:<10} rel. error {c.error:9.2e} at {c.index!s:<9}"
-                f" analytic {c.analytic: .10g}  numeric {c.numeric: .10g}  {'ok' if c.passed else 'FAILED'}"
+            numbers = row.format(
+                error=f"{c.error:9.2e}",
+                index=f"{c.index!s:<9}",
+                analytic=f"{c.analytic: .10g}",
+                numeric=f"{c.numeric: .10g}",
             )
+            rows.append(f"  {c.name:<12} {c.shape!s:<10} {numbers}  {ok if c.passed else failed}")
         return "\n".join(rows)
 
 
@@ -105,7 +111,7 @@ def gradcheck(
     x = np.array(x, dtype=np.float64)
     if isinstance(subject, Loss):
         if target is None:
-            raise ConfigError("gradcheck: a loss needs a target")
+            raise ConfigError(_("gradcheck: a loss needs a target"))
         upstream = float(rng.normal())
         subject.forward(x, target)
         analytic = {"input": subject.backward(upstream)}
@@ -122,7 +128,7 @@ def gradcheck(
         out = model.forward(x)
         if loss is not None:
             if target is None:
-                raise ConfigError("gradcheck: a loss needs a target")
+                raise ConfigError(_("gradcheck: a loss needs a target"))
             upstream = float(rng.normal())
             loss.forward(out, target)
             grad_input = model.backward(loss.backward(upstream))
@@ -142,13 +148,17 @@ def gradcheck(
         analytic = {"input": grad_input, **{n: p.grad.copy() for n, p in model.named_parameters()}}
         arrays = {"input": x, **{n: p.data for n, p in model.named_parameters()}}
     else:
-        raise ConfigError(f"gradcheck: expected a Module or a Loss, got {type(subject).__name__}")
+        raise ConfigError(_("gradcheck: expected a Module or a Loss, got {got}").format(got=type(subject).__name__))
 
     report = GradcheckReport(repr(subject))
     for name, array in arrays.items():
         full = np.asarray(analytic[name], dtype=np.float64)
         if full.shape != array.shape:
-            raise ConfigError(f"gradcheck: the gradient of {name} has shape {full.shape}, expected {array.shape}")
+            raise ConfigError(
+                _("gradcheck: the gradient of {name} has shape {shape}, expected {expected}").format(
+                    name=name, shape=full.shape, expected=array.shape
+                )
+            )
         numeric, compared = np.zeros_like(array), np.zeros_like(array)
         for index in _entries(array.shape, max_entries, rng):
             numeric[index] = _central_difference(phi, array, index, eps)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gettext
 import os
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -101,3 +102,9 @@ def pgettext(context: str, message: str) -> str:
 def N_(message: str) -> str:
     """Mark ``message`` for the catalogs without translating it now (it is translated where it is shown)."""
     return message
+
+
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: two for an East Asian wide character (中), none for a
+    combining mark, one for the others; for aligning text beside Chinese."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

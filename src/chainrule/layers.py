@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from chainrule.errors import ConfigError, SettingError, ShapeError, check_fraction, check_positive
+from chainrule.i18n import _, ngettext
 from chainrule.init import init_weight, make_rng
 from chainrule.module import Module, Parameter, as_batch, check_grad_shape
 from chainrule.notation import Eq, Formulas
@@ -22,7 +23,9 @@ from chainrule.registry import LAYERS
 
 def _size(owner: str, what: str, n: Any) -> int:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"{owner}: {what} must be a positive integer, got {n!r}")
+        raise ConfigError(
+            _("{owner}: {what} must be a positive integer, got {got!r}").format(owner=owner, what=what, got=n)
+        )
     return int(n)
 
 
@@ -115,12 +118,17 @@ class Linear(Module):
     def inferred_config(cls, in_features: int, given: Mapping[str, Any]) -> dict[str, Any]:
         W = given["W"]  # a problem file must give W: KeyError names it
         if not isinstance(W, np.ndarray) or W.ndim != 2:
-            shown = f"shape {W.shape}" if isinstance(W, np.ndarray) else repr(W)
-            raise SettingError("W", f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {shown}")
-        if W.shape[0] != in_features:
+            shown = _("shape {shape}").format(shape=W.shape) if isinstance(W, np.ndarray) else repr(W)
             raise SettingError(
-                "W", f"expected {in_features} rows (the layer's input has {in_features} features), got shape {W.shape}"
+                "W", _("expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {got}").format(got=shown)
             )
+        if W.shape[0] != in_features:
+            message = ngettext(
+                "expected {n} row (the layer's input has {n} feature), got shape {shape}",
+                "expected {n} rows (the layer's input has {n} features), got shape {shape}",
+                in_features,
+            )
+            raise SettingError("W", message.format(n=in_features, shape=W.shape))
         return {"in_features": W.shape[0], "out_features": W.shape[1], "bias": "b" in given}
 
     def formulas(self) -> Formulas:
@@ -251,7 +259,9 @@ class BatchNorm1d(_Normalization):
             return self._normalize(x, self.buffers["running_mean"], self.buffers["running_var"])
         n = x.shape[0]
         if n < 2:
-            raise ConfigError(f"{self!r}: training mode needs at least 2 rows per batch, got {n}")
+            raise ConfigError(
+                _("{owner!r}: training mode needs at least 2 rows per batch, got {n}").format(owner=self, n=n)
+            )
         mean = x.sum(axis=0) / n  # (d,); the same numbers as x.mean(axis=0), without its overhead
         centered = x - mean  # (n, d)
         var = np.einsum("ij,ij->j", centered, centered) / n  # (d,), biased; no (n, d) temporary
@@ -282,16 +292,20 @@ class BatchNorm1d(_Normalization):
     def load_state_dict(self, state: Mapping[str, NDArray], strict: bool = True) -> None:
         var = state.get("running_var") if isinstance(state, Mapping) else None
         if var is not None and np.asarray(var).dtype.kind in "fiu" and np.any(np.asarray(var) < 0):
-            raise ShapeError(f"{self!r}: running_var holds negative numbers; a variance is >= 0")
+            raise ShapeError(_("{owner!r}: running_var holds negative numbers; a variance is >= 0").format(owner=self))
         super().load_state_dict(state, strict)
 
     @classmethod
     def config_from_torch(cls, module: Any) -> dict[str, Any]:
         if not module.affine or not module.track_running_stats or module.momentum is None:
-            raise ConfigError(
+            torch = (
                 f"BatchNorm1d(affine={module.affine}, track_running_stats={module.track_running_stats}, "
-                f"momentum={module.momentum}): chainrule's BatchNorm1d has γ and β, and running statistics "
-                "that move by a momentum"
+                f"momentum={module.momentum})"
+            )
+            raise ConfigError(
+                _(
+                    "{module}: chainrule's BatchNorm1d has γ and β, and running statistics that move by a momentum"
+                ).format(module=torch)
             )
         return super().config_from_torch(module)
 
@@ -395,10 +409,14 @@ class LayerNorm(_Normalization):
     def config_from_torch(cls, module: Any) -> dict[str, Any]:
         shape = tuple(module.normalized_shape)
         if len(shape) != 1 or not module.elementwise_affine or getattr(module, "bias", None) is None:
+            torch = (
+                f"LayerNorm({shape}, elementwise_affine={module.elementwise_affine}, "
+                f"bias={getattr(module, 'bias', None) is not None})"
+            )
             raise ConfigError(
-                f"LayerNorm({shape}, elementwise_affine={module.elementwise_affine}, bias="
-                f"{getattr(module, 'bias', None) is not None}): chainrule's LayerNorm normalises the last "
-                "dimension of rows, with γ and β"
+                _("{module}: chainrule's LayerNorm normalises the last dimension of rows, with γ and β").format(
+                    module=torch
+                )
             )
         return {"normalized_shape": shape[0], "eps": module.eps}
 
@@ -445,7 +463,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, seed: int | np.random.Generator | None = None) -> None:
         super().__init__()
-        self.p = check_fraction("Dropout: p is the drop probability and", p, "p")
+        self.p = check_fraction(_("Dropout: p is the drop probability and"), p, "p")
         self.rng = make_rng(seed)
         self.mask = None
 

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from chainrule import registry
 from chainrule.activations import row_max, softmax
 from chainrule.errors import ConfigError, ShapeError, check_choice, check_positive
+from chainrule.i18n import _
 from chainrule.module import Parameter
 from chainrule.notation import Eq, Formulas, with_formulas
 from chainrule.registry import LOSSES
@@ -75,7 +76,7 @@ class Loss:
         cls.__doc__ = with_formulas(cls.__doc__, formulas, {"in": cls.symbol})
 
     def __init__(self, scale: str = "mean") -> None:
-        self.scale = check_choice("loss scale", scale, tuple(SCALES))
+        self.scale = check_choice(_("loss scale"), scale, tuple(SCALES))
         self.pred = self.target = None
 
     def factor(self, n: int) -> float:
@@ -95,7 +96,7 @@ class Loss:
     def backward(self, grad: float = 1.0) -> NDArray:
         """``∂L/∂pred`` (same shape as ``pred``), times the upstream scalar ``grad``."""
         if self.pred is None:
-            raise ConfigError(f"{self!r}: backward called before forward")
+            raise ConfigError(_("{owner!r}: backward called before forward").format(owner=self))
         out = self.gradient()
         if grad != 1.0:
             out *= grad
@@ -280,19 +281,32 @@ def add_l2_grad(params: list[Parameter], lam: float) -> None:
 
 
 # -- validation -----------------------------------------------------------------------------------
+class ProbabilitiesExpected(ShapeError):
+    """Predictions outside [0, 1] given to a loss that expects probabilities: the layer before it, not the
+    targets, is what is wrong (a problem file's error points at ``loss.type``)."""
+
+
 def _as_predictions(pred, loss: Loss) -> NDArray:
     try:
         pred = np.asarray(pred)
     except (TypeError, ValueError) as err:
-        raise ShapeError(f"{loss!r}: expected a numeric array of predictions ({err})") from None
+        raise ShapeError(
+            _("{loss!r}: expected a numeric array of predictions ({error})").format(loss=loss, error=err)
+        ) from None
     if pred.dtype.kind not in "fiub" or pred.ndim != 2:
-        raise ShapeError(f"{loss!r}: expected numeric predictions of shape (n, outputs), got {pred.shape}")
+        raise ShapeError(
+            _("{loss!r}: expected numeric predictions of shape (n, outputs), got {got}").format(
+                loss=loss, got=pred.shape
+            )
+        )
     if pred.dtype.kind != "f":
         pred = pred.astype(np.float64)
     if loss.after is not None and (np.any(pred < 0) or np.any(pred > 1)):
-        raise ShapeError(
-            f"{loss!r}: expects probabilities in [0, 1] (put a sigmoid/softmax before it, "
-            f"or use the loss on logits); got values in [{pred.min():g}, {pred.max():g}]"
+        raise ProbabilitiesExpected(
+            _(
+                "{loss!r}: expects probabilities in [0, 1] (put a sigmoid/softmax before it, "
+                "or use the loss on logits); got values in [{low}, {high}]"
+            ).format(loss=loss, low=f"{pred.min():g}", high=f"{pred.max():g}")
         )
     return pred
 
@@ -303,9 +317,11 @@ def _as_target(target, pred: NDArray, loss: Loss) -> NDArray:
     try:
         target = np.asarray(target)
     except (TypeError, ValueError) as err:
-        raise ShapeError(f"{name}: expected a numeric array of targets ({err})") from None
+        raise ShapeError(
+            _("{loss}: expected a numeric array of targets ({error})").format(loss=name, error=err)
+        ) from None
     if target.dtype.kind not in "fiub":
-        raise ShapeError(f"{name}: expected numeric targets, got dtype {target.dtype}")
+        raise ShapeError(_("{loss}: expected numeric targets, got dtype {dtype}").format(loss=name, dtype=target.dtype))
     n, outputs = pred.shape
     if loss.target_kind == "classes" and target.shape == (n,):
         classes = target
@@ -315,7 +331,9 @@ def _as_target(target, pred: NDArray, loss: Loss) -> NDArray:
                 classes = None
         if classes is None or classes.min() < 0 or classes.max() >= outputs:
             raise ShapeError(
-                f"{name}: class indices must be integers in [0, {outputs - 1}], got {np.unique(target)[:10].tolist()}"
+                _("{loss}: class indices must be integers in [0, {last}], got {got}").format(
+                    loss=name, last=outputs - 1, got=np.unique(target)[:10].tolist()
+                )
             )
         one_hot = np.zeros(pred.shape, dtype=pred.dtype)
         one_hot[np.arange(n), classes] = 1.0
@@ -323,13 +341,22 @@ def _as_target(target, pred: NDArray, loss: Loss) -> NDArray:
     if target.shape == (n,) and outputs == 1 and loss.target_kind != "classes":
         target = target.reshape(n, 1)  # one value per row for a single-output model
     if target.shape != pred.shape:
-        extra = f" or class indices of shape ({n},)" if loss.target_kind == "classes" else ""
-        raise ShapeError(f"{name}: expected targets of shape {pred.shape}{extra}, got {target.shape}")
+        if loss.target_kind == "classes":
+            message = _("{loss}: expected targets of shape {shape} or class indices of shape ({n},), got {got}")
+        else:
+            message = _("{loss}: expected targets of shape {shape}, got {got}")
+        raise ShapeError(message.format(loss=name, shape=pred.shape, n=n, got=target.shape))
     target = target.astype(pred.dtype, copy=False)
     if not np.all(np.isfinite(target)):
-        raise ShapeError(f"{name}: targets contain NaN or inf")
+        raise ShapeError(_("{loss}: targets contain NaN or inf").format(loss=name))
     if loss.target_kind != "values" and (target.min() < 0 or target.max() > 1):
-        raise ShapeError(f"{name}: targets must be in [0, 1], got values in [{target.min():g}, {target.max():g}]")
+        raise ShapeError(
+            _("{loss}: targets must be in [0, 1], got values in [{low}, {high}]").format(
+                loss=name, low=f"{target.min():g}", high=f"{target.max():g}"
+            )
+        )
     if loss.target_kind == "classes" and not np.allclose(target.sum(axis=1), 1.0, atol=1e-6):
-        raise ShapeError(f"{name}: each target row must be one-hot or a probability distribution summing to 1")
+        raise ShapeError(
+            _("{loss}: each target row must be one-hot or a probability distribution summing to 1").format(loss=name)
+        )
     return target

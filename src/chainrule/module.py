@@ -21,6 +21,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from chainrule import registry
 from chainrule.errors import ConfigError, ShapeError
+from chainrule.i18n import _
 from chainrule.notation import Formulas
 
 
@@ -187,14 +188,24 @@ class Module:
         dtype. Every array must have its key's shape and hold numbers; with ``strict`` no key may be
         missing or unexpected. Raises a :class:`ShapeError` that names the keys."""
         if not isinstance(state, Mapping):
-            raise ShapeError(f"{type(self).__name__}: expected a state dict, got {type(state).__name__}")
+            raise ShapeError(
+                _("{owner}: expected a state dict, got {got}").format(
+                    owner=type(self).__name__, got=type(state).__name__
+                )
+            )
         own = self.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if strict and (missing or unexpected):
+            if missing and unexpected:
+                message = _("{owner}: the state does not fit; missing {missing}; unexpected {unexpected}")
+            elif missing:
+                message = _("{owner}: the state does not fit; missing {missing}")
+            else:
+                message = _("{owner}: the state does not fit; unexpected {unexpected}")
             raise ShapeError(
-                f"{type(self).__name__}: the state does not fit"
-                + (f"; missing {', '.join(missing[:5])}" if missing else "")
-                + (f"; unexpected {', '.join(unexpected[:5])}" if unexpected else "")
+                message.format(
+                    owner=type(self).__name__, missing=", ".join(missing[:5]), unexpected=", ".join(unexpected[:5])
+                )
             )
         for key, value in state.items():
             if key not in own:
@@ -202,7 +213,9 @@ class Module:
             value = np.asarray(value)
             if value.shape != own[key].shape or value.dtype.kind not in "fiu":
                 raise ShapeError(
-                    f"{key} has shape {value.shape} and dtype {value.dtype}; expected numbers of shape {own[key].shape}"
+                    _("{key} has shape {shape} and dtype {dtype}; expected numbers of shape {expected}").format(
+                        key=key, shape=value.shape, dtype=value.dtype, expected=own[key].shape
+                    )
                 )
         for key, target in own.items():
             if key in state:
@@ -249,7 +262,7 @@ class Module:
     def to_onnx(self, graph: Any, x: str) -> str:
         """Add to ``graph`` (a :class:`chainrule.interchange.onnx.Graph`) the nodes that compute this
         layer in evaluation mode on the value named ``x``, and return the name of their output."""
-        raise ConfigError(f"{type(self).__name__} has no ONNX form")
+        raise ConfigError(_("{owner} has no ONNX form").format(owner=type(self).__name__))
 
     @classmethod
     def gradcheck_cases(cls, features: int, rng: np.random.Generator) -> dict[str, Module]:
@@ -276,7 +289,7 @@ class Module:
         """The value that ``forward`` kept for ``backward``, or a clear error if forward was not run."""
         value = getattr(self, name, None)
         if value is None:
-            raise ConfigError(f"{self!r}: backward called before forward")
+            raise ConfigError(_("{owner!r}: backward called before forward").format(owner=self))
         return value
 
     def __repr__(self) -> str:
@@ -292,12 +305,22 @@ def as_batch(x, owner: object, features: int | None = None, dtype: DTypeLike | N
     try:
         arr = np.asarray(x, dtype=dtype) if dtype is not None else np.asarray(x)
     except (TypeError, ValueError) as err:
-        raise ShapeError(f"{owner!r}: expected a numeric array, got {type(x).__name__} ({err})") from None
+        raise ShapeError(
+            _("{owner!r}: expected a numeric array, got {got} ({error})").format(
+                owner=owner, got=type(x).__name__, error=err
+            )
+        ) from None
     if arr.dtype.kind not in "fiub":
-        raise ShapeError(f"{owner!r}: expected a numeric array, got dtype {arr.dtype}")
+        raise ShapeError(
+            _("{owner!r}: expected a numeric array, got dtype {dtype}").format(owner=owner, dtype=arr.dtype)
+        )
     if arr.ndim != 2 or (features is not None and arr.shape[1] != features):
-        want = f"(n, {features})" if features is not None else "(n, features)"
-        raise ShapeError(f"{owner!r}: expected input of shape {want}, got {arr.shape}")
+        want = f"(n, {features})" if features is not None else _("(n, features)")
+        raise ShapeError(
+            _("{owner!r}: expected input of shape {expected}, got {got}").format(
+                owner=owner, expected=want, got=arr.shape
+            )
+        )
     return arr
 
 
@@ -305,5 +328,9 @@ def check_grad_shape(owner: object, grad: NDArray, expected: tuple[int, ...]) ->
     if type(grad) is not np.ndarray:
         grad = np.asarray(grad)
     if grad.shape != expected:
-        raise ShapeError(f"{owner!r}: expected an upstream gradient of shape {expected}, got {grad.shape}")
+        raise ShapeError(
+            _("{owner!r}: expected an upstream gradient of shape {expected}, got {got}").format(
+                owner=owner, expected=expected, got=grad.shape
+            )
+        )
     return grad

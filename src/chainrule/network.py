@@ -16,6 +16,7 @@ from numpy.typing import DTypeLike, NDArray
 from chainrule import activations
 from chainrule.activations import Softmax
 from chainrule.errors import ChainruleError, ConfigError, check_choice
+from chainrule.i18n import _
 from chainrule.init import make_rng
 from chainrule.layers import BatchNorm1d, Dropout, LayerNorm, Linear
 from chainrule.module import Module, Parameter
@@ -39,12 +40,16 @@ class Sequential(Module):
         seen: dict[int, int] = {}  # id of a layer -> its first index (one pass, for any number of layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise ConfigError(f"Sequential: layer {i} must be a Module, got {type(layer).__name__}")
+                raise ConfigError(
+                    _("Sequential: layer {index} must be a Module, got {got}").format(index=i, got=type(layer).__name__)
+                )
             first = seen.setdefault(id(layer), i)
             if first != i:
                 raise ConfigError(
-                    f"Sequential: layer {i} is the same object as layer {first}; a layer caches one call "
-                    "for its backward pass, so to tie weights give two layers the same Parameter"
+                    _(
+                        "Sequential: layer {index} is the same object as layer {first}; a layer caches one call "
+                        "for its backward pass, so to tie weights give two layers the same Parameter"
+                    ).format(index=i, first=first)
                 )
         self.layers = list(layers)
 
@@ -238,11 +243,11 @@ def mlp(
     """
     sizes = list(sizes)
     if len(sizes) < 2:
-        raise ConfigError(f"mlp: expected at least an input and an output size, got {sizes}")
-    check_choice("activation", activation, activations.names(hidden=True))
-    check_choice("output activation", output, activations.names())
+        raise ConfigError(_("mlp: expected at least an input and an output size, got {got}").format(got=sizes))
+    check_choice(_("activation"), activation, activations.names(hidden=True))
+    check_choice(_("output activation"), output, activations.names())
     if batchnorm and layernorm:
-        raise ConfigError("mlp: choose one normalisation, batchnorm or layernorm")
+        raise ConfigError(_("mlp: choose one normalisation, batchnorm or layernorm"))
     if init is None:
         init = LAYERS[activation].cls.init
     rng = make_rng(seed)

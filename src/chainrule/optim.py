@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from chainrule import kernels, registry
 from chainrule.errors import ConfigError, SettingError, check_fraction, check_positive
+from chainrule.i18n import _
 from chainrule.module import Parameter
 from chainrule.notation import Eq
 from chainrule.registry import OPTIMIZERS
@@ -46,13 +47,17 @@ class Optimizer:
     def __init__(self, params: Iterable[Parameter], lr: float, weight_decay: float = 0.0) -> None:
         self.params = list(params)
         if not self.params:
-            raise ConfigError(f"{type(self).__name__}: got an empty parameter list")
+            raise ConfigError(_("{optimizer}: got an empty parameter list").format(optimizer=type(self).__name__))
         for p in self.params:
             if not isinstance(p, Parameter):
                 raise ConfigError(
-                    f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}"
+                    _("{optimizer}: expected Parameters (model.parameters()), got {got}").format(
+                        optimizer=type(self).__name__, got=type(p).__name__
+                    )
                 )
-        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr, key="lr")
+        self.lr = check_positive(
+            _("{optimizer} learning rate (lr)").format(optimizer=type(self).__name__), lr, key="lr"
+        )
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True, key="weight_decay")
         self.state: list[dict[str, NDArray]] = [{} for _ in self.params]
         self.steps = 0
@@ -110,20 +115,30 @@ class Optimizer:
         optimizer's own and must equal the saved ones. Raises a :class:`ConfigError` that says what does
         not fit."""
         if not isinstance(state_dict, Mapping):
-            raise ConfigError(f"{type(self).__name__}: expected a state dict, got {type(state_dict).__name__}")
+            raise ConfigError(
+                _("{optimizer}: expected a state dict, got {got}").format(
+                    optimizer=type(self).__name__, got=type(state_dict).__name__
+                )
+            )
         try:
             (group,) = state_dict["param_groups"]
             saved_state = {int(k): v for k, v in state_dict["state"].items()}
             lr = group["lr"]
         except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"{type(self).__name__}: not an optimizer state ({err!r} missing or wrong)") from None
+            raise ConfigError(
+                _("{optimizer}: not an optimizer state ({key} missing or wrong)").format(
+                    optimizer=type(self).__name__, key=repr(err)
+                )
+            ) from None
         own = self.config()
         different = [k for k, v in own.items() if k != "lr" and group.get(k) != v]
         if different or list(group.get("params", ())) != list(range(len(self.params))):
-            what = ", ".join(f"{k} {group.get(k)!r} (this optimizer: {own[k]!r})" for k in different)
+            this = _("{key} {saved!r} (this optimizer: {own!r})")
+            what = ", ".join(this.format(key=k, saved=group.get(k), own=own[k]) for k in different)
             raise ConfigError(
-                f"{type(self).__name__}: the saved state is of another optimizer or other "
-                f"parameters ({what or 'another number of parameters'})"
+                _("{optimizer}: the saved state is of another optimizer or other parameters ({what})").format(
+                    optimizer=type(self).__name__, what=what or _("another number of parameters")
+                )
             )
         new_state, steps = [], set()
         for k, p in enumerate(self.params):
@@ -132,19 +147,38 @@ class Optimizer:
                 steps.add(entry.pop("step", None))
             unknown = sorted(set(entry) - set(self.state_symbols))
             if unknown:
-                raise ConfigError(f"{type(self).__name__}: unknown state {unknown[0]!r} of parameter {k}")
+                raise ConfigError(
+                    _("{optimizer}: unknown state {name!r} of parameter {index}").format(
+                        optimizer=type(self).__name__, name=unknown[0], index=k
+                    )
+                )
             for name, value in entry.items():
                 value = np.asarray(value)
                 if value.shape != p.data.shape or value.dtype.kind != "f":
                     raise ConfigError(
-                        f"{type(self).__name__}: state {name!r} of parameter {k} has shape "
-                        f"{value.shape} and dtype {value.dtype}; expected floats of shape {p.data.shape}"
+                        _(
+                            "{optimizer}: state {name!r} of parameter {index} has shape {shape} and dtype {dtype}; "
+                            "expected floats of shape {expected}"
+                        ).format(
+                            optimizer=type(self).__name__,
+                            name=name,
+                            index=k,
+                            shape=value.shape,
+                            dtype=value.dtype,
+                            expected=p.data.shape,
+                        )
                     )
                 entry[name] = value.astype(p.data.dtype, copy=True)
             new_state.append(entry)
         if len(steps) > 1 or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in steps):
-            raise ConfigError(f"{type(self).__name__}: the saved step counts are not one number >= 0: {steps}")
-        self.lr = check_positive(f"{type(self).__name__} learning rate (lr)", lr, allow_zero=True)
+            raise ConfigError(
+                _("{optimizer}: the saved step counts are not one number >= 0: {steps}").format(
+                    optimizer=type(self).__name__, steps=steps
+                )
+            )
+        self.lr = check_positive(
+            _("{optimizer} learning rate (lr)").format(optimizer=type(self).__name__), lr, allow_zero=True
+        )
         self.state = new_state
         self.steps = steps.pop() if steps else 0
 
@@ -169,7 +203,11 @@ def make_optimizer(name: str, params: Iterable[Parameter], **settings: Any) -> O
     allowed = optimizer_settings(name)
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
-        raise ConfigError(f"the {name} optimizer has no setting {unknown[0]!r}; it takes {', '.join(allowed)}")
+        raise ConfigError(
+            _("the {name} optimizer has no setting {setting!r}; it takes {allowed}").format(
+                name=name, setting=unknown[0], allowed=", ".join(allowed)
+            )
+        )
     return kind.cls.from_config(params, {**kind.defaults, **settings, **kind.fixed})
 
 
@@ -239,10 +277,10 @@ class SGD(Optimizer):
         self.momentum = check_positive("momentum", momentum, allow_zero=True, key="momentum")
         self.dampening = check_positive("dampening", dampening, allow_zero=True, key="dampening")
         if not isinstance(nesterov, (bool, np.bool_)):
-            raise SettingError("nesterov", f"SGD: nesterov must be true or false, got {nesterov!r}")
+            raise SettingError("nesterov", _("SGD: nesterov must be true or false, got {got!r}").format(got=nesterov))
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
-            raise SettingError("momentum", "SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+            raise SettingError("momentum", _("SGD: Nesterov momentum needs momentum > 0 and dampening = 0"))
 
     def update(self, param, grad, state, constants):
         if self.momentum:
@@ -331,10 +369,10 @@ class Adam(Optimizer):
         try:
             self.beta1, self.beta2 = (float(b) for b in betas)
         except (TypeError, ValueError):
-            raise ConfigError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}") from None
+            raise ConfigError(_("Adam: betas must be two numbers in [0, 1), got {got!r}").format(got=betas)) from None
         for b in (self.beta1, self.beta2):
             if not 0.0 <= b < 1.0:
-                raise ConfigError(f"Adam: betas must be in [0, 1), got {tuple(betas)}")
+                raise ConfigError(_("Adam: betas must be in [0, 1), got {got}").format(got=tuple(betas)))
         self.eps = check_positive("Adam eps", eps, key="eps")
 
     def step_constants(self) -> dict[str, float]:
@@ -375,7 +413,9 @@ class Adam(Optimizer):
         unknown = sorted(set(config) - known)
         if unknown:
             raise ConfigError(
-                f"{cls.__name__}: unknown setting {unknown[0]!r}; expected one of {', '.join(sorted(known))}"
+                _("{owner}: unknown setting {name!r}; expected one of {expected}").format(
+                    owner=cls.__name__, name=unknown[0], expected=", ".join(sorted(known))
+                )
             )
         betas = tuple(
             check_fraction(f"{cls.__name__}: {name}", config.pop(name, default), name)
@@ -517,9 +557,15 @@ class _Schedule:
         try:
             last_epoch, base_lr = state["last_epoch"], state["base_lr"]
         except (KeyError, TypeError) as err:
-            raise ConfigError(f"{type(self).__name__}: not a schedule's state ({err!r})") from None
+            raise ConfigError(
+                _("{schedule}: not a schedule's state ({error})").format(schedule=type(self).__name__, error=repr(err))
+            ) from None
         if not isinstance(last_epoch, int) or isinstance(last_epoch, bool) or last_epoch < 0:
-            raise ConfigError(f"{type(self).__name__}: last_epoch must be an integer >= 0, got {last_epoch!r}")
+            raise ConfigError(
+                _("{schedule}: last_epoch must be an integer >= 0, got {got!r}").format(
+                    schedule=type(self).__name__, got=last_epoch
+                )
+            )
         self.last_epoch, self.base_lr = last_epoch, check_positive("base_lr", base_lr)
 
 
@@ -528,7 +574,11 @@ class StepLR(_Schedule):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         if not isinstance(step_size, int) or step_size < 1:
-            raise ConfigError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
+            raise ConfigError(
+                _("{owner}: {what} must be a positive integer, got {got!r}").format(
+                    owner="StepLR", what="step_size", got=step_size
+                )
+            )
         super().__init__(optimizer)
         self.step_size = step_size
         self.gamma = check_positive("StepLR gamma", gamma)
@@ -543,7 +593,11 @@ class CosineAnnealingLR(_Schedule):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         if not isinstance(T_max, int) or T_max < 1:
-            raise ConfigError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max!r}")
+            raise ConfigError(
+                _("{owner}: {what} must be a positive integer, got {got!r}").format(
+                    owner="CosineAnnealingLR", what="T_max", got=T_max
+                )
+            )
         super().__init__(optimizer)
         self.T_max = T_max
         self.eta_min = check_positive("eta_min", eta_min, allow_zero=True)

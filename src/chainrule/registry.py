@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from chainrule.errors import ConfigError, SettingError
+from chainrule.i18n import _
 
 #: The modules whose import registers the built-in kinds.
 _BUILTIN_MODULES = ("chainrule.activations", "chainrule.layers", "chainrule.losses", "chainrule.optim")
@@ -60,7 +61,9 @@ class Registry:
 
         def decorate(cls: type) -> type:
             if name in self._kinds:
-                raise ConfigError(f"a {self.family} kind named {name!r} is already registered")
+                raise ConfigError(
+                    _("a {family} kind named {name!r} is already registered").format(family=self.family, name=name)
+                )
             self._kinds[name] = Kind(name, cls, dict(fixed or {}), dict(defaults or {}))
             if "kind" not in cls.__dict__:
                 cls.kind = name
@@ -76,7 +79,11 @@ class Registry:
     def __getitem__(self, name: str) -> Kind:
         kinds = self._loaded()
         if name not in kinds:
-            raise ConfigError(f"unknown {self.family} {name!r}; expected one of {', '.join(self.names())}")
+            raise ConfigError(
+                _("unknown {family} {name!r}; expected one of {expected}").format(
+                    family=self.family, name=name, expected=", ".join(self.names())
+                )
+            )
         return kinds[name]
 
     def __contains__(self, name: object) -> bool:
@@ -122,7 +129,11 @@ def constructor_defaults(cls: type) -> dict[str, Any]:
 def as_config(cls: type, config: Any) -> Mapping[str, Any]:
     """``config`` if it is a dict with string keys, else a :class:`ConfigError` naming ``cls``."""
     if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
-        raise ConfigError(f"{cls.__name__}: expected a configuration (a dict of settings), got {config!r:.80}")
+        raise ConfigError(
+            _("{owner}: expected a configuration (a dict of settings), got {got}").format(
+                owner=cls.__name__, got=f"{config!r:.80}"
+            )
+        )
     return config
 
 
@@ -134,15 +145,23 @@ def build(cls: type, config: Mapping[str, Any], *args: Any, **context: Any) -> A
     known = constructor_defaults(cls)
     unknown = sorted(set(as_config(cls, config)) - set(known))
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown setting {unknown[0]!r}; expected one of {', '.join(known)}")
+        raise ConfigError(
+            _("{owner}: unknown setting {name!r}; expected one of {expected}").format(
+                owner=cls.__name__, name=unknown[0], expected=", ".join(known)
+            )
+        )
     for key, value in config.items():
         default = known[key]
         flag = isinstance(default, bool)
         if (flag and not isinstance(value, (bool, np.bool_))) or (
             isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real))
         ):
-            what = "true or false" if flag else "a number"
-            raise SettingError(key, f"{cls.__name__}: {key} must be {what}, got {value!r}")
+            message = (
+                _("{owner}: {key} must be true or false, got {got!r}")
+                if flag
+                else _("{owner}: {key} must be a number, got {got!r}")
+            )
+            raise SettingError(key, message.format(owner=cls.__name__, key=key, got=value))
     try:
         return cls(*args, **config, **{k: v for k, v in context.items() if k in accepted})
     except TypeError as err:  # a required setting missing

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.i18n import _
 from chainrule.module import Module
 from chainrule.network import Sequential
 
@@ -62,7 +63,7 @@ class Trace:
     @contextmanager
     def recording(self, model: Sequential) -> Iterator[Trace]:
         if not isinstance(model, Sequential):
-            raise TypeError(f"a trace records a Sequential, got {type(model).__name__}")
+            raise TypeError(_("a trace records a Sequential, got {got}").format(got=type(model).__name__))
         previous, model.observer = model.observer, self
         try:
             yield self

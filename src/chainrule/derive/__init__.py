@@ -22,6 +22,7 @@ from typing import Any
 
 from chainrule.derive.core import Check, Derivation, Step, library_error, verify
 from chainrule.derive.topics import Topic, all_topics, topic_of
+from chainrule.i18n import language
 
 
 def sympy() -> Any:
@@ -31,33 +32,41 @@ def sympy() -> Any:
     return need("sympy", "derive", "chainrule derive")
 
 
-def derive(name: str, seed: int = 0) -> Derivation:
-    """The derivation of topic ``name`` (see :func:`all_topics`), every step checked by SymPy."""
+def derive(name: str, seed: int = 0, lang: str | None = None) -> Derivation:
+    """The derivation of topic ``name`` (see :func:`all_topics`), every step checked by SymPy, its words in
+    ``lang`` (``en``, ``ru``, ``zh``; default: the language in effect, see :mod:`chainrule.i18n`)."""
     from chainrule.derive.topics import get
 
-    sp, topic = sympy(), get(name)
-    derivation = topic.build(sp)
-    derivation.kinds = topic.kinds
-    return verify(derivation, sp, seed)
+    with language(lang):
+        sp, topic = sympy(), get(name)
+        derivation = topic.build(sp)
+        derivation.kinds = topic.kinds
+        return verify(derivation, sp, seed)
 
 
-def derive_problem(path: Any, seed: int = 0) -> Derivation:
+def derive_problem(path: Any, seed: int = 0, lang: str | None = None) -> Derivation:
     """The chain rule walked from the loss back to the first weight of the problem file at ``path`` (or
-    of a :class:`~chainrule.explain.Problem`), every step checked by SymPy at the file's numbers."""
+    of a :class:`~chainrule.explain.Problem`), every step checked by SymPy at the file's numbers; its words
+    in ``lang`` (default: the language in effect)."""
     from chainrule.derive.walk import walk
     from chainrule.explain import Problem, load_problem
 
-    sp = sympy()
-    problem = path if isinstance(path, Problem) else load_problem(path)
-    return verify(walk(problem, sp), sp, seed)
+    with language(lang):
+        sp = sympy()
+        problem = path if isinstance(path, Problem) else load_problem(path)
+        return verify(walk(problem, sp), sp, seed)
 
 
-def render(derivation: Derivation, format: str = "text", verbose: bool = False) -> str:
-    """``derivation`` as ``text``, ``markdown``, ``latex`` or ``json``; ``verbose`` adds what each check
-    compared (``chainrule derive --verify``)."""
-    from chainrule.derive.output import render as _render
+def render(
+    derivation: Derivation | list[Derivation], format: str = "text", verbose: bool = False, lang: str | None = None
+) -> str:
+    """``derivation`` (or several, in one document) as ``text``, ``markdown``, ``latex`` or ``json``;
+    ``verbose`` adds what each check compared (``chainrule derive --verify``). The words around the steps
+    are in ``lang``, by default the language the derivation was built in (``derive(..., lang=...)``), as
+    its steps' own words are."""
+    from chainrule.derive.output import render as write
 
-    return _render(derivation, format, verbose)
+    return write(derivation, format, verbose, lang)
 
 
 __all__ = [

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule.i18n import _, current, ngettext
+
 #: Points at which a numeric check evaluates both sides, and the digits it evaluates them with.
 NUMERIC_POINTS = 5
 DIGITS = 30
@@ -63,7 +65,8 @@ class Derivation:
     """A topic worked out: what it starts from (``given``: definitions in maths, shown, not checked;
     ``about``: what they mean, in words), its ``steps``, and ``result``, the final formula as SymPy has
     it, which :attr:`against` compares with chainrule's own backward pass (or optimizer). ``domain``
-    bounds the random values of symbols in numeric checks; ``checks`` is filled by :func:`verify`.
+    bounds the random values of symbols in numeric checks; ``checks`` is filled by :func:`verify`. ``lang``
+    is the language its words were written in (the one in effect when it was built).
 
     ``against(rng)`` returns cases ``(values, library)``: a number for each of the result's symbols
     (:func:`bind` gives them for a matrix of symbols) and what chainrule computes there.
@@ -80,6 +83,7 @@ class Derivation:
     about: list[str] = field(default_factory=list)
     kinds: tuple[str, ...] = ()
     checks: list[Check] = field(default_factory=list)
+    lang: str = field(default_factory=current)
 
     @property
     def verified(self) -> bool:
@@ -108,16 +112,23 @@ def check_step(step: Step, sp: Any, domain: Mapping[Any, tuple[float, float]], r
     """Whether ``step.lhs`` equals ``step.rhs``: by simplification, else at random points."""
     lhs, rhs = _substituted(step.lhs, step.given), _substituted(step.rhs, step.given)
     if _shape(lhs) != _shape(rhs):
-        return Check(False, "shape", f"the sides have shapes {_shape(lhs)} and {_shape(rhs)}")
+        return Check(
+            False, "shape", _("the sides have shapes {left} and {right}").format(left=_shape(lhs), right=_shape(rhs))
+        )
     difference = lhs - rhs
     if step.how == "simplify" and _simplifies_to_zero(difference, sp):
         return Check(True, "simplify", "simplify(lhs − rhs) = 0")
     worst, point, symbolic = _numeric_difference(lhs, rhs, sp, domain, rng)
-    fallback = "" if step.how == "numeric" else "simplify did not reach 0; "
-    where = f"at {NUMERIC_POINTS} random points" if symbolic else "(no symbols: both sides are numbers)"
+    fallback = "" if step.how == "numeric" else _("simplify did not reach 0; ")
+    if symbolic:
+        where = ngettext("at {n} random point", "at {n} random points", NUMERIC_POINTS).format(n=NUMERIC_POINTS)
+    else:
+        where = _("(no symbols: both sides are numbers)")
     if worst <= step.tolerance:
-        return Check(True, "numeric", f"{fallback}|lhs − rhs| ≤ {worst:.1e} relative {where}, {DIGITS} digits")
-    return Check(False, "numeric", f"{fallback}lhs − rhs = {worst:.3g} (relative) {point or where}")
+        agree = _("|lhs − rhs| ≤ {worst} relative {where}, {digits} digits")
+        return Check(True, "numeric", fallback + agree.format(worst=f"{worst:.1e}", where=where, digits=DIGITS))
+    differ = _("lhs − rhs = {worst} (relative) {where}").format(worst=f"{worst:.3g}", where=point or where)
+    return Check(False, "numeric", fallback + differ)
 
 
 def _substituted(expr: Any, given: Mapping[Any, Any]) -> Any:
@@ -144,7 +155,7 @@ def _numeric_difference(lhs, rhs, sp, domain, rng) -> tuple[float, str, bool]:
         key=lambda s: s.name,
     )
     worst, where = 0.0, ""
-    for _ in range(NUMERIC_POINTS if symbols else 1):
+    for _point in range(NUMERIC_POINTS if symbols else 1):
         values = {s: sp.Float(rng.uniform(*domain.get(s, _default_range(s))), DIGITS) for s in symbols}
         for a, b in zip(_entries(lhs), _entries(rhs), strict=True):
             left = sp.N(a.xreplace(values), DIGITS)
@@ -152,7 +163,7 @@ def _numeric_difference(lhs, rhs, sp, domain, rng) -> tuple[float, str, bool]:
             try:
                 gap = abs(complex(left - right)) / max(1.0, abs(complex(left)))
             except TypeError:  # a side that is not a number there (an undefined function): not verified
-                return float("inf"), f"{left} (not a number)", bool(symbols)
+                return float("inf"), _("{value} (not a number)").format(value=left), bool(symbols)
             if gap > worst or gap != gap:
                 worst = gap
                 where = ", ".join(f"{s} = {float(v):.3g}" for s, v in values.items())

@@ -12,13 +12,15 @@ import json
 from typing import Any
 
 from chainrule.derive.core import Derivation, library_error
+from chainrule.i18n import _, display_width, language, ngettext
+from chainrule.latex import document_head
 from chainrule.notation import text_to_latex, to_latex
 
 FORMATS = ("text", "markdown", "latex", "json")
 
 
 def _mark(check) -> str:
-    return f"✓ {check.how}" if check.verified else f"✗ NOT VERIFIED ({check.how})"
+    return f"✓ {check.how}" if check.verified else _("✗ NOT VERIFIED ({how})").format(how=check.how)
 
 
 def _library(derivation: Derivation) -> float | None:
@@ -32,46 +34,52 @@ def _library(derivation: Derivation) -> float | None:
 def _summary(derivation: Derivation) -> str:
     hows = [c.how for c in derivation.checks]
     counts = ", ".join(f"{how} {hows.count(how)}" for how in dict.fromkeys(hows))
-    verdict = "verified by SymPy" if derivation.verified else "NOT all verified"
-    return f"{len(derivation.steps)} steps, {verdict} ({counts})."
+    steps = len(derivation.steps)
+    if derivation.verified:
+        text = ngettext("{n} step, verified by SymPy ({counts}).", "{n} steps, verified by SymPy ({counts}).", steps)
+    else:
+        text = ngettext("{n} step, NOT all verified ({counts}).", "{n} steps, NOT all verified ({counts}).", steps)
+    return text.format(n=steps, counts=counts)
 
 
 def _library_line(error: float) -> str:
-    return f"Result against chainrule's backward on random float64 inputs: largest relative difference {error:.1e}."
+    return _(
+        "Result against chainrule's backward on random float64 inputs: largest relative difference {error}."
+    ).format(error=f"{error:.1e}")
 
 
 def to_text(derivations: list[Derivation], verbose: bool) -> str:
     out: list[str] = []
     for d in derivations:
         heading = f"{d.topic}: {d.title}"
-        out += ["" if out else None, heading, "=" * len(heading), "Given:"]
+        out += ["" if out else None, heading, "=" * display_width(heading), _("Given:")]
         out += [f"  {g}" for g in d.given] + [f"  ({about})" for about in d.about]
         for k, (step, check) in enumerate(zip(d.steps, d.checks, strict=True), 1):
             label = f"{step.label}:  " if step.label else ""
             out += ["", f"{k:>2}. {label}{step.shown}", f"    {step.reason}   [{_mark(check)}]"]
             if verbose:
-                out.append(f"    check: {check.detail}")
+                out.append("    " + _("check: {detail}").format(detail=check.detail))
         out += ["", _summary(d)]
         if verbose and (error := _library(d)) is not None:
             out.append(_library_line(error))
-        out += [f"Note: {note}" for note in d.notes]
+        out += [_("Note: {note}").format(note=note) for note in d.notes]
     return "\n".join(line for line in out if line is not None) + "\n"
 
 
 def to_markdown(derivations: list[Derivation], verbose: bool) -> str:
     out: list[str] = []
     for d in derivations:
-        out += [f"## `{d.topic}`: {d.title}", "", "Given:", ""]
+        out += [f"## `{d.topic}`: {d.title}", "", _("Given:"), ""]
         out += [f"$$\n{to_latex(g)}\n$$\n" for g in d.given] + [f"({about})\n" for about in d.about]
         for k, (step, check) in enumerate(zip(d.steps, d.checks, strict=True), 1):
             label = f"{step.label}: " if step.label else ""
             out += [f"{k}. {label}{step.reason} ({_mark(check)})", "", f"$$\n{to_latex(step.shown)}\n$$", ""]
             if verbose:
-                out += [f"   check: `{check.detail}`", ""]
+                out += ["   " + _("check: {detail}").format(detail=f"`{check.detail}`"), ""]
         out += [_summary(d), ""]
         if verbose and (error := _library(d)) is not None:
             out += [_library_line(error), ""]
-        out += [f"*Note:* {note}\n" for note in d.notes]
+        out += [_("*Note:* {note}").format(note=note) + "\n" for note in d.notes]
     return "\n".join(out)
 
 
@@ -86,29 +94,26 @@ def _display(maths: str) -> str:
 
 
 def to_latex_document(derivations: list[Derivation], verbose: bool) -> str:
-    out = [
-        r"\documentclass{article}",
-        r"\usepackage{amsmath,amssymb}",
-        r"\usepackage[utf8]{inputenc}",
-        r"\usepackage[margin=2cm,landscape]{geometry}",  # as explain's: room for matrices of numbers
-        r"\allowdisplaybreaks",
-        r"\begin{document}",
-    ]
+    # landscape, as explain's: room for matrices of numbers
+    out = document_head(r"\usepackage[margin=2cm,landscape]{geometry}", r"\allowdisplaybreaks")
     for d in derivations:
         out.append(rf"\section*{{{text_to_latex(d.topic)}: {text_to_latex(d.title)}}}")
-        out += ["Given:", *(_display(g) for g in d.given)]
+        out += [text_to_latex(_("Given:")), *(_display(g) for g in d.given)]
         out += [text_to_latex(f"({about})") + "\n" for about in d.about] + [r"\begin{enumerate}"]
         for step, check in zip(d.steps, d.checks, strict=True):
-            mark = "verified" if check.verified else r"\textbf{not verified}"
+            if check.verified:
+                mark = text_to_latex(_("verified"))
+            else:
+                mark = r"\textbf{" + text_to_latex(_("not verified")) + "}"
             label = rf"\emph{{{text_to_latex(step.label)}}}: " if step.label else ""
             out.append(rf"\item {label}{text_to_latex(step.reason)} ({mark}: {check.how})")
             out.append(_display(step.shown))
             if verbose:
-                out.append(text_to_latex(f"Check: {check.detail}"))
+                out.append(text_to_latex(_("Check: {detail}").format(detail=check.detail)))
         out += [r"\end{enumerate}", text_to_latex(_summary(d)) + "\n"]
         if verbose and (error := _library(d)) is not None:
             out.append(text_to_latex(_library_line(error)) + "\n")
-        out += [text_to_latex(f"Note: {note}") + "\n" for note in d.notes]
+        out += [text_to_latex(_("Note: {note}").format(note=note)) + "\n" for note in d.notes]
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
@@ -143,12 +148,17 @@ def to_json(derivation: Derivation, verbose: bool = False) -> dict[str, Any]:
     return entry
 
 
-def render(derivations: Derivation | list[Derivation], format: str = "text", verbose: bool = False) -> str:
-    """One derivation, or several in one document, in ``format`` (one of :data:`FORMATS`)."""
+def render(
+    derivations: Derivation | list[Derivation], format: str = "text", verbose: bool = False, lang: str | None = None
+) -> str:
+    """One derivation, or several in one document, in ``format`` (one of :data:`FORMATS`). The words that
+    frame the steps are in ``lang``, by default the language the first derivation was built in (its steps'
+    own words are always in that one: ``derive(..., lang=...)``)."""
     if isinstance(derivations, Derivation):
         derivations = [derivations]
-    if format == "json":
-        entries = [to_json(d, verbose) for d in derivations]
-        return json.dumps(entries[0] if len(entries) == 1 else entries, indent=2, ensure_ascii=False) + "\n"
-    writers = {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}
-    return writers[format](derivations, verbose)
+    with language(lang or derivations[0].lang):
+        if format == "json":
+            entries = [to_json(d, verbose) for d in derivations]
+            return json.dumps(entries[0] if len(entries) == 1 else entries, indent=2, ensure_ascii=False) + "\n"
+        writers = {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}
+        return writers[format](derivations, verbose)

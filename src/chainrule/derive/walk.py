@@ -19,6 +19,7 @@ import numpy as np
 from chainrule.derive.core import Derivation, Step, gradient
 from chainrule.derive.topics import forward_of, topic_of
 from chainrule.errors import ConfigError
+from chainrule.i18n import _
 from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS, split
 
@@ -44,9 +45,11 @@ def walk(problem: Any, sp: Any) -> Derivation:
 
     for kind in {layer.kind for layer in problem.model.layers}:
         if forward_of("layer", kind) is None:
-            raise ConfigError(f"derive --problem: no SymPy forward pass for layer {kind!r} yet")
+            raise ConfigError(_("derive --problem: no SymPy forward pass for layer {kind!r} yet").format(kind=kind))
     if forward_of("loss", problem.loss.kind) is None:
-        raise ConfigError(f"derive --problem: no SymPy forward pass for loss {problem.loss.kind!r} yet")
+        raise ConfigError(
+            _("derive --problem: no SymPy forward pass for loss {kind!r} yet").format(kind=problem.loss.kind)
+        )
 
     step = run_problem(problem, steps=1).first
     records, loss = step.layers, problem.loss
@@ -95,7 +98,9 @@ def walk(problem: Any, sp: Any) -> Derivation:
         steps.append(
             Step(
                 _with_numbers(text, step.loss_grad),
-                f"the loss {loss.kind}, scale {loss.scale}, k = {float(k):.4g} (derive {loss_topic})",
+                _("the loss {loss}, scale {scale}, k = {k} (derive {topic})").format(
+                    loss=loss.kind, scale=loss.scale, k=f"{float(k):.4g}", topic=loss_topic
+                ),
                 derivative(lambda S: forward_of("loss", loss.kind)(sp, loss, S, target, k), out),
                 const(step.loss_grad),
                 how="numeric",
@@ -131,7 +136,9 @@ def walk(problem: Any, sp: Any) -> Derivation:
             steps.append(
                 Step(
                     _with_numbers(text, value),
-                    f"layer {r.index}, {r.layer.kind}: its backward formula (derive {topic})",
+                    _("layer {index}, {kind}: its backward formula (derive {topic})").format(
+                        index=r.index, kind=r.layer.kind, topic=topic
+                    ),
                     lhs,
                     const(value).reshape(*lhs.shape),
                     how="numeric",
@@ -140,14 +147,18 @@ def walk(problem: Any, sp: Any) -> Derivation:
             )
     return Derivation(
         "problem",
-        f"From the loss back to the first weight: {problem.title}",
+        _("From the loss back to the first weight: {title}").format(title=problem.title),
         given,
         steps,
         None,
         notes=[
-            f"δᵢ is the gradient of the loss {loss.kind} ({loss.scale}) by the output of layer i; Y the targets.",
-            "Each step is checked against SymPy's derivative of that one layer (times the δ of the step before), "
-            "at the file's numbers; chainrule derive TOPIC shows why each formula holds.",
+            _("δᵢ is the gradient of the loss {loss} ({scale}) by the output of layer i; Y the targets.").format(
+                loss=loss.kind, scale=loss.scale
+            ),
+            _(
+                "Each step is checked against SymPy's derivative of that one layer (times the δ of the step before), "
+                "at the file's numbers; chainrule derive TOPIC shows why each formula holds."
+            ),
         ],
     )
 

@@ -19,7 +19,8 @@ from numpy.typing import NDArray
 
 from chainrule.archive import atomic_write, open_regular
 from chainrule.errors import ChainruleError, ConfigError, SettingError
-from chainrule.losses import SCALES, Loss
+from chainrule.i18n import _, ngettext
+from chainrule.losses import SCALES, Loss, ProbabilitiesExpected
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
 from chainrule.optim import Optimizer, make_optimizer, optimizer_settings
@@ -78,12 +79,12 @@ def read_toml(path: str | Path, **options) -> dict:
         try:
             return tomllib.load(f, **options)
         except (OSError, UnicodeDecodeError) as err:
-            raise ProblemFileError(f"{path}: cannot read the file ({err})") from None
+            raise ProblemFileError(_("{path}: cannot read the file ({error})").format(path=path, error=err)) from None
         except tomllib.TOMLDecodeError as err:
-            raise ProblemFileError(f"{path}: not valid TOML: {err}") from None
+            raise ProblemFileError(_("{path}: not valid TOML: {error}").format(path=path, error=err)) from None
         except RecursionError:
             raise ProblemFileError(
-                f"{path}: arrays or tables nested too deep to be a problem or answers file"
+                _("{path}: arrays or tables nested too deep to be a problem or answers file").format(path=path)
             ) from None
 
 
@@ -91,7 +92,11 @@ def check_steps(steps: Any, place: str) -> int:
     """``steps`` if it is an integer from 1 to :data:`MAX_STEPS`; else a :class:`ProblemFileError` naming
     ``place`` (``train.steps``, ``--steps``)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
-        raise ProblemFileError(f"{place}: expected an integer from 1 to {MAX_STEPS}, got {steps!r}")
+        raise ProblemFileError(
+            _("{place}: expected an integer from 1 to {most}, got {got!r}").format(
+                place=place, most=MAX_STEPS, got=steps
+            )
+        )
     return steps
 
 
@@ -101,13 +106,15 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     if "data" not in doc and "layers" not in doc and places and all(_is_place(key) for key in places):
         raise where.error(
             "",
-            'this is an answers file (values by their place, e.g. "layers[0].output"), not a problem file; '
-            "check it against its problem with: chainrule check PROBLEM.toml ANSWERS.toml",
+            _(
+                'this is an answers file (values by their place, e.g. "layers[0].output"), not a problem file; '
+                "check it against its problem with: chainrule check PROBLEM.toml ANSWERS.toml"
+            ),
         )
     where.keys(doc, "", {"title", "data", "layers", "loss", "train"}, required={"data", "layers", "loss"})
     title = doc.get("title", Path(path).stem)
     if not isinstance(title, str):
-        raise where.error("title", f"expected a string, got {title!r}")
+        raise where.error("title", _("expected a string, got {got!r}").format(got=title))
 
     data = where.table(doc, "data")
     where.keys(data, "data", {"X", "y"}, required={"X", "y"})
@@ -116,7 +123,7 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
 
     layer_specs = doc["layers"]
     if not isinstance(layer_specs, list) or not layer_specs or not all(isinstance(s, dict) for s in layer_specs):
-        raise where.error("layers", "expected one or more [[layers]] tables")
+        raise where.error("layers", _("expected one or more [[layers]] tables"))
     layers, features = [], X.shape[1]
     for i, spec in enumerate(layer_specs):
         layer = _build_layer(spec, f"layers[{i}]", features, where)
@@ -133,8 +140,9 @@ def parse_problem(doc: dict, path: str = "<problem>") -> Problem:
     if loss.after and layers[-1].kind != loss.after:
         raise where.error(
             "loss.type",
-            f"{loss_kind} expects probabilities, so the last layer must be "
-            f"{loss.after}, got {layers[-1].kind} (or use {loss.fused} on logits)",
+            _(
+                "{loss} expects probabilities, so the last layer must be {layer}, got {got} (or use {fused} on logits)"
+            ).format(loss=loss_kind, layer=loss.after, got=layers[-1].kind, fused=loss.fused),
         )
 
     name, settings, steps = _train(doc, where)
@@ -168,22 +176,30 @@ def problem_document(
 
     A layer whose output depends on random numbers (dropout) has no place in a problem file: a
     :class:`ConfigError` names it."""
-    random = [f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(model.layers) if not layer.deterministic]
+    random = [
+        _("layer {index} ({kind})").format(index=i, kind=type(layer).__name__)
+        for i, layer in enumerate(model.layers)
+        if not layer.deterministic
+    ]
     if random:
         raise ConfigError(
-            f"{', '.join(random)}: a problem file holds every number of a step, and this layer's depend on "
-            "random numbers; leave it out"
+            _(
+                "{layers}: a problem file holds every number of a step, and this layer's depend on "
+                "random numbers; leave it out"
+            ).format(layers=", ".join(random))
         )
     owners: dict[int, int] = {}
     for i, layer in enumerate(model.layers):
         for p in layer.params.values():
             if owners.setdefault(id(p), i) != i:
                 raise ConfigError(
-                    f"layers {owners[id(p)]} and {i} share a parameter, which a problem file (one array per "
-                    "layer) cannot say"
+                    _(
+                        "layers {first} and {second} share a parameter, which a problem file (one array per "
+                        "layer) cannot say"
+                    ).format(first=owners[id(p)], second=i)
                 )
     if np.ndim(X) != 2:
-        raise ConfigError(f"X must be a matrix of rows (n, features), got shape {np.shape(X)}")
+        raise ConfigError(_("X must be a matrix of rows (n, features), got shape {shape}").format(shape=np.shape(X)))
     layers, features = [], np.shape(X)[1]
     for layer in model.layers:
         params = {name: _numbers(p.data) for name, p in layer.params.items()}
@@ -287,7 +303,7 @@ def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:
     """The optimizer's name and the settings written for it, and the number of steps, from ``[train]``."""
     train = doc.get("train", {"optimizer": "sgd", "lr": 1.0})
     if not isinstance(train, dict):
-        raise where.error("train", "expected a [train] table")
+        raise where.error("train", _("expected a [{table}] table").format(table="train"))
     name = where.choice(train.get("optimizer", "sgd"), "train.optimizer", OPTIMIZERS.names())
     allowed = optimizer_settings(name)
     where.keys(train, "train", {"optimizer", "steps", *allowed}, required={"lr"})
@@ -298,7 +314,7 @@ def _train(doc: dict, where: _Where) -> tuple[str, dict[str, Any], int]:
         value = train[key]
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise where.error(f"train.{key}", f"expected true or false, got {value!r}")
+                raise where.error(f"train.{key}", _("expected true or false, got {got!r}").format(got=value))
             settings[key] = value
         else:
             settings[key] = where.number(value, f"train.{key}", minimum=0.0, positive=key == "lr")
@@ -319,7 +335,7 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
     """A layer from its table: numbers are its settings, lists its parameters; the settings that the
     parameters and the incoming features already say (``Linear``'s sizes) are taken from them."""
     if "type" not in spec:
-        raise where.error(place, "missing key 'type'")
+        raise where.error(place, _("missing key '{key}'").format(key="type"))
     kind = where.choice(spec["type"], f"{place}.type", layer_kinds())
     cls = LAYERS[kind].cls
     arrays = {k: where.array(v, f"{place}.{k}") for k, v in spec.items() if isinstance(v, list)}
@@ -327,7 +343,7 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
     try:
         inferred = cls.inferred_config(features, {**settings, **arrays})
     except KeyError as err:
-        raise where.error(place, f"missing key '{err.args[0]}'") from None
+        raise where.error(place, _("missing key '{key}'").format(key=err.args[0])) from None
     except SettingError as err:
         raise where.error(f"{place}.{err.key}", str(err)) from None
     layer = cls.from_config(inferred, dtype=np.float64)
@@ -335,12 +351,12 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
     where.keys(spec, place, {"type", *defaults, *layer.params})
     for key in spec:
         if key in layer.params and key not in arrays:
-            raise where.error(f"{place}.{key}", "expected numbers in a list")
+            raise where.error(f"{place}.{key}", _("expected numbers in a list"))
         if key in defaults and key in arrays:
-            raise where.error(f"{place}.{key}", "expected a single value, got a list")
+            raise where.error(f"{place}.{key}", _("expected a single value, got a list"))
     for key, value in settings.items():
         if isinstance(defaults[key], bool) and not isinstance(value, bool):
-            raise where.error(f"{place}.{key}", f"expected true or false, got {value!r}")
+            raise where.error(f"{place}.{key}", _("expected true or false, got {got!r}").format(got=value))
         if not isinstance(defaults[key], bool):
             where.number(value, f"{place}.{key}")
     try:
@@ -354,10 +370,12 @@ def _build_layer(spec: dict, place: str, features: int, where: _Where) -> Module
         if target.ndim == 1:
             value = arrays[key] = value.reshape(-1)
         if value.shape != target.shape:
-            expected = f"{target.size} values" if target.ndim == 1 else f"shape {target.shape}"
-            raise where.error(
-                f"{place}.{key}", f"expected {expected}, got {value.size if target.ndim == 1 else value.shape}"
-            )
+            if target.ndim == 1:
+                message = ngettext("expected {n} value, got {got}", "expected {n} values, got {got}", target.size)
+                message = message.format(n=target.size, got=value.size)
+            else:
+                message = _("expected shape {shape}, got {got}").format(shape=target.shape, got=value.shape)
+            raise where.error(f"{place}.{key}", message)
     layer.load_state_dict(arrays, strict=False)
     return layer
 
@@ -370,9 +388,8 @@ def _check_targets(problem: Problem, where: _Where) -> None:
     try:
         problem.loss.forward(out, problem.y)
     except ChainruleError as err:
-        message = str(err)
-        place = "loss.type" if "expects probabilities" in message else "data.y"
-        raise where.error(place, message) from None
+        place = "loss.type" if isinstance(err, ProbabilitiesExpected) else "data.y"
+        raise where.error(place, str(err)) from None
 
 
 class _Where:
@@ -387,49 +404,60 @@ class _Where:
     def keys(self, table: dict, place: str, allowed: set, required: set = frozenset()) -> None:
         for key in sorted(required):
             if key not in table:
-                raise self.error(place or "top level", f"missing key '{key}'")
+                raise self.error(place or _("top level"), _("missing key '{key}'").format(key=key))
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise self.error(
-                place or "top level", f"unknown key '{unknown[0]}'; expected one of {', '.join(sorted(allowed))}"
+                place or _("top level"),
+                _("unknown key '{key}'; expected one of {expected}").format(
+                    key=unknown[0], expected=", ".join(sorted(allowed))
+                ),
             )
 
     def table(self, doc: dict, key: str) -> dict:
         value = doc[key]
         if not isinstance(value, dict):
-            raise self.error(key, f"expected a [{key}] table")
+            raise self.error(key, _("expected a [{table}] table").format(table=key))
         return value
 
     def choice(self, value, place: str, choices: tuple) -> str:
         if value not in choices:
-            raise self.error(place, f"unknown value {value!r}; expected one of {', '.join(choices)}")
+            raise self.error(
+                place,
+                _("unknown value {got!r}; expected one of {expected}").format(got=value, expected=", ".join(choices)),
+            )
         return value
 
     def number(self, value, place: str, minimum: float | None = None, positive: bool = False) -> float:
         largest = sys.float_info.max  # Python compares an integer beyond it exactly, without converting
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -largest <= value <= largest:
-            raise self.error(place, f"expected a finite number, got {value!r:.40}")
+            raise self.error(place, _("expected a finite number, got {got}").format(got=f"{value!r:.40}"))
         if positive and value <= 0:
-            raise self.error(place, f"expected a number > 0, got {value!r}")
+            raise self.error(place, _("expected a number > 0, got {got!r}").format(got=value))
         if minimum is not None and value < minimum:
-            raise self.error(place, f"expected a number >= {minimum:g}, got {value!r}")
+            raise self.error(
+                place, _("expected a number >= {minimum}, got {got!r}").format(minimum=f"{minimum:g}", got=value)
+            )
         return float(value)
 
     def array(self, value, place: str) -> NDArray:
         try:
             array = np.array(value, dtype=np.float64)
         except OverflowError:  # an integer beyond any float
-            raise self.error(place, "expected finite numbers (no NaN, inf or empty list)") from None
+            raise self.error(place, _("expected finite numbers (no NaN, inf or empty list)")) from None
         except (TypeError, ValueError):
-            raise self.error(place, "expected numbers in a list or a list of equal-length rows") from None
+            raise self.error(place, _("expected numbers in a list or a list of equal-length rows")) from None
         if array.size == 0 or not np.all(np.isfinite(array)):
-            raise self.error(place, "expected finite numbers (no NaN, inf or empty list)")
+            raise self.error(place, _("expected finite numbers (no NaN, inf or empty list)"))
         return array
 
     def matrix(self, value, place: str) -> NDArray:
         array = self.array(value, place)
         if array.ndim != 2:
-            raise self.error(
-                place, f"expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {array.ndim} dimension(s)"
+            message = ngettext(
+                "expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {n} dimension",
+                "expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got {n} dimensions",
+                array.ndim,
             )
+            raise self.error(place, message.format(n=array.ndim))
         return array

@@ -19,18 +19,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chainrule.errors import ConfigError
+from chainrule.i18n import _
 
 _MODULES = ("activations", "softmax", "losses", "layers", "optim")
 
 
 @dataclass(frozen=True)
 class Topic:
-    """A registered topic: its name, a one-line summary, the kinds it derives, and its builder."""
+    """A registered topic: its name, a one-line summary (in English, marked for the catalogs: shown through
+    :meth:`described`), the kinds it derives, and its builder."""
 
     name: str
     summary: str
     kinds: tuple[str, ...]
     build: Callable
+
+    def described(self) -> str:
+        """The summary in the language in effect."""
+        return _(self.summary)
 
 
 _TOPICS: dict[str, Topic] = {}
@@ -42,7 +48,7 @@ def topic(name: str, summary: str, kinds: tuple[str, ...] = ()) -> Callable[[Cal
 
     def decorate(build: Callable) -> Callable:
         if name in _TOPICS:
-            raise ConfigError(f"a derivation topic named {name!r} is already registered")
+            raise ConfigError(_("a derivation topic named {name!r} is already registered").format(name=name))
         _TOPICS[name] = Topic(name, summary, tuple(kinds), build)
         return build
 
@@ -79,7 +85,11 @@ def get(name: str) -> Topic:
     """The topic ``name``, or a :class:`ConfigError` that lists them."""
     every = all_topics()
     if name not in every:
-        raise ConfigError(f"unknown derivation topic {name!r}; expected one of {', '.join(every)}")
+        raise ConfigError(
+            _("unknown derivation topic {name!r}; expected one of {expected}").format(
+                name=name, expected=", ".join(every)
+            )
+        )
     return every[name]
 
 

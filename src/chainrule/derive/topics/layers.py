@@ -7,6 +7,7 @@ import numpy as np
 
 from chainrule.derive.core import Derivation, Step, bind, gradient, matrix, softmax_rows
 from chainrule.derive.topics import forward, topic
+from chainrule.i18n import N_, _
 
 
 @forward("layer:linear")
@@ -36,7 +37,7 @@ def normalization_forward(sp, layer, x, params):
 
 @topic(
     "linear",
-    "Z = X·W + b: ∂L/∂W = Xᵀ·δ, ∂L/∂b = Σ_rows δ, ∂L/∂X = δ·Wᵀ, from the index form",
+    N_("Z = X·W + b: ∂L/∂W = Xᵀ·δ, ∂L/∂b = Σ_rows δ, ∂L/∂X = δ·Wᵀ, from the index form"),
     kinds=("layer:linear",),
 )
 def linear(sp) -> Derivation:
@@ -53,55 +54,59 @@ def linear(sp) -> Derivation:
     steps = [
         Step(
             "Zᵢⱼ = Σₖ Xᵢₖ·Wₖⱼ + bⱼ,   Z = X·W + b",
-            "the matrix product, entry by entry; b is added to every row",
+            _("the matrix product, entry by entry; b is added to every row"),
             Z,
             X * W + sp.ones(n, 1) * b,
         ),
         Step(
             "∂Zᵢⱼ/∂Wₚₗ = Xᵢₚ·Δⱼₗ",
-            "Wₚₗ appears only in column l of Z, multiplied by Xᵢₚ",
+            _("Wₚₗ appears only in column l of Z, multiplied by Xᵢₚ"),
             sp.Matrix([sp.diff(Z[i, j], W[p, q]) for i, j, p, q in pairs]),
             sp.Matrix([X[i, p] * sp.KroneckerDelta(j, q) for i, j, p, q in pairs]),
         ),
         Step(
             "∂L/∂Wₚₗ = Σᵢⱼ δᵢⱼ·Xᵢₚ·Δⱼₗ = Σᵢ Xᵢₚ·δᵢₗ",
-            "chain rule over every Zᵢⱼ, with δ = ∂L/∂Z; Δⱼₗ keeps j = l",
+            _("chain rule over every Zᵢⱼ, with δ = ∂L/∂Z; Δⱼₗ keeps j = l"),
             gradient(sp, L, W),
             index_form,
         ),
         Step(
             "∂L/∂W = Xᵀ·δ",
-            "Σᵢ Xᵢₚ·δᵢₗ is entry (p, l) of Xᵀ·δ; the shapes decide the order: (in, n)·(n, out) is W's shape, "
-            "while δ·Xᵀ, (n, out)·(in, n), does not even multiply",
+            _(
+                "Σᵢ Xᵢₚ·δᵢₗ is entry (p, l) of Xᵀ·δ; the shapes decide the order: (in, n)·(n, out) is W's shape, "
+                "while δ·Xᵀ, (n, out)·(in, n), does not even multiply"
+            ),
             index_form,
             X.T * D,
         ),
         Step(
             "Xᵀ·δ = Σᵢ xᵢᵀ·δᵢ",
-            "a sum over the objects, not a mean: a loss that averages has already put its 1/m into δ, and "
-            "dividing by m once more is a common slip",
+            _(
+                "a sum over the objects, not a mean: a loss that averages has already put its 1/m into δ, and "
+                "dividing by m once more is a common slip"
+            ),
             X.T * D,
             sum((X[i, :].T * D[i, :] for i in range(n)), sp.zeros(inputs, outputs)),
-            label="xᵢ and δᵢ the rows of object i",
+            label=_("xᵢ and δᵢ the rows of object i"),
         ),
         Step(
             "∂L/∂bₗ = Σᵢ δᵢₗ,   ∂L/∂b = Σ_rows δ",
-            "bₗ enters every row of column l with factor 1",
+            _("bₗ enters every row of column l with factor 1"),
             gradient(sp, L, b),
             sp.ones(1, n) * D,
         ),
         Step(
             "∂L/∂Xᵢₚ = Σₗ δᵢₗ·Wₚₗ,   ∂L/∂X = δ·Wᵀ",
-            "Xᵢₚ enters row i of Z through each Wₚₗ; (n, out)·(out, in) is X's shape (n, in)",
+            _("Xᵢₚ enters row i of Z through each Wₚₗ; (n, out)·(out, in) is X's shape (n, in)"),
             gradient(sp, L, X),
             D * W.T,
         ),
         Step(
             "z = V·x + b:  ∂L/∂V = δ·xᵀ",
-            "the same entries, transposed with the weight: (out, 1)·(1, in)",
+            _("the same entries, transposed with the weight: (out, 1)·(1, in)"),
             gradient(sp, sum(d[j] * (W_notes * x)[j] for j in range(outputs)), W_notes),
             d * x.T,
-            label="the notes' column form, one object, V = Wᵀ of shape (out, in)",
+            label=_("the notes' column form, one object, V = Wᵀ of shape (out, in)"),
         ),
     ]
 
@@ -109,7 +114,7 @@ def linear(sp) -> Derivation:
         from chainrule.layers import Linear
 
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             inputs_, weights, bias = rng.standard_normal((n, inputs)), rng.standard_normal((inputs, outputs)), None
             bias, delta = rng.standard_normal(outputs), rng.standard_normal((n, outputs))
             layer = Linear.from_arrays(weights, bias)
@@ -122,19 +127,19 @@ def linear(sp) -> Derivation:
 
     return Derivation(
         "linear",
-        "The linear layer's three gradients",
+        _("The linear layer's three gradients"),
         ["Z = X·W + b,  δ = ∂L/∂Z"],
         steps,
         result,
         against,
-        notes=["The result checked against chainrule is ∂L/∂W, ∂L/∂b and ∂L/∂X, one after the other."],
-        about=["shapes: X (n, in), W (in, out), b (out), Z and δ (n, out); δ comes from the layers after"],
+        notes=[_("The result checked against chainrule is ∂L/∂W, ∂L/∂b and ∂L/∂X, one after the other.")],
+        about=[_("shapes: X (n, in), W (in, out), b (out), Z and δ (n, out); δ comes from the layers after")],
     )
 
 
 @topic(
     "delta_recursion",
-    "the δ rule of an MLP: δ₁ = (δ₂·W₂ᵀ) ⊙ f′(Z₁), and the notes' column form beside it",
+    N_("the δ rule of an MLP: δ₁ = (δ₂·W₂ᵀ) ⊙ f′(Z₁), and the notes' column form beside it"),
 )
 def delta_recursion(sp) -> Derivation:
     n, inputs, hidden, outputs = 2, 2, 2, 2
@@ -156,28 +161,28 @@ def delta_recursion(sp) -> Derivation:
     steps = [
         Step(
             "∂L/∂A₁ = δ₂·W₂ᵀ",
-            "the input gradient of the second linear layer (topic linear)",
+            _("the input gradient of the second linear layer (topic linear)"),
             gradient(sp, loss(A), A),
             D2 * W2.T,
         ),
         Step(
             "δ₁ = ∂L/∂Z₁ = (δ₂·W₂ᵀ) ⊙ f′(Z₁)",
-            "A₁ = f(Z₁) element by element: each entry of A₁ holds only its own entry of Z₁",
+            _("A₁ = f(Z₁) element by element: each entry of A₁ holds only its own entry of Z₁"),
             gradient(sp, loss(Zs.applyfunc(f)), Zs),
             (D2 * W2.T).multiply_elementwise(Zs.applyfunc(derivative)),
         ),
         Step(
             "∂L/∂W₁ = Xᵀ·δ₁ = Xᵀ·((δ₂·W₂ᵀ) ⊙ f′(Z₁))",
-            "the weight gradient of the first linear layer (topic linear), with its δ",
+            _("the weight gradient of the first linear layer (topic linear), with its δ"),
             gradient(sp, loss(Z1.applyfunc(f)), W1),
             X.T * delta1,
         ),
         Step(
             "δ[1] = (V[2]ᵀ·δ[2]) ⊙ f′(z[1])",
-            "the row form transposed: (δ₂·W₂ᵀ)ᵀ = W₂·δ₂ᵀ = V₂ᵀ·δ₂ᵀ, and ⊙ does not care about the orientation",
+            _("the row form transposed: (δ₂·W₂ᵀ)ᵀ = W₂·δ₂ᵀ = V₂ᵀ·δ₂ᵀ, and ⊙ does not care about the orientation"),
             delta1[0, :].T,
             (W2 * D2[0, :].T).multiply_elementwise(Z1[0, :].T.applyfunc(derivative)),
-            label="the notes' column form, one object, V = Wᵀ",
+            label=_("the notes' column form, one object, V = Wᵀ"),
         ),
     ]
     tanh_delta1 = (D2 * W2.T).multiply_elementwise(Z1.applyfunc(lambda v: 1 - sp.tanh(v) ** 2))
@@ -189,7 +194,7 @@ def delta_recursion(sp) -> Derivation:
         from chainrule.network import Sequential
 
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             arrays = {
                 "X": rng.standard_normal((n, inputs)),
                 "W1": rng.standard_normal((inputs, hidden)),
@@ -207,22 +212,24 @@ def delta_recursion(sp) -> Derivation:
 
     return Derivation(
         "delta_recursion",
-        "The δ recursion of an MLP",
+        _("The δ recursion of an MLP"),
         ["Z₁ = X·W₁ + b₁,  A₁ = f(Z₁),  Z₂ = A₁·W₂ + b₂,  δ₂ = ∂L/∂Z₂"],
         steps,
         result,
         against,
-        notes=["Deeper networks repeat the two steps: δₗ = (δₗ₊₁·Wₗ₊₁ᵀ) ⊙ f′(Zₗ), ∂L/∂Wₗ = Aₗ₋₁ᵀ·δₗ."],
+        notes=[_("Deeper networks repeat the two steps: δₗ = (δₗ₊₁·Wₗ₊₁ᵀ) ⊙ f′(Zₗ), ∂L/∂Wₗ = Aₗ₋₁ᵀ·δₗ.")],
         about=[
-            "δ₂ comes from the loss; f is any differentiable element-wise function (checked here for f "
-            "symbolic, and against chainrule with tanh)"
+            _(
+                "δ₂ comes from the loss; f is any differentiable element-wise function (checked here for f "
+                "symbolic, and against chainrule with tanh)"
+            )
         ],
     )
 
 
 @topic(
     "l2",
-    "L2 = λ/2·Σ‖W‖² adds λW to each weight's gradient: softmax regression's Xᵀ(S − Y)/M + λW",
+    N_("L2 = λ/2·Σ‖W‖² adds λW to each weight's gradient: softmax regression's Xᵀ(S − Y)/M + λW"),
 )
 def l2(sp) -> Derivation:
     m, inputs, classes = 2, 2, 3
@@ -237,30 +244,30 @@ def l2(sp) -> Derivation:
     steps = [
         Step(
             "∂/∂Wₚₗ (λ/2·Σ W²) = λ/2·2Wₚₗ = λWₚₗ",
-            "each weight appears in one square; the ½ is there to cancel the 2",
+            _("each weight appears in one square; the ½ is there to cancel the 2"),
             gradient(sp, penalty, W),
             lam * W,
         ),
         Step(
             "∂(λ/2·Σ‖W‖²)/∂b = 0",
-            "the penalty is over the weights only, not the biases (chainrule: Parameter.decay)",
+            _("the penalty is over the weights only, not the biases (chainrule: Parameter.decay)"),
             gradient(sp, penalty, b),
             sp.zeros(1, classes),
         ),
         Step(
             "W ← W − lr·(G + λW) = (1 − lr·λ)·W − lr·G",
-            "with gradient descent (G the data gradient) the penalty shrinks every weight by a factor: weight decay",
+            _("with gradient descent (G the data gradient) the penalty shrinks every weight by a factor: weight decay"),
             W - lr * (G + lam * W),
             (1 - lr * lam) * W - lr * G,
         ),
         Step(
             "S = softmax(X·W + b):  ∂L/∂W = Xᵀ·(S − Y)/M + λW",
-            "sum rule: the data part (topic softmax_cross_entropy) plus the penalty's λW",
+            _("sum rule: the data part (topic softmax_cross_entropy) plus the penalty's λW"),
             gradient(sp, data_loss + penalty, W),
             result,
             how="numeric",
             given=rows_sum_to_one,
-            label="softmax regression",
+            label=_("softmax regression"),
         ),
     ]
 
@@ -282,13 +289,13 @@ def l2(sp) -> Derivation:
 
     return Derivation(
         "l2",
-        "L2 regularisation: λ/2·Σ‖W‖² → λW",
+        _("L2 regularisation: λ/2·Σ‖W‖² → λW"),
         ["L = L_data + λ/2·Σ‖W‖²"],
         steps,
         result,
         against,
-        notes=["Softmax regression on MNIST in the notes: gradient Xᵀ(S − Y)/M + λW, M the objects of the batch."],
-        about=["the penalty is over the weights W of every linear layer, not the biases"],
+        notes=[_("Softmax regression on MNIST in the notes: gradient Xᵀ(S − Y)/M + λW, M the objects of the batch.")],
+        about=[_("the penalty is over the weights W of every linear layer, not the biases")],
     )
 
 
@@ -317,44 +324,43 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
     steps = [
         Step(
             "∂μ/∂xₖ = 1/N",
-            "μ = (1/N)·Σᵢ xᵢ holds every xₖ once",
+            _("μ = (1/N)·Σᵢ xᵢ holds every xₖ once"),
             gradient(sp, mu, x),
             sp.ones(N, 1) / N,
         ),
         Step(
             "∂σ²/∂xₖ = (2/N)·(xₖ − μ) − (2/N)·Σᵢ (xᵢ − μ)·(1/N) = (2/N)·(xₖ − μ)",
-            "chain rule through μ too; its term vanishes because Σᵢ (xᵢ − μ) = 0",
+            _("chain rule through μ too; its term vanishes because Σᵢ (xᵢ − μ) = 0"),
             gradient(sp, var, x),
             2 * (x - mu * sp.ones(N, 1)) / N,
         ),
         Step(
             "∂x̂ᵢ/∂xₖ = (Δᵢₖ − 1/N)/s − x̂ᵢ·x̂ₖ/(N·s),  s = √(σ² + ε)",
-            "quotient rule with the two steps above: ∂s/∂xₖ = (xₖ − μ)/(N·s) = x̂ₖ/N",
+            _("quotient rule with the two steps above: ∂s/∂xₖ = (xₖ − μ)/(N·s) = x̂ₖ/N"),
             jacobian,
             jacobian_formula,
             how="numeric",
         ),
         Step(
             "∂L/∂xₖ = Σᵢ ĝᵢ·∂x̂ᵢ/∂xₖ,  ĝ = g ⊙ γ",
-            "chain rule through every x̂ᵢ: μ and σ² depend on every x, so each x̂ᵢ does",
+            _("chain rule through every x̂ᵢ: μ and σ² depend on every x, so each x̂ᵢ does"),
             gradient(sp, L, x),
             jacobian_formula.T * g_hat,
             how="numeric",
         ),
         Step(
             "∂L/∂xₖ = (N·ĝₖ − Σᵢ ĝᵢ − x̂ₖ·Σᵢ ĝᵢ·x̂ᵢ)/(N·s)",
-            "the sum over i, collected: Δᵢₖ keeps ĝₖ, the rest are sums over the axis",
+            _("the sum over i, collected: Δᵢₖ keeps ĝₖ, the rest are sums over the axis"),
             jacobian_formula.T * g_hat,
             collected,
             how="numeric",
         ),
         Step(
             "∂L/∂γ = Σ_rows g ⊙ x̂,  ∂L/∂β = Σ_rows g" if shared else "∂L/∂γⱼ = gⱼ·x̂ⱼ,  ∂L/∂βⱼ = gⱼ",
-            "y = γ ⊙ x̂ + β; "
-            + (
-                "γ and β are the same for every row, so their gradients sum over the rows"
-                if shared
-                else "for one row; γ and β are shared by the rows of a batch, so chainrule sums this over them"
+            _("y = γ ⊙ x̂ + β; γ and β are the same for every row, so their gradients sum over the rows")
+            if shared
+            else _(
+                "y = γ ⊙ x̂ + β for one row; γ and β are shared by the rows of a batch, so chainrule sums this over them"
             ),
             sp.Matrix([*gradient(sp, L, scale), *gradient(sp, L, shift)]),
             sp.Matrix([sum(g.multiply_elementwise(x_hat)), sum(g)] if shared else [*g.multiply_elementwise(x_hat), *g]),
@@ -367,8 +373,10 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
         steps.append(
             Step(
                 "∂L/∂x = γ/(n·√(σ² + ε)) ⊙ (n·g − ∂L/∂β − x̂ ⊙ ∂L/∂γ)",
-                "γ is the same in every row: Σ ĝ = γ·∂L/∂β and Σ ĝ ⊙ x̂ = γ·∂L/∂γ, the two sums chainrule has "
-                "already (N = n, the rows)",
+                _(
+                    "γ is the same in every row: Σ ĝ = γ·∂L/∂β and Σ ĝ ⊙ x̂ = γ·∂L/∂γ, the two sums chainrule has "
+                    "already (N = n, the rows)"
+                ),
                 collected,
                 final,
                 how="numeric",
@@ -378,10 +386,10 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
         steps.append(
             Step(
                 "∂L/∂x = g ⊙ γ/√(σ̄² + ε)",
-                "the running statistics μ̄, σ̄² are constants: only the 1/√(σ̄² + ε) scale is left",
+                _("the running statistics μ̄, σ̄² are constants: only the 1/√(σ̄² + ε) scale is left"),
                 gradient(sp, sum(g[i] * (g0 * (x[i] - mean_bar) / sp.sqrt(var_bar + eps)) for i in range(N)), x),
                 g * g0 / sp.sqrt(var_bar + eps),
-                label="evaluation mode",
+                label=_("evaluation mode"),
             )
         )
     else:
@@ -389,7 +397,7 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
         steps.append(
             Step(
                 "∂L/∂x = (ĝ − (1/d)·Σ_cols ĝ − x̂ ⊙ (1/d)·Σ_cols(ĝ ⊙ x̂))/√(σ² + ε)",
-                "divide through by N = d, the features of the row: the form chainrule computes",
+                _("divide through by N = d, the features of the row: the form chainrule computes"),
                 collected,
                 final,
                 how="numeric",
@@ -418,9 +426,9 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
         return cases
 
     about = (
-        "x is one feature (column) over the N = n rows of a batch; each column is normalised on its own"
+        _("x is one feature (column) over the N = n rows of a batch; each column is normalised on its own")
         if not per_feature_gamma
-        else "x is one row (object) over its N = d features; each row is normalised on its own"
+        else _("x is one row (object) over its N = d features; each row is normalised on its own")
     )
     return Derivation(
         name,
@@ -436,37 +444,37 @@ def _normalization(sp, name: str, title: str, against_kind: str, per_feature_gam
 
 @topic(
     "batchnorm",
-    "BatchNorm's full backward: ∂L/∂x = γ/(n·√(σ² + ε))·(n·g − Σ g − x̂·Σ g ⊙ x̂)",
+    N_("BatchNorm's full backward: ∂L/∂x = γ/(n·√(σ² + ε))·(n·g − Σ g − x̂·Σ g ⊙ x̂)"),
     kinds=("layer:batchnorm",),
 )
 def batchnorm(sp) -> Derivation:
-    derivation = _normalization(sp, "batchnorm", "BatchNorm's backward (training mode)", "batchnorm", False)
+    derivation = _normalization(sp, "batchnorm", _("BatchNorm's backward (training mode)"), "batchnorm", False)
     derivation.notes.append(
-        "The notes stop at the forward pass; μ and σ² depend on every row, which the backward keeps."
+        _("The notes stop at the forward pass; μ and σ² depend on every row, which the backward keeps.")
     )
     return derivation
 
 
 @topic(
     "layernorm",
-    "LayerNorm's backward: ∂L/∂x = (ĝ − mean ĝ − x̂·mean(ĝ ⊙ x̂))/√(σ² + ε), per row",
+    N_("LayerNorm's backward: ∂L/∂x = (ĝ − mean ĝ − x̂·mean(ĝ ⊙ x̂))/√(σ² + ε), per row"),
     kinds=("layer:layernorm",),
 )
 def layernorm(sp) -> Derivation:
-    return _normalization(sp, "layernorm", "LayerNorm's backward", "layernorm", True)
+    return _normalization(sp, "layernorm", _("LayerNorm's backward"), "layernorm", True)
 
 
-@topic("dropout", "inverted dropout: ∂L/∂x = g ⊙ m/(1 − p), and E[y] = x", kinds=("layer:dropout",))
+@topic("dropout", N_("inverted dropout: ∂L/∂x = g ⊙ m/(1 − p), and E[y] = x"), kinds=("layer:dropout",))
 def dropout(sp) -> Derivation:
     x, g, mask = sp.Symbol("x", real=True), sp.Symbol("g", real=True), sp.Symbol("m", real=True)
     p = sp.Symbol("p", positive=True)
     y = x * mask / (1 - p)
     steps = [
-        Step("∂y/∂x = m/(1 − p)", "m and p are constants of the step", sp.diff(y, x), mask / (1 - p)),
-        Step("∂L/∂x = g ⊙ m/(1 − p)", "chain rule, element by element", sp.diff(g * y, x), g * mask / (1 - p)),
+        Step("∂y/∂x = m/(1 − p)", _("m and p are constants of the step"), sp.diff(y, x), mask / (1 - p)),
+        Step("∂L/∂x = g ⊙ m/(1 − p)", _("chain rule, element by element"), sp.diff(g * y, x), g * mask / (1 - p)),
         Step(
             "E[y] = (1 − p)·x/(1 − p) + p·0 = x",
-            "m = 1 with probability 1 − p: the 1/(1 − p) keeps the expected output, so evaluation needs no scaling",
+            _("m = 1 with probability 1 − p: the 1/(1 − p) keeps the expected output, so evaluation needs no scaling"),
             (1 - p) * y.subs(mask, 1) + p * y.subs(mask, 0),
             x,
         ),
@@ -487,11 +495,11 @@ def dropout(sp) -> Derivation:
 
     return Derivation(
         "dropout",
-        "Inverted dropout",
+        _("Inverted dropout"),
         ["y = x ⊙ m/(1 − p)"],
         steps,
         g * mask / (1 - p),
         against,
         domain={p: (0.05, 0.9)},
-        about=["m is 1 with probability 1 − p, else 0; p is the drop probability"],
+        about=[_("m is 1 with probability 1 − p, else 0; p is the drop probability")],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chainrule.derive.core import Derivation, Step, bind, gradient, matrix
 from chainrule.derive.topics import forward, topic
+from chainrule.i18n import N_, _
 
 
 @forward("loss:mse")
@@ -19,7 +20,7 @@ def bce_forward(sp, loss, pred, target, k):
 
 @topic(
     "mse_identity",
-    "MSE after the identity: ∂L/∂z = 2k·(ŷ − y), (Ŷ − Y)/m at the scale 1/(2m)",
+    N_("MSE after the identity: ∂L/∂z = 2k·(ŷ − y), (Ŷ − Y)/m at the scale 1/(2m)"),
     kinds=("loss:mse", "layer:identity"),
 )
 def mse_identity(sp) -> Derivation:
@@ -32,23 +33,23 @@ def mse_identity(sp) -> Derivation:
     steps = [
         Step(
             "∂L/∂ŷᵢⱼ = 2k·(ŷᵢⱼ − yᵢⱼ)",
-            "L = k·Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²: each entry appears in one square; (u²)′ = 2u",
+            _("L = k·Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²: each entry appears in one square; (u²)′ = 2u"),
             gradient(sp, loss, A),
             2 * k * (A - Y),
         ),
         Step(
             "ŷ = z,  ∂ŷ/∂z = 1,  ∂L/∂z = 2k·(ŷ − y)",
-            "the chain rule's local factor is 1",
+            _("the chain rule's local factor is 1"),
             gradient(sp, loss.subs(dict(zip(A, Zs, strict=True))), Zs),
             2 * k * (Zs - Y),
-            label="the identity",
+            label=_("the identity"),
         ),
         Step(
             "k = 1/m, 1, 1/(2m), ½:  ∂L/∂z = 2(ŷ − y)/m, 2(ŷ − y), (ŷ − y)/m, ŷ − y",
-            "put each scale's k into 2k: the halves cancel the 2 of the square",
+            _("put each scale's k into 2k: the halves cancel the 2 of the square"),
             sp.Matrix([2 * s * d for s in scales]),
             sp.Matrix([2 * d / n, 2 * d, d / n, d]),
-            label="the scales mean, sum, half_mean, half_sum",
+            label=_("the scales mean, sum, half_mean, half_sum"),
         ),
     ]
 
@@ -65,19 +66,19 @@ def mse_identity(sp) -> Derivation:
 
     return Derivation(
         "mse_identity",
-        "Mean squared error after the identity, at each scale",
+        _("Mean squared error after the identity, at each scale"),
         ["L = k·Σᵢⱼ (ŷᵢⱼ − yᵢⱼ)²,  ŷ = z"],
         steps,
         2 * k * (Zs - Y),
         against,
-        notes=["With k = 1/(2m) this is the δ = (Ŷ − Y)/m of cross-entropy after softmax and BCE after sigmoid."],
-        about=["ŷ = z is the identity; m objects (rows)"],
+        notes=[_("With k = 1/(2m) this is the δ = (Ŷ − Y)/m of cross-entropy after softmax and BCE after sigmoid.")],
+        about=[_("ŷ = z is the identity; m objects (rows)")],
     )
 
 
 @topic(
     "bce_sigmoid",
-    "binary cross-entropy after the sigmoid: ∂L/∂z = k·(σ(z) − y)",
+    N_("binary cross-entropy after the sigmoid: ∂L/∂z = k·(σ(z) − y)"),
     kinds=("loss:bce", "loss:bce_with_logits"),
 )
 def bce_sigmoid(sp) -> Derivation:
@@ -98,30 +99,32 @@ def bce_sigmoid(sp) -> Derivation:
     steps = [
         Step(
             "∂L/∂p = −y/p + (1 − y)/(1 − p) = (p − y)/(p(1 − p))",
-            "(ln p)′ = 1/p and (ln(1 − p))′ = −1/(1 − p); one denominator",
+            _("(ln p)′ = 1/p and (ln(1 − p))′ = −1/(1 − p); one denominator"),
             sp.diff(loss(p), p),
             (p - y) / (p * (1 - p)),
         ),
         Step(
             "∂L/∂z = (p − y)/(p(1 − p)) · p(1 − p) = σ(z) − y",
-            "chain rule with σ′(z) = p(1 − p) (topic sigmoid): the denominator cancels",
+            _("chain rule with σ′(z) = p(1 − p) (topic sigmoid): the denominator cancels"),
             sp.diff(loss(s), z),
             s - y,
         ),
         Step(
             "L = max(z, 0) − z·y + ln(1 + e^(−|z|))",
-            "the same loss in z, finite for any z: ln σ(z) = −ln(1 + e^(−z)), and for z < 0 "
-            "ln(1 + e^(−z)) = −z + ln(1 + e^z)",
+            _(
+                "the same loss in z, finite for any z: ln σ(z) = −ln(1 + e^(−z)), and for z < 0 "
+                "ln(1 + e^(−z)) = −z + ln(1 + e^z)"
+            ),
             loss(s),
             sp.Max(z, 0) - z * y + sp.log(1 + sp.exp(-sp.Abs(z))),
             how="numeric",
         ),
         Step(
             "L = k·Σᵢ Lᵢ:  ∂L/∂zᵢ = k·(σ(zᵢ) − yᵢ)",
-            "each object's loss holds its own zᵢ only",
+            _("each object's loss holds its own zᵢ only"),
             gradient(sp, batch, Z),
             result,
-            label="a batch; k = 1/m gives (a − y)/m",
+            label=_("a batch; k = 1/m gives (a − y)/m"),
         ),
     ]
 
@@ -143,7 +146,7 @@ def bce_sigmoid(sp) -> Derivation:
 
     return Derivation(
         "bce_sigmoid",
-        "Binary cross-entropy after the sigmoid",
+        _("Binary cross-entropy after the sigmoid"),
         ["p = σ(z) = 1/(1 + e^(−z)),  L = −[y·ln p + (1 − y)·ln(1 − p)],  y ∈ [0, 1]"],
         steps,
         result,

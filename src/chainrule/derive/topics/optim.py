@@ -10,6 +10,7 @@ import numpy as np
 
 from chainrule.derive.core import Derivation, Step
 from chainrule.derive.topics import topic
+from chainrule.i18n import N_, _
 
 STEPS = 3
 
@@ -33,7 +34,7 @@ def _gradients(sp, count: int = STEPS):
 
 @topic(
     "gradient_descent",
-    "θ ← θ − lr·g lowers the loss at rate ‖g‖²; converges on a quadratic for lr < 2/c",
+    N_("θ ← θ − lr·g lowers the loss at rate ‖g‖²; converges on a quadratic for lr < 2/c"),
     kinds=("optimizer:sgd",),
 )
 def gradient_descent(sp) -> Derivation:
@@ -47,24 +48,26 @@ def gradient_descent(sp) -> Derivation:
     steps = [
         Step(
             "d/dη L(θ − η·g) = −g·g = −‖g‖²  (η = 0)",
-            "chain rule along the step: for a small enough step against the gradient the loss goes down",
+            _("chain rule along the step: for a small enough step against the gradient the loss goes down"),
             sp.diff(moved, eta).subs(eta, 0),
             -(grad[0] ** 2 + grad[1] ** 2),
-            label="a small step against the gradient",
+            label=_("a small step against the gradient"),
         ),
         Step(
             "L = c/2·(θ − θ*)²:  θ − lr·c·(θ − θ*) − θ* = (1 − lr·c)·(θ − θ*)",
-            "on a quadratic each step multiplies the distance to the minimum by 1 − lr·c: it shrinks for "
-            "0 < lr < 2/c, and lr = 1/c lands on θ* at once",
+            _(
+                "on a quadratic each step multiplies the distance to the minimum by 1 − lr·c: it shrinks for "
+                "0 < lr < 2/c, and lr = 1/c lands on θ* at once"
+            ),
             theta - lr * sp.diff(curvature / 2 * (theta - target) ** 2, theta) - target,
             (1 - lr * curvature) * (theta - target),
         ),
         Step(
             "∂(L + wd/2·θ²)/∂θ = ∂L/∂θ + wd·θ",
-            "the optimizer's weight_decay adds wd·θ to the gradient: L2 with λ = wd (topic l2)",
+            _("the optimizer's weight_decay adds wd·θ to the gradient: L2 with λ = wd (topic l2)"),
             sp.diff(loss_of_theta + wd / 2 * theta**2, theta),
             sp.diff(loss_of_theta, theta) + wd * theta,
-            label="weight decay wd",
+            label=_("weight decay wd"),
         ),
     ]
     grads = _gradients(sp)
@@ -72,7 +75,7 @@ def gradient_descent(sp) -> Derivation:
     steps.append(
         Step(
             "θ₃ = θ₀ − lr·(g₁ + g₂ + g₃)",
-            "three steps: the updates add up, each from the gradient at its own step",
+            _("three steps: the updates add up, each from the gradient at its own step"),
             theta - lr * grads[0] - lr * grads[1] - lr * grads[2],
             result,
         )
@@ -80,7 +83,7 @@ def gradient_descent(sp) -> Derivation:
 
     def against(rng):
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             theta0, gs, rate = rng.standard_normal(), rng.standard_normal(STEPS), rng.uniform(0.01, 1)
             values = {theta: theta0, lr: rate, **dict(zip(grads, gs, strict=True))}
             cases.append((values, _run("sgd", theta0, list(gs), lr=rate)))
@@ -88,18 +91,18 @@ def gradient_descent(sp) -> Derivation:
 
     return Derivation(
         "gradient_descent",
-        "Gradient descent",
+        _("Gradient descent"),
         ["θ ← θ − lr·g,  g = ∂L/∂θ"],
         steps,
         result,
         against,
-        about=["g is the gradient at the current θ"],
+        about=[_("g is the gradient at the current θ")],
     )
 
 
 @topic(
     "momentum",
-    "momentum: b is a sum of past gradients, weighted by powers of μ; along a steady slope lr/(1 − μ)",
+    N_("momentum: b is a sum of past gradients, weighted by powers of μ; along a steady slope lr/(1 − μ)"),
     kinds=("optimizer:momentum", "optimizer:nesterov"),
 )
 def momentum(sp) -> Derivation:
@@ -109,7 +112,7 @@ def momentum(sp) -> Derivation:
     for gt in grads[1:]:
         buffers.append(mu * buffers[-1] + gt)
     steady = [g]
-    for _ in range(4):
+    for _step in range(4):
         steady.append(mu * steady[-1] + g)
     previous = sp.Symbol("b", real=True)
     heavy_ball = theta - lr * sum(buffers)
@@ -118,28 +121,30 @@ def momentum(sp) -> Derivation:
     steps = [
         Step(
             "b₃ = g₃ + μ·g₂ + μ²·g₁",
-            "unroll b₁ = g₁, bₜ = μ·bₜ₋₁ + gₜ: each older gradient is weighted by one more factor μ",
+            _("unroll b₁ = g₁, bₜ = μ·bₜ₋₁ + gₜ: each older gradient is weighted by one more factor μ"),
             buffers[2],
             grads[2] + mu * grads[1] + mu**2 * grads[0],
         ),
         Step(
             "b₅ = g·(1 − μ⁵)/(1 − μ) → g/(1 − μ)",
-            "a geometric series: along a steady slope the step grows to lr/(1 − μ) times the gradient "
-            "(10 times for μ = 0.9)",
+            _(
+                "a geometric series: along a steady slope the step grows to lr/(1 − μ) times the gradient "
+                "(10 times for μ = 0.9)"
+            ),
             steady[4],
             g * (1 - mu**5) / (1 - mu),
-            label="a constant gradient g",
+            label=_("a constant gradient g"),
         ),
         Step(
             "g + μ·bₜ = g + μ·(μ·b + g) = (1 + μ)·g + μ²·b",
-            "the step looks one buffer update ahead: the newest gradient counts 1 + μ times",
+            _("the step looks one buffer update ahead: the newest gradient counts 1 + μ times"),
             g + mu * (mu * previous + g),
             (1 + mu) * g + mu**2 * previous,
-            label="Nesterov",
+            label=_("Nesterov"),
         ),
         Step(
             "θ₃ = θ₀ − lr·(b₁ + b₂ + b₃) = θ₀ − lr·((1 + μ + μ²)·g₁ + (1 + μ)·g₂ + g₃)",
-            "three steps of θ ← θ − lr·bₜ: a gradient keeps acting in every later step",
+            _("three steps of θ ← θ − lr·bₜ: a gradient keeps acting in every later step"),
             heavy_ball,
             theta - lr * ((1 + mu + mu**2) * grads[0] + (1 + mu) * grads[1] + grads[2]),
         ),
@@ -157,19 +162,19 @@ def momentum(sp) -> Derivation:
 
     return Derivation(
         "momentum",
-        "Momentum (heavy ball, and Nesterov)",
+        _("Momentum (heavy ball, and Nesterov)"),
         ["b₁ = g₁,  bₜ = μ·bₜ₋₁ + gₜ,  θ ← θ − lr·bₜ"],
         steps,
         result,
         against,
         domain={mu: (0.1, 0.95)},
-        about=["Nesterov's step is θ ← θ − lr·(gₜ + μ·bₜ)"],
+        about=[_("Nesterov's step is θ ← θ − lr·(gₜ + μ·bₜ)")],
     )
 
 
 @topic(
     "adam",
-    "Adam: m and v are running averages started at 0; the bias correction undoes that start",
+    N_("Adam: m and v are running averages started at 0; the bias correction undoes that start"),
     kinds=("optimizer:adam", "optimizer:adamw"),
 )
 def adam(sp) -> Derivation:
@@ -195,38 +200,44 @@ def adam(sp) -> Derivation:
     steps = [
         Step(
             "m₃ = (1 − β₁)·(g₃ + β₁·g₂ + β₁²·g₁)",
-            "unroll mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ from m₀ = 0: an exponentially weighted sum of the gradients",
+            _("unroll mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ from m₀ = 0: an exponentially weighted sum of the gradients"),
             m[2],
             (1 - b1) * (grads[2] + b1 * grads[1] + b1**2 * grads[0]),
         ),
         Step(
             "m₄ = (1 − β₁⁴)·g",
-            "the weights (1 − β₁)·β₁ᵏ of the last t gradients sum to 1 − β₁ᵗ: starting at 0 pulls m towards 0 "
-            "(m₁ = 0.1·g for β₁ = 0.9)",
+            _(
+                "the weights (1 − β₁)·β₁ᵏ of the last t gradients sum to 1 − β₁ᵗ: starting at 0 pulls m towards 0 "
+                "(m₁ = 0.1·g for β₁ = 0.9)"
+            ),
             m_steady,
             (1 - b1**4) * g,
-            label="a constant gradient g",
+            label=_("a constant gradient g"),
         ),
         Step(
             "m̂₄ = m₄/(1 − β₁⁴) = g,  v̂₄ = v₄/(1 − β₂⁴) = g²",
-            "the bias correction divides by exactly that factor, for the squares as well",
+            _("the bias correction divides by exactly that factor, for the squares as well"),
             sp.Matrix([m_steady / (1 - b1**4), v_steady / (1 - b2**4)]),
             sp.Matrix([g, g**2]),
         ),
         Step(
             "θ − lr·m̂/(√v̂ + ε) = θ − lr·g/(|g| + ε)",
-            "for a steady gradient each weight moves by about lr whatever the gradient's size: the step is "
-            "normalised per weight, and ε keeps it finite where v̂ = 0",
+            _(
+                "for a steady gradient each weight moves by about lr whatever the gradient's size: the step is "
+                "normalised per weight, and ε keeps it finite where v̂ = 0"
+            ),
             theta - lr * g / (sp.sqrt(g**2) + eps),
             theta - lr * g / (sp.Abs(g) + eps),
         ),
         Step(
             "θ ← θ − lr·wd·θ = (1 − lr·wd)·θ",
-            "decoupled decay shrinks the weight directly; Adam's weight_decay instead adds wd·θ to g, which "
-            "then goes through m and v and is divided by √v̂",
+            _(
+                "decoupled decay shrinks the weight directly; Adam's weight_decay instead adds wd·θ to g, which "
+                "then goes through m and v and is divided by √v̂"
+            ),
             theta - lr * wd * theta,
             (1 - lr * wd) * theta,
-            label="AdamW, before the Adam step",
+            label=_("AdamW, before the Adam step"),
         ),
     ]
 
@@ -243,7 +254,7 @@ def adam(sp) -> Derivation:
 
     return Derivation(
         "adam",
-        "Adam, with bias correction",
+        _("Adam, with bias correction"),
         [
             "mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ,  vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²,  m₀ = v₀ = 0",
             "m̂ₜ = mₜ/(1 − β₁ᵗ),  v̂ₜ = vₜ/(1 − β₂ᵗ),  θ ← θ − lr·m̂ₜ/(√v̂ₜ + ε)",
@@ -257,7 +268,7 @@ def adam(sp) -> Derivation:
 
 @topic(
     "rmsprop",
-    "RMSprop: a running average of g² without bias correction, so the first steps are large",
+    N_("RMSprop: a running average of g² without bias correction, so the first steps are large"),
     kinds=("optimizer:rmsprop",),
 )
 def rmsprop(sp) -> Derivation:
@@ -270,35 +281,38 @@ def rmsprop(sp) -> Derivation:
         squares.append(current)
     result = theta - lr * sum(gt / (sp.sqrt(vt) + eps) for gt, vt in zip(grads, squares, strict=True))
     steady, current = [], 0
-    for _ in range(4):
+    for _step in range(4):
         current = alpha * current + (1 - alpha) * g**2
         steady.append(current)
     steps = [
         Step(
             "v₃ = (1 − α)·(g₃² + α·g₂² + α²·g₁²)",
-            "unroll vₜ = α·vₜ₋₁ + (1 − α)·gₜ² from v₀ = 0",
+            _("unroll vₜ = α·vₜ₋₁ + (1 − α)·gₜ² from v₀ = 0"),
             squares[2],
             (1 - alpha) * (grads[2] ** 2 + alpha * grads[1] ** 2 + alpha**2 * grads[0] ** 2),
         ),
         Step(
             "g₁/√v₁ = g₁/(√(1 − α)·|g₁|)",
-            "no bias correction: v₁ = (1 − α)·g² is small, so the first step is 1/√(1 − α) = 10 times lr for α = 0.99",
+            _(
+                "no bias correction: v₁ = (1 − α)·g² is small, so the first step is 1/√(1 − α) = 10 times lr "
+                "for α = 0.99"
+            ),
             grads[0] / sp.sqrt(squares[0]),
             grads[0] / (sp.sqrt(1 - alpha) * sp.Abs(grads[0])),
-            label="the first step",
+            label=_("the first step"),
         ),
         Step(
             "v₄ = (1 − α⁴)·g² → g²",
-            "later steps approach lr·g/(|g| + ε), about lr per weight, like Adam's; the early ones are larger",
+            _("later steps approach lr·g/(|g| + ε), about lr per weight, like Adam's; the early ones are larger"),
             steady[-1],
             (1 - alpha**4) * g**2,
-            label="a constant gradient g",
+            label=_("a constant gradient g"),
         ),
     ]
 
     def against(rng):
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             theta0, gs, rate = rng.standard_normal(), rng.standard_normal(STEPS), rng.uniform(0.001, 0.1)
             values = {theta: theta0, lr: rate, alpha: 0.99, eps: 1e-8, **dict(zip(grads, gs, strict=True))}
             cases.append((values, _run("rmsprop", theta0, list(gs), lr=rate, alpha=0.99, eps=1e-8)))
@@ -306,7 +320,7 @@ def rmsprop(sp) -> Derivation:
 
     return Derivation(
         "rmsprop",
-        "RMSprop",
+        _("RMSprop"),
         ["vₜ = α·vₜ₋₁ + (1 − α)·gₜ²,  v₀ = 0,  θ ← θ − lr·gₜ/(√vₜ + ε)"],
         steps,
         result,

@@ -6,6 +6,7 @@ import numpy as np
 
 from chainrule.derive.core import Derivation, Step, bind, gradient, matrix, softmax_rows
 from chainrule.derive.topics import forward, topic
+from chainrule.i18n import N_, _
 
 CLASSES = 3
 
@@ -27,7 +28,7 @@ def one_hot_rows(rng: np.random.Generator, rows: int, classes: int) -> np.ndarra
 
 @topic(
     "softmax_jacobian",
-    "∂ŷₖ/∂zⱼ = ŷₖ(Δₖⱼ − ŷⱼ), both cases; the backward pass ŷ ⊙ (g − Σ g ⊙ ŷ)",
+    N_("∂ŷₖ/∂zⱼ = ŷₖ(Δₖⱼ − ŷⱼ), both cases; the backward pass ŷ ⊙ (g − Σ g ⊙ ŷ)"),
     kinds=("layer:softmax",),
 )
 def softmax_jacobian(sp) -> Derivation:
@@ -44,37 +45,37 @@ def softmax_jacobian(sp) -> Derivation:
     steps = [
         Step(
             "∂ŷₖ/∂zₖ = (e^(zₖ)·S − e^(zₖ)·e^(zₖ))/S² = ŷₖ(1 − ŷₖ)",
-            "case j = k: quotient rule, where ∂S/∂zₖ = e^(zₖ)",
+            _("case j = k: quotient rule, where ∂S/∂zₖ = e^(zₖ)"),
             sp.Matrix([jacobian[k, k] for k in K]),
             sp.Matrix([s[k] * (1 - s[k]) for k in K]),
         ),
         Step(
             "∂ŷₖ/∂zⱼ = (0·S − e^(zₖ)·e^(zⱼ))/S² = −ŷₖ·ŷⱼ   (j ≠ k)",
-            "case j ≠ k: the numerator e^(zₖ) does not hold zⱼ; only S does",
+            _("case j ≠ k: the numerator e^(zₖ) does not hold zⱼ; only S does"),
             sp.Matrix([jacobian[k, j] for k in K for j in K if j != k]),
             sp.Matrix([-s[k] * s[j] for k in K for j in K if j != k]),
         ),
         Step(
             "∂ŷₖ/∂zⱼ = ŷₖ(Δₖⱼ − ŷⱼ)",
-            "both cases in one, with Δₖⱼ = 1 for j = k and 0 otherwise",
+            _("both cases in one, with Δₖⱼ = 1 for j = k and 0 otherwise"),
             jacobian,
             both,
         ),
         Step(
             "∂L/∂zⱼ = Σₖ gₖ·ŷₖ(Δₖⱼ − ŷⱼ)",
-            "chain rule: zⱼ reaches L through every ŷₖ (g = ∂L/∂ŷ, the upstream gradient)",
+            _("chain rule: zⱼ reaches L through every ŷₖ (g = ∂L/∂ŷ, the upstream gradient)"),
             gradient(sp, upstream, z),
             sp.Matrix(1, CLASSES, lambda _, j: sum(g[k] * both[k, j] for k in K)),
         ),
         Step(
             "∂L/∂zⱼ = ŷⱼ(gⱼ − Σₖ gₖ·ŷₖ)",
-            "Δₖⱼ keeps only k = j from the first term; ŷⱼ comes out of the second",
+            _("Δₖⱼ keeps only k = j from the first term; ŷⱼ comes out of the second"),
             gradient(sp, upstream, z),
             sp.Matrix(1, CLASSES, lambda _, j: s[j] * (g[j] - sum(g[k] * s[k] for k in K))),
         ),
         Step(
             "∂L/∂Z = Ŷ ⊙ (G − Σ_cols(G ⊙ Ŷ))",
-            "row by row for a batch: a row's softmax depends on that row's logits only",
+            _("row by row for a batch: a row's softmax depends on that row's logits only"),
             gradient(sp, sum(G[i, j] * S[i, j] for i in range(2) for j in K), Z),
             batch,
         ),
@@ -84,7 +85,7 @@ def softmax_jacobian(sp) -> Derivation:
         from chainrule.activations import Softmax
 
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             logits, upstream = 2 * rng.standard_normal((2, CLASSES)), rng.standard_normal((2, CLASSES))
             layer = Softmax()
             layer.forward(logits)
@@ -93,7 +94,7 @@ def softmax_jacobian(sp) -> Derivation:
 
     return Derivation(
         "softmax_jacobian",
-        "The Jacobian of the softmax",
+        _("The Jacobian of the softmax"),
         ["ŷₖ = e^(zₖ)/S,  S = Σⱼ e^(zⱼ)"],
         steps,
         batch,
@@ -101,7 +102,7 @@ def softmax_jacobian(sp) -> Derivation:
     )
 
 
-@topic("softmax_max_shift", "softmax(z − c) = softmax(z): why subtracting max z is safe")
+@topic("softmax_max_shift", N_("softmax(z − c) = softmax(z): why subtracting max z is safe"))
 def softmax_max_shift(sp) -> Derivation:
     z = matrix(sp, "z", 1, CLASSES)
     c = sp.Symbol("c", real=True)
@@ -114,27 +115,29 @@ def softmax_max_shift(sp) -> Derivation:
     steps = [
         Step(
             "e^(zₖ − c)/Σⱼ e^(zⱼ − c) = e^(−c)·e^(zₖ)/(e^(−c)·Σⱼ e^(zⱼ))",
-            "e^(a − b) = e^a·e^(−b), in every term",
+            _("e^(a − b) = e^a·e^(−b), in every term"),
             shifted,
             sp.Matrix(1, CLASSES, lambda _, k: sp.exp(-c) * sp.exp(z[k]) / (sp.exp(-c) * total)),
         ),
         Step(
             "softmax(z − c) = softmax(z)",
-            "e^(−c) cancels: a constant taken from every logit of a row changes nothing",
+            _("e^(−c) cancels: a constant taken from every logit of a row changes nothing"),
             shifted,
             plain,
         ),
         Step(
             "ln softmax(z)ₖ = zₖ − c − ln Σⱼ e^(zⱼ − c)",
-            "the logarithm of the shifted form: what the fused loss computes",
+            _("the logarithm of the shifted form: what the fused loss computes"),
             plain.applyfunc(sp.log),
             sp.Matrix(1, CLASSES, lambda _, k: z[k] - c - sp.log(sum(sp.exp(z[j] - c) for j in K))),
             how="numeric",
         ),
         Step(
             "softmax([1000, 1001, 1002]) = softmax([0, 1, 2])",
-            "with c = max z every exponent is ≤ 0, so each e^(zⱼ − c) is in (0, 1] and the sum in [1, K]; "
-            "unshifted, e^1000 is ∞ in float64 and ∞/∞ is NaN",
+            _(
+                "with c = max z every exponent is ≤ 0, so each e^(zⱼ − c) is in (0, 1] and the sum in [1, K]; "
+                "unshifted, e^1000 is ∞ in float64 and ∞/∞ is NaN"
+            ),
             big,
             small,
         ),
@@ -144,25 +147,25 @@ def softmax_max_shift(sp) -> Derivation:
         from chainrule.activations import softmax
 
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             logits = rng.standard_normal((1, CLASSES))
             cases.append((bind(z, logits), softmax(logits + 800.0)))  # e^800 overflows without the shift
         return cases
 
     return Derivation(
         "softmax_max_shift",
-        "The softmax is unchanged by a shift: the max-subtraction trick",
+        _("The softmax is unchanged by a shift: the max-subtraction trick"),
         ["softmax(z)ₖ = e^(zₖ)/Σⱼ e^(zⱼ)"],
         steps,
         plain,
         against,
-        about=["c is any number; chainrule takes c = max z"],
+        about=[_("c is any number; chainrule takes c = max z")],
     )
 
 
 @topic(
     "softmax_cross_entropy",
-    "cross-entropy after softmax: ∂L/∂z = ŷ − y, then (Ŷ − Y)/m, then ∂L/∂W = Xᵀ·(Ŷ − Y)/m",
+    N_("cross-entropy after softmax: ∂L/∂z = ŷ − y, then (Ŷ − Y)/m, then ∂L/∂W = Xᵀ·(Ŷ − Y)/m"),
     kinds=("loss:softmax_cross_entropy", "loss:cross_entropy"),
 )
 def softmax_cross_entropy(sp) -> Derivation:
@@ -211,58 +214,63 @@ def softmax_cross_entropy(sp) -> Derivation:
     steps = [
         Step(
             "∂L/∂ŷₖ = −yₖ/ŷₖ",
-            "L = −Σₖ yₖ·ln ŷₖ, and (ln u)′ = 1/u",
+            _("L = −Σₖ yₖ·ln ŷₖ, and (ln u)′ = 1/u"),
             gradient(sp, loss_of_p, p),
             sp.Matrix(1, CLASSES, lambda _, k: -y[k] / p[k]),
         ),
         Step(
             "∂L/∂zⱼ = Σₖ (−yₖ/ŷₖ)·ŷₖ(Δₖⱼ − ŷⱼ)",
-            "chain rule through every ŷₖ, with the softmax Jacobian's two cases (topic softmax_jacobian)",
+            _("chain rule through every ŷₖ, with the softmax Jacobian's two cases (topic softmax_jacobian)"),
             gradient(sp, loss, z),
             chained,
         ),
         Step(
             "(k = j):  −(yⱼ/ŷⱼ)·ŷⱼ(1 − ŷⱼ) = −yⱼ(1 − ŷⱼ);   (k ≠ j):  Σₖ (yₖ/ŷₖ)·ŷₖ·ŷⱼ = ŷⱼ·(Σₖ yₖ − yⱼ)",
-            "the two cases apart; neither alone is ŷⱼ − yⱼ (taking the k = j term for the answer and the others "
-            "for 0 is a common slip)",
+            _(
+                "the two cases apart; neither alone is ŷⱼ − yⱼ (taking the k = j term for the answer and the others "
+                "for 0 is a common slip)"
+            ),
             sp.Matrix([[chained_terms[j][j] for j in K], [sum(chained_terms[k][j] for k in K if k != j) for j in K]]),
             sp.Matrix([[-y[j] * (1 - s[j]) for j in K], [s[j] * sum(y[k] for k in K) - s[j] * y[j] for j in K]]),
-            label="the term k = j, and the terms k ≠ j summed",
+            label=_("the term k = j, and the terms k ≠ j summed"),
         ),
         Step(
             "∂L/∂zⱼ = −Σₖ yₖ(Δₖⱼ − ŷⱼ) = −yⱼ + ŷⱼ·Σₖ yₖ",
-            "ŷₖ cancels; Δₖⱼ keeps only k = j",
+            _("ŷₖ cancels; Δₖⱼ keeps only k = j"),
             chained,
             collapsed,
         ),
         Step(
             "∂L/∂zⱼ = ŷⱼ − yⱼ",
-            "Σₖ yₖ = 1: the target is a distribution (a one-hot row or not)",
+            _("Σₖ yₖ = 1: the target is a distribution (a one-hot row or not)"),
             gradient(sp, loss, z),
             s - y,
             given=sums_to_one,
         ),
         Step(
             "L = −ln ŷ_c,  ∂L/∂zⱼ = −(1/ŷ_c)·ŷ_c(Δ_cj − ŷⱼ) = ŷⱼ − Δ_cj",
-            "one-hot: only k = c survives the sum (here c = 2)",
+            _("one-hot: only k = c survives the sum (here c = 2)"),
             gradient(sp, -sp.log(s[1]), z),
             s - one_hot,
-            label="y one-hot at class c",
+            label=_("y one-hot at class c"),
         ),
         Step(
-            probabilities, "the worked example z = (1, 2, 3), y = (0, 1, 0): the softmax", example[:3, :], closed[:3, :]
+            probabilities,
+            _("the worked example z = (1, 2, 3), y = (0, 1, 0): the softmax"),
+            example[:3, :],
+            closed[:3, :],
         ),
-        Step(loss_and_gradient, "and its loss and gradient, exactly", example[3:, :], closed[3:, :]),
+        Step(loss_and_gradient, _("and its loss and gradient, exactly"), example[3:, :], closed[3:, :]),
         Step(
             "L = (1/m)·Σᵢ Lᵢ:  ∂L/∂Z = (Ŷ − Y)/m",
-            "each object's loss depends on its own row of Z only; the mean divides each by m",
+            _("each object's loss depends on its own row of Z only; the mean divides each by m"),
             gradient(sp, mean_loss(Z), Z),
             (S - Y) / m,
             given=rows_sum_to_one,
         ),
         Step(
             "Z = X·W + b:  ∂L/∂W = Xᵀ·(Ŷ − Y)/m,  ∂L/∂b = Σ_rows (Ŷ − Y)/m",
-            "chain rule through the linear layer (topic linear); W is (features, classes)",
+            _("chain rule through the linear layer (topic linear); W is (features, classes)"),
             sp.Matrix.vstack(gradient(sp, mean_loss(logits), W), gradient(sp, mean_loss(logits), b)),
             sp.Matrix.vstack(weight_gradient, sp.ones(1, m) * (S_of_W - Y) / m),
             how="numeric",
@@ -270,12 +278,12 @@ def softmax_cross_entropy(sp) -> Derivation:
         ),
         Step(
             "Z = X·Vᵀ:  ∂L/∂V = (Ŷ − Y)ᵀ·X/m",
-            "the same gradient, transposed with the weight",
+            _("the same gradient, transposed with the weight"),
             gradient(sp, mean_loss(X * W_notes.T), W_notes),
             (S_notes - Y).T * X / m,
             how="numeric",
             given=rows_sum_to_one,
-            label="the notes' weight V = Wᵀ, of shape (classes, features)",
+            label=_("the notes' weight V = Wᵀ, of shape (classes, features)"),
         ),
     ]
 
@@ -285,7 +293,7 @@ def softmax_cross_entropy(sp) -> Derivation:
         from chainrule.losses import CrossEntropyLoss, SoftmaxCrossEntropyLoss
 
         cases = []
-        for _ in range(3):
+        for _case in range(3):
             inputs, weights = rng.standard_normal((m, features)), rng.standard_normal((features, CLASSES))
             bias, targets = rng.standard_normal(CLASSES), one_hot_rows(rng, m, CLASSES)
             values = {**bind(X, inputs), **bind(W, weights), **bind(b, bias), **bind(Y, targets)}
@@ -303,14 +311,14 @@ def softmax_cross_entropy(sp) -> Derivation:
 
     return Derivation(
         "softmax_cross_entropy",
-        "Cross-entropy after softmax: ∂L/∂Z = (Ŷ − Y)/m",
+        _("Cross-entropy after softmax: ∂L/∂Z = (Ŷ − Y)/m"),
         ["ŷ = softmax(z),  L = −Σₖ yₖ·ln ŷₖ,  Σₖ yₖ = 1", "Z = X·W + b,  L = (1/m)·Σᵢ Lᵢ"],
         steps,
         weight_gradient,
         against,
         domain={**dict.fromkeys(p, (0.05, 1.0))},
         notes=[
-            "The notes write ∂L/∂W = (Ŷ − Y)ᵀ·X for W of shape (classes, features); chainrule's W is its transpose."
+            _("The notes write ∂L/∂W = (Ŷ − Y)ᵀ·X for W of shape (classes, features); chainrule's W is its transpose.")
         ],
-        about=["a batch of m objects (rows) for the matrix form"],
+        about=[_("a batch of m objects (rows) for the matrix form")],
     )

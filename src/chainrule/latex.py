@@ -1,0 +1,48 @@
+"""The head of a standalone LaTeX document in the language in effect, shared by the commands that write one.
+
+English and Russian compile with pdflatex (Russian with the Cyrillic fonts of T2A and babel's Russian
+hyphenation), Chinese with XeLaTeX, xeCJK and the Noto CJK fonts; a document for another engine than
+pdflatex names it in its first line (``% !TEX program = xelatex``), as editors and ``latexmk`` read it.
+Debian packages: texlive-latex-base; texlive-lang-cyrillic; texlive-xetex, texlive-lang-chinese and
+fonts-noto-cjk.
+"""
+
+from __future__ import annotations
+
+from chainrule.i18n import current
+
+#: The packages each language needs beyond ``amsmath`` and ``amssymb``.
+PREAMBLES = {
+    "en": (r"\usepackage[utf8]{inputenc}",),
+    "ru": (r"\usepackage[T2A]{fontenc}", r"\usepackage[utf8]{inputenc}", r"\usepackage[russian]{babel}"),
+    "zh": (
+        r"\usepackage{xeCJK}",
+        r"\setCJKmainfont{Noto Serif CJK SC}",
+        r"\setCJKsansfont{Noto Sans CJK SC}",
+        r"\setCJKmonofont{Noto Sans Mono CJK SC}",
+    ),
+}
+#: The engine that compiles a document of each language.
+ENGINES = {"en": "pdflatex", "ru": "pdflatex", "zh": "xelatex"}
+
+
+def document_head(*packages: str, lang: str | None = None) -> list[str]:
+    """The lines of a document up to ``\\begin{document}``: an article with ``amsmath``, what ``lang`` (by
+    default the language in effect) needs, then ``packages`` (geometry and the like)."""
+    lang = lang or current()
+    engine = ENGINES[lang]
+    return [
+        *([] if engine == "pdflatex" else [f"% !TEX program = {engine}"]),
+        r"\documentclass{article}",
+        r"\usepackage{amsmath,amssymb}",
+        *PREAMBLES[lang],
+        *packages,
+        r"\begin{document}",
+    ]
+
+
+def engine_of(document: str) -> str:
+    """The engine that compiles ``document``: the one its first line names, else pdflatex."""
+    first = document.split("\n", 1)[0]
+    prefix = "% !TEX program = "
+    return first[len(prefix) :].strip() if first.startswith(prefix) else "pdflatex"
