@@ -83,10 +83,13 @@ def _katex() -> tuple[str, str]:
 
 
 def page(title: str, body: str, *, maths: bool = False, script: str = "") -> str:
-    """A whole HTML document: ``body`` with the shared style, KaTeX when ``maths``, and ``script``."""
+    """A whole HTML document: ``body`` with the shared style, KaTeX when ``maths``, and ``script``; its
+    ``lang`` is the language in effect (:mod:`chainrule.i18n`)."""
+    from chainrule.i18n import current
+
     head = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="{current()}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
         f"<style>{STYLE}</style>",
