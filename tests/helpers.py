@@ -82,18 +82,24 @@ def every_kind_problems():
 
 
 def compile_latex(documents: dict, folder) -> None:
-    """Compile each LaTeX document (name → text) with pdflatex in ``folder``; fails with the log's end.
-    Skips without pdflatex, unless CHAINRULE_REQUIRE_LATEX=1 (as in CI), where that is a failure."""
-    engine = shutil.which("pdflatex")
-    if engine is None:
-        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
-            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but pdflatex is not installed")
-        pytest.skip("no pdflatex (Debian: apt-get install texlive-latex-base)")
+    """Compile each LaTeX document (name → text) in ``folder`` with the engine its first line names
+    (``% !TEX program = xelatex``), else pdflatex; fails with the log's end, or on a character the fonts
+    lack. Skips without the engine, unless CHAINRULE_REQUIRE_LATEX=1 (as in CI), where that is a failure."""
     for name, text in documents.items():
+        magic = re.match(r"% !TEX program = (\w+)", text)
+        program = magic.group(1) if magic else "pdflatex"
+        engine = shutil.which(program)
+        if engine is None:
+            if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
+                pytest.fail(f"CHAINRULE_REQUIRE_LATEX=1 but {program} is not installed")
+            pytest.skip(f"no {program} (Debian: see the TeX packages that .ci/run installs)")
         (folder / f"{name}.tex").write_text(text)
         command = [engine, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"]
         result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
         assert result.returncode == 0, f"{name}:\n{result.stdout[-3000:]}"
+        log = (folder / f"{name}.log").read_text(errors="replace")
+        missing = re.findall(r"Missing character: There is no .*", log)
+        assert not missing, f"{name}: {missing[:5]}"
 
 
 def json_at(data, path):

@@ -579,7 +579,7 @@ def _carried(root: str | None, yours: Any) -> str:
 def _describe(placed: Placed, alternatives: list[str]) -> str:
     slip = placed.slip
     where = _("at every place it applies") if placed.everywhere else placed.where
-    values = {"slip": _(slip.words), "where": where, "wrong": slip.wrong, "right": slip.right, "id": slip.id}
+    values = {"slip": _(slip.words), "where": where, "wrong": _(slip.wrong), "right": _(slip.right), "id": slip.id}
     if alternatives:
         text = _("{slip}, {where}: {wrong} instead of {right} [{id}] (or, giving the same numbers here: {others})")
         return text.format(**values, others=", ".join(alternatives))
@@ -672,7 +672,8 @@ def report_html(result: CheckReport, lang: str | None = None) -> str:
     with language(lang):
         out = []
         if result.roots:
-            out.append(f"<h2>{escape(_('Root slips'))}</h2><ol>")
+            heading = _("Root slips")
+            out.append(f"<h2>{escape(heading)}</h2><ol>")
             for root in result.roots:
                 follows = _("follows from it: {paths}").format(paths=", ".join(root.explains))
                 small = f"<br><small>{escape(follows)}</small>" if root.explains else ""
@@ -680,7 +681,8 @@ def report_html(result: CheckReport, lang: str | None = None) -> str:
             out.append("</ol>")
         out.append(f'<p class="score">{escape(_score_line(result))}</p>')
         if result.unknown:
-            out.append(f"<p>{escape(_('not checked: {reasons}').format(reasons='; '.join(result.unknown)))}</p>")
+            unchecked = _("not checked: {reasons}").format(reasons="; ".join(result.unknown))
+            out.append(f"<p>{escape(unchecked)}</p>")
         headers = [_("answer"), _("verdict"), _("written"), pgettext("the right value", "right"), _("why")]
         out.append('<table class="grid sheet"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in headers))
         out.append("</tr></thead><tbody>")

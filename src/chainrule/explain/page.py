@@ -138,12 +138,9 @@ def _diagram(explanation: Explanation, writer: _Writer) -> str:
             f"<small>{escape(name)} {out}{(' · ' + escape(params)) if params else ''}</small></a>"
         )
     loss = writer.number("loss", first.loss)
+    network = _("the network")
     boxes.append(f'<div class="box">{escape(problem.loss.kind)}<small>L = {loss}</small></div>')
-    return (
-        f'<div class="net" aria-label="{escape(_("the network"))}">'
-        + '<span class="arrow">→</span>'.join(boxes)
-        + "</div>"
-    )
+    return f'<div class="net" aria-label="{escape(network)}">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
 
 
 SCRIPT = """
@@ -203,10 +200,11 @@ def to_html(explanation: Explanation, doc: list) -> str:
     sections[0].insert(1, _diagram(explanation, writer))
     without_script = _("Without JavaScript every step is shown below; hover over a number to see how it is computed.")
     sections[0].append(f"<p><noscript>{escape(without_script)}</noscript></p>")
+    steps, previous, following = _("steps"), _("← previous"), _("next →")
     help_text = _("Click or hover over a number to see how it is computed; ← and → move through the steps.")
     body = [
-        f'<nav class="steps" aria-label="{escape(_("steps"))}"><button id="prev" type="button">'
-        f'{escape(_("← previous"))}</button><button id="next" type="button">{escape(_("next →"))}</button>'
+        f'<nav class="steps" aria-label="{escape(steps)}"><button id="prev" type="button">'
+        f'{escape(previous)}</button><button id="next" type="button">{escape(following)}</button>'
         '<span id="step-label"></span></nav>',
         *(
             f'<section class="step" data-title="{escape(t)}">' + "\n".join(s) + "</section>"

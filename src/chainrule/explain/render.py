@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -494,11 +495,17 @@ def to_markdown(doc: list) -> str:
 
 
 #: The preamble of a LaTeX document by language: English and Russian compile with pdflatex (Russian with
-#: the Cyrillic fonts of T2A and babel's hyphenation), Chinese with XeLaTeX, xeCJK and a Noto CJK font
-#: (Debian: texlive-lang-cyrillic; texlive-xetex, texlive-lang-chinese and fonts-noto-cjk).
+#: the Cyrillic fonts of T2A and babel's hyphenation; outline fonts where CM-Super is installed, scaled
+#: from its 10 pt design, else bitmaps), Chinese with XeLaTeX, xeCJK and a Noto CJK font. Debian:
+#: texlive-lang-cyrillic and cm-super-minimal; texlive-xetex, texlive-lang-chinese and fonts-noto-cjk.
 PREAMBLES = {
     "en": (r"\usepackage[utf8]{inputenc}",),
-    "ru": (r"\usepackage[T2A]{fontenc}", r"\usepackage[utf8]{inputenc}", r"\usepackage[russian]{babel}"),
+    "ru": (
+        r"\IfFileExists{type1ec.sty}{\usepackage[10pt]{type1ec}}{}",
+        r"\usepackage[T2A]{fontenc}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[russian]{babel}",
+    ),
     "zh": (
         r"\usepackage{xeCJK}",
         r"\setCJKmainfont{Noto Serif CJK SC}",
@@ -548,3 +555,28 @@ def render(explanation: Explanation, format: str = "text", precision: int = 4, l
 
             return to_html(explanation, doc)
         return {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}[format](doc)
+
+
+def example_pages(problems: Iterable[str | Path]) -> dict[str, str]:
+    """Each problem file explained in Markdown in every language: ``NAME.md`` (English), ``NAME.ru.md``,
+    ``NAME.zh.md`` — the pages of docs/examples."""
+    from chainrule.explain.explanation import run_problem
+    from chainrule.explain.problem import load_problem
+    from chainrule.i18n import LANGUAGES
+
+    pages = {}
+    for problem in problems:
+        path = Path(problem)
+        explanation = run_problem(load_problem(path))
+        for lang in LANGUAGES:
+            suffix = "" if lang == "en" else f".{lang}"
+            pages[f"{path.stem}{suffix}.md"] = render(explanation, "markdown", lang=lang)
+    return pages
+
+
+if __name__ == "__main__":  # pragma: no cover - writes docs/examples: python -m chainrule.explain.render DIR FILE...
+    import sys
+
+    folder = Path(sys.argv[1])
+    for name, text in example_pages(sys.argv[2:]).items():
+        (folder / name).write_text(text, encoding="utf-8")

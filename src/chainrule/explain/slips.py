@@ -35,7 +35,8 @@ HOOKS = ("forward", "derivative", "grad_input", "param_grad", "l2_grad", "l2_pen
 @dataclass(frozen=True)
 class Slip:
     """One kind of slip: its id, what the student did in plain words, the formula they used beside the
-    right one, where it can happen and what it computes instead."""
+    right one, where it can happen and what it computes instead. The words, and the formulas that hold
+    words, are marked for translation (``N_``) and translated where they are shown."""
 
     id: str
     words: str
@@ -270,7 +271,7 @@ SLIPS: tuple[Slip, ...] = (
         "linear.input_gradient_after_update",
         N_("the gradient passed back used the weights already updated by this step"),
         "∂L/∂X = δ·(W − lr·∂L/∂W)ᵀ",
-        "∂L/∂X = δ·Wᵀ (the weights before the update)",
+        N_("∂L/∂X = δ·Wᵀ (the weights before the update)"),
         ("grad_input",),
         _kind("linear"),
         lambda v, c: v if c["updated_W"]() is None else c["g"] @ c["updated_W"]().T,
@@ -373,8 +374,8 @@ SLIPS: tuple[Slip, ...] = (
     Slip(
         "loss.half_forgotten",
         N_("the ½ of the loss's scale was forgotten"),
-        "L = k·Σ(ŷ − y)² with k = 1/n or 1",
-        "L = k·Σ(ŷ − y)² with k = 1/(2n) or ½",
+        N_("L = k·Σ(ŷ − y)² with k = 1/n or 1"),
+        N_("L = k·Σ(ŷ − y)² with k = 1/(2n) or ½"),
         ("loss", "loss_grad"),
         lambda loss: loss.scale in ("half_mean", "half_sum"),
         lambda v, c: 2 * v,
@@ -400,7 +401,7 @@ SLIPS: tuple[Slip, ...] = (
     Slip(
         "loss.gradient_sign",
         N_("the loss's gradient was written with the wrong sign (y − ŷ instead of ŷ − y)"),
-        "∂L/∂ŷ = −(right gradient), e.g. 2k·(y − ŷ)",
+        N_("∂L/∂ŷ = −(right gradient), e.g. 2k·(y − ŷ)"),
         "∂L/∂ŷ, e.g. 2k·(ŷ − y)",
         ("loss_grad",),
         lambda loss: True,
@@ -455,7 +456,7 @@ SLIPS: tuple[Slip, ...] = (
     Slip(
         "l2.gradient_forgotten",
         N_("the penalty's gradient λW was not added to the weight gradient"),
-        "∂L/∂W (without λW)",
+        N_("∂L/∂W (without λW)"),
         "∂L/∂W + λW",
         ("l2_grad",),
         lambda p: p.decay,
@@ -465,7 +466,7 @@ SLIPS: tuple[Slip, ...] = (
         "l2.bias_penalised",
         N_("the bias was penalised too: λb added to its gradient"),
         "∂L/∂b + λb",
-        "∂L/∂b (biases are not penalised)",
+        N_("∂L/∂b (biases are not penalised)"),
         ("l2_grad",),
         lambda p: not p.decay,
         lambda v, c: c["lam"] * c["param"],
