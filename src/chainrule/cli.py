@@ -530,15 +530,16 @@ def _run_check(args: argparse.Namespace) -> int:
 
     from chainrule.errors import UsageError
     from chainrule.explain.check import check_answers, load_answers, report, verdicts_to_json
+    from chainrule.i18n import _
 
     if args.slips:
         from chainrule.explain.slips import SLIPS
 
         width = max(len(slip.id) for slip in SLIPS)
-        print("\n".join(f"{slip.id:<{width}}  {slip.words}" for slip in SLIPS))
+        print("\n".join(f"{slip.id:<{width}}  {_(slip.words)}" for slip in SLIPS))
         return 0
     if args.file is None or args.answers is None:
-        raise UsageError("check needs a problem FILE and an ANSWERS file (or --slips)")
+        raise UsageError(_("check needs a problem FILE and an ANSWERS file (or --slips)"))
     from chainrule.explain import load_problem, run_problem
 
     explanation = run_problem(load_problem(args.file), steps=args.steps)
@@ -549,7 +550,9 @@ def _run_check(args: argparse.Namespace) -> int:
         from chainrule.explain.check import report_html
         from chainrule.html import escape, page
 
-        title = f"{args.answers}, checked against {explanation.problem.title}"
+        title = _("{answers}, checked against {problem}").format(
+            answers=args.answers, problem=explanation.problem.title
+        )
         sys.stdout.write(page(title, f"<h1>{escape(title)}</h1>\n{report_html(result)}"))
     else:
         sys.stdout.write(report(result))

@@ -3,7 +3,7 @@
 English and Russian compile with pdflatex (Russian with the Cyrillic fonts of T2A and babel's Russian
 hyphenation), Chinese with XeLaTeX, xeCJK and the Noto CJK fonts; a document for another engine than
 pdflatex names it in its first line (``% !TEX program = xelatex``), as editors and ``latexmk`` read it.
-Debian packages: texlive-latex-base; texlive-lang-cyrillic; texlive-xetex, texlive-lang-chinese and
+Debian packages: texlive-latex-base; texlive-lang-cyrillic and cm-super-minimal; texlive-xetex, texlive-lang-chinese and
 fonts-noto-cjk.
 """
 
@@ -14,7 +14,14 @@ from chainrule.i18n import current
 #: The packages each language needs beyond ``amsmath`` and ``amssymb``.
 PREAMBLES = {
     "en": (r"\usepackage[utf8]{inputenc}",),
-    "ru": (r"\usepackage[T2A]{fontenc}", r"\usepackage[utf8]{inputenc}", r"\usepackage[russian]{babel}"),
+    "ru": (
+        # outline Cyrillic fonts where CM-Super is installed (Debian: cm-super-minimal), scaled from its 10 pt
+        # design; else TeX's bitmaps
+        r"\IfFileExists{type1ec.sty}{\usepackage[10pt]{type1ec}}{}",
+        r"\usepackage[T2A]{fontenc}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[russian]{babel}",
+    ),
     "zh": (
         r"\usepackage{xeCJK}",
         r"\setCJKmainfont{Noto Serif CJK SC}",

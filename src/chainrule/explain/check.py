@@ -40,8 +40,10 @@ from numpy.typing import NDArray
 
 from chainrule.explain.explanation import Explanation
 from chainrule.explain.problem import ProblemFileError, read_toml
+from chainrule.explain.render import _columns
 from chainrule.explain.replay import Placed, canonical, placements, replay, written_by
 from chainrule.explain.slips import SLIPS
+from chainrule.i18n import N_, _, language, ngettext, pgettext
 
 _PATH = re.compile(
     r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
@@ -142,22 +144,25 @@ def load_answers(path: str) -> Answers:
     doc = read_toml(path, parse_float=Written)
     answers = doc.get("answers", doc)
     if not isinstance(answers, dict):
-        raise ProblemFileError(f"{path}: answers: expected a table of values")
+        raise ProblemFileError(_("{path}: answers: expected a table of values").format(path=path))
     answers = {k: v for k, v in answers.items() if k not in ("title", "problem", "variant")}
     if not answers:
-        raise ProblemFileError(f'{path}: no answers found; write e.g. loss = 0.25 or "layers[0].output" = [[1, 2]]')
+        raise ProblemFileError(
+            _('{path}: no answers found; write e.g. loss = 0.25 or "layers[0].output" = [[1, 2]]').format(path=path)
+        )
     unknown = [key for key in answers if not _PATH.match(key)]  # listed by CheckReport.unknown
     if len(unknown) == len(answers):
         raise ProblemFileError(
-            f"{path}: {', '.join(unknown)}: not a place in the output of chainrule explain; expected e.g. loss, "
-            "final_loss, history[0], layers[0].output, layers[1].grad_input, layers[2].grads.W, "
-            "layers[0].params_after.b"
+            _(
+                "{path}: {keys}: not a place in the output of chainrule explain; expected e.g. loss, final_loss, "
+                "history[0], layers[0].output, layers[1].grad_input, layers[2].grads.W, layers[0].params_after.b"
+            ).format(path=path, keys=", ".join(unknown))
         )
     known = {key: value for key, value in answers.items() if key not in unknown}
     for key, value in known.items():
         array = _numbers(value, f"{path}: {key}")
         if np.isinf(array).any():
-            raise ProblemFileError(f"{path}: {key}: expected finite numbers")
+            raise ProblemFileError(_("{where}: expected finite numbers").format(where=f"{path}: {key}"))
     return Answers(known, unknown, path)
 
 
@@ -173,22 +178,32 @@ def _numbers(value: Any, where: str) -> NDArray:
             try:
                 v = _quoted(v)
             except (ValueError, ArithmeticError):
-                raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}") from None
+                raise ProblemFileError(_not_a_number().format(where=where, got=v)) from None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ProblemFileError(f"{where}: expected a number or a matrix of numbers, got {v!r}")
+            raise ProblemFileError(_not_a_number().format(where=where, got=v))
         if not math.isfinite(v):
-            raise ProblemFileError(f'{where}: expected finite numbers, got {v}; "" or "?" leaves an answer blank')
+            raise ProblemFileError(
+                _('{where}: expected finite numbers, got {got}; "" or "?" leaves an answer blank').format(
+                    where=where, got=v
+                )
+            )
         return v
 
     try:
         array = np.array(number(value), dtype=np.float64)
     except OverflowError:
-        raise ProblemFileError(f"{where}: expected finite numbers") from None
+        raise ProblemFileError(_("{where}: expected finite numbers").format(where=where)) from None
     except (TypeError, ValueError):
-        raise ProblemFileError(f"{where}: expected a number or a matrix of numbers (rows of equal length)") from None
+        raise ProblemFileError(
+            _("{where}: expected a number or a matrix of numbers (rows of equal length)").format(where=where)
+        ) from None
     if array.size == 0 and not (isinstance(value, list) and value == []):
-        raise ProblemFileError(f"{where}: expected a number or a matrix of numbers")
+        raise ProblemFileError(_("{where}: expected a number or a matrix of numbers").format(where=where))
     return array
+
+
+def _not_a_number() -> str:
+    return _("{where}: expected a number or a matrix of numbers, got {got!r}")
 
 
 def _quoted(text: str) -> Written | int:
@@ -245,11 +260,13 @@ class _Sheet:
 
 # -- checking ---------------------------------------------------------------------------------------
 def check_answers(
-    explanation: Explanation, answers: Answers, path: str | None = None, credit: float = 1.0
+    explanation: Explanation, answers: Answers, path: str | None = None, credit: float = 1.0, lang: str | None = None
 ) -> CheckReport:
     """The verdict on every answer, the root errors, and the score (carried-forward answers earn
-    ``credit``: 1 for full credit, 0.5 for half)."""
-    return _Checker(explanation, answers, path or answers.path, credit).run()
+    ``credit``: 1 for full credit, 0.5 for half). The descriptions of slips and causes are written in
+    ``lang`` (by default the language in effect, see :mod:`chainrule.i18n`)."""
+    with language(lang):
+        return _Checker(explanation, answers, path or answers.path, credit).run()
 
 
 class _Checker:
@@ -269,7 +286,7 @@ class _Checker:
         for key, value in self.answers.values.items():
             c = canonical(key, self.layers, self.steps) if _valid_index(key, self.layers) else None
             if c is None or c not in self.right:
-                misfits.append(f"{key}: the problem has no such value")
+                misfits.append(_("{key}: the problem has no such value").format(key=key))
                 continue
             array = _numbers(value, f"{self.path}: {key}")
             half = np.broadcast_to(np.array(_tolerances(value), dtype=np.float64), array.shape)
@@ -299,15 +316,19 @@ class _Checker:
     def _refuse_misfits(self, misfits: list[str], shapes: list[str], total: int) -> None:
         def described(key: str) -> str:
             c = self.paths[key]
-            return f"{key}: written {self.sheet.values[c].shape}, the problem's is {self.right[c].shape}"
+            return _("{key}: written {written}, the problem's is {right}").format(
+                key=key, written=self.sheet.values[c].shape, right=self.right[c].shape
+            )
 
         # shapes that no transposition explains
         odd = [k for k in shapes if self.sheet.values[self.paths[k]].shape[::-1] != self.right[self.paths[k]].shape]
         wrong = misfits + [described(k) for k in odd]
         if wrong and (len(wrong) == total or (len(wrong) >= 2 and 2 * len(wrong) >= total)):
             raise ProblemFileError(
-                f"{self.path}: these answers do not fit the problem {self.problem.path}: {'; '.join(wrong)} "
-                "(is it the answers file of another problem?)"
+                _(
+                    "{path}: these answers do not fit the problem {problem}: {misfits} (is it the answers file of "
+                    "another problem?)"
+                ).format(path=self.path, problem=self.problem.path, misfits="; ".join(wrong))
             )
 
     # -- verdicts ------------------------------------------------------------------------------------
@@ -372,16 +393,13 @@ class _Checker:
             elif c in is_right or c in rounded:
                 v.right, v.verdict = True, "right"
                 if c in rounded:
-                    v.causes.append("right for your own rounded numbers (the exact value is shown)")
+                    v.causes.append(_("right for your own rounded numbers (the exact value is shown)"))
             elif c in carried:
                 v.verdict = "carried_forward"
                 world = self.base[0] if sheet.fits(c, *(w.get(c) for w in self.base)) else self.given[0]
                 v.expected_given_yours = world[c].tolist() if c in world else None
                 v.root = _shown(root.path, self) if root else None
-                given = f": right for your numbers ({_show(world[c])})" if c in world else ""
-                v.causes.append(
-                    "follows from your earlier error" + (f" in {_shown(root.path, self)}" if root else "") + given
-                )
+                v.causes.append(_carried(_shown(root.path, self) if root else None, world.get(c)))
             else:
                 v.root = _shown(root.path if root else c, self)
                 v.slip = root.slip if root else None
@@ -394,14 +412,19 @@ class _Checker:
                 v.right, v.verdict = True, "right"
             else:
                 v.root = key
-                v.causes.append(f"the value of {other}, written here with other numbers; right: {_show(right[c])}")
+                v.causes.append(
+                    _("the value of {other}, written here with other numbers; right: {right}").format(
+                        other=other, right=_show(right[c])
+                    )
+                )
             verdicts.append(v)
         order = {**self.paths, **{k: c for k, (c, *_) in self.twice.items()}}
         verdicts.sort(key=lambda v: self.order.get(order[v.path], len(self.order)))
         for root in roots:
             root.path = _shown(root.path, self)
             root.explains = [_shown(p, self) for p in root.explains]
-        unknown = [f"{key}: not a place in the output of chainrule explain" for key in self.answers.unknown]
+        not_a_place = _("{key}: not a place in the output of chainrule explain")
+        unknown = [not_a_place.format(key=key) for key in self.answers.unknown]
         return CheckReport(verdicts, roots, self.credit, unknown + misfits)
 
     def _later(self, c: str) -> bool:
@@ -414,26 +437,32 @@ class _Checker:
             return self._unexplained(c)
         if _shown(root.path, self) == _shown(c, self):
             return root.description
-        return f"the same slip as in {_shown(root.path, self)}: {_slip_words(root.slip)}"
+        return _("the same slip as in {path}: {slip}").format(path=_shown(root.path, self), slip=_slip_words(root.slip))
 
     def _unexplained(self, c: str) -> str:
         from chainrule.explain.entries import formula
 
         formula = formula(self.explanation, c)
-        how = f", computed as {formula}" if formula else ""
         written, right = self.sheet.values[c], self.right[c]
         if written.shape != right.shape:
-            shape = f"written with shape {written.shape}"
-            return f"no known slip explains this ({shape}); the right value is {_show(right)}{how}"
-        given = self.base[0].get(c, right)
-        off = [
-            f"{''.join(f'[{i}]' for i in index) or 'the value'} is {_num(written[index])}, not {_num(given[index])}"
-            for index in map(
-                tuple, np.argwhere(~np.isnan(written) & ~(np.abs(written - given) <= self.sheet.tol(c, given)))
-            )
-        ]
-        shown = "; ".join(off[:4]) + ("; …" if len(off) > 4 else "")
-        return f"no known slip explains this ({shown}); the right value is {_show(right)}{how}"
+            shown = _("written with shape {shape}").format(shape=written.shape)
+        else:
+            given = self.base[0].get(c, right)
+            entry, whole = _("{index} is {written}, not {right}"), _("the value is {written}, not {right}")
+            off = [
+                (entry if index else whole).format(
+                    index="".join(f"[{i}]" for i in index), written=_num(written[index]), right=_num(given[index])
+                )
+                for index in map(
+                    tuple, np.argwhere(~np.isnan(written) & ~(np.abs(written - given) <= self.sheet.tol(c, given)))
+                )
+            ]
+            shown = "; ".join(off[:4]) + ("; …" if len(off) > 4 else "")
+        if formula:
+            text = _("no known slip explains this ({details}); the right value is {right}, computed as {formula}")
+        else:
+            text = _("no known slip explains this ({details}); the right value is {right}")
+        return text.format(details=shown, right=_show(right), formula=formula)
 
     # -- the search for slips ----------------------------------------------------------------------------
     def _search(self, wrong: set[str]) -> tuple[tuple[Placed, ...], set[str]]:
@@ -530,16 +559,31 @@ def _shown(c: str, checker: _Checker) -> str:
 
 
 def _slip_words(slip_id: str) -> str:
-    return next(s.words for s in SLIPS if s.id == slip_id)
+    return next(_(s.words) for s in SLIPS if s.id == slip_id)
+
+
+def _carried(root: str | None, yours: Any) -> str:
+    """Why an answer is carried forward: the earlier error it follows from, and what the formula gives for
+    the student's own numbers."""
+    if root is not None and yours is not None:
+        text = _("follows from your earlier error in {root}: right for your numbers ({yours})")
+    elif root is not None:
+        text = _("follows from your earlier error in {root}")
+    elif yours is not None:
+        text = _("follows from your earlier error: right for your numbers ({yours})")
+    else:
+        text = _("follows from your earlier error")
+    return text.format(root=root, yours=None if yours is None else _show(yours))
 
 
 def _describe(placed: Placed, alternatives: list[str]) -> str:
     slip = placed.slip
-    where = "at every place it applies" if placed.everywhere else f"in {placed.where}"
-    text = f"{slip.words}, {where}: {slip.wrong} instead of {slip.right} [{slip.id}]"
+    where = _("at every place it applies") if placed.everywhere else placed.where
+    values = {"slip": _(slip.words), "where": where, "wrong": _(slip.wrong), "right": _(slip.right), "id": slip.id}
     if alternatives:
-        text += f" (or, giving the same numbers here: {', '.join(alternatives)})"
-    return text
+        text = _("{slip}, {where}: {wrong} instead of {right} [{id}] (or, giving the same numbers here: {others})")
+        return text.format(**values, others=", ".join(alternatives))
+    return _("{slip}, {where}: {wrong} instead of {right} [{id}]").format(**values)
 
 
 # -- output ---------------------------------------------------------------------------------------------
@@ -558,69 +602,100 @@ _MARKS = {"right": "✓", "carried_forward": "↪", "wrong": "✗", "unanswered"
 
 def _score_line(result: CheckReport) -> str:
     score = result.score
-    credit = "full" if result.credit == 1 else f"{result.credit:g}"
-    return (
-        f"{score['right']} of {score['out_of']} answers right, {score['carried_forward']} carried forward, "
-        f"{score['wrong']} wrong, {score['unanswered']} unanswered: mark {score['mark']:g} of {score['out_of']} "
-        f"(carried-forward answers earn {credit} credit)"
-    )
+    values = {**score, "mark": f"{score['mark']:g}", "credit": f"{result.credit:g}", "n": score["out_of"]}
+    if result.credit == 1:
+        text = ngettext(
+            "{right} of {out_of} answer right, {carried_forward} carried forward, {wrong} wrong, {unanswered} "
+            "unanswered: mark {mark} of {out_of} (carried-forward answers earn full credit)",
+            "{right} of {out_of} answers right, {carried_forward} carried forward, {wrong} wrong, {unanswered} "
+            "unanswered: mark {mark} of {out_of} (carried-forward answers earn full credit)",
+            score["out_of"],
+        )
+    else:
+        text = ngettext(
+            "{right} of {out_of} answer right, {carried_forward} carried forward, {wrong} wrong, {unanswered} "
+            "unanswered: mark {mark} of {out_of} (carried-forward answers earn {credit} credit)",
+            "{right} of {out_of} answers right, {carried_forward} carried forward, {wrong} wrong, {unanswered} "
+            "unanswered: mark {mark} of {out_of} (carried-forward answers earn {credit} credit)",
+            score["out_of"],
+        )
+    return text.format(**values)
 
 
-def report(result: CheckReport) -> str:
-    """The text report: the root errors in a sentence or two each, the score, then every answer."""
-    lines: list[str] = []
-    for k, root in enumerate(result.roots, 1):
-        lines.append(f"Root {k} — {root.path}: {root.description}.")
-        if root.explains:
-            lines.append(f"    follows from it: {', '.join(root.explains)}")
-    if result.roots:
+def report(result: CheckReport, lang: str | None = None) -> str:
+    """The text report: the root errors in a sentence or two each, the score, then every answer; in
+    ``lang`` (by default the language in effect; the causes are in the language they were checked in)."""
+    with language(lang):
+        lines: list[str] = []
+        for k, root in enumerate(result.roots, 1):
+            lines.append(
+                _("Root {k} — {path}: {description}.").format(k=k, path=root.path, description=root.description)
+            )
+            if root.explains:
+                lines.append("    " + _("follows from it: {paths}").format(paths=", ".join(root.explains)))
+        if result.roots:
+            lines.append("")
+        lines.append(_score_line(result))
+        if result.unknown:
+            lines.append(_("not checked: {reasons}").format(reasons="; ".join(result.unknown)))
         lines.append("")
-    lines.append(_score_line(result))
-    if result.unknown:
-        lines.append(f"not checked: {'; '.join(result.unknown)}")
-    lines.append("")
-    for v in result.verdicts:
-        lines.append(f"{_MARKS[v.verdict]} {v.path}" + ("" if v.verdict != "unanswered" else "  (unanswered)"))
-        if v.verdict in ("right", "unanswered") and not v.causes:
-            continue
-        if v.verdict != "right":
-            lines.append(f"    written: {_show(_numbers(v.written, v.path))}")
-            lines.append(f"    right:   {_show(v.expected)}")
-        lines.extend(f"    → {cause}" for cause in v.causes)
-    return "\n".join(lines) + "\n"
+        labels = {"written": _("written:"), "right": _("right:")}
+        width = max(_columns(label) for label in labels.values())
+        written_label, right_label = (label + " " * (width - _columns(label)) for label in labels.values())
+        for v in result.verdicts:
+            unanswered = "  " + _("(unanswered)") if v.verdict == "unanswered" else ""
+            lines.append(f"{_MARKS[v.verdict]} {v.path}{unanswered}")
+            if v.verdict in ("right", "unanswered") and not v.causes:
+                continue
+            if v.verdict != "right":
+                lines.append(f"    {written_label} {_show(_numbers(v.written, v.path))}")
+                lines.append(f"    {right_label} {_show(v.expected)}")
+            lines.extend(f"    → {cause}" for cause in v.causes)
+        return "\n".join(lines) + "\n"
 
 
-_WORDS = {"right": "right", "carried_forward": "carried forward", "wrong": "wrong", "unanswered": "unanswered"}
+_WORDS = {
+    "right": N_("right"),
+    "carried_forward": N_("carried forward"),
+    "wrong": N_("wrong"),
+    "unanswered": N_("unanswered"),
+}
 
 
-def report_html(result: CheckReport) -> str:
+def report_html(result: CheckReport, lang: str | None = None) -> str:
     """The report as HTML (the body of ``chainrule check --format html``, and Jupyter's display): the
     root slips, the score, then the sheet with each answer coloured right, carried forward, wrong or
-    unanswered, and what was written beside what is right."""
+    unanswered, and what was written beside what is right; in ``lang`` (by default the language in
+    effect)."""
     from chainrule.html import escape
 
-    out = []
-    if result.roots:
-        out.append("<h2>Root slips</h2><ol>")
-        for root in result.roots:
-            follows = f"<br><small>follows from it: {escape(', '.join(root.explains))}</small>" if root.explains else ""
-            out.append(f"<li><b>{escape(root.path)}</b>: {escape(root.description)}.{follows}</li>")
-        out.append("</ol>")
-    out.append(f'<p class="score">{escape(_score_line(result))}</p>')
-    if result.unknown:
-        out.append(f"<p>not checked: {escape('; '.join(result.unknown))}</p>")
-    out.append('<table class="grid sheet"><thead><tr><th>answer</th><th>verdict</th><th>written</th>')
-    out.append("<th>right</th><th>why</th></tr></thead><tbody>")
-    for v in result.verdicts:
-        written = "" if v.verdict == "unanswered" else _show(_numbers(v.written, v.path))
-        right = "" if v.verdict == "right" else _show(v.expected)
-        out.append(
-            f'<tr class="{v.verdict}" data-verdict="{v.verdict}"><td>{escape(v.path)}</td>'
-            f"<td>{_MARKS[v.verdict]} {_WORDS[v.verdict]}</td><td><code>{escape(written)}</code></td>"
-            f"<td><code>{escape(right)}</code></td><td>{'<br>'.join(escape(c) for c in v.causes)}</td></tr>"
-        )
-    out.append("</tbody></table>")
-    return "\n".join(out)
+    with language(lang):
+        out = []
+        if result.roots:
+            heading = _("Root slips")
+            out.append(f"<h2>{escape(heading)}</h2><ol>")
+            for root in result.roots:
+                follows = _("follows from it: {paths}").format(paths=", ".join(root.explains))
+                small = f"<br><small>{escape(follows)}</small>" if root.explains else ""
+                out.append(f"<li><b>{escape(root.path)}</b>: {escape(root.description)}.{small}</li>")
+            out.append("</ol>")
+        out.append(f'<p class="score">{escape(_score_line(result))}</p>')
+        if result.unknown:
+            unchecked = _("not checked: {reasons}").format(reasons="; ".join(result.unknown))
+            out.append(f"<p>{escape(unchecked)}</p>")
+        headers = [_("answer"), _("verdict"), _("written"), pgettext("the right value", "right"), _("why")]
+        out.append('<table class="grid sheet"><thead><tr>' + "".join(f"<th>{escape(h)}</th>" for h in headers))
+        out.append("</tr></thead><tbody>")
+        for v in result.verdicts:
+            written = "" if v.verdict == "unanswered" else _show(_numbers(v.written, v.path))
+            right = "" if v.verdict == "right" else _show(v.expected)
+            out.append(
+                f'<tr class="{v.verdict}" data-verdict="{v.verdict}"><td>{escape(v.path)}</td>'
+                f"<td>{_MARKS[v.verdict]} {escape(_(_WORDS[v.verdict]))}</td><td><code>{escape(written)}</code></td>"
+                f"<td><code>{escape(right)}</code></td><td>{'<br>'.join(escape(c) for c in v.causes)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+        return "\n".join(out)
 
 
 def verdicts_to_json(result: CheckReport) -> dict:

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from chainrule.errors import ChainruleError
 from chainrule.explain.explanation import Explanation, StepRecord
+from chainrule.i18n import N_, _, ngettext
 from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, last_part
 
 MAX_TERMS = 8  # terms of a sum written out; longer sums are elided in the middle
@@ -66,7 +67,7 @@ class Expansion:
         """``formula = numbers = value``, in one line."""
         parts = [self.formula, self.numbers] if self.numbers else [self.formula]
         line = " = ".join([*parts, _signed(fmt(self.value))])
-        return f"{line} ({self.note})" if self.note else line
+        return f"{line} ({_(self.note)})" if self.note else line  # a path or a formula is its own translation
 
 
 # -- paths -------------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def parse_path(path: str) -> tuple[str, tuple[int, ...]]:
     """``("layers[0].grads.W", (1, 0))`` for ``layers[0].grads.W[1][0]``."""
     match = _PATH.fullmatch(path.replace(" ", ""))
     if match is None:
-        raise EntryError(f"expected a path such as layers[0].grads.W[1][0] or loss, got {path!r}")
+        raise EntryError(_("expected a path such as layers[0].grads.W[1][0] or loss, got {got!r}").format(got=path))
     return match.group("array"), tuple(int(i) for i in re.findall(r"\d+", match.group("index")))
 
 
@@ -349,7 +350,8 @@ def _group(node: _Node, text: str, ops: str) -> str:
 
 def _terms(terms: list[str]) -> str:
     if len(terms) > MAX_TERMS:
-        terms = [*terms[:3], f"… ({len(terms) - 5} more terms)", *terms[-2:]]
+        more = ngettext("… ({n} more term)", "… ({n} more terms)", len(terms) - 5).format(n=len(terms) - 5)
+        terms = [*terms[:3], more, *terms[-2:]]
     return " + ".join(terms)
 
 
@@ -556,7 +558,13 @@ def _step_for(explanation: Explanation, array: str) -> StepRecord:
     all steps), else the first."""
     if array.split(".")[1:2] == ["params_after"]:
         if len(explanation.history) > len(explanation.steps):
-            raise EntryError(f"{array}: only the first {len(explanation.steps)} steps are recorded in full")
+            raise EntryError(
+                ngettext(
+                    "{array}: only the first {n} step is recorded in full",
+                    "{array}: only the first {n} steps are recorded in full",
+                    len(explanation.steps),
+                ).format(array=array, n=len(explanation.steps))
+            )
         return explanation.steps[-1]
     return explanation.first
 
@@ -585,7 +593,9 @@ def _place(explanation: Explanation, array: str) -> _Place:
 
     match = re.fullmatch(r"layers\[(\d+)\]\.(\w+)(?:\.(\w+))?", array)
     if match is None or int(match.group(1)) >= len(records):
-        raise EntryError(f"no array {array!r} in this explanation (layers 0 to {len(records) - 1})")
+        raise EntryError(
+            _("no array {array!r} in this explanation (layers 0 to {last})").format(array=array, last=len(records) - 1)
+        )
     i, key, name = int(match.group(1)), match.group(2), match.group(3)
     r = records[i]
     in_name = Sym("X") if i == 0 else Sym(names[i - 1])
@@ -601,7 +611,9 @@ def _place(explanation: Explanation, array: str) -> _Place:
     if key in lookup and name is None:
         wanted, equations = lookup[key]
         if results.get(wanted) is None:
-            raise EntryError(f"{array}: not recorded for layer {i} ({r.layer.kind})")
+            raise EntryError(
+                _("{array}: not recorded for layer {index} ({kind})").format(array=array, index=i, kind=r.layer.kind)
+            )
         symbol = _array_symbol(wanted, symbols)
         eq = _computing(equations, wanted)
         return _Place(eq, symbols, numbers, operands, results[wanted], symbol, "", definitions)
@@ -621,13 +633,13 @@ def _place(explanation: Explanation, array: str) -> _Place:
     if (key in ("input", "grad_output") and name is None) or (key == "params" and name in r.params):
         value = {"input": r.input, "grad_output": r.grad_output}.get(key) if name is None else r.params[name]
         given = {
-            "input": "given in the problem file" if i == 0 else f"layers[{i - 1}].output",
+            "input": N_("given in the problem file") if i == 0 else f"layers[{i - 1}].output",
             "grad_output": "loss_grad" if i == len(records) - 1 else f"layers[{i + 1}].grad_input",
-            "params": "given in the problem file" if step is explanation.first else "after the steps before",
+            "params": N_("given in the problem file") if step is explanation.first else N_("after the steps before"),
         }[key]
         symbol = {"input": symbols["in"], "grad_output": "δ"}.get(key) or symbols[name]
         return _Place(None, symbols, numbers, operands, value, symbol, given)
-    raise EntryError(f"no array {array!r} in this explanation")
+    raise EntryError(_("no array {array!r} in this explanation").format(array=array))
 
 
 def _all_text(layer) -> list[str]:
@@ -644,7 +656,7 @@ def _array_symbol(wanted: str, symbols: Mapping[str, str]) -> str:
 def _update_place(explanation, step, i, name, symbols, operands) -> _Place:
     optimizer = explanation.optimizer
     if optimizer is None:
-        raise EntryError("this problem has no optimizer, so no params_after")
+        raise EntryError(_("this problem has no optimizer, so no params_after"))
     r = step.layers[i]
     state = step.optimizer_state[i][name]
     numbers = {
@@ -698,10 +710,18 @@ def expand(explanation: Explanation, path: str) -> Expansion:
     value = np.asarray(place.value, dtype=np.float64)
     if len(index) != value.ndim:
         raise EntryError(
-            f"{array} has shape {tuple(value.shape)}: expected {value.ndim} indices, got {len(index)} in {path!r}"
+            ngettext(
+                "{array} has shape {shape}: expected {n} index, got {got} in {path!r}",
+                "{array} has shape {shape}: expected {n} indices, got {got} in {path!r}",
+                value.ndim,
+            ).format(array=array, shape=tuple(value.shape), n=value.ndim, got=len(index), path=path)
         )
     if any(not 0 <= k < n for k, n in zip(index, value.shape, strict=True)):
-        raise EntryError(f"{path}: index out of range for {array} of shape {tuple(value.shape)}")
+        raise EntryError(
+            _("{path}: index out of range for {array} of shape {shape}").format(
+                path=path, array=array, shape=tuple(value.shape)
+            )
+        )
     number = float(value[index])
     where = "".join(f"[{k}]" for k in index)
     lhs = f"{place.name}{where}"

@@ -63,24 +63,27 @@ class Explanation:
 
     def _repr_markdown_(self) -> str:
         """Jupyter's display: every number of the first step, as ``chainrule explain --format markdown``
-        (JupyterLab and VS Code typeset its LaTeX)."""
+        (JupyterLab and VS Code typeset its LaTeX), in the language in effect (:mod:`chainrule.i18n`)."""
         from chainrule.explain.render import render
 
         return render(self, "markdown")
 
-    def to_html(self, precision: int = 4) -> str:
-        """The self-contained page of ``chainrule explain --format html``."""
+    def to_html(self, precision: int = 4, lang: str | None = None) -> str:
+        """The self-contained page of ``chainrule explain --format html``, in ``lang`` (by default the
+        language in effect)."""
         from chainrule.explain.render import render
 
-        return render(self, "html", precision)
+        return render(self, "html", precision, lang=lang)
 
-    def entry(self, path: str) -> str:
+    def entry(self, path: str, lang: str | None = None) -> str:
         """How the number at ``path`` (``"layers[0].grads.W[1][0]"``) is computed, with the numbers put in,
-        as ``chainrule explain --entry`` shows it."""
+        as ``chainrule explain --entry`` shows it, in ``lang`` (by default the language in effect)."""
         from chainrule.explain.entries import expand
         from chainrule.explain.render import fmt
+        from chainrule.i18n import language
 
-        return expand(self, path).text(fmt)
+        with language(lang):
+            return expand(self, path).text(fmt)
 
 
 def run_problem(problem: Problem, steps: int | None = None) -> Explanation:

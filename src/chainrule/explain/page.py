@@ -16,6 +16,7 @@ from chainrule.explain.entries import EntryError, expand
 from chainrule.explain.explanation import Explanation
 from chainrule.explain.render import Equation, Heading, Sentence, Sym, _as_matrix, _tex_equation, fmt, indexed, shown
 from chainrule.html import escape, maths, page
+from chainrule.i18n import _
 
 
 def labels(explanation: Explanation) -> dict[int, tuple[np.ndarray, str]]:
@@ -139,8 +140,9 @@ def _diagram(explanation: Explanation, writer: _Writer) -> str:
             f"<small>{escape(name)} {out}{(' · ' + escape(params)) if params else ''}</small></a>"
         )
     loss = writer.number("loss", first.loss)
+    network = _("the network")
     boxes.append(f'<div class="box">{escape(problem.loss.kind)}<small>L = {loss}</small></div>')
-    return '<div class="net" aria-label="the network">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
+    return f'<div class="net" aria-label="{escape(network)}">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
 
 
 SCRIPT = """
@@ -185,34 +187,33 @@ def to_html(explanation: Explanation, doc: list) -> str:
     writer = _Writer(explanation)
     title = doc[0].text
     sections: list[list[str]] = [[f"<h1>{escape(title)}</h1>"]]
-    titles = ["The problem"]
+    titles = [_("The problem")]
     for block in doc[1:]:
         if isinstance(block, Heading) and block.level <= 2:
             sections.append([f"<h2>{escape(block.text)}</h2>"])
             titles.append(block.text)
         elif isinstance(block, Heading):
-            number = block.text.removeprefix("Layer ").split(":")[0]
-            forward = titles[-1] == "Forward pass" and block.text.startswith("Layer ")
-            anchor = f' id="layer-{number}"' if forward else ""  # the diagram's boxes link here
+            anchor = f' id="{block.anchor}"' if block.anchor else ""  # the diagram's boxes link to the layers
             sections[-1].append(f"<h3{anchor}>{escape(block.text)}</h3>")
         elif isinstance(block, Sentence):
             sections[-1].append(f"<p>{escape(block.text)}</p>")
         else:
             sections[-1].append(writer.equation(block))
     sections[0].insert(1, _diagram(explanation, writer))
-    sections[0].append(
-        "<p><noscript>Without JavaScript every step is shown below; hover over a number to see how it is "
-        "computed.</noscript></p>"
-    )
+    without_script = _("Without JavaScript every step is shown below; hover over a number to see how it is computed.")
+    sections[0].append(f"<p><noscript>{escape(without_script)}</noscript></p>")
+    steps, previous, following = _("steps"), _("← previous"), _("next →")
+    help_text = _("Click or hover over a number to see how it is computed; ← and → move through the steps.")
     body = [
-        '<nav class="steps" aria-label="steps"><button id="prev" type="button">← previous</button>'
-        '<button id="next" type="button">next →</button><span id="step-label"></span></nav>',
+        f'<nav class="steps" aria-label="{escape(steps)}"><button id="prev" type="button">'
+        f'{escape(previous)}</button><button id="next" type="button">{escape(following)}</button>'
+        '<span id="step-label"></span></nav>',
         *(
             f'<section class="step" data-title="{escape(t)}">' + "\n".join(s) + "</section>"
             for t, s in zip(titles, sections, strict=True)
         ),
-        '<aside id="why" aria-live="polite"><div id="why-text">Click or hover over a number to see how it is '
-        'computed; ← and → move through the steps.</div><div class="value" id="why-value"></div></aside>',
+        f'<aside id="why" aria-live="polite"><div id="why-text">{escape(help_text)}</div>'
+        '<div class="value" id="why-value"></div></aside>',
     ]
     return page(title, "\n".join(body), maths=True, script=SCRIPT)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from numpy.typing import NDArray
 
 from chainrule.derive.topics import topic_of
 from chainrule.explain.explanation import Explanation, StepRecord, derivations, to_json
+from chainrule.i18n import _, language, ngettext
+from chainrule.latex import document_head
 from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
 from chainrule.trace import LayerRecord
@@ -46,6 +49,7 @@ class Sym:
 class Heading:
     level: int
     text: str
+    anchor: str | None = None  # the id a link may point to (the page's diagram links to each layer)
 
 
 @dataclass
@@ -143,34 +147,41 @@ def build(explanation: Explanation) -> list:
     doc: list = [Heading(1, problem.title)]
     n = problem.X.shape[0]
     optimizer = explanation.optimizer
-    training = (
-        f", optimizer {problem.optimizer_name} with lr = {fmt(optimizer.config()['lr'])}"
-        if optimizer is not None
-        else " (no parameters: forward and backward only)"
-    )
-    doc.append(
-        Sentence(
-            f"One batch of n = {n} objects (rows), {len(step.layers)} layers, loss "
-            f"{loss.kind} ({loss.scale}){training}."
-        )
-    )
+    values = {
+        "n": n,
+        "layers": len(step.layers),
+        "loss": loss.kind,
+        "scale": loss.scale,
+        "optimizer": problem.optimizer_name,
+    }
+    if optimizer is not None:
+        summary = _(
+            "One batch of n = {n} objects (rows), {layers} layers, loss {loss} ({scale}), optimizer {optimizer} "
+            "with lr = {lr}."
+        ).format(**values, lr=fmt(optimizer.config()["lr"]))
+    else:
+        summary = _(
+            "One batch of n = {n} objects (rows), {layers} layers, loss {loss} ({scale}) (no parameters: forward "
+            "and backward only)."
+        ).format(**values)
+    doc.append(Sentence(summary))
     doc.append(Equation(["X = ", problem.X, ",   y = ", problem.y]))
 
-    doc.append(Heading(2, "Forward pass"))
+    doc.append(Heading(2, _("Forward pass")))
     names: list[Sym] = []
     lookups = []
     for r in step.layers:
         in_name = Sym("X") if r.index == 0 else names[-1]
         names.append(indexed(r.layer.symbol, r.index))
         lookups.append(_layer_lookups(r, in_name, names[-1]))
-        doc.append(Heading(3, _layer_heading(r)))
+        doc.append(Heading(3, _layer_heading(r), anchor=f"layer-{r.index}"))
         doc.extend(filter(None, (show(eq, *lookups[-1]) for eq in r.layer.formulas().forward)))
 
     last = step.layers[-1]
     k = loss.factor(n)
     loss_symbols = _Symbols({"in": names[-1], "y": Sym("y"), "k": Sym("k")})
     loss_numbers = {"in": last.output, "y": loss.target, "k": k}
-    doc.append(Heading(3, f"Loss: {loss.kind}, scale {loss.scale}"))
+    doc.append(Heading(3, _("Loss: {kind}, scale {scale}").format(kind=loss.kind, scale=loss.scale)))
     doc.extend(
         filter(
             None,
@@ -185,14 +196,14 @@ def build(explanation: Explanation) -> list:
             )
         )
 
-    doc.append(Heading(2, "Backward pass"))
-    doc.append(Heading(3, "Loss gradient"))
+    doc.append(Heading(2, _("Backward pass")))
+    doc.append(Heading(3, _("Loss gradient")))
     doc.extend(_why(derivations(explanation)["loss"]))
     doc.extend(
         filter(None, (show(eq, loss_symbols, loss_numbers, {"∂in": step.loss_grad}) for eq in loss.formulas().backward))
     )
     if loss.after is None and loss.scale == loss.delta_scale:
-        doc.append(Sentence(f"At this scale this is (Ŷ − Y)/n: {_DELTA}"))
+        doc.append(Sentence(_delta_sentence()))
     for r in reversed(step.layers):
         symbols, numbers, results = lookups[r.index]
         doc.append(Heading(3, _layer_heading(r)))
@@ -216,24 +227,28 @@ def build(explanation: Explanation) -> list:
             doc.extend(_paired(loss, symbols, numbers, results))
 
     if optimizer is not None:
-        doc.append(Heading(2, f"Update: {problem.optimizer_name}, lr = {fmt(step.lr)}"))
+        doc.append(
+            Heading(2, _("Update: {optimizer}, lr = {lr}").format(optimizer=problem.optimizer_name, lr=fmt(step.lr)))
+        )
         doc.extend(_why(derivations(explanation)["optimizer"]))
         doc.extend(_update(explanation, step, lookups))
 
-    doc.append(Heading(2, "Loss"))
+    doc.append(Heading(2, _("Loss")))
     doc.extend(_history(explanation))
     return doc
 
 
-_DELTA = (
-    "the δ that enters the last linear layer for each of the three output pairs, MSE (1/(2n)) after an "
-    "identity, cross-entropy after a softmax and binary cross-entropy after a sigmoid (1/n)."
-)
+def _delta_sentence() -> str:
+    return _(
+        "At this scale this is (Ŷ − Y)/n: the δ that enters the last linear layer for each of the three output "
+        "pairs, MSE (1/(2n)) after an identity, cross-entropy after a softmax and binary cross-entropy after a "
+        "sigmoid (1/n)."
+    )
 
 
 def _why(topic: str | None) -> list:
     """The sentence that names the derivation behind the formulas that follow."""
-    return [Sentence(f"Why: chainrule derive {topic}")] if topic else []
+    return [Sentence(_("Why: chainrule derive {topic}").format(topic=topic))] if topic else []
 
 
 def _layer_heading(r: LayerRecord) -> str:
@@ -241,19 +256,26 @@ def _layer_heading(r: LayerRecord) -> str:
     formulas = r.layer.formulas()
     used = {name for eq in (*formulas.forward, *formulas.backward) for name in PLACEHOLDER.findall(eq.text)}
     settings = ", ".join(f"{SYMBOLS.get(k, k)} = {fmt(v)}" for k, v in r.layer.config().items() if k in used)
-    return f"Layer {r.index}: {r.layer.kind}" + (f" ({settings})" if settings else "")
+    if settings:
+        return _("Layer {index}: {kind} ({settings})").format(index=r.index, kind=r.layer.kind, settings=settings)
+    return _("Layer {index}: {kind}").format(index=r.index, kind=r.layer.kind)
 
 
 def _paired(loss, symbols, numbers, results) -> list:
     """A loss on probabilities after its activation: the two backward factors simplify to ``k·(a − y)``,
     and the numbers of the backward pass just shown are those of that formula."""
-    at_scale = "; at this scale it is (Ŷ − Y)/n" if loss.scale == loss.delta_scale else ""
-    blocks: list = [
-        Sentence(
-            f"{loss.after}, then {loss.kind}: the two factors simplify to k·(a − y), which the "
-            f"fused {loss.fused} computes directly from the logits{at_scale}."
+    names = {"activation": loss.after, "loss": loss.kind, "fused": loss.fused}
+    if loss.scale == loss.delta_scale:
+        text = _(
+            "{activation}, then {loss}: the two factors simplify to k·(a − y), which the fused {fused} computes "
+            "directly from the logits; at this scale it is (Ŷ − Y)/n."
         )
-    ]
+    else:
+        text = _(
+            "{activation}, then {loss}: the two factors simplify to k·(a − y), which the fused {fused} computes "
+            "directly from the logits."
+        )
+    blocks: list = [Sentence(text.format(**names))]
     eq = Eq("∂L/∂{in} = {k}·({out} − {y})")
     blocks.append(
         show(
@@ -302,18 +324,30 @@ def _update(explanation: Explanation, step: StepRecord, lookups) -> list:
 def _history(explanation: Explanation) -> list:
     history = explanation.history
     if explanation.optimizer is None:
-        return [Sentence(f"L = {fmt(history[0])} (nothing to update).")]
+        return [Sentence(_("L = {loss} (nothing to update).").format(loss=fmt(history[0])))]
     if len(history) == 1:
-        return [Sentence(f"Loss before the step: {fmt(history[0])}; after it: {fmt(explanation.final_loss)}.")]
+        return [
+            Sentence(
+                _("Loss before the step: {before}; after it: {after}.").format(
+                    before=fmt(history[0]), after=fmt(explanation.final_loss)
+                )
+            )
+        ]
     count = len(history)
     shown = (
         range(count)
         if count <= 12
         else [*range(5), *np.linspace(5, count - 6, 4).astype(int)[1:-1], *range(count - 5, count)]
     )
-    blocks: list = [Sentence(f"{count} steps on the same batch. The first step is shown above in full.")]
-    blocks += [Sentence(f"step {i + 1:>6}: loss before {fmt(history[i])}") for i in sorted(set(shown))]
-    blocks.append(Sentence(f"final loss {fmt(explanation.final_loss)}"))
+    steps = ngettext(
+        "{n} step on the same batch. The first step is shown above in full.",
+        "{n} steps on the same batch. The first step is shown above in full.",
+        count,
+    )
+    blocks: list = [Sentence(steps.format(n=count))]
+    line = _("step {step:>6}: loss before {loss}")
+    blocks += [Sentence(line.format(step=i + 1, loss=fmt(history[i]))) for i in sorted(set(shown))]
+    blocks.append(Sentence(_("final loss {loss}").format(loss=fmt(explanation.final_loss))))
     return blocks
 
 
@@ -368,8 +402,8 @@ def _as_matrix(array) -> NDArray:
 def _text_matrix(array) -> list[str]:
     matrix = _as_matrix(array)
     cells = _cells(matrix)
-    widths = [max(len(row[j]) for row in cells) for j in range(len(cells[0]))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    widths = [max(_columns(row[j]) for row in cells) for j in range(len(cells[0]))]
+    lines = ["  ".join(" " * (w - _columns(c)) + c for c, w in zip(row, widths, strict=True)) for row in cells]
     label = "ₓ".join(str(s).translate(_SUB) for s in matrix.shape)
     if len(lines) == 1:
         return [f"[{lines[0]}]{label}"]
@@ -407,8 +441,9 @@ def _text_equation(eq: Equation) -> list[str]:
 
 
 def _columns(text: str) -> int:
-    """Terminal columns of ``text``: a combining mark (the hat of x̂) takes none."""
-    return sum(not unicodedata.combining(c) for c in text)
+    """Terminal columns of ``text``: a combining mark (the hat of x̂) takes none, an East Asian wide or
+    fullwidth character (汉, ，) two."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def to_text(doc: list) -> str:
@@ -419,7 +454,7 @@ def to_text(doc: list) -> str:
                 out.append("")
             out.append(block.text if block.level != 2 else f"== {block.text} ==")
             if block.level == 1:
-                out.append("=" * len(block.text))
+                out.append("=" * _columns(block.text))
         elif isinstance(block, Sentence):
             out.append(block.text)
         else:
@@ -461,14 +496,7 @@ def to_markdown(doc: list) -> str:
 
 
 def to_latex_document(doc: list) -> str:
-    out = [
-        r"\documentclass{article}",
-        r"\usepackage{amsmath,amssymb}",
-        r"\usepackage[utf8]{inputenc}",
-        r"\usepackage[margin=2cm,landscape]{geometry}",
-        r"\allowdisplaybreaks",
-        r"\begin{document}",
-    ]
+    out = document_head(r"\usepackage[margin=2cm,landscape]{geometry}", r"\allowdisplaybreaks")
     for block in doc:
         if isinstance(block, Heading):
             command = {1: "section*", 2: "subsection*", 3: "subsubsection*"}[block.level]
@@ -481,16 +509,42 @@ def to_latex_document(doc: list) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(explanation: Explanation, format: str = "text", precision: int = 4) -> str:
+def render(explanation: Explanation, format: str = "text", precision: int = 4, lang: str | None = None) -> str:
     """The explanation in ``format`` (``text``, ``markdown``, ``latex``, ``json`` or ``html``, a
-    self-contained page); numbers are rounded to ``precision`` decimals except in JSON, which has them in
-    full."""
+    self-contained page) and in ``lang`` (``en``, ``ru`` or ``zh``; by default the language in effect, see
+    :mod:`chainrule.i18n`); numbers are rounded to ``precision`` decimals except in JSON, which has them in
+    full. A Chinese LaTeX document is compiled with XeLaTeX (its first line says so)."""
     if format == "json":
         return json.dumps(to_json(explanation), indent=2) + "\n"
-    with decimals(precision):
+    with language(lang), decimals(precision):
         doc = build(explanation)
         if format == "html":
             from chainrule.explain.page import to_html
 
             return to_html(explanation, doc)
         return {"text": to_text, "markdown": to_markdown, "latex": to_latex_document}[format](doc)
+
+
+def example_pages(problems: Iterable[str | Path]) -> dict[str, str]:
+    """Each problem file explained in Markdown in every language: ``NAME.md`` (English), ``NAME.ru.md``,
+    ``NAME.zh.md`` — the pages of docs/examples."""
+    from chainrule.explain.explanation import run_problem
+    from chainrule.explain.problem import load_problem
+    from chainrule.i18n import LANGUAGES
+
+    pages = {}
+    for problem in problems:
+        path = Path(problem)
+        explanation = run_problem(load_problem(path))
+        for lang in LANGUAGES:
+            suffix = "" if lang == "en" else f".{lang}"
+            pages[f"{path.stem}{suffix}.md"] = render(explanation, "markdown", lang=lang)
+    return pages
+
+
+if __name__ == "__main__":  # pragma: no cover - writes docs/examples: python -m chainrule.explain.render DIR FILE...
+    import sys
+
+    folder = Path(sys.argv[1])
+    for name, text in example_pages(sys.argv[2:]).items():
+        (folder / name).write_text(text, encoding="utf-8")

@@ -28,6 +28,7 @@ from chainrule.activations import ElementWise
 from chainrule.errors import ChainruleError
 from chainrule.explain.problem import Problem
 from chainrule.explain.slips import SLIPS, Slip
+from chainrule.i18n import _
 from chainrule.layers import BatchNorm1d
 from chainrule.losses import l2_penalty
 from chainrule.optim import SGD, Adam
@@ -41,7 +42,7 @@ class Placed:
 
     slip: Slip
     sites: frozenset[Site]
-    where: str
+    where: str  # in the language in effect: "in layer 1 (relu)"
     everywhere: bool = False
 
 
@@ -127,21 +128,24 @@ def placements(problem: Problem) -> list[Placed]:
                     and layers[i - 1].kind != "identity",
                 )
                 if slip.when(target):
-                    sites.append((frozenset((h, i) for h in slip.hooks), f"layer {i} ({layer.kind})"))
+                    where = _("in layer {index} ({kind})").format(index=i, kind=layer.kind)
+                    sites.append((frozenset((h, i) for h in slip.hooks), where))
         if hooks & {"loss", "loss_grad"} and slip.when(problem.loss):
-            words = {"loss": "the loss", "loss_grad": "the loss's gradient"}
+            words = {"loss": _("in the loss"), "loss_grad": _("in the loss's gradient")}
             sites += [(frozenset({(h, h)}), words[h]) for h in slip.hooks]
         if "l2_grad" in hooks and problem.l2:
             for i, layer in enumerate(layers):
                 for name, p in layer.params.items():
                     if slip.when(p):
-                        sites.append((frozenset({("l2_grad", (i, name))}), f"the gradient of {_symbol(name, i)}"))
+                        where = _("in the gradient of {symbol}").format(symbol=_symbol(name, i))
+                        sites.append((frozenset({("l2_grad", (i, name))}), where))
         if "l2_penalty" in hooks and problem.l2:
-            sites.append((frozenset({("l2_penalty", "l2")}), "the L2 penalty"))
+            sites.append((frozenset({("l2_penalty", "l2")}), _("in the L2 penalty")))
         if "update" in hooks and optimizer is not None and slip.when(optimizer):
             for i, layer in enumerate(layers):
                 for name in layer.params:
-                    sites.append((frozenset({("update", (i, name))}), f"the update of {_symbol(name, i)}"))
+                    where = _("in the update of {symbol}").format(symbol=_symbol(name, i))
+                    sites.append((frozenset({("update", (i, name))}), where))
         out += [Placed(slip, s, where) for s, where in sites]
         if len(sites) > 1:
             out.append(Placed(slip, frozenset().union(*(s for s, _ in sites)), "everywhere", everywhere=True))

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.activations import ElementWise, Identity, softmax
+from chainrule.i18n import N_
 from chainrule.optim import SGD
 
 HOOKS = ("forward", "derivative", "grad_input", "param_grad", "l2_grad", "l2_penalty", "loss", "loss_grad", "update")
@@ -34,7 +35,8 @@ HOOKS = ("forward", "derivative", "grad_input", "param_grad", "l2_grad", "l2_pen
 @dataclass(frozen=True)
 class Slip:
     """One kind of slip: its id, what the student did in plain words, the formula they used beside the
-    right one, where it can happen and what it computes instead."""
+    right one, where it can happen and what it computes instead. The words, and the formulas that hold
+    words, are marked for translation (``N_``) and translated where they are shown."""
 
     id: str
     words: str
@@ -135,7 +137,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- forward -------------------------------------------------------------------------------------
     Slip(
         "linear.bias_forgotten",
-        "the bias was left out of the layer's output",
+        N_("the bias was left out of the layer's output"),
         "Z = X·W",
         "Z = X·W + b",
         ("forward",),
@@ -144,7 +146,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "linear.weights_transposed",
-        "the weight matrix was used transposed in the layer's output",
+        N_("the weight matrix was used transposed in the layer's output"),
         "Z = X·Wᵀ + b",
         "Z = X·W + b",
         ("forward",),
@@ -155,7 +157,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "activation.not_applied",
-        "the activation function was not applied: its input was passed on as its output",
+        N_("the activation function was not applied: its input was passed on as its output"),
         "a = z",
         "a = f(z)",
         ("forward",),
@@ -164,7 +166,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "sigmoid.exponent_sign",
-        "the sign of the exponent in the sigmoid was lost",
+        N_("the sign of the exponent in the sigmoid was lost"),
         "σ(z) = 1/(1 + e^z)",
         "σ(z) = 1/(1 + e^(−z))",
         ("forward",),
@@ -173,7 +175,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "softmax.over_columns",
-        "the softmax was normalised over the column (the objects of the batch) instead of the row",
+        N_("the softmax was normalised over the column (the objects of the batch) instead of the row"),
         "ŷ_ik = e^(z_ik)/Σ_i e^(z_ik)",
         "ŷ_ik = e^(z_ik)/Σ_k e^(z_ik)",
         ("forward",),
@@ -182,7 +184,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "normalization.unbiased_variance",
-        "the variance was divided by n − 1 (the unbiased estimate) instead of n",
+        N_("the variance was divided by n − 1 (the unbiased estimate) instead of n"),
         "σ² = 1/(n − 1)·Σ(x − μ)²",
         "σ² = 1/n·Σ(x − μ)²",
         ("forward",),
@@ -191,7 +193,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "gelu.tanh_approximation",
-        "GELU was computed with its tanh approximation instead of the exact erf form",
+        N_("GELU was computed with its tanh approximation instead of the exact erf form"),
         "a = ½z(1 + tanh(√(2/π)(z + 0.044715z³)))",
         "a = z·Φ(z)",
         ("forward",),
@@ -201,7 +203,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- an activation's local derivative ------------------------------------------------------------------
     Slip(
         "activation.derivative_not_applied",
-        "the activation's derivative was not applied on the way back (for ReLU: its mask [z > 0])",
+        N_("the activation's derivative was not applied on the way back (for ReLU: its mask [z > 0])"),
         "∂L/∂z = ∂L/∂a",
         "∂L/∂z = ∂L/∂a ⊙ f′(z)",
         ("derivative",),
@@ -210,7 +212,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "activation.derivative_at_output",
-        "the activation's derivative was evaluated at its output a instead of its input z",
+        N_("the activation's derivative was evaluated at its output a instead of its input z"),
         "f′(a)",
         "f′(z)",
         ("derivative",),
@@ -219,7 +221,9 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "activation.output_form_at_input",
-        "the derivative written in terms of the output was fed the input: z(1 − z) for the sigmoid, 1 − z² for tanh",
+        N_(
+            "the derivative written in terms of the output was fed the input: z(1 − z) for the sigmoid, 1 − z² for tanh"
+        ),
         "σ′ = z(1 − z),  tanh′ = 1 − z²",
         "σ′ = a(1 − a),  tanh′ = 1 − a²",
         ("derivative",),
@@ -228,7 +232,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "tanh.square_forgotten",
-        "the square was left out of tanh's derivative",
+        N_("the square was left out of tanh's derivative"),
         "tanh′(z) = 1 − tanh(z)",
         "tanh′(z) = 1 − tanh²(z)",
         ("derivative",),
@@ -237,7 +241,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "sigmoid.one_minus_forgotten",
-        "the factor (1 − σ) was left out of the sigmoid's derivative",
+        N_("the factor (1 − σ) was left out of the sigmoid's derivative"),
         "σ′(z) = σ(z)",
         "σ′(z) = σ(z)(1 − σ(z))",
         ("derivative",),
@@ -246,7 +250,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "leaky_relu.negative_slope_forgotten",
-        "LeakyReLU's derivative was taken as 0 for negative inputs, as ReLU's, instead of α",
+        N_("LeakyReLU's derivative was taken as 0 for negative inputs, as ReLU's, instead of α"),
         "f′(z) = [z > 0]",
         "f′(z) = [z > 0] + α·[z ≤ 0]",
         ("derivative",),
@@ -256,7 +260,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- the gradient passed back --------------------------------------------------------------------------
     Slip(
         "linear.input_gradient_not_transposed",
-        "the gradient passed back used W instead of Wᵀ",
+        N_("the gradient passed back used W instead of Wᵀ"),
         "∂L/∂X = δ·W",
         "∂L/∂X = δ·Wᵀ",
         ("grad_input",),
@@ -265,16 +269,16 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "linear.input_gradient_after_update",
-        "the gradient passed back used the weights already updated by this step",
+        N_("the gradient passed back used the weights already updated by this step"),
         "∂L/∂X = δ·(W − lr·∂L/∂W)ᵀ",
-        "∂L/∂X = δ·Wᵀ (the weights before the update)",
+        N_("∂L/∂X = δ·Wᵀ (the weights before the update)"),
         ("grad_input",),
         _kind("linear"),
         lambda v, c: v if c["updated_W"]() is None else c["g"] @ c["updated_W"]().T,
     ),
     Slip(
         "softmax.jacobian_diagonal_only",
-        "the softmax's Jacobian was taken as its diagonal ŷ(1 − ŷ): the terms −ŷ_k·ŷ_j, k ≠ j, were dropped",
+        N_("the softmax's Jacobian was taken as its diagonal ŷ(1 − ŷ): the terms −ŷ_k·ŷ_j, k ≠ j, were dropped"),
         "∂L/∂z_k = ∂L/∂ŷ_k·ŷ_k(1 − ŷ_k)",
         "∂L/∂z_k = Σ_j ∂L/∂ŷ_j·ŷ_j(Δ_jk − ŷ_k)",
         ("grad_input",),
@@ -283,7 +287,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "paired.minus_y_forgotten",
-        "the −y of δ = k·(ŷ − y) was forgotten (the gradient through the output activation and its loss)",
+        N_("the −y of δ = k·(ŷ − y) was forgotten (the gradient through the output activation and its loss)"),
         "δ = k·ŷ",
         "δ = k·(ŷ − y)",
         ("grad_input",),
@@ -292,8 +296,10 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "normalization.backward_without_statistics",
-        "the backward pass treated the mean and the variance as constants: the terms that come through "
-        "μ and σ² were left out",
+        N_(
+            "the backward pass treated the mean and the variance as constants: the terms that come through "
+            "μ and σ² were left out"
+        ),
         "∂L/∂x = γ·g/√(σ² + ε)",
         "∂L/∂x = γ/√(σ² + ε)·(g − mean(g) − x̂·mean(g ⊙ x̂))",
         ("grad_input",),
@@ -302,7 +308,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "normalization.backward_without_variance_term",
-        "the backward pass left out the term that comes through the variance",
+        N_("the backward pass left out the term that comes through the variance"),
         "∂L/∂x = γ/√(σ² + ε)·(g − mean(g))",
         "∂L/∂x = γ/√(σ² + ε)·(g − mean(g) − x̂·mean(g ⊙ x̂))",
         ("grad_input",),
@@ -312,7 +318,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- a parameter's gradient ------------------------------------------------------------------------------
     Slip(
         "linear.weight_gradient_transposed",
-        "the weight gradient was written transposed: δᵀ·X instead of Xᵀ·δ",
+        N_("the weight gradient was written transposed: δᵀ·X instead of Xᵀ·δ"),
         "∂L/∂W = δᵀ·X",
         "∂L/∂W = Xᵀ·δ",
         ("param_grad",),
@@ -321,7 +327,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "linear.weight_gradient_pre_activation",
-        "the weight gradient used the activation's input z of the layer before instead of its output a",
+        N_("the weight gradient used the activation's input z of the layer before instead of its output a"),
         "∂L/∂W = Zᵀ·δ",
         "∂L/∂W = Aᵀ·δ",
         ("param_grad",),
@@ -330,7 +336,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "linear.bias_gradient_not_summed",
-        "the bias gradient was not summed over the rows (objects): δ itself was written",
+        N_("the bias gradient was not summed over the rows (objects): δ itself was written"),
         "∂L/∂b = δ",
         "∂L/∂b = Σ_rows δ",
         ("param_grad",),
@@ -339,7 +345,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "linear.bias_gradient_averaged",
-        "the bias gradient was averaged over the rows instead of summed (the 1/n is already in δ)",
+        N_("the bias gradient was averaged over the rows instead of summed (the 1/n is already in δ)"),
         "∂L/∂b = 1/n·Σ_rows δ",
         "∂L/∂b = Σ_rows δ",
         ("param_grad",),
@@ -348,7 +354,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "normalization.gamma_gradient_with_input",
-        "γ's gradient used the layer's input x instead of the normalised x̂",
+        N_("γ's gradient used the layer's input x instead of the normalised x̂"),
         "∂L/∂γ = Σ_rows g ⊙ x",
         "∂L/∂γ = Σ_rows g ⊙ x̂",
         ("param_grad",),
@@ -358,7 +364,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- the loss --------------------------------------------------------------------------------------------
     Slip(
         "loss.mean_forgotten",
-        "the 1/n of the mean over the objects was forgotten",
+        N_("the 1/n of the mean over the objects was forgotten"),
         "L = Σ ℓ,  ∂L/∂ŷ = ∂ℓ/∂ŷ",
         "L = 1/n·Σ ℓ,  ∂L/∂ŷ = 1/n·∂ℓ/∂ŷ",
         ("loss", "loss_grad"),
@@ -367,16 +373,16 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "loss.half_forgotten",
-        "the ½ of the loss's scale was forgotten",
-        "L = k·Σ(ŷ − y)² with k = 1/n or 1",
-        "L = k·Σ(ŷ − y)² with k = 1/(2n) or ½",
+        N_("the ½ of the loss's scale was forgotten"),
+        N_("L = k·Σ(ŷ − y)² with k = 1/n or 1"),
+        N_("L = k·Σ(ŷ − y)² with k = 1/(2n) or ½"),
         ("loss", "loss_grad"),
         lambda loss: loss.scale in ("half_mean", "half_sum"),
         lambda v, c: 2 * v,
     ),
     Slip(
         "mse.two_forgotten",
-        "the 2 that comes down from the square was left out of the gradient",
+        N_("the 2 that comes down from the square was left out of the gradient"),
         "∂L/∂ŷ = k·(ŷ − y)",
         "∂L/∂ŷ = 2k·(ŷ − y)",
         ("loss_grad",),
@@ -385,7 +391,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "mse.mean_over_outputs",
-        "the squared error was averaged over the outputs too (divided by n·d instead of n)",
+        N_("the squared error was averaged over the outputs too (divided by n·d instead of n)"),
         "L = k/d·Σ(ŷ − y)²",
         "L = k·Σ(ŷ − y)²",
         ("loss", "loss_grad"),
@@ -394,8 +400,8 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "loss.gradient_sign",
-        "the loss's gradient was written with the wrong sign (y − ŷ instead of ŷ − y)",
-        "∂L/∂ŷ = −(right gradient), e.g. 2k·(y − ŷ)",
+        N_("the loss's gradient was written with the wrong sign (y − ŷ instead of ŷ − y)"),
+        N_("∂L/∂ŷ = −(right gradient), e.g. 2k·(y − ŷ)"),
         "∂L/∂ŷ, e.g. 2k·(ŷ − y)",
         ("loss_grad",),
         lambda loss: True,
@@ -403,7 +409,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "cross_entropy.log10",
-        "the logarithm was taken to base 10 instead of the natural logarithm",
+        N_("the logarithm was taken to base 10 instead of the natural logarithm"),
         "L = −k·Σ y·log₁₀ ŷ",
         "L = −k·Σ y·ln ŷ",
         ("loss",),
@@ -412,7 +418,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "cross_entropy.minus_forgotten",
-        "the minus sign in front of the cross-entropy was forgotten (a negative loss)",
+        N_("the minus sign in front of the cross-entropy was forgotten (a negative loss)"),
         "L = k·Σ y·ln ŷ",
         "L = −k·Σ y·ln ŷ",
         ("loss",),
@@ -421,7 +427,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "fused.minus_y_forgotten",
-        "the −Y of the fused gradient was forgotten",
+        N_("the −Y of the fused gradient was forgotten"),
         "∂L/∂Z = k·Ŷ",
         "∂L/∂Z = k·(Ŷ − Y)",
         ("loss_grad",),
@@ -430,7 +436,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "bce.y_term_sign",
-        "the term of y = 1 in the logloss's derivative lost its minus sign",
+        N_("the term of y = 1 in the logloss's derivative lost its minus sign"),
         "∂L/∂p = k·(y/p + (1 − y)/(1 − p))",
         "∂L/∂p = k·(−y/p + (1 − y)/(1 − p))",
         ("loss_grad",),
@@ -440,7 +446,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- L2 ----------------------------------------------------------------------------------------------------
     Slip(
         "l2.gradient_two_lambda",
-        "the penalty λ/2·‖W‖² was differentiated to 2λW instead of λW",
+        N_("the penalty λ/2·‖W‖² was differentiated to 2λW instead of λW"),
         "∂/∂W (λ/2·‖W‖²) = 2λW",
         "∂/∂W (λ/2·‖W‖²) = λW",
         ("l2_grad",),
@@ -449,8 +455,8 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "l2.gradient_forgotten",
-        "the penalty's gradient λW was not added to the weight gradient",
-        "∂L/∂W (without λW)",
+        N_("the penalty's gradient λW was not added to the weight gradient"),
+        N_("∂L/∂W (without λW)"),
         "∂L/∂W + λW",
         ("l2_grad",),
         lambda p: p.decay,
@@ -458,16 +464,16 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "l2.bias_penalised",
-        "the bias was penalised too: λb added to its gradient",
+        N_("the bias was penalised too: λb added to its gradient"),
         "∂L/∂b + λb",
-        "∂L/∂b (biases are not penalised)",
+        N_("∂L/∂b (biases are not penalised)"),
         ("l2_grad",),
         lambda p: not p.decay,
         lambda v, c: c["lam"] * c["param"],
     ),
     Slip(
         "l2.penalty_half_forgotten",
-        "the ½ of the penalty λ/2·Σ‖W‖² was forgotten",
+        N_("the ½ of the penalty λ/2·Σ‖W‖² was forgotten"),
         "λ·Σ‖W‖²",
         "λ/2·Σ‖W‖²",
         ("l2_penalty",),
@@ -477,7 +483,7 @@ SLIPS: tuple[Slip, ...] = (
     # -- the update --------------------------------------------------------------------------------------------
     Slip(
         "update.sign_flipped",
-        "the step was added instead of subtracted: the update went up the gradient",
+        N_("the step was added instead of subtracted: the update went up the gradient"),
         "θ ← θ + lr·g",
         "θ ← θ − lr·g",
         ("update",),
@@ -486,7 +492,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "update.lr_forgotten",
-        "the learning rate was left out of the step",
+        N_("the learning rate was left out of the step"),
         "θ ← θ − g",
         "θ ← θ − lr·g",
         ("update",),
@@ -495,7 +501,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "update.not_applied",
-        "the parameter was written as it was before the step: no update",
+        N_("the parameter was written as it was before the step: no update"),
         "θ ← θ",
         "θ ← θ − lr·g",
         ("update",),
@@ -504,7 +510,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "update.gradient_transposed",
-        "the update used the transposed gradient",
+        N_("the update used the transposed gradient"),
         "W ← W − lr·gᵀ",
         "W ← W − lr·g",
         ("update",),
@@ -513,7 +519,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "momentum.dampened",
-        "the momentum buffer was an average b ← μ·b + (1 − μ)·g instead of the sum b ← μ·b + g",
+        N_("the momentum buffer was an average b ← μ·b + (1 − μ)·g instead of the sum b ← μ·b + g"),
         "b ← μ·b + (1 − μ)·g",
         "b ← μ·b + g",
         ("update",),
@@ -522,7 +528,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "nesterov.plain_momentum",
-        "Nesterov's look-ahead was forgotten: the step was the plain momentum buffer",
+        N_("Nesterov's look-ahead was forgotten: the step was the plain momentum buffer"),
         "θ ← θ − lr·b",
         "θ ← θ − lr·(g + μ·b)",
         ("update",),
@@ -531,7 +537,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "adam.bias_correction_forgotten",
-        "Adam's bias correction was forgotten: m and v were used for m̂ and v̂",
+        N_("Adam's bias correction was forgotten: m and v were used for m̂ and v̂"),
         "θ ← θ − lr·m/(√v + ε)",
         "θ ← θ − lr·m̂/(√v̂ + ε),  m̂ = m/(1 − β₁ᵗ),  v̂ = v/(1 − β₂ᵗ)",
         ("update",),
@@ -540,7 +546,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "adam.square_root_forgotten",
-        "the square root of v̂ was forgotten in Adam's step",
+        N_("the square root of v̂ was forgotten in Adam's step"),
         "θ ← θ − lr·m̂/(v̂ + ε)",
         "θ ← θ − lr·m̂/(√v̂ + ε)",
         ("update",),
@@ -549,7 +555,7 @@ SLIPS: tuple[Slip, ...] = (
     ),
     Slip(
         "rmsprop.square_root_forgotten",
-        "the square root of v was forgotten in RMSprop's step",
+        N_("the square root of v was forgotten in RMSprop's step"),
         "θ ← θ − lr·g/(v + ε)",
         "θ ← θ − lr·g/(√v + ε)",
         ("update",),

@@ -84,7 +84,7 @@ def _katex() -> tuple[str, str]:
 
 def page(title: str, body: str, *, maths: bool = False, script: str = "") -> str:
     """A whole HTML document: ``body`` with the shared style, KaTeX when ``maths``, and ``script``; its
-    ``lang`` the language in effect."""
+    ``lang`` is the language in effect (:mod:`chainrule.i18n`)."""
     from chainrule.i18n import current
 
     head = [
