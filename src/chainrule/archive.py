@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import zipfile
@@ -50,6 +51,14 @@ ARCHIVE_ERRORS = (
     RuntimeError,
 )
 _REF = "$array"
+#: The deepest nesting read from a text file (TOML, or the JSON inside a model file): arrays, tables and
+#: dotted keys together. A problem file nests three or four deep; a parser walking 10,000 (or a dotted key
+#: of 10,000 parts, which Python's TOML reader takes quadratic time and memory for) is a bomb.
+MAX_NESTING = 64
+#: What is not structure in TOML or JSON: strings (basic, literal, multi-line) and comments.
+_STRINGS = re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL)
+#: A dotted key (``a.b."c"``) once the strings are blanked: its parts are the dots plus one.
+_DOTTED = re.compile(r"[\w-]+(?:[ \t]*\.[ \t]*[\w-]+)+")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
@@ -91,6 +100,17 @@ def _cannot_write(path: Path, err: OSError) -> WriteError:
     error = WriteError(f"cannot write {path}: {reason}")
     error.errno = err.errno
     return error
+
+
+def nesting(text: str) -> int:
+    """How deep ``text`` (TOML or JSON) nests: the most brackets and braces open at once, or the most parts
+    of a dotted key, whichever is more; counted in one pass over the text, before any parser sees it."""
+    bare = _STRINGS.sub(lambda m: "s" if m.group().startswith(("'", '"')) else "", text)
+    opened = np.frombuffer(bare.encode("ascii", errors="replace"), np.uint8)
+    steps = np.isin(opened, (ord("["), ord("{"))).astype(np.int32) - np.isin(opened, (ord("]"), ord("}")))
+    depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    dotted = max((m.group().count(".") + 1 for m in _DOTTED.finditer(bare)), default=0)
+    return max(depth, dotted)
 
 
 def memory_budget() -> int:
@@ -138,7 +158,7 @@ def open_regular(
         raise error(f"{path}: {kind}; expected {what}, a regular file")
     if size > limit:
         os.close(fd)
-        raise error(f"{path}: {size} bytes is larger than any {what} ({limit} bytes at most)")
+        raise error(f"{path}: {_amount(size)}; {what} of at most {_amount(limit)} is read on this machine")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -155,14 +175,8 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
         compressed = os.fstat(f.fileno()).st_size
         try:
             with zipfile.ZipFile(f) as archive:
-                infos = archive.infolist()
-                declared = sum(info.file_size for info in infos)
-                if declared > MAX_RATIO * compressed + 2**20:
-                    raise DataError(f"{path}: declares {declared} bytes of arrays in a file of {compressed}; refusing")
-                if declared > memory_budget():
-                    raise DataError(too_large(path, declared))
                 arrays = {}
-                for info in infos:
+                for info in zip_entries(archive, path, compressed):
                     name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                     with archive.open(info) as member:
                         arrays[name] = _read_npy(member, info.file_size, path, name)
@@ -173,10 +187,23 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
             raise DataError(f"{path}: not a readable {what} ({err})") from None
 
 
-def read_npy(path: str | Path, what: str = "a .npy array") -> NDArray:
+def zip_entries(archive: zipfile.ZipFile, path: str | Path, size: int) -> list[zipfile.ZipInfo]:
+    """The entries of the zip ``archive`` (a file of ``size`` bytes at ``path``), once the sizes its
+    directory declares are found possible for its size (deflate expands at most :data:`MAX_RATIO` times)
+    and within :func:`memory_budget`: a zip bomb is refused before anything is expanded."""
+    infos = archive.infolist()
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_RATIO * size + 2**20:
+        raise DataError(f"{path}: declares {declared} bytes of data in a file of {size}; refusing")
+    if declared > memory_budget():
+        raise DataError(too_large(path, declared))
+    return infos
+
+
+def read_npy(path: str | Path, what: str = ".npy array") -> NDArray:
     """The array of the ``.npy`` file at ``path``, read without pickle and within the bounds of
-    :func:`read_npz`."""
-    with open_regular(path, what) as f:
+    :func:`read_npz`; ``what`` names the kind of file in the errors (``".npy array"``)."""
+    with open_regular(path, f"a {what}") as f:
         try:
             return _read_npy(f, os.fstat(f.fileno()).st_size, path, "")
         except DataError:
@@ -276,9 +303,12 @@ def load(
         meta_text = metadata.get("meta")
         if meta_text is None and metadata.get("format") == "pt":
             raise DataError(f"{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back")
+    text = str(meta_text[()]) if isinstance(meta_text, np.ndarray) and meta_text.ndim == 0 else meta_text
+    if isinstance(text, str) and nesting(text) > MAX_NESTING:
+        raise DataError(f"{path}: its 'meta' record nests more than {MAX_NESTING} deep; not a {what}")
     try:
-        meta = json.loads(str(meta_text[()] if isinstance(meta_text, np.ndarray) else meta_text))
-    except (ValueError, TypeError, IndexError):
+        meta = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
         raise DataError(f"{path}: not a {what} (no readable 'meta' record)") from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != format:

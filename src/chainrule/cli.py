@@ -388,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Run the command of ``args``; every failure ends here, as one line through :func:`error`."""
     from chainrule.errors import ChainruleError
+    from chainrule.signals import ignore_interrupts
 
     try:
         code = args.run(args)
@@ -395,12 +396,12 @@ def _run(args: argparse.Namespace) -> int:
         return code
     except ChainruleError as err:
         if err.exit_code == 130:
-            _ignore_signals()
+            ignore_interrupts()
         if args.debug:
             raise
         return error(str(err), err.exit_code)
     except KeyboardInterrupt:
-        _ignore_signals()
+        ignore_interrupts()
         return error("interrupted", 130, prefix="chainrule")
     except BrokenPipeError:  # the reader of the output is gone (`chainrule explain FILE | head`): stop quietly
         with contextlib.suppress(OSError, ValueError):  # Python flushes standard output at exit: into nothing
@@ -443,13 +444,6 @@ def _warning(message, category, filename, lineno, file=None, line=None) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _ignore_signals() -> None:
-    """Further Ctrl-C or SIGTERM while the first is being handled would only interrupt its handling."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_gradcheck(args: argparse.Namespace) -> int:
@@ -589,9 +583,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from chainrule.errors import DataError
     from chainrule.training.config import TrainConfig
-    from chainrule.training.data import load_dataset
+    from chainrule.training.data import labels_for, load_dataset
     from chainrule.training.modelfile import load_model
     from chainrule.training.plots import confusion_matrix
 
@@ -603,15 +596,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         splits=("test",),
         label=getattr(args, "label", None),
     )
-    if dataset.y_test.max() >= len(model.classes):
-        raise DataError(
-            f"{dataset.name}: the test set has label {int(dataset.y_test.max())}, but the model knows "
-            f"{len(model.classes)} classes ({', '.join(model.classes[:5])}{', ...' if len(model.classes) > 5 else ''})"
-        )
+    y_test = labels_for(dataset, model.classes)
     predicted = model.predict(dataset.X_test)
-    matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
+    matrix = confusion_matrix(y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
-    accuracy = float(np.mean(predicted == dataset.y_test))
+    accuracy = float(np.mean(predicted == y_test))
     if args.json:
         print(
             json.dumps(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import pprint
 import warnings
 import zipfile
@@ -411,11 +412,9 @@ def read_torch(path: str | Path) -> Any:
     ``--format torch`` export as a :class:`TorchClassifier`, rebuilt from the description in their
     metadata."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a TorchScript file or a --format torch export")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if zipfile.is_zipfile(path):
+    with archive.open_regular(path, "a TorchScript file or a --format torch export") as f:
+        is_zip = zipfile.is_zipfile(f)
+    if is_zip:
         return _read_torchscript(path)
     tensors, metadata = archive.read_safetensors(path, "PyTorch export")
     twins = {kind.cls.torch_name for kind in LAYERS.kinds()}
@@ -442,7 +441,7 @@ def read_torch(path: str | Path) -> Any:
             for name, buffer in module.named_buffers(recurse=False):
                 if buffer.is_meta:
                     setattr(module, name, torch.zeros_like(buffer, device="cpu"))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError, RecursionError) as err:
         raise DataError(
             f"{path}: not a PyTorch export of chainrule (`chainrule export --format torch`) that can be read "
             f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
@@ -452,8 +451,9 @@ def read_torch(path: str | Path) -> Any:
 
 def _read_torchscript(path: Path) -> Any:
     """The TorchScript model in the zip archive at ``path``; what else a zip can be is named."""
-    with zipfile.ZipFile(path) as archive_file:
-        if any(name.endswith(".npy") for name in archive_file.namelist()):
+    with archive.open_regular(path, "a TorchScript file") as f, zipfile.ZipFile(f) as archive_file:
+        entries = archive.zip_entries(archive_file, path, os.fstat(f.fileno()).st_size)  # torch expands them all
+        if any(info.filename.endswith(".npy") for info in entries):
             raise DataError(
                 f"{path}: an .npz archive, not a PyTorch model; a chainrule model file needs no import "
                 "(chainrule.load, predict and export read it)"

@@ -15,12 +15,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import io
 import math
 import os
 import struct
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,9 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    #: Whether the labels were names (a CSV's ``setosa``): :func:`labels_for` then maps them to a model's
+    #: classes by name, not by number.
+    named: bool = False
 
     @property
     def features(self) -> int:
@@ -454,44 +459,79 @@ def load_npz(path: str | Path) -> Dataset:
     )
 
 
+#: The most memory a CSV takes per byte of its text, read as :func:`load_csv` reads it (a row ``0,1`` of 4
+#: bytes: 8 bytes of float64 feature, its float32 copy, its train or test copy, an int64 label and its
+#: copy): the file's size times this must fit in :func:`~chainrule.archive.memory_budget`.
+CSV_GROWTH = 16
+
+
 def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | None = None) -> Dataset:
     """A ``.csv`` of numbers and one label column, split into train and test with a fixed seed. The label
     column is the first unless ``label`` names it (by its header, or its number from 0); labels are class
     numbers, or names (``setosa``), which become the class names in sorted order. A header line is
-    recognised by its not being numbers; a byte-order mark is ignored."""
+    recognised by its not being numbers; a byte-order mark is ignored. The file is read in one pass per
+    column kind, without a copy of its text: what it takes in memory is bounded by its size
+    (:data:`CSV_GROWTH`)."""
     path = Path(path)
-    with open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // 4)) as raw:
+    with (
+        open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // CSV_GROWTH)) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig") as text,
+    ):
         try:
-            text = raw.read().decode("utf-8-sig")  # a byte-order mark is not part of the first value
-        except (OSError, UnicodeDecodeError) as err:
+            skip, first = 0, []
+            for line in text:
+                skip += 1
+                if line.strip():
+                    first = [cell.strip() for cell in line.split(",")]
+                    break
+            header = bool(first) and not all(_number(cell) for cell in first)
+            column = _label_column(path, first, header, label)
+            others = [k for k in range(len(first)) if k != column]
+            skip -= not header
+
+            def column_of(usecols, dtype, converters=None):
+                text.seek(0)
+                with warnings.catch_warnings():  # no rows: said below, as one line
+                    warnings.simplefilter("ignore", UserWarning)
+                    return np.loadtxt(
+                        text, delimiter=",", skiprows=skip, usecols=usecols, dtype=dtype, converters=converters, ndmin=2
+                    )
+
+            X = column_of(others, np.float64) if others else np.zeros((0, 0))
+            where = f"{path}: the labels (column {first[column] if header else column})"
+            classes, index = None, {}
+            try:
+                numbers = column_of([column], np.float64)[:, 0]
+            except ValueError:  # names, not numbers: each numbered as it first comes, then in sorted order
+                codes = column_of([column], np.int64, {column: lambda name: _class_of(name, index, where)})[:, 0]
+                classes = tuple(sorted(index))
+                rank = {name: k for k, name in enumerate(classes)}
+                y = np.array([rank[name] for name in index], np.int64)[codes]
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            if isinstance(err.__cause__, DataError):
+                raise err.__cause__ from None
             raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    first = [cell.strip() for cell in lines[0].split(",")] if lines else []
-    header = bool(first) and not all(_number(cell) for cell in first)
-    column = _label_column(path, first, header, label)
-    rows = lines[1:] if header else lines
-    others = [k for k in range(len(first)) if k != column]
-    if len(rows) < 2 or not others:
-        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(rows)} rows")
-    try:
-        X = np.loadtxt(rows, delimiter=",", usecols=others, dtype=np.float64, ndmin=2)
-        names = np.loadtxt(rows, delimiter=",", usecols=[column], dtype=str, ndmin=1)
-    except ValueError as err:
-        raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
-    names = np.char.strip(names)
-    where = f"{path}: the labels (column {first[column] if header else column})"
-    if all(_number(name) for name in names):
-        y, classes = labels(names.astype(np.float64), where), None
-    else:
-        classes, y = np.unique(names, return_inverse=True)
-        classes = tuple(str(c) for c in classes)
-        if len(classes) > MAX_CLASSES:
-            raise DataError(f"{where}: {len(classes)} different labels; {MAX_CLASSES} classes at most")
+    if len(X) < 2 or not others:
+        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(X)} rows")
+    if classes is None:
+        y = labels(numbers, where)
     X = features(X, f"{path}: the features").astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     n_test = max(1, int(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path))
+    return Dataset(
+        path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path), named=bool(classes)
+    )
+
+
+def _class_of(name: str, index: dict[str, int], where: str) -> int:
+    """The number of the class ``name`` in ``index``, a new one if need be, up to :data:`MAX_CLASSES`."""
+    name = name.strip()
+    if name not in index:
+        if len(index) >= MAX_CLASSES:
+            raise DataError(f"{where}: more than {MAX_CLASSES} different labels; {MAX_CLASSES} classes at most")
+        index[name] = len(index)
+    return index[name]
 
 
 def _label_column(path: Path, first: list[str], header: bool, label: str | int | None) -> int:
@@ -577,6 +617,31 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
                 f"{dataset.name}: label {int(y.max())} in y_{split}, but only {len(dataset.classes)} classes"
             )
     return dataset
+
+
+def labels_for(dataset: Dataset, classes: tuple[str, ...]) -> NDArray:
+    """The test labels of ``dataset`` as indices into a model's ``classes``: by name where the dataset's
+    labels are names (a CSV's test file need not hold every class, nor in the model's order), by number
+    otherwise; a label the model does not know is a :class:`DataError`."""
+    y = dataset.y_test
+    known = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    if dataset.named:
+        index = {name: k for k, name in enumerate(classes)}
+        mapping = np.array([index.get(name, -1) for name in dataset.classes], np.int64)
+        mapped = mapping[y]
+        if np.any(mapped < 0):
+            name = dataset.classes[int(y[np.argmax(mapped < 0)])]
+            raise DataError(
+                f"{dataset.name}: the test set has label {name!r:.80}, but the model knows "
+                f"{len(classes)} classes ({known})"
+            )
+        return mapped
+    if len(y) and y.max() >= len(classes):
+        raise DataError(
+            f"{dataset.name}: the test set has label {int(y.max())}, but the model knows {len(classes)} classes "
+            f"({known})"
+        )
+    return y
 
 
 def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:

@@ -33,6 +33,9 @@ VERSION = 2
 WHAT = "chainrule model file"
 #: The largest side an image may declare (a picture for predict is made at this size).
 MAX_SIZE = 4096
+#: The most layers a model file may declare: far beyond any network trained here, far below a file whose
+#: list of layers takes minutes to build and check.
+MAX_LAYERS = 1000
 
 
 def save_model(model: Classifier, path: str | Path) -> None:
@@ -106,6 +109,8 @@ def load_model(path: str | Path) -> Classifier:
         or not specs
     ):
         raise DataError(f"{path}: invalid model description (dtype {dtype}, scale {scale}, layers {specs!r:.80})")
+    if len(specs) > MAX_LAYERS:
+        raise DataError(f"{path}: declares {len(specs)} layers; a model file holds {MAX_LAYERS} at most")
     archive.require_finite(path, state, "model.")
     archive.require_finite(path, {"mean": mean, "std": std}, "input.")
     if mean.ndim != 1 or std.shape != mean.shape or np.any(std <= 0):

@@ -28,6 +28,7 @@ from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
 from chainrule.registry import LOSSES
+from chainrule.signals import ignore_interrupts
 from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from chainrule.training.classifier import Classifier, normalisation
@@ -107,12 +108,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
     try:
         return _train(config, dataset, folder, resume)
     except (KeyboardInterrupt, _Terminated) as stop:
-        _ignore_signals()  # a second Ctrl-C while this one is handled would interrupt the handling
+        ignore_interrupts()  # a second Ctrl-C while this one is handled would interrupt the handling
         how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         out = folder.path
         if not (out / NAME).exists():
-            folder.discard()
-            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
+            kept = f"; the earlier run in {out} is as it was" if folder.discard() else ""
+            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved{kept}") from None
         if config.force and not resume and not folder.cleared:
             raise RunInterrupted(
                 f"interrupted ({how}) before the run started; the files in {out} are as they were"
@@ -138,12 +139,6 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
         if previous is not None:  # as they were: a caller in Python (a notebook) keeps its Ctrl-C
             signal.signal(signal.SIGINT, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
-
-
-def _ignore_signals() -> None:
-    if _main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class RunInterrupted(ChainruleError):
@@ -231,6 +226,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
+        folder.keep_new_run()
         so_far = {"config": stored_config, "status": "running", "epochs": _epochs_json(state.history.epochs)}
         _write_json(out / "metrics.json", so_far)
 

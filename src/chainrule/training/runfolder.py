@@ -12,6 +12,7 @@ leaves the earlier run as it was. Temporary files of a write that a kill interru
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ RUN_FILES = (
     "report.html",
 )
 LOCK = ".chainrule.lock"
+#: Where ``--force`` keeps an earlier run's files until the new run's first checkpoint.
+EARLIER = ".chainrule-earlier-run"
 #: The temporary files of chainrule.archive.atomic_write (``.NAME.8 hex digits.tmp``).
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 
@@ -66,6 +69,10 @@ class RunFolder:
         folder = cls(out, created, lock)
         try:
             folder._remove_temporary_files()
+            if (out / CHECKPOINT).exists():  # a run killed between its first checkpoint and keep_new_run
+                shutil.rmtree(out / EARLIER, ignore_errors=True)
+            else:  # a run killed before its first checkpoint: the earlier run comes back
+                folder._restore_earlier_run()
             others = [p.name for p in out.iterdir() if p.name != LOCK]
             if others and not (config.force or resume):
                 raise ConfigError(
@@ -90,28 +97,57 @@ class RunFolder:
         return [path for path in files if os.path.lexists(path)]
 
     def clear_earlier_run(self) -> None:
-        """Remove the files of an earlier run (``--force``), so that none is mixed with this run's (a stale
-        checkpoint would resume the old run)."""
+        """Move the files of an earlier run (``--force``) out of the way, so that none is mixed with this
+        run's (a stale checkpoint would resume the old run): into the hidden folder :data:`EARLIER`, where
+        they stay until this run's first checkpoint is written (:meth:`keep_new_run`); a run that fails or
+        is killed before that gets them back (:meth:`discard`, or the next :meth:`open`)."""
+        aside = self.path / EARLIER
         for path in self.earlier_run():
             try:
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():  # not a run's file: a folder is never removed
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+                aside.mkdir(exist_ok=True)
+                path.rename(aside / path.name)
             except OSError as err:
+                self._restore_earlier_run()
                 raise ConfigError(f"--force: cannot remove {path} of the earlier run ({err.strerror or err})") from None
         self.cleared = True
 
+    def keep_new_run(self) -> None:
+        """This run has written its first checkpoint: the earlier run's files are deleted for good."""
+        if self.cleared:
+            shutil.rmtree(self.path / EARLIER, ignore_errors=True)
+
     def release(self) -> None:
-        """Give up the lock (and remove a folder created for a run that saved nothing: ``discard``)."""
+        """Give up the lock (and remove a folder created for a run that saved nothing: ``discard``). The lock
+        file is removed only while it is still this process's (the same file, not one a later run made)."""
         if self._lock is not None:
-            if self.path.is_dir():
-                Path(self.path / LOCK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if os.stat(self.path / LOCK).st_ino == os.fstat(self._lock).st_ino:
+                    (self.path / LOCK).unlink()
             os.close(self._lock)
             self._lock = None
 
-    def discard(self) -> None:
-        """Remove the folder if this run created it; then release."""
+    def discard(self) -> bool:
+        """Remove the folder if this run created it, or else give back the files of the earlier run that
+        ``--force`` moved aside; then release. Whether an earlier run was given back."""
+        restored = False
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            restored = self._restore_earlier_run()
         self.release()
+        return restored
+
+    def _restore_earlier_run(self) -> bool:
+        """The files of an earlier run moved aside, back in place of any of this run's (whether there were)."""
+        aside = self.path / EARLIER
+        if not aside.is_dir():
+            return False
+        for path in aside.iterdir():
+            path.replace(self.path / path.name)
+        aside.rmdir()
+        return True
 
     def _remove_temporary_files(self) -> None:
         for path in self.path.iterdir():

@@ -1,0 +1,173 @@
+"""The findings of the adversarial review of issue 17's fixes: one test each, most severe first.
+
+The bombs run in a subprocess whose address space is limited (``resource.setrlimit``), as in
+``test_limits.py``.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from test_limits import assert_refused, chainrule_limited
+from test_rough_edges import cli, one_error
+
+
+def choosing_network():
+    """A network of one input x that picks class x for x in {0, 1, 2}: logits (0, x − ½, 2x − 2), worked by
+    hand (x = 0: class 0; x = 1: (0, ½, 0), class 1; x = 2: (0, 1½, 2), class 2)."""
+    from chainrule import Linear, Sequential
+
+    layer = Linear(1, 3, seed=0)
+    layer.params["W"].data[...] = [[0.0, 1.0, 2.0]]
+    layer.params["b"].data[...] = [0.0, -0.5, -2.0]
+    return Sequential(layer)
+
+
+def test_evaluate_maps_named_csv_labels_by_the_models_class_names(tmp_path):
+    """A test file holding only two of the three species: its own sorted names would number virginica 1."""
+    from chainrule.training.classifier import Classifier
+
+    Classifier.of(choosing_network(), ["setosa", "versicolor", "virginica"]).save(tmp_path / "m.npz")
+    rows = ["x,species"] + [f"{k},{name}" for k, name in ((1, "versicolor"), (2, "virginica")) for _ in range(5)]
+    (tmp_path / "test.csv").write_text("\n".join(rows))
+    result = cli("evaluate", tmp_path / "m.npz", "--dataset", tmp_path / "test.csv", "--label", "species", "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    assert json.loads(result.stdout)["accuracy"] == 1.0
+    (tmp_path / "other.csv").write_text("x,species\n1,versicolor\n" + "2,daisy\n" * 9)  # its test rows: daisies
+    one_error(
+        cli("evaluate", tmp_path / "m.npz", "--dataset", tmp_path / "other.csv", "--label", "species"),
+        1,
+        "the test set has label 'daisy', but the model knows 3 classes (setosa, versicolor, virginica)",
+    )
+
+
+def test_toml_with_a_dotted_key_thousands_deep_is_refused_before_parsing(tmp_path):
+    """80 KB of ``a.a.a…`` took Python's TOML reader 35 s and 9.4 GB."""
+    (tmp_path / "deep.toml").write_text(".".join(["a"] * 40_000) + " = 1\n")
+    (tmp_path / "inline.toml").write_text("x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n")
+    for name in ("deep.toml", "inline.toml"):
+        start = time.perf_counter()
+        result = chainrule_limited("explain", tmp_path / name, timeout=60)
+        assert time.perf_counter() - start < 10
+        one_error(result, 2, name, "nested more than 64 deep")
+    one_error(chainrule_limited("check", tmp_path / "deep.toml", tmp_path / "deep.toml"), 2, "nested more than 64")
+
+
+def test_nesting_counts_structure_not_strings():
+    from chainrule.archive import nesting
+
+    assert nesting('a = [[1.5, 2.5], [3, 4]]\nb.c.d = "x.y.z.w.v [[[[["  # [[[\n') == 3
+    assert nesting("'''\n[[[[\n''' = 1\n[t]\nx.'q.r'.y = 2") == 3
+    assert nesting('{"a": {"b": [1, "]]]{{{"]}}') == 3
+
+
+def crafted_model(path, change=lambda meta: meta, text=lambda json_text: json_text):
+    """A valid model file with its JSON description changed by ``change(meta)``, then its text by ``text``."""
+    import json
+
+    from chainrule.training.classifier import Classifier
+
+    Classifier.of(choosing_network(), ["a", "b", "c"]).save(path)
+    arrays = dict(np.load(path))
+    meta = json.loads(str(arrays.pop("meta")))
+    np.savez(path, meta=np.array(text(json.dumps(change(meta)))), **arrays)
+    return path
+
+
+def test_a_model_file_nested_deep_or_of_too_many_layers_is_refused(tmp_path):
+    deep = crafted_model(tmp_path / "deep.npz", text=lambda t: t[:-1] + ', "extra": ' + "[" * 990 + "]" * 990 + "}")
+    one_error(cli("predict", deep, tmp_path / "x.npy"), 1, "deep.npz: its 'meta' record nests more than 64 deep")
+    many = crafted_model(tmp_path / "many.npz", lambda m: {**m, "layers": m["layers"] + [{"type": "relu"}] * 5000})
+    one_error(cli("predict", many, tmp_path / "x.npy"), 1, "many.npz: declares 5001 layers; a model file holds 1000")
+
+
+def python_limited(code, timeout=120):
+    """``python -c code`` in a subprocess limited as the bombs of ``test_limits.py`` are."""
+    import os
+    import resource
+
+    from test_limits import LIMIT
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], preexec_fn=limit, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_a_csv_takes_memory_bounded_by_its_size(tmp_path):
+    """One label of 100 KB padded every label to it (108 KB → 2.4 GB); rows of 4 bytes took 28 times their
+    size. Under 1 GiB the first is read now (the long name is one class), the second (100 MB of rows ``0,1``)
+    refused by its size, before it is read."""
+    long_name = "x" * 100_000
+    (tmp_path / "long.csv").write_text("label,v\n" + f"{long_name},1\n" + "a,2\n" * 2000)
+    code = (
+        "from chainrule.training.data import load_csv\n"
+        f"d = load_csv({str(tmp_path / 'long.csv')!r}, label='label')\n"
+        "print(len(d.X_train) + len(d.X_test), [len(c) for c in d.classes])"
+    )
+    result = python_limited(code)
+    assert result.returncode == 0 and result.stdout.split() == ["2001", "[1,", "100000]"], result.stderr[-500:]
+    (tmp_path / "tiny.csv").write_text("0,1\n1,0\n" * 12_500_000)
+    assert_refused(
+        chainrule_limited("train", "--dataset", tmp_path / "tiny.csv"),
+        "tiny.csv: 95.4 MB; a .csv file of at most 32.0 MB is read",
+    )
+
+
+def test_import_reads_within_the_bounds_of_every_reader(tmp_path):
+    """A TorchScript file is a zip that torch expands whole: 1.2 GB of zeros in 1.2 MB; and a link to a
+    device was called "no such file"."""
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with (
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("bomb/data/0", "w", force_zip64=True) as f,
+    ):
+        zeros = bytes(64 << 20)
+        for _ in range(18):
+            f.write(zeros)
+    assert bomb.stat().st_size < 2 << 20
+    assert_refused(chainrule_limited("import", bomb, "--out", tmp_path / "m.npz"), "bomb.pt: declares 1152.0 MB")
+    (tmp_path / "zero.pt").symlink_to("/dev/zero")
+    one_error(cli("import", tmp_path / "zero.pt", "--out", tmp_path / "m.npz"), 1, "zero.pt: a device; expected a")
+
+
+def test_force_keeps_the_earlier_run_until_the_new_one_has_a_checkpoint(tmp_path):
+    """A --force run whose first epoch fails (a NaN loss), or that is killed before its first checkpoint,
+    leaves the earlier run's files as they were."""
+    from test_rough_edges import small_npz
+
+    from chainrule.training.config import TrainConfig
+    from chainrule.training.runfolder import RunFolder
+
+    data, out = small_npz(tmp_path / "d.npz"), tmp_path / "run"
+    common = ("train", "--dataset", data, "--out", out, "--epochs", "1", "--hidden", "4", "--no-plots", "--quiet")
+    assert cli(*common).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert {"model.npz", "checkpoint.npz", "metrics.json"} <= set(before)
+    one_error(cli(*common, "--force", "--lr", "1e30", "--optimizer", "sgd", "--batch-size", "4"), 1, "the loss became")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+    folder = RunFolder.open(TrainConfig(out=str(out), force=True))
+    folder.clear_earlier_run()
+    os.close(folder._lock)  # killed here: the system drops the lock; the next run finds the files aside
+    RunFolder.open(TrainConfig(out=str(out), force=True)).release()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+
+
+def test_release_removes_only_its_own_lock(tmp_path):
+    from chainrule.training.config import TrainConfig
+    from chainrule.training.runfolder import LOCK, RunFolder
+
+    folder = RunFolder.open(TrainConfig(out=str(tmp_path / "run")))
+    (tmp_path / "run" / LOCK).unlink()
+    (tmp_path / "run" / LOCK).write_text("4242")  # the lock of a later run, made after ours was removed
+    folder.release()
+    assert (tmp_path / "run" / LOCK).read_text() == "4242"
