@@ -171,3 +171,29 @@ def test_release_removes_only_its_own_lock(tmp_path):
     (tmp_path / "run" / LOCK).write_text("4242")  # the lock of a later run, made after ours was removed
     folder.release()
     assert (tmp_path / "run" / LOCK).read_text() == "4242"
+
+
+def test_evaluate_summarises_a_confusion_matrix_of_many_classes(tmp_path):
+    """40 classes: class k wins for input x = k (logits k·x − k²/2); three examples of class 7 are given
+    x = 5, so class 7 is right 2 times of 5 (0.4000) and 7 → 5 is the one confused pair, 3 times."""
+    import csv
+
+    from chainrule import Linear, Sequential
+    from chainrule.training.classifier import Classifier
+
+    k = np.arange(40.0)
+    layer = Linear(1, 40, seed=0)
+    layer.params["W"].data[...] = k[None, :]
+    layer.params["b"].data[...] = -(k**2) / 2
+    Classifier.of(Sequential(layer)).save(tmp_path / "m.npz")
+    X = np.concatenate([k, k, [5, 5, 5]])[:, None]
+    y = np.concatenate([k, k, [7, 7, 7]]).astype(int)
+    np.savez(tmp_path / "d.npz", X_train=X, y_train=y, X_test=X, y_test=y)
+    result = cli("evaluate", tmp_path / "m.npz", "--dataset", tmp_path / "d.npz", "--confusion", tmp_path / "c.csv")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) < 30
+    assert "  7  0.4000  (5 examples)" in lines and "  7 → 5: 3" in lines
+    assert lines[-1].endswith(f"40×40 confusion matrix: in {tmp_path / 'c.csv'}")
+    rows = list(csv.reader((tmp_path / "c.csv").open()))
+    assert len(rows) == 41 and rows[0][1:] == [str(c) for c in range(40)] and rows[8][0] == "7" and rows[8][6] == "3"

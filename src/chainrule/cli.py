@@ -60,6 +60,8 @@ def steps_option(text: str) -> int:
     return at_least(1, MAX_STEPS)(text)
 
 
+#: The most classes whose confusion matrix ``chainrule evaluate`` prints whole; above, a summary.
+MAX_TEXT_CLASSES = 30
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
 EXPLAIN_FORMATS = ("text", "markdown", "latex", "json", "html")
 #: The formats of ``chainrule derive`` (those of chainrule.derive.output.FORMATS, checked by a test).
@@ -269,6 +271,13 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
     config_options(evaluate, ("dataset", "data_dir", "label"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument(
+        "--confusion",
+        default=None,
+        metavar="FILE",
+        help="write the whole confusion matrix to FILE as CSV (the text output shows a summary of it above "
+        f"{MAX_TEXT_CLASSES} classes)",
+    )
     evaluate.set_defaults(run=_run_evaluate)
 
     predict = commands.add_parser(
@@ -616,9 +625,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.confusion is not None:
+        write_confusion(args.confusion, matrix, model.classes)
     print(f"{args.model} on {dataset.name} test set ({len(predicted)} examples): accuracy {accuracy:.4f}")
+    totals = matrix.sum(axis=1)
+    if len(model.classes) > MAX_TEXT_CLASSES:
+        _print_confusion_summary(matrix, per_class, model.classes, args.confusion)
+        return 0
     width = max(len(c) for c in model.classes)
-    for name, value, total in zip(model.classes, per_class, matrix.sum(axis=1), strict=True):
+    for name, value, total in zip(model.classes, per_class, totals, strict=True):
         print(f"  {name:>{width}}  {value:.4f}  ({total} examples)")
     print("confusion matrix (rows: true class, columns: predicted, numbered as the rows):")
     cell = max(5, len(str(matrix.max())) + 1)
@@ -626,6 +641,43 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for k, (name, row) in enumerate(zip(model.classes, matrix, strict=True)):
         print(f"  {name:>{width}}  {k:>4}" + "".join(f"{v:>{cell}d}" for v in row))
     return 0
+
+
+def _print_confusion_summary(matrix, per_class, classes, written: str | None, shown: int = 10) -> None:
+    """For many classes: the worst classes and the most confused pairs, and where the whole matrix is."""
+    import numpy as np
+
+    totals = matrix.sum(axis=1)
+    tested = np.flatnonzero(totals)
+    worst = tested[np.argsort(per_class[tested], kind="stable")[:shown]]
+    print(f"the {len(worst)} classes of lowest accuracy (of {len(tested)} in the test set):")
+    width = max(len(classes[k]) for k in worst) if len(worst) else 0
+    for k in worst:
+        print(f"  {classes[k]:>{width}}  {per_class[k]:.4f}  ({totals[k]} examples)")
+    errors = matrix.copy()
+    np.fill_diagonal(errors, 0)
+    pairs = np.argsort(errors, axis=None, kind="stable")[::-1][:shown]
+    pairs = [divmod(int(p), len(classes)) for p in pairs if errors.flat[p] > 0]
+    print("the most confused pairs (true → predicted: examples):" if pairs else "no example was misclassified")
+    for true, guess in pairs:
+        print(f"  {classes[true]} → {classes[guess]}: {errors[true, guess]}")
+    where = f"in {written}" if written else "with --confusion FILE (CSV) or --json"
+    print(f"the whole {len(classes)}×{len(classes)} confusion matrix: {where}")
+
+
+def write_confusion(path: str, matrix, classes: tuple[str, ...]) -> None:
+    """The confusion matrix as CSV at ``path``: a header of the predicted classes, a row per true class."""
+    import csv
+    import io
+
+    from chainrule.archive import atomic_write
+
+    text = io.StringIO()
+    table = csv.writer(text, lineterminator="\n")
+    table.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, matrix.tolist(), strict=True):
+        table.writerow([name, *row])
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def _run_predict(args: argparse.Namespace) -> int:
