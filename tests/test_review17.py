@@ -197,3 +197,20 @@ def test_evaluate_summarises_a_confusion_matrix_of_many_classes(tmp_path):
     assert lines[-1].endswith(f"40×40 confusion matrix: in {tmp_path / 'c.csv'}")
     rows = list(csv.reader((tmp_path / "c.csv").open()))
     assert len(rows) == 41 and rows[0][1:] == [str(c) for c in range(40)] and rows[8][0] == "7" and rows[8][6] == "3"
+
+
+def test_a_crafted_checkpoint_is_checked_before_its_model_is_built(tmp_path):
+    import json
+
+    from test_rough_edges import small_npz
+
+    out = tmp_path / "run"
+    args = ("--dataset", small_npz(tmp_path / "d.npz"), "--out", out, "--epochs", "1", "--hidden", "4", "--quiet")
+    assert cli("train", *args, "--no-plots").returncode == 0
+    arrays = dict(np.load(out / "checkpoint.npz"))
+    meta = json.loads(str(arrays.pop("meta")))
+    meta["config"]["hidden"] = [100_000_000_000]
+    np.savez(out / "checkpoint.npz", meta=np.array(json.dumps(meta)), **arrays)
+    result = chainrule_limited("train", "--resume", out, "--epochs", "2")
+    assert_refused(result, "checkpoint.npz: its configuration declares hidden layers of 100000000000, but its arrays")
+    assert "--hidden" not in result.stderr

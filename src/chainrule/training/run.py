@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule import archive
 from chainrule.archive import atomic_write
 from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage, WriteError
 from chainrule.losses import Loss
@@ -164,12 +165,26 @@ def config_from_checkpoint(folder: str | Path) -> TrainConfig:
     folder = Path(folder)
     if not (folder / NAME).is_file():
         raise ConfigError(f"--resume {folder}: no {NAME} there; a run writes one after every epoch")
-    stored = read_checkpoint(folder)["config"]
+    doc = read_checkpoint(folder)
+    path = folder / NAME
     try:
-        config = TrainConfig.from_dict({**stored, "out": str(folder), "force": True})
+        config = TrainConfig.from_dict({**doc["config"], "out": str(folder), "force": True})
     except TypeError as err:
-        raise DataError(f"{folder / NAME}: a configuration this chainrule does not know ({err})") from None
-    return config.validate()
+        raise DataError(f"{path}: a configuration this chainrule does not know ({err})") from None
+    config.validate()
+    # The model is built from the configuration before the arrays are put in: what the configuration
+    # declares must fit the arrays first (a hand-edited hidden size of 10¹¹ would be built, then refused).
+    arrays = doc.get("model")
+    if not isinstance(arrays, dict) or not arrays:
+        raise DataError(f"{path}: the checkpoint holds no model arrays")
+    archive.require_finite(path, arrays, "model.")
+    largest = max(max(a.shape, default=1) for a in arrays.values())
+    if any(size > largest for size in config.hidden):
+        raise DataError(
+            f"{path}: its configuration declares hidden layers of {','.join(map(str, config.hidden))}, but its "
+            f"arrays are at most {largest} long"
+        )
+    return config
 
 
 def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resume: bool) -> RunResult:
