@@ -214,3 +214,14 @@ def test_a_crafted_checkpoint_is_checked_before_its_model_is_built(tmp_path):
     result = chainrule_limited("train", "--resume", out, "--epochs", "2")
     assert_refused(result, "checkpoint.npz: its configuration declares hidden layers of 100000000000, but its arrays")
     assert "--hidden" not in result.stderr
+
+
+def test_the_memory_a_run_will_take_is_counted_before_training(tmp_path):
+    """20,000 rows of 4 features (640 KB) with a label of 9,999 and --loss mse: one-hot targets of
+    20,000 × 10,000 float32 (800 MB) and np.eye(10,000) (400 MB) passed the readers' bound."""
+    y = np.arange(20_000) % 10
+    y[0] = 9_999
+    data = tmp_path / "d.npz"
+    np.savez(data, X_train=np.ones((20_000, 4)), y_train=y, X_test=np.ones((10, 4)), y_test=y[:10])
+    result = chainrule_limited("train", "--dataset", data, "--loss", "mse", "--out", tmp_path / "r", "--epochs", "1")
+    assert_refused(result, "d: training on it takes about 764 MB (20010 rows of 4 features as float32 and one-hot")

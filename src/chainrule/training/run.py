@@ -205,18 +205,23 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
         X /= std
         return X
 
+    loss = build_loss(config)
+    one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
+    classes = len(dataset.classes)
+    _check_memory(dataset, dtype, classes if one_hot else 0)
     order = split_rng.permutation(len(dataset.X_train))
     n_val = round(len(order) * config.val_split)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     X_train, y_train = prepare(dataset.X_train[train_idx]), dataset.y_train[train_idx]
     validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
     X_test, y_test = prepare(dataset.X_test), dataset.y_test
-    classes = len(dataset.classes)
-    loss = build_loss(config)
-    one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
 
     def targets(y: NDArray) -> NDArray:
-        return np.eye(classes, dtype=dtype)[y] if one_hot else y
+        if not one_hot:
+            return y
+        rows = np.zeros((len(y), classes), dtype)
+        rows[np.arange(len(y)), y] = 1
+        return rows
 
     try:
         model = build_model(config, dataset.features, classes, model_rng)
@@ -337,6 +342,21 @@ def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
         }
         for e in epochs
     ]
+
+
+def _check_memory(dataset: Dataset, dtype: np.dtype, one_hot: int) -> None:
+    """Refuse a dataset whose run would take more than :func:`~chainrule.archive.memory_budget`: not the
+    bytes its files held (pixels of one byte) but what training makes of them: every row as ``dtype``
+    (train, validation and test), and ``one_hot`` numbers a row for the targets of a regression loss."""
+    rows = len(dataset.X_train) + len(dataset.X_test)
+    needed = rows * (dataset.features + one_hot) * dtype.itemsize
+    if needed > archive.memory_budget():
+        targets = f" and one-hot targets of {one_hot} classes" if one_hot else ""
+        raise DataError(
+            f"{dataset.name}: training on it takes about {needed / 2**20:.0f} MB ({rows} rows of "
+            f"{dataset.features} features as {dtype}{targets}), more than the "
+            f"{archive.memory_budget() / 2**20:.0f} MB this machine allows; use fewer rows or classes"
+        )
 
 
 def _check_free_space(out: Path, model: Sequential, freed: int = 0) -> None:
