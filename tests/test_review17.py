@@ -225,3 +225,20 @@ def test_the_memory_a_run_will_take_is_counted_before_training(tmp_path):
     np.savez(data, X_train=np.ones((20_000, 4)), y_train=y, X_test=np.ones((10, 4)), y_test=y[:10])
     result = chainrule_limited("train", "--dataset", data, "--loss", "mse", "--out", tmp_path / "r", "--epochs", "1")
     assert_refused(result, "d: training on it takes about 764 MB (20010 rows of 4 features as float32 and one-hot")
+
+
+def test_images_too_wide_for_a_model_are_refused_before_training(tmp_path):
+    from test_limits import idx_bytes
+
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for name, array in (
+        ("train-images-idx3-ubyte", np.zeros((4, 1, 5000))),
+        ("train-labels-idx1-ubyte", np.arange(4) % 2),
+        ("t10k-images-idx3-ubyte", np.zeros((2, 1, 5000))),
+        ("t10k-labels-idx1-ubyte", np.arange(2) % 2),
+    ):
+        (folder / name).write_bytes(idx_bytes(array))
+    result = cli("train", "--dataset", folder, "--out", tmp_path / "r", "--epochs", "1", "--no-plots")
+    one_error(result, 1, "wide: images of 1×5000 pixels; a model takes images of at most 4096 on a side")
+    assert "epoch" not in result.stderr

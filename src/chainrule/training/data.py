@@ -554,6 +554,8 @@ def _number(text: str) -> bool:
         return False
 
 
+#: The largest side of an image a dataset or model may have (a picture for predict is made at this size).
+MAX_IMAGE_SIDE = 4096
 #: The most classes a dataset or model may have: far beyond any MNIST-style task, far below a one-hot
 #: target or a confusion matrix that would not fit in memory.
 MAX_CLASSES = 10_000
@@ -602,6 +604,12 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
     """The checks every dataset passes, wherever it came from: features real and finite, one row width
     for train and test, labels valid (:func:`labels`) and within the class names; the ``splits`` used
     not empty."""
+    if dataset.image_shape is not None and not all(0 < side <= MAX_IMAGE_SIDE for side in dataset.image_shape):
+        rows, columns = dataset.image_shape
+        raise DataError(
+            f"{dataset.name}: images of {rows}×{columns} pixels; a model takes images of at most "
+            f"{MAX_IMAGE_SIDE} on a side"
+        )
     width = None
     for split in ("train", "test"):
         X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")

@@ -26,13 +26,11 @@ from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
 from chainrule.training.classifier import Classifier
-from chainrule.training.data import MAX_CLASSES
+from chainrule.training.data import MAX_CLASSES, MAX_IMAGE_SIDE
 
 FORMAT = "chainrule-model"
 VERSION = 2
 WHAT = "chainrule model file"
-#: The largest side an image may declare (a picture for predict is made at this size).
-MAX_SIZE = 4096
 #: The most layers a model file may declare: far beyond any network trained here, far below a file whose
 #: list of layers takes minutes to build and check.
 MAX_LAYERS = 1000
@@ -162,7 +160,7 @@ def _misfit(network: Sequential, features: int, dtype, classes: tuple[str, ...],
         return f"{len(classes)} class names; a model has {MAX_CLASSES} classes at most"
     if outputs.ndim != 2 or (outputs.shape[1] != len(classes) and not (outputs.shape[1] == 1 and len(classes) == 2)):
         return f"{len(classes)} class names for a network with {outputs.shape[-1]} outputs"
-    if image_shape is not None and not all(isinstance(n, int) and 0 < n <= MAX_SIZE for n in image_shape):
+    if image_shape is not None and not all(isinstance(n, int) and 0 < n <= MAX_IMAGE_SIDE for n in image_shape):
         return f"image_shape {image_shape} is not two sizes (rows, columns)"
     if image_shape is not None and image_shape[0] * image_shape[1] != features:
         return f"images of {image_shape[0]}×{image_shape[1]} for {features} input features"
@@ -192,8 +190,8 @@ def _build_layer(spec: Any, dtype: np.dtype, largest: int, where: str) -> Module
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
-        raise ValueError(f"expected a positive integer below {MAX_SIZE + 1}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_IMAGE_SIDE:
+        raise ValueError(f"expected a positive integer below {MAX_IMAGE_SIDE + 1}, got {value!r}")
     return value
 
 
