@@ -242,3 +242,12 @@ def test_images_too_wide_for_a_model_are_refused_before_training(tmp_path):
     result = cli("train", "--dataset", folder, "--out", tmp_path / "r", "--epochs", "1", "--no-plots")
     one_error(result, 1, "wide: images of 1×5000 pixels; a model takes images of at most 4096 on a side")
     assert "epoch" not in result.stderr
+
+
+def test_zero_width_features_and_a_label_column_in_other_digits(tmp_path):
+    from test_rough_edges import small_npz
+
+    data = small_npz(tmp_path / "z.npz", X_train=np.zeros((30, 0)), X_test=np.zeros((6, 0)))
+    one_error(cli("train", "--dataset", data, "--out", tmp_path / "r"), 1, "rows of at least one feature")
+    (tmp_path / "d.csv").write_text("a,b\n" + "1,2\n" * 5)
+    one_error(cli("train", "--dataset", tmp_path / "d.csv", "--label", "²"), 1, "no label column '²'; the columns")

@@ -540,7 +540,7 @@ def _label_column(path: Path, first: list[str], header: bool, label: str | int |
         return 0
     if header and str(label) in first:
         return first.index(str(label))
-    if (isinstance(label, int) or str(label).isdigit()) and int(label) < len(first):
+    if (isinstance(label, int) or (str(label).isascii() and str(label).isdigit())) and int(label) < len(first):
         return int(label)
     columns = ", ".join(first) if header else f"0 to {len(first) - 1}"
     raise DataError(f"{path}: no label column {label!r}; the columns are {columns}")
@@ -615,8 +615,11 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
         X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
         features(X, f"{dataset.name}: X_{split}")
         labels(y, f"{dataset.name}: y_{split}")
-        if X.ndim != 2 or (len(X) == 0 and split in splits):
-            raise DataError(f"{dataset.name}: X_{split} must be a non-empty table of rows, got shape {X.shape}")
+        if X.ndim != 2 or (len(X) == 0 and split in splits) or X.shape[1] == 0:
+            raise DataError(
+                f"{dataset.name}: X_{split} must be a non-empty table of rows of at least one feature, got shape "
+                f"{X.shape}"
+            )
         if width is not None and X.shape[1] != width:
             raise DataError(f"{dataset.name}: test rows of {X.shape[1]} features, but train rows of {width}")
         width = X.shape[1]
