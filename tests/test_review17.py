@@ -251,3 +251,21 @@ def test_zero_width_features_and_a_label_column_in_other_digits(tmp_path):
     one_error(cli("train", "--dataset", data, "--out", tmp_path / "r"), 1, "rows of at least one feature")
     (tmp_path / "d.csv").write_text("a,b\n" + "1,2\n" * 5)
     one_error(cli("train", "--dataset", tmp_path / "d.csv", "--label", "²"), 1, "no label column '²'; the columns")
+
+
+def test_inputs_that_overflow_the_network_are_an_error_not_nan(tmp_path):
+    """1e308 is beyond float32 (at most 3.40e38); 3e38 fits, but its logit 2 · 3e38 does not. For x = 2 the
+    logits are (0, 1.5, 2): class 2, e² / (1 + e^1.5 + e²) = 0.574."""
+    from chainrule.training.classifier import Classifier
+
+    Classifier.of(choosing_network()).save(tmp_path / "m.npz")
+    np.save(tmp_path / "huge.npy", np.array([1e308]))
+    np.save(tmp_path / "big.npy", np.array([[3e38], [1.0]], np.float32))
+    np.save(tmp_path / "fine.npy", np.array([2.0]))
+    result = cli("predict", tmp_path / "m.npz", tmp_path / "huge.npy", tmp_path / "big.npy", tmp_path / "fine.npy")
+    assert result.returncode == 1 and "nan" not in result.stdout.lower(), result.stdout
+    assert result.stdout.splitlines() == [f"{tmp_path / 'fine.npy'}: 2 (0.574)"], result.stdout
+    lines = result.stderr.splitlines()
+    assert "huge.npy: the inputs: values up to 1e+308 overflow float32 (at most 3.4e+38)" in lines[0]
+    assert "big.npy: the network's outputs overflow for inputs [0]" in lines[1]
+    assert lines[2] == "chainrule: error: 2 of 3 files could not be read"

@@ -698,7 +698,12 @@ def _run_predict(args: argparse.Namespace) -> int:
             continue
         if (warning := range_warning(Path(name), raw, model)) is not None:
             warn(warning)
-        probs = model.predict_proba(raw)
+        try:
+            probs = model.predict_proba(raw)
+        except ChainruleError as err:
+            failed += 1
+            error(f"{name}: {err}", err.exit_code)
+            continue
         for row, p in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{row}]"
             best = p.argsort()[::-1][: args.top]

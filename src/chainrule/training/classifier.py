@@ -65,11 +65,20 @@ class Classifier:
                 + f", got {raw.shape[1]}"
             )
         dtype = self.mean.dtype
-        return (raw.astype(dtype) / dtype.type(self.scale) - self.mean) / self.std
+        return (as_dtype(raw, dtype, "the inputs") / dtype.type(self.scale) - self.mean) / self.std
 
     def outputs(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
-        """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs."""
-        return self.network.outputs(self.transform(raw), batch_size)
+        """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs; inputs
+        for which they are not finite (values so large that the network overflows) are a :class:`DataError`."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = self.network.outputs(self.transform(raw), batch_size)
+        if not np.all(np.isfinite(result)):
+            rows = np.flatnonzero(~np.all(np.isfinite(result), axis=1))
+            raise DataError(
+                f"the network's outputs overflow for inputs {rows[:5].tolist()}{'…' if len(rows) > 5 else ''} "
+                f"(values up to {np.abs(np.asarray(raw)).max():.3g}, far beyond those it was trained on)"
+            )
+        return result
 
     def predict_proba(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
         return class_probabilities(self.outputs(raw, batch_size), self.network.gives_probabilities)
@@ -86,6 +95,18 @@ class Classifier:
         layers = " → ".join(repr(layer) for layer in self.network.layers)
         shape = f", images {self.image_shape[0]}×{self.image_shape[1]}" if self.image_shape else ""
         return f"Classifier({layers}; {len(self.classes)} classes, {self.features} features{shape})"
+
+
+def as_dtype(values: NDArray, dtype, what: str) -> NDArray:
+    """``values`` converted to ``dtype``, or a :class:`DataError` if some are too large for it (a float32
+    holds at most about 3.4e38: 1e308 would become inf)."""
+    values = np.asarray(values)
+    dtype = np.dtype(dtype)
+    if values.dtype.kind == "f" and values.size and np.finfo(dtype).max < np.finfo(values.dtype).max:
+        largest = float(np.abs(values).max())
+        if largest > np.finfo(dtype).max:
+            raise DataError(f"{what}: values up to {largest:.3g} overflow {dtype} (at most {np.finfo(dtype).max:.3g})")
+    return values.astype(dtype)
 
 
 def normalisation(X_train: NDArray, image: bool, dtype) -> tuple[float, NDArray, NDArray]:

@@ -32,7 +32,7 @@ from chainrule.registry import LOSSES
 from chainrule.signals import ignore_interrupts
 from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
-from chainrule.training.classifier import Classifier, normalisation
+from chainrule.training.classifier import Classifier, as_dtype, normalisation
 from chainrule.training.config import TrainConfig
 from chainrule.training.data import Dataset, check_dataset, load_dataset
 from chainrule.training.images import frame_fill
@@ -199,7 +199,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
 
     def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
-        X = raw.astype(dtype)
+        X = as_dtype(raw, dtype, f"{dataset.name}: the features")
         X /= dtype.type(scale)
         X -= mean
         X /= std
