@@ -269,3 +269,15 @@ def test_inputs_that_overflow_the_network_are_an_error_not_nan(tmp_path):
     assert "huge.npy: the inputs: values up to 1e+308 overflow float32 (at most 3.4e+38)" in lines[0]
     assert "big.npy: the network's outputs overflow for inputs [0]" in lines[1]
     assert lines[2] == "chainrule: error: 2 of 3 files could not be read"
+
+
+def test_messages_are_short_and_grammatical(tmp_path):
+    from chainrule.training.classifier import Classifier
+
+    (tmp_path / "wide.csv").write_text(",".join("c" * 1000 + str(k) for k in range(2600)) + "\n" + "1," * 2599 + "1\n")
+    result = cli("train", "--dataset", tmp_path / "wide.csv", "--label", "kind")
+    one_error(result, 1, "wide.csv: no label column 'kind'; the columns are c", "characters left out")
+    assert len(result.stderr) < 2100
+    Classifier.of(choosing_network()).save(tmp_path / "m.npz")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00")
+    one_error(cli("predict", tmp_path / "m.npz", tmp_path / "bad.npy"), 1, "bad.npy: not a readable .npy array (")

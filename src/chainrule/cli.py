@@ -436,15 +436,29 @@ def _run(args: argparse.Namespace) -> int:
         )
 
 
+#: The longest message printed whole: a message quoting a huge input (a label of megabytes, a line of a
+#: file) keeps its beginning and its end.
+MAX_MESSAGE = 2000
+
+
 def error(message: str, exit_code: int, prefix: str = "chainrule: error") -> int:
     """The one way a failure reaches the user: one line on standard error; returns ``exit_code``."""
-    print(f"{prefix}: {message}", file=sys.stderr)
+    print(f"{prefix}: {_shortened(message)}", file=sys.stderr)
     return exit_code
 
 
 def warn(message: str) -> None:
     """A warning, one line on standard error."""
-    print(f"chainrule: warning: {message}", file=sys.stderr)
+    print(f"chainrule: warning: {_shortened(message)}", file=sys.stderr)
+
+
+def _shortened(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    from chainrule.i18n import _
+
+    left = len(message) - MAX_MESSAGE
+    return message[: MAX_MESSAGE - 500] + _(" … ({count} characters left out) … ").format(count=left) + message[-500:]
 
 
 def _warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -507,6 +507,8 @@ def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | No
                 classes = tuple(sorted(index))
                 rank = {name: k for k, name in enumerate(classes)}
                 y = np.array([rank[name] for name in index], np.int64)[codes]
+        except DataError:
+            raise
         except (OSError, UnicodeDecodeError, ValueError) as err:
             if isinstance(err.__cause__, DataError):
                 raise err.__cause__ from None
