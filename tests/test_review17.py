@@ -281,3 +281,25 @@ def test_messages_are_short_and_grammatical(tmp_path):
     Classifier.of(choosing_network()).save(tmp_path / "m.npz")
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00")
     one_error(cli("predict", tmp_path / "m.npz", tmp_path / "bad.npy"), 1, "bad.npy: not a readable .npy array (")
+
+
+def test_the_embedded_digits_are_scikit_learns_and_need_it_not(tmp_path):
+    import pytest
+
+    from chainrule.training.data import load_digits
+
+    data = load_digits()
+    X = np.concatenate([data.X_train, data.X_test])
+    y = np.concatenate([data.y_train, data.y_test])
+    sklearn = pytest.importorskip("sklearn.datasets")
+    reference = sklearn.load_digits()
+    order = np.random.default_rng(0).permutation(1797)
+    test, train = order[:359], order[359:]
+    assert np.array_equal(X, reference.data[np.concatenate([train, test])])
+    assert np.array_equal(y, reference.target[np.concatenate([train, test])])
+    blocked = "import sys; sys.modules['sklearn'] = sys.modules['scipy'] = None; from chainrule.cli import main; "
+    args = ["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-plots", "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-c", blocked + f"sys.exit(main({args!r}))"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and (tmp_path / "run" / "model.npz").is_file(), result.stderr

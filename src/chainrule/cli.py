@@ -250,7 +250,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "train",
         help="train an MLP or softmax regression on a dataset (default: the embedded digits)",
         description="Train a network and write the model, metrics.json and plots to --out. With no "
-        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with scikit-learn, in seconds.",
+        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with chainrule, in seconds.",
     )
     if train_options:
         config_options(train)
