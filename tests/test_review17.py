@@ -303,3 +303,26 @@ def test_the_embedded_digits_are_scikit_learns_and_need_it_not(tmp_path):
         [sys.executable, "-c", blocked + f"sys.exit(main({args!r}))"], capture_output=True, text=True
     )
     assert result.returncode == 0 and (tmp_path / "run" / "model.npz").is_file(), result.stderr
+
+
+def test_a_training_error_is_printed_in_russian_and_chinese(tmp_path):
+    import os
+
+    from test_rough_edges import small_npz
+
+    from chainrule import Linear, Sequential
+    from chainrule.training.classifier import Classifier
+
+    Classifier.of(Sequential(Linear(4, 2, seed=0))).save(tmp_path / "m.npz")
+    args = ("evaluate", tmp_path / "m.npz", "--dataset", small_npz(tmp_path / "d.npz"))
+    russian = "chainrule: ошибка: d: в тестовой выборке есть метка 2, но модель знает классов: 2 (0, 1)\n"
+    chinese = "chainrule: 错误: d：测试集中有标签 2，但模型只知道 2 个类别（0, 1）\n"
+    result = cli(*args, "--lang", "ru")
+    assert (result.returncode, result.stderr) == (1, russian)
+    result = cli(*args, "--lang", "zh")
+    assert (result.returncode, result.stderr) == (1, chinese)
+    environment = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES")}
+    result = cli(*args, env={**environment, "LANG": "zh_CN.UTF-8"})
+    assert (result.returncode, result.stderr) == (1, chinese)
+    result = cli("train", "--dataset", tmp_path / "nothing.csv", "--out", tmp_path / "r", "--lang", "ru")
+    assert result.stderr.startswith("chainrule: ошибка: неизвестный набор данных"), result.stderr

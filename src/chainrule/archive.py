@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import DataError, WriteError, need
+from chainrule.i18n import _
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
@@ -140,9 +141,9 @@ def open_regular(
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        raise error(_("{path}: no such file").format(path=path)) from None
     except OSError as err:
-        raise error(f"{path}: cannot read it ({err.strerror or err})") from None
+        raise error(_("{path}: cannot read it ({reason})").format(path=path, reason=err.strerror or err)) from None
     mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -194,7 +195,11 @@ def zip_entries(archive: zipfile.ZipFile, path: str | Path, size: int) -> list[z
     infos = archive.infolist()
     declared = sum(info.file_size for info in infos)
     if declared > MAX_RATIO * size + 2**20:
-        raise DataError(f"{path}: declares {declared} bytes of data in a file of {size}; refusing")
+        raise DataError(
+            _("{path}: declares {declared} bytes of data in a file of {size}; refusing").format(
+                path=path, declared=declared, size=size
+            )
+        )
     if declared > memory_budget():
         raise DataError(too_large(path, declared))
     return infos
@@ -214,14 +219,13 @@ def read_npy(path: str | Path, what: str = ".npy array") -> NDArray:
 
 def too_large(path: str | Path, declared: int) -> str:
     """The message for a file that declares more than :func:`memory_budget`."""
-    return (
-        f"{path}: declares {_amount(declared)} of data, more than the {_amount(memory_budget())} that one file "
-        "may take on this machine; refusing"
-    )
+    return _(
+        "{path}: declares {declared} of data, more than the {budget} that one file may take on this machine; refusing"
+    ).format(path=path, declared=_amount(declared), budget=_amount(memory_budget()))
 
 
 def _amount(size: int) -> str:
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size} bytes"
+    return _("{size:.1f} MB").format(size=size / 2**20) if size >= 2**20 else _("{size} bytes").format(size=size)
 
 
 def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
@@ -234,13 +238,19 @@ def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
     elif version == (2, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
     else:
-        raise DataError(f"{where}: a .npy of version {version}, which chainrule does not read")
+        raise DataError(
+            _("{where}: a .npy of version {version}, which chainrule does not read").format(
+                where=where, version=version
+            )
+        )
     if dtype.hasobject:
-        raise DataError(f"{where}: it holds Python objects, which are never loaded")
+        raise DataError(_("{where}: it holds Python objects, which are never loaded").format(where=where))
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes != size - f.tell():
         raise DataError(
-            f"{where}: its header declares shape {shape} of {dtype}, but the file holds {size - f.tell()} bytes"
+            _("{where}: its header declares shape {shape} of {dtype}, but the file holds {size} bytes").format(
+                where=where, shape=shape, dtype=dtype, size=size - f.tell()
+            )
         )
     if nbytes > memory_budget():
         raise DataError(too_large(where, nbytes))
@@ -249,7 +259,7 @@ def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
     while filled < nbytes:
         got = f.readinto(view[filled:])
         if not got:
-            raise DataError(f"{where}: truncated array data")
+            raise DataError(_("{where}: truncated array data").format(where=where))
         filled += got
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from chainrule._version import __version__
+from chainrule.i18n import _, ngettext
 
 
 def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -79,13 +80,13 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     def fraction(text: str) -> float:
         value = finite_float(text)
         if not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+            raise argparse.ArgumentTypeError(_("expected a number from 0 to 1, got {got!r}").format(got=text))
         return value
 
     def non_negative_float(text: str) -> float:
         value = finite_float(text)
         if value < 0:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(_("expected a number >= 0, got {got!r}").format(got=text))
         return value
 
     parser = argparse.ArgumentParser(
@@ -411,7 +412,7 @@ def _run(args: argparse.Namespace) -> int:
         return error(str(err), err.exit_code)
     except KeyboardInterrupt:
         ignore_interrupts()
-        return error("interrupted", 130, prefix="chainrule")
+        return error(_("interrupted"), 130, prefix="chainrule")
     except BrokenPipeError:  # the reader of the output is gone (`chainrule explain FILE | head`): stop quietly
         with contextlib.suppress(OSError, ValueError):  # Python flushes standard output at exit: into nothing
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -419,7 +420,7 @@ def _run(args: argparse.Namespace) -> int:
     except MemoryError:
         if args.debug:
             raise
-        return error("not enough memory for this (MemoryError): a smaller model, dataset or batch would fit", 1)
+        return error(_("not enough memory for this (MemoryError): a smaller model, dataset or batch would fit"), 1)
     except OSError as err:  # the system refused: a name too long, a full disk, no permission
         if args.debug:
             raise
@@ -429,10 +430,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         return error(
-            f"{type(err).__name__}: {err} (this is a bug in chainrule; run again with --debug for the traceback "
-            "and report it)",
+            _(
+                "{kind}: {error} (this is a bug in chainrule; run again with --debug for the traceback and report it)"
+            ).format(kind=type(err).__name__, error=err),
             3,
-            prefix="chainrule: internal error",
+            prefix=_("chainrule: internal error"),
         )
 
 
@@ -441,22 +443,21 @@ def _run(args: argparse.Namespace) -> int:
 MAX_MESSAGE = 2000
 
 
-def error(message: str, exit_code: int, prefix: str = "chainrule: error") -> int:
+def error(message: str, exit_code: int, prefix: str | None = None) -> int:
     """The one way a failure reaches the user: one line on standard error; returns ``exit_code``."""
+    prefix = _("chainrule: error") if prefix is None else prefix
     print(f"{prefix}: {_shortened(message)}", file=sys.stderr)
     return exit_code
 
 
 def warn(message: str) -> None:
     """A warning, one line on standard error."""
-    print(f"chainrule: warning: {_shortened(message)}", file=sys.stderr)
+    print(_("chainrule: warning: {message}").format(message=_shortened(message)), file=sys.stderr)
 
 
 def _shortened(message: str) -> str:
     if len(message) <= MAX_MESSAGE:
         return message
-    from chainrule.i18n import _
-
     left = len(message) - MAX_MESSAGE
     return message[: MAX_MESSAGE - 500] + _(" … ({count} characters left out) … ").format(count=left) + message[-500:]
 
@@ -581,16 +582,22 @@ def _run_train(args: argparse.Namespace) -> int:
         epochs = given.pop("epochs", config.epochs)
         if epochs < config.epochs:
             raise UsageError(
-                f"--epochs {epochs} with --resume: the run in {args.resume} has {config.epochs} epochs planned; "
-                "give more to extend it"
+                _(
+                    "--epochs {epochs} with --resume: the run in {out} has {planned} epochs planned; give more to "
+                    "extend it"
+                ).format(epochs=epochs, out=args.resume, planned=config.epochs)
             )
         if epochs > config.epochs:
-            warn(f"extending the run from {config.epochs} to {epochs} epochs (a schedule is planned over {epochs})")
+            warn(
+                _("extending the run from {planned} to {epochs} epochs (a schedule is planned over {epochs})").format(
+                    planned=config.epochs, epochs=epochs
+                )
+            )
             config.epochs = epochs
         if given:
             flags = {f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
             ignored = ", ".join(flags[name] for name in given)
-            warn(f"a resumed run keeps its own configuration; ignoring {ignored}")
+            warn(_("a resumed run keeps its own configuration; ignoring {options}").format(options=ignored))
         train(config, resume=True)
         return 0
     try:
@@ -641,15 +648,19 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return 0
     if args.confusion is not None:
         write_confusion(args.confusion, matrix, model.classes)
-    print(f"{args.model} on {dataset.name} test set ({len(predicted)} examples): accuracy {accuracy:.4f}")
+    print(
+        _("{model} on {dataset} test set ({examples} examples): accuracy {accuracy:.4f}").format(
+            model=args.model, dataset=dataset.name, examples=len(predicted), accuracy=accuracy
+        )
+    )
     totals = matrix.sum(axis=1)
     if len(model.classes) > MAX_TEXT_CLASSES:
         _print_confusion_summary(matrix, per_class, model.classes, args.confusion)
         return 0
     width = max(len(c) for c in model.classes)
     for name, value, total in zip(model.classes, per_class, totals, strict=True):
-        print(f"  {name:>{width}}  {value:.4f}  ({total} examples)")
-    print("confusion matrix (rows: true class, columns: predicted, numbered as the rows):")
+        print(f"  {name:>{width}}  {value:.4f}  " + _("({examples} examples)").format(examples=total))
+    print(_("confusion matrix (rows: true class, columns: predicted, numbered as the rows):"))
     cell = max(5, len(str(matrix.max())) + 1)
     print(f"  {'':>{width}}  {'':>4}" + "".join(f"{k:>{cell}d}" for k in range(len(model.classes))))
     for k, (name, row) in enumerate(zip(model.classes, matrix, strict=True)):
@@ -664,19 +675,26 @@ def _print_confusion_summary(matrix, per_class, classes, written: str | None, sh
     totals = matrix.sum(axis=1)
     tested = np.flatnonzero(totals)
     worst = tested[np.argsort(per_class[tested], kind="stable")[:shown]]
-    print(f"the {len(worst)} classes of lowest accuracy (of {len(tested)} in the test set):")
+    print(
+        _("the {shown} classes of lowest accuracy (of {tested} in the test set):").format(
+            shown=len(worst), tested=len(tested)
+        )
+    )
     width = max(len(classes[k]) for k in worst) if len(worst) else 0
     for k in worst:
-        print(f"  {classes[k]:>{width}}  {per_class[k]:.4f}  ({totals[k]} examples)")
+        print(f"  {classes[k]:>{width}}  {per_class[k]:.4f}  " + _("({examples} examples)").format(examples=totals[k]))
     errors = matrix.copy()
     np.fill_diagonal(errors, 0)
     pairs = np.argsort(errors, axis=None, kind="stable")[::-1][:shown]
     pairs = [divmod(int(p), len(classes)) for p in pairs if errors.flat[p] > 0]
-    print("the most confused pairs (true → predicted: examples):" if pairs else "no example was misclassified")
+    print(_("the most confused pairs (true → predicted: examples):") if pairs else _("no example was misclassified"))
     for true, guess in pairs:
         print(f"  {classes[true]} → {classes[guess]}: {errors[true, guess]}")
-    where = f"in {written}" if written else "with --confusion FILE (CSV) or --json"
-    print(f"the whole {len(classes)}×{len(classes)} confusion matrix: {where}")
+    if written:
+        where = _("the whole {n}×{n} confusion matrix: in {path}").format(n=len(classes), path=written)
+    else:
+        where = _("the whole {n}×{n} confusion matrix: with --confusion FILE (CSV) or --json").format(n=len(classes))
+    print(where)
 
 
 def write_confusion(path: str, matrix, classes: tuple[str, ...]) -> None:
@@ -723,7 +741,14 @@ def _run_predict(args: argparse.Namespace) -> int:
             best = p.argsort()[::-1][: args.top]
             print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
     if failed and len(args.files) > 1:
-        return error(f"{failed} of {len(args.files)} files could not be read", 1)
+        return error(
+            ngettext(
+                "{failed} of {total} file could not be read",
+                "{failed} of {total} files could not be read",
+                len(args.files),
+            ).format(failed=failed, total=len(args.files)),
+            1,
+        )
     return 1 if failed else 0
 
 
@@ -740,9 +765,9 @@ def _run_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default.with_suffix(FORMATS[args.format])
     written = [out, out.with_suffix(".safetensors")] if args.format == "torch" else [out]
     if any(path.resolve() == model_path.resolve() for path in written):
-        raise ConfigError(f"--out {out} would overwrite the model being exported")
+        raise ConfigError(_("--out {out} would overwrite the model being exported").format(out=out))
     for path in export(model, out, args.format, probabilities=args.probabilities):
-        print(f"wrote {path}")
+        print(_("wrote {path}").format(path=path))
     return 0
 
 

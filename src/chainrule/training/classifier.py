@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import ConfigError, DataError
+from chainrule.i18n import _
 from chainrule.network import Sequential, class_probabilities, predicted_classes
 
 
@@ -59,13 +60,14 @@ class Classifier:
             raw = raw.reshape(1, -1)
         raw = raw.reshape(len(raw), int(np.prod(raw.shape[1:])))  # not -1: 0 rows cannot say it
         if raw.shape[1] != self.features:
-            raise DataError(
-                f"the model expects {self.features} features per input"
-                + (f" (images of {self.image_shape[0]}×{self.image_shape[1]})" if self.image_shape else "")
-                + f", got {raw.shape[1]}"
-            )
+            if self.image_shape:
+                message = _("the model expects {features} features per input (images of {rows}×{columns}), got {got}")
+            else:
+                message = _("the model expects {features} features per input, got {got}")
+            rows, columns = self.image_shape or (0, 0)
+            raise DataError(message.format(features=self.features, rows=rows, columns=columns, got=raw.shape[1]))
         dtype = self.mean.dtype
-        return (as_dtype(raw, dtype, "the inputs") / dtype.type(self.scale) - self.mean) / self.std
+        return (as_dtype(raw, dtype, _("the inputs")) / dtype.type(self.scale) - self.mean) / self.std
 
     def outputs(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
         """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs; inputs
@@ -75,8 +77,12 @@ class Classifier:
         if not np.all(np.isfinite(result)):
             rows = np.flatnonzero(~np.all(np.isfinite(result), axis=1))
             raise DataError(
-                f"the network's outputs overflow for inputs {rows[:5].tolist()}{'…' if len(rows) > 5 else ''} "
-                f"(values up to {np.abs(np.asarray(raw)).max():.3g}, far beyond those it was trained on)"
+                _(
+                    "the network's outputs overflow for inputs {rows} (values up to {largest:.3g}, far beyond those "
+                    "it was trained on)"
+                ).format(
+                    rows=f"{rows[:5].tolist()}{'…' if len(rows) > 5 else ''}", largest=np.abs(np.asarray(raw)).max()
+                )
             )
         return result
 
@@ -105,7 +111,11 @@ def as_dtype(values: NDArray, dtype, what: str) -> NDArray:
     if values.dtype.kind == "f" and values.size and np.finfo(dtype).max < np.finfo(values.dtype).max:
         largest = float(np.abs(values).max())
         if largest > np.finfo(dtype).max:
-            raise DataError(f"{what}: values up to {largest:.3g} overflow {dtype} (at most {np.finfo(dtype).max:.3g})")
+            raise DataError(
+                _("{what}: values up to {largest:.3g} overflow {dtype} (at most {most:.3g})").format(
+                    what=what, largest=largest, dtype=dtype, most=np.finfo(dtype).max
+                )
+            )
     return values.astype(dtype)
 
 

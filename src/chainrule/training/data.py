@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import MAX_BYTES, MAX_RATIO, memory_budget, open_regular, read_npz, too_large
 from chainrule.errors import DataError
+from chainrule.i18n import _
 
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -305,8 +306,9 @@ def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str
     if path.suffix == ".csv" and path.exists():
         return load_csv(path, label=label)
     raise DataError(
-        f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
-        "an .npz or a .csv file"
+        _("unknown dataset {name!r}: expected one of {names}, a folder of IDX files, an .npz or a .csv file").format(
+            name=name, names=", ".join(DATASETS)
+        )
     )
 
 
@@ -321,11 +323,10 @@ def _splits(folder: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:
 
 def _not_found(name: str, data_dir) -> str:
     places = ", ".join(str(p) for p in search_path(name, data_dir))
-    return (
-        f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
-        f"{IDX_FILES['train_images']}.gz) in one of them or pass --data-dir; the download from the "
-        "published mirrors failed or was not tried"
-    )
+    return _(
+        "dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. {example}) in one of them "
+        "or pass --data-dir; the download from the published mirrors failed or was not tried"
+    ).format(name=name, places=places, example=f"{IDX_FILES['train_images']}.gz")
 
 
 # -- download ------------------------------------------------------------------------------------------
@@ -496,7 +497,9 @@ def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | No
                     )
 
             X = column_of(others, np.float64) if others else np.zeros((0, 0))
-            where = f"{path}: the labels (column {first[column] if header else column})"
+            where = _("{path}: the labels (column {column})").format(
+                path=path, column=first[column] if header else column
+            )
             classes, index = None, {}
             try:
                 numbers = column_of([column], np.float64)[:, 0]
@@ -510,12 +513,18 @@ def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | No
         except (OSError, UnicodeDecodeError, ValueError) as err:
             if isinstance(err.__cause__, DataError):
                 raise err.__cause__ from None
-            raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
+            raise DataError(
+                _("{path}: not a CSV of numbers and labels ({error})").format(path=path, error=err)
+            ) from None
     if len(X) < 2 or not others:
-        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(X)} rows")
+        raise DataError(
+            _("{path}: expected rows of a label and at least one feature, got {rows} rows").format(
+                path=path, rows=len(X)
+            )
+        )
     if classes is None:
         y = labels(numbers, where)
-    X = features(X, f"{path}: the features").astype(np.float32)
+    X = features(X, _("{path}: the features").format(path=path)).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     n_test = max(1, int(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
@@ -529,7 +538,11 @@ def _class_of(name: str, index: dict[str, int], where: str) -> int:
     name = name.strip()
     if name not in index:
         if len(index) >= MAX_CLASSES:
-            raise DataError(f"{where}: more than {MAX_CLASSES} different labels; {MAX_CLASSES} classes at most")
+            raise DataError(
+                _("{where}: more than {most} different labels; {most} classes at most").format(
+                    where=where, most=MAX_CLASSES
+                )
+            )
         index[name] = len(index)
     return index[name]
 
@@ -542,8 +555,11 @@ def _label_column(path: Path, first: list[str], header: bool, label: str | int |
         return first.index(str(label))
     if (isinstance(label, int) or (str(label).isascii() and str(label).isdigit())) and int(label) < len(first):
         return int(label)
-    columns = ", ".join(first) if header else f"0 to {len(first) - 1}"
-    raise DataError(f"{path}: no label column {label!r}; the columns are {columns}")
+    if header:
+        message = _("{path}: no label column {label!r}; the columns are {columns}")
+    else:
+        message = _("{path}: no label column {label!r}; the columns are 0 to {last}")
+    raise DataError(message.format(path=path, label=label, columns=", ".join(first), last=len(first) - 1))
 
 
 def _number(text: str) -> bool:
@@ -568,7 +584,9 @@ def labels(y: NDArray, where: str) -> NDArray:
     values = np.asarray(y)
     if values.dtype.kind not in "iuf" or values.ndim != 1:
         raise DataError(
-            f"{where}: expected a vector of integer class labels, got {values.dtype} of shape {values.shape}"
+            _("{where}: expected a vector of integer class labels, got {dtype} of shape {shape}").format(
+                where=where, dtype=values.dtype, shape=values.shape
+            )
         )
     bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
     with np.errstate(invalid="ignore"):
@@ -578,7 +596,9 @@ def labels(y: NDArray, where: str) -> NDArray:
     if np.any(bad):
         first = int(np.argmax(bad))
         raise DataError(
-            f"{where}: labels must be integers from 0 to {MAX_CLASSES - 1}; row {first} holds {values[first].item()!r}"
+            _("{where}: labels must be integers from 0 to {last}; row {row} holds {value!r}").format(
+                where=where, last=MAX_CLASSES - 1, row=first, value=values[first].item()
+            )
         )
     return values.astype(np.int64)
 
@@ -586,11 +606,13 @@ def labels(y: NDArray, where: str) -> NDArray:
 def features(X: NDArray, where: str) -> NDArray:
     """``X`` if it holds finite real numbers in rows; else a :class:`DataError` naming ``where``."""
     if X.dtype.kind not in "uif":
-        raise DataError(f"{where}: expected real numbers, got {X.dtype}")
+        raise DataError(_("{where}: expected real numbers, got {dtype}").format(where=where, dtype=X.dtype))
     if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
         rows = np.unique(np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[:, 0])
         raise DataError(
-            f"{where} contains NaN or inf (rows {rows[:5].tolist()}{'…' if len(rows) > 5 else ''}); refusing it"
+            _("{where} contains NaN or inf (rows {rows}); refusing it").format(
+                where=where, rows=f"{rows[:5].tolist()}{'…' if len(rows) > 5 else ''}"
+            )
         )
     return X
 
@@ -607,8 +629,9 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
     if dataset.image_shape is not None and not all(0 < side <= MAX_IMAGE_SIDE for side in dataset.image_shape):
         rows, columns = dataset.image_shape
         raise DataError(
-            f"{dataset.name}: images of {rows}×{columns} pixels; a model takes images of at most "
-            f"{MAX_IMAGE_SIDE} on a side"
+            _("{dataset}: images of {rows}×{columns} pixels; a model takes images of at most {most} on a side").format(
+                dataset=dataset.name, rows=rows, columns=columns, most=MAX_IMAGE_SIDE
+            )
         )
     width = None
     for split in ("train", "test"):
@@ -617,15 +640,22 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
         labels(y, f"{dataset.name}: y_{split}")
         if X.ndim != 2 or (len(X) == 0 and split in splits) or X.shape[1] == 0:
             raise DataError(
-                f"{dataset.name}: X_{split} must be a non-empty table of rows of at least one feature, got shape "
-                f"{X.shape}"
+                _(
+                    "{dataset}: X_{split} must be a non-empty table of rows of at least one feature, got shape {shape}"
+                ).format(dataset=dataset.name, split=split, shape=X.shape)
             )
         if width is not None and X.shape[1] != width:
-            raise DataError(f"{dataset.name}: test rows of {X.shape[1]} features, but train rows of {width}")
+            raise DataError(
+                _("{dataset}: test rows of {test} features, but train rows of {train}").format(
+                    dataset=dataset.name, test=X.shape[1], train=width
+                )
+            )
         width = X.shape[1]
         if len(y) and y.max() >= len(dataset.classes):
             raise DataError(
-                f"{dataset.name}: label {int(y.max())} in y_{split}, but only {len(dataset.classes)} classes"
+                _("{dataset}: label {label} in y_{split}, but only {classes} classes").format(
+                    dataset=dataset.name, label=int(y.max()), split=split, classes=len(dataset.classes)
+                )
             )
     return dataset
 
@@ -643,21 +673,23 @@ def labels_for(dataset: Dataset, classes: tuple[str, ...]) -> NDArray:
         if np.any(mapped < 0):
             name = dataset.classes[int(y[np.argmax(mapped < 0)])]
             raise DataError(
-                f"{dataset.name}: the test set has label {name!r:.80}, but the model knows "
-                f"{len(classes)} classes ({known})"
+                _("{dataset}: the test set has label {label}, but the model knows {classes} classes ({known})").format(
+                    dataset=dataset.name, label=f"{name!r:.80}", classes=len(classes), known=known
+                )
             )
         return mapped
     if len(y) and y.max() >= len(classes):
         raise DataError(
-            f"{dataset.name}: the test set has label {int(y.max())}, but the model knows {len(classes)} classes "
-            f"({known})"
+            _("{dataset}: the test set has label {label}, but the model knows {classes} classes ({known})").format(
+                dataset=dataset.name, label=int(y.max()), classes=len(classes), known=known
+            )
         )
     return y
 
 
 def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
     """``(name, where it is or how it would be got)`` for every named dataset: ``chainrule datasets``."""
-    rows = [("digits", f"embedded in chainrule ({DIGITS})")]
+    rows = [("digits", _("embedded in chainrule ({folder})").format(folder=DIGITS))]
     for name, remote in REMOTES.items():
         folder = locate(name, data_dir)
         test_only = None if folder else locate(name, data_dir, ("test",))
@@ -666,10 +698,15 @@ def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
                 name,
                 str(folder)
                 if folder
-                else f"{test_only} (the test set only: evaluate reads it, train needs the train files too)"
+                else _("{folder} (the test set only: evaluate reads it, train needs the train files too)").format(
+                    folder=test_only
+                )
                 if test_only
-                else f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
-                f"from {remote.mirrors[0]} into {cache_dir() / name}",
+                else _("not found (looked in {places}); will be downloaded from {mirror} into {folder}").format(
+                    places=", ".join(map(str, search_path(name, data_dir))),
+                    mirror=remote.mirrors[0],
+                    folder=cache_dir() / name,
+                ),
             )
         )
     return rows

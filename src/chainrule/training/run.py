@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from chainrule import archive
 from chainrule.archive import atomic_write
 from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage, WriteError
+from chainrule.i18n import _
 from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
@@ -113,23 +114,35 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
         how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         out = folder.path
         if not (out / NAME).exists():
-            kept = f"; the earlier run in {out} is as it was" if folder.discard() else ""
-            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved{kept}") from None
+            if folder.discard():
+                message = _(
+                    "interrupted ({how}) before the first epoch ended; nothing was saved, and the earlier run in "
+                    "{out} is as it was"
+                )
+            else:
+                message = _("interrupted ({how}) before the first epoch ended; nothing was saved")
+            raise RunInterrupted(message.format(how=how, out=out)) from None
         if config.force and not resume and not folder.cleared:
             raise RunInterrupted(
-                f"interrupted ({how}) before the run started; the files in {out} are as they were"
+                _("interrupted ({how}) before the run started; the files in {out} are as they were").format(
+                    how=how, out=out
+                )
             ) from None
         raise RunInterrupted(
-            f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
-            f"continue it with `chainrule train --resume {out}`"
+            _(
+                "interrupted ({how}); the run is saved up to its last finished epoch in {out}: continue it with "
+                "`chainrule train --resume {out}`"
+            ).format(how=how, out=out)
         ) from None
     except WriteError as err:  # a full disk mid-run: the last checkpoint is whole (written atomically)
         if not (folder.path / NAME).exists():
             folder.discard()
             raise
         raise WriteError(
-            f"{err}; the run is saved up to its last finished epoch in {folder.path}: make room and continue it "
-            f"with `chainrule train --resume {folder.path}`"
+            _(
+                "{error}; the run is saved up to its last finished epoch in {out}: make room and continue it with "
+                "`chainrule train --resume {out}`"
+            ).format(error=err, out=folder.path)
         ) from None
     except BaseException:
         if not (folder.path / NAME).exists():
@@ -164,25 +177,31 @@ def config_from_checkpoint(folder: str | Path) -> TrainConfig:
     """The configuration of the run saved in ``folder`` (for ``chainrule train --resume``)."""
     folder = Path(folder)
     if not (folder / NAME).is_file():
-        raise ConfigError(f"--resume {folder}: no {NAME} there; a run writes one after every epoch")
+        raise ConfigError(
+            _("--resume {folder}: no {name} there; a run writes one after every epoch").format(folder=folder, name=NAME)
+        )
     doc = read_checkpoint(folder)
     path = folder / NAME
     try:
         config = TrainConfig.from_dict({**doc["config"], "out": str(folder), "force": True})
     except TypeError as err:
-        raise DataError(f"{path}: a configuration this chainrule does not know ({err})") from None
+        raise DataError(
+            _("{path}: a configuration this chainrule does not know ({error})").format(path=path, error=err)
+        ) from None
     config.validate()
     # The model is built from the configuration before the arrays are put in: what the configuration
     # declares must fit the arrays first (a hand-edited hidden size of 10¹¹ would be built, then refused).
     arrays = doc.get("model")
     if not isinstance(arrays, dict) or not arrays:
-        raise DataError(f"{path}: the checkpoint holds no model arrays")
+        raise DataError(_("{path}: the checkpoint holds no model arrays").format(path=path))
     archive.require_finite(path, arrays, "model.")
     largest = max(max(a.shape, default=1) for a in arrays.values())
     if any(size > largest for size in config.hidden):
         raise DataError(
-            f"{path}: its configuration declares hidden layers of {','.join(map(str, config.hidden))}, but its "
-            f"arrays are at most {largest} long"
+            _(
+                "{path}: its configuration declares hidden layers of {hidden}, but its arrays are at most {largest} "
+                "long"
+            ).format(path=path, hidden=",".join(map(str, config.hidden)), largest=largest)
         )
     return config
 
@@ -199,7 +218,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
 
     def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
-        X = as_dtype(raw, dtype, f"{dataset.name}: the features")
+        X = as_dtype(raw, dtype, _("{dataset}: the features").format(dataset=dataset.name))
         X /= dtype.type(scale)
         X -= mean
         X /= std
@@ -227,8 +246,9 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
         model = build_model(config, dataset.features, classes, model_rng)
     except MemoryError:
         raise ConfigError(
-            f"a network of {dataset.features}-{','.join(map(str, config.hidden))}-{classes} does not "
-            "fit in this machine's memory (--hidden)"
+            _("a network of {sizes} does not fit in this machine's memory (--hidden)").format(
+                sizes="-".join(map(str, (dataset.features, *config.hidden, classes)))
+            )
         ) from None
     optimizer = build_optimizer(config, model)
     settings = optimizer.config()  # as built: the schedule changes lr as it goes
@@ -319,9 +339,9 @@ def _write_card(result: RunResult, config: TrainConfig, dataset: Dataset) -> Non
     except MissingPackage as err:
         written, why = None, str(err)
     else:
-        why = f"{result.out / card.NAME} is not a card chainrule wrote; it is left as it is"
+        why = _("{path} is not a card chainrule wrote; it is left as it is").format(path=result.out / card.NAME)
     if written is None:
-        print(f"chainrule: note: no model card: {why}", file=sys.stderr)
+        print(_("chainrule: note: no model card: {why}").format(why=why), file=sys.stderr)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -351,11 +371,27 @@ def _check_memory(dataset: Dataset, dtype: np.dtype, one_hot: int) -> None:
     rows = len(dataset.X_train) + len(dataset.X_test)
     needed = rows * (dataset.features + one_hot) * dtype.itemsize
     if needed > archive.memory_budget():
-        targets = f" and one-hot targets of {one_hot} classes" if one_hot else ""
+        if one_hot:
+            message = _(
+                "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+                "{dtype} and one-hot targets of {classes} classes), more than the {budget:.0f} MB this machine "
+                "allows; use fewer rows or classes"
+            )
+        else:
+            message = _(
+                "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+                "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
+            )
         raise DataError(
-            f"{dataset.name}: training on it takes about {needed / 2**20:.0f} MB ({rows} rows of "
-            f"{dataset.features} features as {dtype}{targets}), more than the "
-            f"{archive.memory_budget() / 2**20:.0f} MB this machine allows; use fewer rows or classes"
+            message.format(
+                dataset=dataset.name,
+                needed=needed / 2**20,
+                rows=rows,
+                features=dataset.features,
+                dtype=dtype,
+                classes=one_hot,
+                budget=archive.memory_budget() / 2**20,
+            )
         )
 
 
@@ -368,6 +404,8 @@ def _check_free_space(out: Path, model: Sequential, freed: int = 0) -> None:
     free = shutil.disk_usage(out).free + freed
     if free < needed:
         raise ConfigError(
-            f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
-            f"{needed / 2**20:.1f} MB for its model, checkpoints and plots"
+            _(
+                "the output folder {out} has {free:.1f} MB free; this run needs about {needed:.1f} MB for its "
+                "model, checkpoints and plots"
+            ).format(out=out, free=free / 2**20, needed=needed / 2**20)
         )

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from chainrule.errors import ConfigError
+from chainrule.i18n import _
 from chainrule.training import card
 from chainrule.training.checkpoint import NAME as CHECKPOINT
 from chainrule.training.config import TrainConfig
@@ -76,15 +77,17 @@ class RunFolder:
             others = [p.name for p in out.iterdir() if p.name != LOCK]
             if others and not (config.force or resume):
                 raise ConfigError(
-                    f"--out {out} exists and is not empty; choose another folder or pass --force "
-                    "to overwrite the files of a run there"
+                    _(
+                        "--out {out} exists and is not empty; choose another folder or pass --force to overwrite "
+                        "the files of a run there"
+                    ).format(out=out)
                 )
             probe = out / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
             folder.release()
-            raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
+            raise _cannot_write(out, err) from None
         except BaseException:
             folder.release()
             raise
@@ -110,7 +113,11 @@ class RunFolder:
                 path.rename(aside / path.name)
             except OSError as err:
                 self._restore_earlier_run()
-                raise ConfigError(f"--force: cannot remove {path} of the earlier run ({err.strerror or err})") from None
+                raise ConfigError(
+                    _("--force: cannot remove {path} of the earlier run ({reason})").format(
+                        path=path, reason=err.strerror or err
+                    )
+                ) from None
         self.cleared = True
 
     def keep_new_run(self) -> None:
@@ -164,7 +171,7 @@ def _make(config: TrainConfig) -> tuple[Path, bool]:
         candidates = iter([Path(config.out)])
     for out in candidates:
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} exists and is not a folder")
+            raise ConfigError(_("--out {out} exists and is not a folder").format(out=out))
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -174,8 +181,14 @@ def _make(config: TrainConfig) -> tuple[Path, bool]:
                 if config.out is not None and out.is_dir():
                     return out, False
         except OSError as err:
-            raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
-    raise ConfigError(f"no free folder name under {Path('runs')}; pass --out")
+            raise _cannot_write(out, err) from None
+    raise ConfigError(_("no free folder name under {folder}; pass --out").format(folder=Path("runs")))
+
+
+def _cannot_write(out: Path, err: OSError) -> ConfigError:
+    return ConfigError(
+        _("cannot write to the output folder {out} ({reason})").format(out=out, reason=err.strerror or err)
+    )
 
 
 def _lock(out: Path) -> int | None:
@@ -187,15 +200,17 @@ def _lock(out: Path) -> int | None:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise ConfigError(f"cannot write to the output folder {out} ({err.strerror or err})") from None
+            raise _cannot_write(out, err) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise ConfigError(
-                f"--out {out}: another chainrule train (process {holder}) is writing there; wait for it to "
-                "finish or choose another folder"
+                _(
+                    "--out {out}: another chainrule train (process {holder}) is writing there; wait for it to "
+                    "finish or choose another folder"
+                ).format(out=out, holder=holder)
             ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
