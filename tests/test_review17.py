@@ -269,6 +269,12 @@ def test_inputs_that_overflow_the_network_are_an_error_not_nan(tmp_path):
     assert "huge.npy: the inputs: values up to 1e+308 overflow float32 (at most 3.4e+38)" in lines[0]
     assert "big.npy: the network's outputs overflow for inputs [0]" in lines[1]
     assert lines[2] == "chainrule: error: 2 of 3 files could not be read"
+    from test_rough_edges import small_npz
+
+    data = small_npz(tmp_path / "d.npz", X_train=np.full((30, 4), 1e300))
+    one_error(
+        cli("train", "--dataset", data, "--out", tmp_path / "r"), 1, "d: the features: values up to 1e+300 overflow"
+    )
 
 
 def test_messages_are_short_and_grammatical(tmp_path):

@@ -7,6 +7,7 @@ range to [0, 1] (255 for pixels) and ``mean``, ``std`` are measured on the train
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,12 +109,13 @@ def as_dtype(values: NDArray, dtype, what: str) -> NDArray:
     holds at most about 3.4e38: 1e308 would become inf)."""
     values = np.asarray(values)
     dtype = np.dtype(dtype)
-    if values.dtype.kind == "f" and values.size and np.finfo(dtype).max < np.finfo(values.dtype).max:
+    most = float(np.finfo(dtype).max) if dtype.kind == "f" else math.inf
+    if values.dtype.kind == "f" and values.size and most < float(np.finfo(values.dtype).max):
         largest = float(np.abs(values).max())
-        if largest > np.finfo(dtype).max:
+        if largest > most:  # in Python floats: NumPy would cast 1e300 to float32 to compare, with a warning
             raise DataError(
                 _("{what}: values up to {largest:.3g} overflow {dtype} (at most {most:.3g})").format(
-                    what=what, largest=largest, dtype=dtype, most=np.finfo(dtype).max
+                    what=what, largest=largest, dtype=dtype, most=most
                 )
             )
     return values.astype(dtype)
