@@ -93,12 +93,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
 
 def _cannot_write(path: Path, err: OSError) -> WriteError:
     if path.is_dir():
-        reason = "a folder is there"
+        reason = _("a folder is there")
     elif not path.parent.is_dir():
-        reason = f"no folder {path.parent}"
+        reason = _("no folder {folder}").format(folder=path.parent)
     else:
         reason = err.strerror or str(err)
-    error = WriteError(f"cannot write {path}: {reason}")
+    error = WriteError(_("cannot write {path}: {reason}").format(path=path, reason=reason))
     error.errno = err.errno
     return error
 
@@ -312,24 +312,32 @@ def load(
         arrays, metadata = read_safetensors(path, what)
         meta_text = metadata.get("meta")
         if meta_text is None and metadata.get("format") == "pt":
-            raise DataError(f"{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back")
+            raise DataError(
+                _("{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back").format(
+                    path=path, what=_(what)
+                )
+            )
     text = str(meta_text[()]) if isinstance(meta_text, np.ndarray) and meta_text.ndim == 0 else meta_text
     if isinstance(text, str) and nesting(text) > MAX_NESTING:
-        raise DataError(f"{path}: its 'meta' record nests more than {MAX_NESTING} deep; not a {what}")
+        raise DataError(
+            _("{path}: its 'meta' record nests more than {most} deep; not a {what}").format(
+                path=path, most=MAX_NESTING, what=_(what)
+            )
+        )
     try:
         meta = json.loads(text)
     except (ValueError, TypeError, RecursionError):
-        raise DataError(f"{path}: not a {what} (no readable 'meta' record)") from None
+        raise DataError(_("{path}: not a {what} (no readable 'meta' record)").format(path=path, what=_(what))) from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != format:
-        raise DataError(f"{path}: not a {what} (format {found!r})")
+        raise DataError(_("{path}: not a {what} (format {found!r})").format(path=path, what=_(what), found=found))
     if upgrade is not None:
         meta = upgrade(meta, arrays)
     used: set[str] = set()
     document = _unpack(meta, arrays, used, path)
     extra = sorted(set(arrays) - used)
     if extra:
-        raise DataError(f"{path}: unexpected arrays {', '.join(extra[:5])}")
+        raise DataError(_("{path}: unexpected arrays {names}").format(path=path, names=", ".join(extra[:5])))
     return document
 
 
@@ -339,16 +347,18 @@ def _is_zip(path: Path, what: str) -> bool:
         try:
             return f.read(4) == b"PK\x03\x04"
         except OSError as err:
-            raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+            raise DataError(
+                _("{path}: cannot read it ({reason})").format(path=path, reason=err.strerror or err)
+            ) from None
 
 
 def require_finite(path: str | Path, arrays: dict[str, NDArray], prefix: str = "") -> None:
     """A :class:`DataError` naming the first of ``arrays`` that is not all floats, or holds NaN or inf."""
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
-            raise DataError(f"{path}: {prefix}{name} is not an array of floats")
+            raise DataError(_("{path}: {name} is not an array of floats").format(path=path, name=prefix + name))
         if not np.all(np.isfinite(value)):
-            raise DataError(f"{path}: {prefix}{name} contains NaN or inf")
+            raise DataError(_("{path}: {name} contains NaN or inf").format(path=path, name=prefix + name))
 
 
 def _pack(value: Any, name: str, arrays: dict[str, NDArray]) -> Any:
@@ -371,7 +381,7 @@ def _unpack(value: Any, arrays: dict[str, NDArray], used: set[str], path) -> Any
         if set(value) == {_REF}:
             name = value[_REF]
             if not isinstance(name, str) or name not in arrays:
-                raise DataError(f"{path}: missing array {name}")
+                raise DataError(_("{path}: missing array {name}").format(path=path, name=name))
             used.add(name)
             return arrays[name]
         return {k: _unpack(v, arrays, used, path) for k, v in value.items()}

@@ -17,7 +17,7 @@ import numpy as np
 
 from chainrule import archive
 from chainrule.errors import DataError
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 from chainrule.module import Module
 from chainrule.optim import Optimizer
 from chainrule.training.loop import EpochResult, FitState, History
@@ -25,7 +25,7 @@ from chainrule.training.loop import EpochResult, FitState, History
 FORMAT = "chainrule-checkpoint"
 VERSION = 2
 NAME = "checkpoint.npz"
-WHAT = "chainrule checkpoint"
+WHAT = N_("chainrule checkpoint")
 
 
 def _generators(model: Module) -> list[np.random.Generator]:

@@ -140,28 +140,34 @@ def read_idx(path: str | Path) -> NDArray:
             f = gzip.GzipFile(fileobj=raw) if compressed else raw
             return _read_idx(f, path, size, compressed)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-            raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
+            raise DataError(_("{path}: cannot read it as an IDX file ({error})").format(path=path, error=err)) from None
 
 
 def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
     magic = f.read(4)
     if len(magic) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(magic)} bytes)")
+        raise DataError(_("{path}: not an IDX file (only {size} bytes)").format(path=path, size=len(magic)))
     zero, type_code, ndim = magic[0:2], magic[2], magic[3]
     if zero != b"\x00\x00" or type_code not in _IDX_TYPES or not 1 <= ndim <= 4:
         raise DataError(
-            f"{path}: not an IDX file (magic number 0x{magic.hex()}; expected 0x000008NN "
-            "with NN the number of dimensions, e.g. 0x00000803 for images)"
+            _(
+                "{path}: not an IDX file (magic number 0x{magic}; expected 0x000008NN with NN the number of "
+                "dimensions, e.g. 0x00000803 for images)"
+            ).format(path=path, magic=magic.hex())
         )
     dims = f.read(4 * ndim)
     header = 4 + 4 * ndim
     if len(dims) < 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected at least {header})")
+        raise DataError(
+            _("{path}: truncated IDX header ({size} bytes, expected at least {header})").format(
+                path=path, size=4 + len(dims), header=header
+            )
+        )
     shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(_IDX_TYPES[type_code])
     expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow it
     if 0 in shape:
-        raise DataError(f"{path}: implausible IDX dimensions {shape}")
+        raise DataError(_("{path}: implausible IDX dimensions {shape}").format(path=path, shape=shape))
     if not compressed and size - header != expected:
         raise DataError(
             f"{path}: IDX data of {size - header} bytes, but the header {shape} declares "
@@ -169,7 +175,9 @@ def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
         )
     if compressed and expected > MAX_RATIO * size:
         raise DataError(
-            f"{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold"
+            _("{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold").format(
+                path=path, shape=shape, expected=expected, size=size
+            )
         )
     if expected > memory_budget():
         raise DataError(too_large(path, expected))
@@ -205,17 +213,22 @@ def load_idx_folder(
     found = {role: _find_idx(folder, IDX_FILES[role]) for role in roles}
     missing = [IDX_FILES[r] for r, p in found.items() if p is None]
     if missing:
-        raise DataError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
+        raise DataError(_("{folder}: missing {files} (raw or .gz)").format(folder=folder, files=", ".join(missing)))
     arrays = {role: read_idx(path) for role, path in found.items()}
     for split in splits:
         images, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim < 2 or y.ndim != 1:
             raise DataError(
-                f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
-                f"got {images.shape} and {y.shape}"
+                _("{path}: expected images (n, rows, cols) and labels (n,), got {images} and {labels}").format(
+                    path=found[f"{split}_images"], images=images.shape, labels=y.shape
+                )
             )
         if len(images) != len(y):
-            raise DataError(f"{folder}: {len(images)} {split} images but {len(y)} {split} labels")
+            raise DataError(
+                _("{folder}: {images} {split} images but {labels} {split} labels").format(
+                    folder=folder, images=len(images), labels=len(y), split=split
+                )
+            )
         arrays[f"{split}_labels"] = labels(y, str(found[f"{split}_labels"]))
     some = arrays[f"{splits[0]}_images"]
     for split in {"train", "test"} - set(splits):
@@ -349,7 +362,11 @@ def download_dataset(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"cannot create the cache folder {folder} ({err}); {_not_found(name, data_dir)}") from None
+        raise DataError(
+            _("cannot create the cache folder {folder} ({error}); {not_found}").format(
+                folder=folder, error=err, not_found=_not_found(name, data_dir)
+            )
+        ) from None
     for role, base in IDX_FILES.items():
         target = folder / f"{base}.gz"
         if target.is_file():
@@ -362,7 +379,11 @@ def download_dataset(
             except DataError as err:
                 errors.append(str(err))
         else:
-            raise DataError(f"could not download {base}.gz ({'; '.join(errors)}). {_not_found(name, data_dir)}")
+            raise DataError(
+                _("could not download {file} ({errors}). {not_found}").format(
+                    file=f"{base}.gz", errors="; ".join(errors), not_found=_not_found(name, data_dir)
+                )
+            )
     return folder
 
 
@@ -384,9 +405,17 @@ def _fetch(url: str, target: Path, md5: str, progress: bool, timeout: float) -> 
             finally:
                 bar.close()
             if total is not None and received != total:
-                raise DataError(f"{url}: interrupted after {received} of {total} bytes")
+                raise DataError(
+                    _("{url}: interrupted after {received} of {total} bytes").format(
+                        url=url, received=received, total=total
+                    )
+                )
         if digest.hexdigest() != md5:
-            raise DataError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, published {md5})")
+            raise DataError(
+                _("{url}: checksum mismatch (MD5 {got}, published {published})").format(
+                    url=url, got=digest.hexdigest(), published=md5
+                )
+            )
         os.replace(temp, target)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise DataError(f"{url}: {getattr(err, 'reason', err)}") from None
@@ -438,12 +467,20 @@ def load_npz(path: str | Path) -> Dataset:
     for key in ("X_train", "y_train", "X_test", "y_test"):
         value = arrays.get(key, arrays.get(key.lower()))
         if value is None:
-            raise DataError(f"{path}: missing array {key!r} (found {', '.join(arrays) or 'none'})")
+            raise DataError(
+                _("{path}: missing array {name!r} (found {found})").format(
+                    path=path, name=key, found=", ".join(arrays) or "-"
+                )
+            )
         get[key] = value
     for split in ("train", "test"):
         X, y = get[f"X_{split}"], get[f"y_{split}"]
         if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
-            raise DataError(f"{path}: X_{split} has shape {X.shape} but y_{split} has shape {y.shape}")
+            raise DataError(
+                _("{path}: X_{split} has shape {x} but y_{split} has shape {y}").format(
+                    path=path, split=split, x=X.shape, y=y.shape
+                )
+            )
     image_shape = tuple(get["X_train"].shape[1:3]) if get["X_train"].ndim == 3 else None
     y_train, y_test = labels(get["y_train"], f"{path}: y_train"), labels(get["y_test"], f"{path}: y_test")
     return Dataset(

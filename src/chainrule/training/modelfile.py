@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from chainrule import archive
 from chainrule.errors import ChainruleError, ConfigError, DataError
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
@@ -31,7 +31,7 @@ from chainrule.training.data import MAX_CLASSES, MAX_IMAGE_SIDE
 
 FORMAT = "chainrule-model"
 VERSION = 2
-WHAT = "chainrule model file"
+WHAT = N_("chainrule model file")
 #: The most layers a model file may declare: far beyond any network trained here, far below a file whose
 #: list of layers takes minutes to build and check.
 MAX_LAYERS = 1000
