@@ -332,3 +332,22 @@ def test_a_training_error_is_printed_in_russian_and_chinese(tmp_path):
     assert (result.returncode, result.stderr) == (1, chinese)
     result = cli("train", "--dataset", tmp_path / "nothing.csv", "--out", tmp_path / "r", "--lang", "ru")
     assert result.stderr.startswith("chainrule: ошибка: неизвестный набор данных"), result.stderr
+
+
+def test_evaluate_counts_the_memory_of_the_test_set_as_the_model_reads_it(tmp_path):
+    """200,000 test images of 28×28 bytes (150 MB, within the readers' 512 MB) are 598 MB as float32."""
+    import gzip
+
+    from test_limits import idx_bytes
+
+    from chainrule import Linear, Sequential
+    from chainrule.training.classifier import Classifier
+
+    Classifier.of(Sequential(Linear(784, 2, seed=0))).save(tmp_path / "m.npz")
+    folder = tmp_path / "test-only"
+    folder.mkdir()
+    header = bytes([0, 0, 8, 3]) + (200_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(200_000 * 784), 1))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(200_000)))
+    result = chainrule_limited("evaluate", tmp_path / "m.npz", "--dataset", folder)
+    assert_refused(result, "test-only: evaluating on it takes about 598 MB (200000 rows of 784 features as float32)")

@@ -614,7 +614,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from chainrule.training.config import TrainConfig
-    from chainrule.training.data import labels_for, load_dataset
+    from chainrule.training.data import check_memory, labels_for, load_dataset
     from chainrule.training.modelfile import load_model
     from chainrule.training.plots import confusion_matrix
 
@@ -627,6 +627,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         label=getattr(args, "label", None),
     )
     y_test = labels_for(dataset, model.classes)
+    check_memory(dataset, model.mean.dtype, splits=("test",))
     predicted = model.predict(dataset.X_test)
     matrix = confusion_matrix(y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)

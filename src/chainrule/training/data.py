@@ -697,6 +697,36 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
     return dataset
 
 
+def check_memory(dataset: Dataset, dtype, one_hot: int = 0, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Refuse a dataset that would take more than :func:`~chainrule.archive.memory_budget` once used: not
+    the bytes its files held (pixels of one byte) but what training (``splits`` train and test) or
+    evaluating (``("test",)``) makes of them: every row as ``dtype``, and ``one_hot`` numbers a row for the
+    targets of a regression loss."""
+    dtype = np.dtype(dtype)
+    rows = sum(len(getattr(dataset, f"X_{split}")) for split in splits)
+    needed, budget = rows * (dataset.features + one_hot) * dtype.itemsize, memory_budget()
+    if needed <= budget:
+        return
+    if "train" not in splits:
+        message = _(
+            "{dataset}: evaluating on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
+        )
+    elif one_hot:
+        message = _(
+            "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype} and one-hot targets of {classes} classes), more than the {budget:.0f} MB this machine "
+            "allows; use fewer rows or classes"
+        )
+    else:
+        message = _(
+            "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
+        )
+    values = {"rows": rows, "features": dataset.features, "dtype": dtype, "classes": one_hot}
+    raise DataError(message.format(dataset=dataset.name, needed=needed / 2**20, budget=budget / 2**20, **values))
+
+
 def labels_for(dataset: Dataset, classes: tuple[str, ...]) -> NDArray:
     """The test labels of ``dataset`` as indices into a model's ``classes``: by name where the dataset's
     labels are names (a CSV's test file need not hold every class, nor in the model's order), by number

@@ -35,7 +35,7 @@ from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
 from chainrule.training.classifier import Classifier, as_dtype, normalisation
 from chainrule.training.config import TrainConfig
-from chainrule.training.data import Dataset, check_dataset, load_dataset
+from chainrule.training.data import Dataset, check_dataset, check_memory, load_dataset
 from chainrule.training.images import frame_fill
 from chainrule.training.loop import EpochResult, FitState, evaluate, fit
 from chainrule.training.modelfile import save_model
@@ -227,7 +227,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     loss = build_loss(config)
     one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
     classes = len(dataset.classes)
-    _check_memory(dataset, dtype, classes if one_hot else 0)
+    check_memory(dataset, dtype, classes if one_hot else 0)
     order = split_rng.permutation(len(dataset.X_train))
     n_val = round(len(order) * config.val_split)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -362,37 +362,6 @@ def _epochs_json(epochs: list[EpochResult]) -> list[dict[str, Any]]:
         }
         for e in epochs
     ]
-
-
-def _check_memory(dataset: Dataset, dtype: np.dtype, one_hot: int) -> None:
-    """Refuse a dataset whose run would take more than :func:`~chainrule.archive.memory_budget`: not the
-    bytes its files held (pixels of one byte) but what training makes of them: every row as ``dtype``
-    (train, validation and test), and ``one_hot`` numbers a row for the targets of a regression loss."""
-    rows = len(dataset.X_train) + len(dataset.X_test)
-    needed = rows * (dataset.features + one_hot) * dtype.itemsize
-    if needed > archive.memory_budget():
-        if one_hot:
-            message = _(
-                "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
-                "{dtype} and one-hot targets of {classes} classes), more than the {budget:.0f} MB this machine "
-                "allows; use fewer rows or classes"
-            )
-        else:
-            message = _(
-                "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
-                "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
-            )
-        raise DataError(
-            message.format(
-                dataset=dataset.name,
-                needed=needed / 2**20,
-                rows=rows,
-                features=dataset.features,
-                dtype=dtype,
-                classes=one_hot,
-                budget=archive.memory_budget() / 2**20,
-            )
-        )
 
 
 def _check_free_space(out: Path, model: Sequential, freed: int = 0) -> None:
