@@ -3,10 +3,12 @@
 One run at a time writes into a folder: it holds a lock on the file ``.chainrule.lock`` there (an
 ``flock``, which the system releases when the process ends however it ends, so a lock left by a killed
 run is taken over at once; the file names the holder's process id for the message a second run gets).
-``--force`` removes only the files a run writes (:data:`RUN_FILES`, and a model card chainrule wrote),
-and only when :meth:`RunFolder.clear_earlier_run` is called: after the new run's data are loaded and
-checked, its model built and the free space measured, so that a typo in ``--dataset`` or a full disk
-leaves the earlier run as it was. Temporary files of a write that a kill interrupted are removed.
+``--force`` moves aside only the files a run writes (:data:`RUN_FILES`, and a model card chainrule
+wrote), and only when :meth:`RunFolder.clear_earlier_run` is called: after the new run's data are loaded
+and checked, its model built and the free space measured, so that a typo in ``--dataset`` or a full disk
+leaves the earlier run as it was. They are deleted once the new run has written its first checkpoint, and
+put back if it fails or is killed before (by the next run that opens the folder). Temporary files of a
+write that a kill interrupted are removed.
 """
 
 from __future__ import annotations
