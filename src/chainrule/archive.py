@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import zipfile
@@ -31,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import DataError, WriteError, need
+from chainrule.i18n import _
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
@@ -50,6 +52,14 @@ ARCHIVE_ERRORS = (
     RuntimeError,
 )
 _REF = "$array"
+#: The deepest nesting read from a text file (TOML, or the JSON inside a model file): arrays, tables and
+#: dotted keys together. A problem file nests three or four deep; a parser walking 10,000 (or a dotted key
+#: of 10,000 parts, which Python's TOML reader takes quadratic time and memory for) is a bomb.
+MAX_NESTING = 64
+#: What is not structure in TOML or JSON: strings (basic, literal, multi-line) and comments.
+_STRINGS = re.compile(r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL)
+#: A dotted key (``a.b."c"``) once the strings are blanked: its parts are the dots plus one.
+_DOTTED = re.compile(r"[\w-]+(?:[ \t]*\.[ \t]*[\w-]+)+")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
@@ -83,14 +93,25 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
 
 def _cannot_write(path: Path, err: OSError) -> WriteError:
     if path.is_dir():
-        reason = "a folder is there"
+        reason = _("a folder is there")
     elif not path.parent.is_dir():
-        reason = f"no folder {path.parent}"
+        reason = _("no folder {folder}").format(folder=path.parent)
     else:
         reason = err.strerror or str(err)
-    error = WriteError(f"cannot write {path}: {reason}")
+    error = WriteError(_("cannot write {path}: {reason}").format(path=path, reason=reason))
     error.errno = err.errno
     return error
+
+
+def nesting(text: str) -> int:
+    """How deep ``text`` (TOML or JSON) nests: the most brackets and braces open at once, or the most parts
+    of a dotted key, whichever is more; counted in one pass over the text, before any parser sees it."""
+    bare = _STRINGS.sub(lambda m: "s" if m.group().startswith(("'", '"')) else "", text)
+    opened = np.frombuffer(bare.encode("ascii", errors="replace"), np.uint8)
+    steps = np.isin(opened, (ord("["), ord("{"))).astype(np.int32) - np.isin(opened, (ord("]"), ord("}")))
+    depth = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    dotted = max((m.group().count(".") + 1 for m in _DOTTED.finditer(bare)), default=0)
+    return max(depth, dotted)
 
 
 def memory_budget() -> int:
@@ -120,9 +141,9 @@ def open_regular(
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        raise error(_("{path}: no such file").format(path=path)) from None
     except OSError as err:
-        raise error(f"{path}: cannot read it ({err.strerror or err})") from None
+        raise error(_("{path}: cannot read it ({reason})").format(path=path, reason=err.strerror or err)) from None
     mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -138,7 +159,7 @@ def open_regular(
         raise error(f"{path}: {kind}; expected {what}, a regular file")
     if size > limit:
         os.close(fd)
-        raise error(f"{path}: {size} bytes is larger than any {what} ({limit} bytes at most)")
+        raise error(f"{path}: {_amount(size)}; {what} of at most {_amount(limit)} is read on this machine")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -155,14 +176,8 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
         compressed = os.fstat(f.fileno()).st_size
         try:
             with zipfile.ZipFile(f) as archive:
-                infos = archive.infolist()
-                declared = sum(info.file_size for info in infos)
-                if declared > MAX_RATIO * compressed + 2**20:
-                    raise DataError(f"{path}: declares {declared} bytes of arrays in a file of {compressed}; refusing")
-                if declared > memory_budget():
-                    raise DataError(too_large(path, declared))
                 arrays = {}
-                for info in infos:
+                for info in zip_entries(archive, path, compressed):
                     name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                     with archive.open(info) as member:
                         arrays[name] = _read_npy(member, info.file_size, path, name)
@@ -173,10 +188,27 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
             raise DataError(f"{path}: not a readable {what} ({err})") from None
 
 
-def read_npy(path: str | Path, what: str = "a .npy array") -> NDArray:
+def zip_entries(archive: zipfile.ZipFile, path: str | Path, size: int) -> list[zipfile.ZipInfo]:
+    """The entries of the zip ``archive`` (a file of ``size`` bytes at ``path``), once the sizes its
+    directory declares are found possible for its size (deflate expands at most :data:`MAX_RATIO` times)
+    and within :func:`memory_budget`: a zip bomb is refused before anything is expanded."""
+    infos = archive.infolist()
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_RATIO * size + 2**20:
+        raise DataError(
+            _("{path}: declares {declared} bytes of data in a file of {size}; refusing").format(
+                path=path, declared=declared, size=size
+            )
+        )
+    if declared > memory_budget():
+        raise DataError(too_large(path, declared))
+    return infos
+
+
+def read_npy(path: str | Path, what: str = ".npy array") -> NDArray:
     """The array of the ``.npy`` file at ``path``, read without pickle and within the bounds of
-    :func:`read_npz`."""
-    with open_regular(path, what) as f:
+    :func:`read_npz`; ``what`` names the kind of file in the errors (``".npy array"``)."""
+    with open_regular(path, f"a {what}") as f:
         try:
             return _read_npy(f, os.fstat(f.fileno()).st_size, path, "")
         except DataError:
@@ -187,14 +219,13 @@ def read_npy(path: str | Path, what: str = "a .npy array") -> NDArray:
 
 def too_large(path: str | Path, declared: int) -> str:
     """The message for a file that declares more than :func:`memory_budget`."""
-    return (
-        f"{path}: declares {_amount(declared)} of data, more than the {_amount(memory_budget())} that one file "
-        "may take on this machine; refusing"
-    )
+    return _(
+        "{path}: declares {declared} of data, more than the {budget} that one file may take on this machine; refusing"
+    ).format(path=path, declared=_amount(declared), budget=_amount(memory_budget()))
 
 
 def _amount(size: int) -> str:
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size} bytes"
+    return _("{size:.1f} MB").format(size=size / 2**20) if size >= 2**20 else _("{size} bytes").format(size=size)
 
 
 def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
@@ -207,13 +238,19 @@ def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
     elif version == (2, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
     else:
-        raise DataError(f"{where}: a .npy of version {version}, which chainrule does not read")
+        raise DataError(
+            _("{where}: a .npy of version {version}, which chainrule does not read").format(
+                where=where, version=version
+            )
+        )
     if dtype.hasobject:
-        raise DataError(f"{where}: it holds Python objects, which are never loaded")
+        raise DataError(_("{where}: it holds Python objects, which are never loaded").format(where=where))
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes != size - f.tell():
         raise DataError(
-            f"{where}: its header declares shape {shape} of {dtype}, but the file holds {size - f.tell()} bytes"
+            _("{where}: its header declares shape {shape} of {dtype}, but the file holds {size} bytes").format(
+                where=where, shape=shape, dtype=dtype, size=size - f.tell()
+            )
         )
     if nbytes > memory_budget():
         raise DataError(too_large(where, nbytes))
@@ -222,7 +259,7 @@ def _read_npy(f: BinaryIO, size: int, path: str | Path, name: str) -> NDArray:
     while filled < nbytes:
         got = f.readinto(view[filled:])
         if not got:
-            raise DataError(f"{where}: truncated array data")
+            raise DataError(_("{where}: truncated array data").format(where=where))
         filled += got
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
@@ -275,21 +312,32 @@ def load(
         arrays, metadata = read_safetensors(path, what)
         meta_text = metadata.get("meta")
         if meta_text is None and metadata.get("format") == "pt":
-            raise DataError(f"{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back")
+            raise DataError(
+                _("{path}: a PyTorch state dict, not a {what}; `chainrule import` reads it back").format(
+                    path=path, what=_(what)
+                )
+            )
+    text = str(meta_text[()]) if isinstance(meta_text, np.ndarray) and meta_text.ndim == 0 else meta_text
+    if isinstance(text, str) and nesting(text) > MAX_NESTING:
+        raise DataError(
+            _("{path}: its 'meta' record nests more than {most} deep; not a {what}").format(
+                path=path, most=MAX_NESTING, what=_(what)
+            )
+        )
     try:
-        meta = json.loads(str(meta_text[()] if isinstance(meta_text, np.ndarray) else meta_text))
-    except (ValueError, TypeError, IndexError):
-        raise DataError(f"{path}: not a {what} (no readable 'meta' record)") from None
+        meta = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        raise DataError(_("{path}: not a {what} (no readable 'meta' record)").format(path=path, what=_(what))) from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found != format:
-        raise DataError(f"{path}: not a {what} (format {found!r})")
+        raise DataError(_("{path}: not a {what} (format {found!r})").format(path=path, what=_(what), found=found))
     if upgrade is not None:
         meta = upgrade(meta, arrays)
     used: set[str] = set()
     document = _unpack(meta, arrays, used, path)
     extra = sorted(set(arrays) - used)
     if extra:
-        raise DataError(f"{path}: unexpected arrays {', '.join(extra[:5])}")
+        raise DataError(_("{path}: unexpected arrays {names}").format(path=path, names=", ".join(extra[:5])))
     return document
 
 
@@ -299,16 +347,18 @@ def _is_zip(path: Path, what: str) -> bool:
         try:
             return f.read(4) == b"PK\x03\x04"
         except OSError as err:
-            raise DataError(f"{path}: cannot read it ({err.strerror or err})") from None
+            raise DataError(
+                _("{path}: cannot read it ({reason})").format(path=path, reason=err.strerror or err)
+            ) from None
 
 
 def require_finite(path: str | Path, arrays: dict[str, NDArray], prefix: str = "") -> None:
     """A :class:`DataError` naming the first of ``arrays`` that is not all floats, or holds NaN or inf."""
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
-            raise DataError(f"{path}: {prefix}{name} is not an array of floats")
+            raise DataError(_("{path}: {name} is not an array of floats").format(path=path, name=prefix + name))
         if not np.all(np.isfinite(value)):
-            raise DataError(f"{path}: {prefix}{name} contains NaN or inf")
+            raise DataError(_("{path}: {name} contains NaN or inf").format(path=path, name=prefix + name))
 
 
 def _pack(value: Any, name: str, arrays: dict[str, NDArray]) -> Any:
@@ -331,7 +381,7 @@ def _unpack(value: Any, arrays: dict[str, NDArray], used: set[str], path) -> Any
         if set(value) == {_REF}:
             name = value[_REF]
             if not isinstance(name, str) or name not in arrays:
-                raise DataError(f"{path}: missing array {name}")
+                raise DataError(_("{path}: missing array {name}").format(path=path, name=name))
             used.add(name)
             return arrays[name]
         return {k: _unpack(v, arrays, used, path) for k, v in value.items()}

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from chainrule._version import __version__
+from chainrule.i18n import _, ngettext
 
 
 def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -60,6 +61,8 @@ def steps_option(text: str) -> int:
     return at_least(1, MAX_STEPS)(text)
 
 
+#: The most classes whose confusion matrix ``chainrule evaluate`` prints whole; above, a summary.
+MAX_TEXT_CLASSES = 30
 #: The formats of ``chainrule explain`` (those of chainrule.explain.render.FORMATS, checked by a test).
 EXPLAIN_FORMATS = ("text", "markdown", "latex", "json", "html")
 #: The formats of ``chainrule derive`` (those of chainrule.derive.output.FORMATS, checked by a test).
@@ -77,13 +80,13 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     def fraction(text: str) -> float:
         value = finite_float(text)
         if not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+            raise argparse.ArgumentTypeError(_("expected a number from 0 to 1, got {got!r}").format(got=text))
         return value
 
     def non_negative_float(text: str) -> float:
         value = finite_float(text)
         if value < 0:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(_("expected a number >= 0, got {got!r}").format(got=text))
         return value
 
     parser = argparse.ArgumentParser(
@@ -248,7 +251,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "train",
         help="train an MLP or softmax regression on a dataset (default: the embedded digits)",
         description="Train a network and write the model, metrics.json and plots to --out. With no "
-        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with scikit-learn, in seconds.",
+        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with chainrule, in seconds.",
     )
     if train_options:
         config_options(train)
@@ -269,6 +272,13 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
     config_options(evaluate, ("dataset", "data_dir", "label"))
     evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument(
+        "--confusion",
+        default=None,
+        metavar="FILE",
+        help="write the whole confusion matrix to FILE as CSV (the text output shows a summary of it above "
+        f"{MAX_TEXT_CLASSES} classes)",
+    )
     evaluate.set_defaults(run=_run_evaluate)
 
     predict = commands.add_parser(
@@ -388,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Run the command of ``args``; every failure ends here, as one line through :func:`error`."""
     from chainrule.errors import ChainruleError
+    from chainrule.signals import ignore_interrupts
 
     try:
         code = args.run(args)
@@ -395,13 +406,13 @@ def _run(args: argparse.Namespace) -> int:
         return code
     except ChainruleError as err:
         if err.exit_code == 130:
-            _ignore_signals()
+            ignore_interrupts()
         if args.debug:
             raise
         return error(str(err), err.exit_code)
     except KeyboardInterrupt:
-        _ignore_signals()
-        return error("interrupted", 130, prefix="chainrule")
+        ignore_interrupts()
+        return error(_("interrupted"), 130, prefix="chainrule")
     except BrokenPipeError:  # the reader of the output is gone (`chainrule explain FILE | head`): stop quietly
         with contextlib.suppress(OSError, ValueError):  # Python flushes standard output at exit: into nothing
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -409,7 +420,7 @@ def _run(args: argparse.Namespace) -> int:
     except MemoryError:
         if args.debug:
             raise
-        return error("not enough memory for this (MemoryError): a smaller model, dataset or batch would fit", 1)
+        return error(_("not enough memory for this (MemoryError): a smaller model, dataset or batch would fit"), 1)
     except OSError as err:  # the system refused: a name too long, a full disk, no permission
         if args.debug:
             raise
@@ -419,22 +430,36 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         return error(
-            f"{type(err).__name__}: {err} (this is a bug in chainrule; run again with --debug for the traceback "
-            "and report it)",
+            _(
+                "{kind}: {error} (this is a bug in chainrule; run again with --debug for the traceback and report it)"
+            ).format(kind=type(err).__name__, error=err),
             3,
-            prefix="chainrule: internal error",
+            prefix=_("chainrule: internal error"),
         )
 
 
-def error(message: str, exit_code: int, prefix: str = "chainrule: error") -> int:
+#: The longest message printed whole: a message quoting a huge input (a label of megabytes, a line of a
+#: file) keeps its beginning and its end.
+MAX_MESSAGE = 2000
+
+
+def error(message: str, exit_code: int, prefix: str | None = None) -> int:
     """The one way a failure reaches the user: one line on standard error; returns ``exit_code``."""
-    print(f"{prefix}: {message}", file=sys.stderr)
+    prefix = _("chainrule: error") if prefix is None else prefix
+    print(f"{prefix}: {_shortened(message)}", file=sys.stderr)
     return exit_code
 
 
 def warn(message: str) -> None:
     """A warning, one line on standard error."""
-    print(f"chainrule: warning: {message}", file=sys.stderr)
+    print(_("chainrule: warning: {message}").format(message=_shortened(message)), file=sys.stderr)
+
+
+def _shortened(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    left = len(message) - MAX_MESSAGE
+    return message[: MAX_MESSAGE - 500] + _(" … ({count} characters left out) … ").format(count=left) + message[-500:]
 
 
 def _warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -443,13 +468,6 @@ def _warning(message, category, filename, lineno, file=None, line=None) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _ignore_signals() -> None:
-    """Further Ctrl-C or SIGTERM while the first is being handled would only interrupt its handling."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _run_gradcheck(args: argparse.Namespace) -> int:
@@ -577,16 +595,22 @@ def _run_train(args: argparse.Namespace) -> int:
         epochs = given.pop("epochs", config.epochs)
         if epochs < config.epochs:
             raise UsageError(
-                f"--epochs {epochs} with --resume: the run in {args.resume} has {config.epochs} epochs planned; "
-                "give more to extend it"
+                _(
+                    "--epochs {epochs} with --resume: the run in {out} has {planned} epochs planned; give more to "
+                    "extend it"
+                ).format(epochs=epochs, out=args.resume, planned=config.epochs)
             )
         if epochs > config.epochs:
-            warn(f"extending the run from {config.epochs} to {epochs} epochs (a schedule is planned over {epochs})")
+            warn(
+                _("extending the run from {planned} to {epochs} epochs (a schedule is planned over {epochs})").format(
+                    planned=config.epochs, epochs=epochs
+                )
+            )
             config.epochs = epochs
         if given:
             flags = {f.name: f.metadata["flag"] or "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}
             ignored = ", ".join(flags[name] for name in given)
-            warn(f"a resumed run keeps its own configuration; ignoring {ignored}")
+            warn(_("a resumed run keeps its own configuration; ignoring {options}").format(options=ignored))
         train(config, resume=True)
         return 0
     try:
@@ -602,9 +626,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from chainrule.errors import DataError
     from chainrule.training.config import TrainConfig
-    from chainrule.training.data import load_dataset
+    from chainrule.training.data import check_memory, labels_for, load_dataset
     from chainrule.training.modelfile import load_model
     from chainrule.training.plots import confusion_matrix
 
@@ -616,15 +639,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         splits=("test",),
         label=getattr(args, "label", None),
     )
-    if dataset.y_test.max() >= len(model.classes):
-        raise DataError(
-            f"{dataset.name}: the test set has label {int(dataset.y_test.max())}, but the model knows "
-            f"{len(model.classes)} classes ({', '.join(model.classes[:5])}{', ...' if len(model.classes) > 5 else ''})"
-        )
+    y_test = labels_for(dataset, model.classes)
+    check_memory(dataset, model.mean.dtype, splits=("test",))
     predicted = model.predict(dataset.X_test)
-    matrix = confusion_matrix(dataset.y_test, predicted, len(model.classes))
+    matrix = confusion_matrix(y_test, predicted, len(model.classes))
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
-    accuracy = float(np.mean(predicted == dataset.y_test))
+    accuracy = float(np.mean(predicted == y_test))
     if args.json:
         print(
             json.dumps(
@@ -640,16 +660,70 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{args.model} on {dataset.name} test set ({len(predicted)} examples): accuracy {accuracy:.4f}")
+    if args.confusion is not None:
+        write_confusion(args.confusion, matrix, model.classes)
+    print(
+        _("{model} on {dataset} test set ({examples} examples): accuracy {accuracy:.4f}").format(
+            model=args.model, dataset=dataset.name, examples=len(predicted), accuracy=accuracy
+        )
+    )
+    totals = matrix.sum(axis=1)
+    if len(model.classes) > MAX_TEXT_CLASSES:
+        _print_confusion_summary(matrix, per_class, model.classes, args.confusion)
+        return 0
     width = max(len(c) for c in model.classes)
-    for name, value, total in zip(model.classes, per_class, matrix.sum(axis=1), strict=True):
-        print(f"  {name:>{width}}  {value:.4f}  ({total} examples)")
-    print("confusion matrix (rows: true class, columns: predicted, numbered as the rows):")
+    for name, value, total in zip(model.classes, per_class, totals, strict=True):
+        print(f"  {name:>{width}}  {value:.4f}  " + _("({examples} examples)").format(examples=total))
+    print(_("confusion matrix (rows: true class, columns: predicted, numbered as the rows):"))
     cell = max(5, len(str(matrix.max())) + 1)
     print(f"  {'':>{width}}  {'':>4}" + "".join(f"{k:>{cell}d}" for k in range(len(model.classes))))
     for k, (name, row) in enumerate(zip(model.classes, matrix, strict=True)):
         print(f"  {name:>{width}}  {k:>4}" + "".join(f"{v:>{cell}d}" for v in row))
     return 0
+
+
+def _print_confusion_summary(matrix, per_class, classes, written: str | None, shown: int = 10) -> None:
+    """For many classes: the worst classes and the most confused pairs, and where the whole matrix is."""
+    import numpy as np
+
+    totals = matrix.sum(axis=1)
+    tested = np.flatnonzero(totals)
+    worst = tested[np.argsort(per_class[tested], kind="stable")[:shown]]
+    print(
+        _("the {shown} classes of lowest accuracy (of {tested} in the test set):").format(
+            shown=len(worst), tested=len(tested)
+        )
+    )
+    width = max(len(classes[k]) for k in worst) if len(worst) else 0
+    for k in worst:
+        print(f"  {classes[k]:>{width}}  {per_class[k]:.4f}  " + _("({examples} examples)").format(examples=totals[k]))
+    errors = matrix.copy()
+    np.fill_diagonal(errors, 0)
+    pairs = np.argsort(errors, axis=None, kind="stable")[::-1][:shown]
+    pairs = [divmod(int(p), len(classes)) for p in pairs if errors.flat[p] > 0]
+    print(_("the most confused pairs (true → predicted: examples):") if pairs else _("no example was misclassified"))
+    for true, guess in pairs:
+        print(f"  {classes[true]} → {classes[guess]}: {errors[true, guess]}")
+    if written:
+        where = _("the whole {n}×{n} confusion matrix: in {path}").format(n=len(classes), path=written)
+    else:
+        where = _("the whole {n}×{n} confusion matrix: with --confusion FILE (CSV) or --json").format(n=len(classes))
+    print(where)
+
+
+def write_confusion(path: str, matrix, classes: tuple[str, ...]) -> None:
+    """The confusion matrix as CSV at ``path``: a header of the predicted classes, a row per true class."""
+    import csv
+    import io
+
+    from chainrule.archive import atomic_write
+
+    text = io.StringIO()
+    table = csv.writer(text, lineterminator="\n")
+    table.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, matrix.tolist(), strict=True):
+        table.writerow([name, *row])
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -670,13 +744,25 @@ def _run_predict(args: argparse.Namespace) -> int:
             continue
         if (warning := range_warning(Path(name), raw, model)) is not None:
             warn(warning)
-        probs = model.predict_proba(raw)
+        try:
+            probs = model.predict_proba(raw)
+        except ChainruleError as err:
+            failed += 1
+            error(f"{name}: {err}", err.exit_code)
+            continue
         for row, p in enumerate(probs):
             label = name if len(probs) == 1 else f"{name}[{row}]"
             best = p.argsort()[::-1][: args.top]
             print(f"{label}: " + ", ".join(f"{model.classes[k]} ({p[k]:.3f})" for k in best))
     if failed and len(args.files) > 1:
-        return error(f"{failed} of {len(args.files)} files could not be read", 1)
+        return error(
+            ngettext(
+                "{failed} of {total} file could not be read",
+                "{failed} of {total} files could not be read",
+                len(args.files),
+            ).format(failed=failed, total=len(args.files)),
+            1,
+        )
     return 1 if failed else 0
 
 
@@ -693,9 +779,9 @@ def _run_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default.with_suffix(FORMATS[args.format])
     written = [out, out.with_suffix(".safetensors")] if args.format == "torch" else [out]
     if any(path.resolve() == model_path.resolve() for path in written):
-        raise ConfigError(f"--out {out} would overwrite the model being exported")
+        raise ConfigError(_("--out {out} would overwrite the model being exported").format(out=out))
     for path in export(model, out, args.format, probabilities=args.probabilities):
-        print(f"wrote {path}")
+        print(_("wrote {path}").format(path=path))
     return 0
 
 

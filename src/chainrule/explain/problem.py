@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.archive import atomic_write, open_regular
+from chainrule.archive import MAX_NESTING, atomic_write, nesting, open_regular
 from chainrule.errors import ChainruleError, ConfigError, SettingError
 from chainrule.i18n import _, ngettext
 from chainrule.losses import SCALES, Loss, ProbabilitiesExpected
@@ -77,14 +77,20 @@ def read_toml(path: str | Path, **options) -> dict:
     file of at most :data:`MAX_FILE_BYTES` is read."""
     with open_regular(path, "a .toml file", ProblemFileError, MAX_FILE_BYTES) as f:
         try:
-            return tomllib.load(f, **options)
+            text = f.read().decode()
+            if nesting(text) > MAX_NESTING:  # before the parser, which takes the square of a dotted key's parts
+                raise RecursionError
+            return tomllib.loads(text, **options)
         except (OSError, UnicodeDecodeError) as err:
             raise ProblemFileError(_("{path}: cannot read the file ({error})").format(path=path, error=err)) from None
         except tomllib.TOMLDecodeError as err:
             raise ProblemFileError(_("{path}: not valid TOML: {error}").format(path=path, error=err)) from None
         except RecursionError:
             raise ProblemFileError(
-                _("{path}: arrays or tables nested too deep to be a problem or answers file").format(path=path)
+                _(
+                    "{path}: arrays, tables or dotted keys nested more than {depth} deep; too deep to be a problem "
+                    "or answers file"
+                ).format(path=path, depth=MAX_NESTING)
             ) from None
 
 

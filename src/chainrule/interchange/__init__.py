@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chainrule.errors import ConfigError, check_choice
+from chainrule.i18n import _
 from chainrule.network import Sequential
 from chainrule.training.classifier import Classifier
 
@@ -49,10 +50,14 @@ def export(
     if format is None:
         format = next((name for name, suffix in FORMATS.items() if suffix == path.suffix), None)
         if format is None:
-            raise ConfigError(f"cannot tell the format of {path.name}; name one of {', '.join(FORMATS)}")
+            raise ConfigError(
+                _("cannot tell the format of {name}; name one of {formats}").format(
+                    name=path.name, formats=", ".join(FORMATS)
+                )
+            )
     check_choice("export format", format, tuple(FORMATS))
     if probabilities and format != "onnx":
-        raise ConfigError("probabilities=True is for the ONNX format (the others keep the network as it is)")
+        raise ConfigError(_("probabilities=True is for the ONNX format (the others keep the network as it is)"))
     classifier = model if isinstance(model, Classifier) else Classifier.of(model)
     if format == "onnx":
         from chainrule.interchange.onnx import save_onnx
@@ -61,7 +66,7 @@ def export(
         return [path]
     if format == "safetensors":
         if path.suffix != ".safetensors":
-            raise ConfigError(f"a safetensors model file is named *.safetensors, got {path.name}")
+            raise ConfigError(_("a safetensors model file is named *.safetensors, got {name}").format(name=path.name))
         classifier.save(path)
         return [path]
     from chainrule.interchange.pytorch import save_torch
@@ -91,21 +96,25 @@ def import_torch(
 
     path, out = Path(path), Path(out)
     if out.resolve() == path.resolve():
-        raise ConfigError(f"--out {out} is the file being imported")
+        raise ConfigError(_("--out {out} is the file being imported").format(out=out))
     if classes is not None and (len(set(classes)) != len(classes) or not all(c.strip() for c in classes)):
-        raise ConfigError(f"--classes: expected distinct, non-empty names, got {','.join(classes)!r}")
+        raise ConfigError(_("--classes: expected distinct, non-empty names, got {got!r}").format(got=",".join(classes)))
     model = from_torch(read_torch(path))
     if out.suffix in (".npz", ".safetensors"):
         classifier = model if isinstance(model, Classifier) else Classifier.of(model, classes)
         if classes is not None:
             classifier.classes = tuple(classes)
         classifier.save(out)
-        return f"wrote {out}: {classifier!r}"
+        return _("wrote {path}: {model}").format(path=out, model=repr(classifier))
     if out.suffix != ".toml":
-        raise ConfigError(f"--out {out.name}: expected a model file (.npz, .safetensors) or a problem file (.toml)")
+        raise ConfigError(
+            _("--out {name}: expected a model file (.npz, .safetensors) or a problem file (.toml)").format(
+                name=out.name
+            )
+        )
     network = model.network if isinstance(model, Classifier) else model
     written = _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, source=path.name)
-    return f"wrote {out}: {written}; run `chainrule explain {out}`"
+    return _("wrote {path}: {step}; run `chainrule explain {path}`").format(path=out, step=written)
 
 
 def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, source) -> str:
@@ -127,12 +136,20 @@ def _write_step(network, out, data, loss, optimizer, lr, steps, rows, seed, sour
     if data is not None:
         arrays = read_npz(data, "batch (.npz with arrays X and y)")
         if set(arrays) != {"X", "y"}:
-            raise DataError(f"{data}: expected arrays X and y, got {', '.join(sorted(arrays)) or 'none'}")
+            raise DataError(
+                _("{path}: expected arrays X and y, got {got}").format(path=data, got=", ".join(sorted(arrays)) or "-")
+            )
         X, y, batch = arrays["X"], arrays["y"], f"the batch of {Path(data).name}"
         if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
-            raise DataError(f"{data}: X and y must hold numbers, got dtypes {X.dtype} and {y.dtype}")
+            raise DataError(
+                _("{path}: X and y must hold numbers, got dtypes {x} and {y}").format(path=data, x=X.dtype, y=y.dtype)
+            )
         if X.ndim != 2 or (features is not None and X.shape[1] != features):
-            raise DataError(f"{data}: X has shape {X.shape}; the network reads rows of {features} features")
+            raise DataError(
+                _("{path}: X has shape {shape}; the network reads rows of {features} features").format(
+                    path=data, shape=X.shape, features=features
+                )
+            )
     else:
         rng = np.random.default_rng(seed)
         X = rng.normal(size=(rows, features or 1)).round(2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import pprint
 import warnings
 import zipfile
@@ -30,6 +31,7 @@ from numpy.typing import NDArray
 from chainrule import archive
 from chainrule._version import __version__
 from chainrule.errors import ChainruleError, ConfigError, DataError, check_positive, need
+from chainrule.i18n import _
 from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
@@ -78,9 +80,9 @@ class TorchClassifier(nn.Module):
 def torch_layers(network: Sequential) -> list[tuple[str, dict[str, Any]]]:
     """Each layer's twin as ``(torch_name, arguments)``; a :class:`ConfigError` naming the layers that
     have none."""
-    missing = [f"layer {i} ({type(layer).__name__})" for i, layer in enumerate(network.layers) if not layer.torch_name]
+    missing = [f"{i} ({type(layer).__name__})" for i, layer in enumerate(network.layers) if not layer.torch_name]
     if missing:
-        raise ConfigError(f"no PyTorch twin for {', '.join(missing)}")
+        raise ConfigError(_("no PyTorch twin for the layers {layers}").format(layers=", ".join(missing)))
     return [(layer.torch_name, layer.torch_config()) for layer in network.layers]
 
 
@@ -120,7 +122,9 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
     path = Path(path)
     if path.suffix != ".py" or not path.stem.isidentifier():
         raise ConfigError(
-            f"the PyTorch export is a Python module: expected a name like model_torch.py, got {path.name}"
+            _("the PyTorch export is a Python module: expected a name like model_torch.py, got {name}").format(
+                name=path.name
+            )
         )
     weights = path.with_suffix(".safetensors")
     layers = torch_layers(model.network)
@@ -142,7 +146,11 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
     source = _python_file(model, path, weights, layers, description).encode()
     existed = weights.exists()
     if existed and METADATA_KEY not in _metadata(weights):
-        raise ConfigError(f"{weights} is there and is not the weights of a --format torch export; choose another --out")
+        raise ConfigError(
+            _("{path} is there and is not the weights of a --format torch export; choose another --out").format(
+                path=weights
+            )
+        )
     archive.write_safetensors(weights, state, {"format": "pt", METADATA_KEY: json.dumps(description)})
     try:
         archive.atomic_write(path, lambda f: f.write(source))
@@ -257,32 +265,41 @@ def from_torch(module: Any) -> Sequential | Classifier:
     if _torch_type(module) == "TorchClassifier":
         return _classifier(module)
     if _torch_type(module) != "Sequential":
+        got = type(module).__name__ + (f" ({module.original_name})" if hasattr(module, "original_name") else "")
         raise ConfigError(
-            f"from_torch reads an nn.Sequential, got {type(module).__name__}"
-            f"{f' ({module.original_name})' if hasattr(module, 'original_name') else ''}: write the model as "
-            "nn.Sequential(...) of the layers chainrule has"
+            _(
+                "from_torch reads an nn.Sequential, got {got}: write the model as nn.Sequential(...) of the layers "
+                "chainrule has"
+            ).format(got=got)
         )
     twins = {kind.cls.torch_name: kind.cls for kind in LAYERS.kinds() if kind.cls.torch_name}
     dtype = _dtype(module)
     layers: list[Module] = []
-    problems = [f"{place or 'the model'} has hooks, which chainrule would not run" for place in _hooked(module)]
+    problems = [
+        _("{place} has hooks, which chainrule would not run").format(place=place or _("the model"))
+        for place in _hooked(module)
+    ]
     owners: dict[tuple, tuple[str, Module, str]] = {}  # a tensor's memory -> the first layer holding it
     unknown = False
     for place, child in _leaves(module, ""):
         name = _torch_type(child)
         if name == "Flatten":
             if (child.start_dim, child.end_dim) != (1, -1):
-                problems.append(f"layer {place} Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})")
+                problems.append(
+                    _("layer {place} {layer}").format(
+                        place=place, layer=f"Flatten(start_dim={child.start_dim}, end_dim={child.end_dim})"
+                    )
+                )
             continue
         if name not in twins:
-            problems.append(f"layer {place} {name}")
+            problems.append(_("layer {place} {layer}").format(place=place, layer=name))
             unknown = True
             continue
         tensors = dict(child.state_dict())
         try:
             layer = _layer(twins[name], child, tensors, dtype)
         except ChainruleError as err:
-            problems.append(f"layer {place} {err}")
+            problems.append(_("layer {place} {layer}").format(place=place, layer=err))
             continue
         for ours, theirs in layer.torch_arrays.items():  # arrays PyTorch shares, chainrule shares too
             if ours not in layer.state_dict():
@@ -290,13 +307,22 @@ def from_torch(module: Any) -> Sequential | Classifier:
             key = _memory(tensors[theirs])
             first_place, first, first_name = owners.setdefault(key, (place, layer, ours))
             if first is not layer and not _share(first, first_name, layer, ours):
-                problems.append(f"layer {place} shares {theirs} with layer {first_place} in a way chainrule cannot")
+                problems.append(
+                    _("layer {place} shares {array} with layer {first} in a way chainrule cannot").format(
+                        place=place, array=theirs, first=first_place
+                    )
+                )
         layers.append(layer)
     if problems:
-        known = f". chainrule has {', '.join(sorted(twins))} (and Flatten of rows, left out)" if unknown else ""
-        raise ConfigError(f"cannot import this PyTorch model: {'; '.join(problems)}{known}")
+        if unknown:
+            message = _(
+                "cannot import this PyTorch model: {problems}. chainrule has {known} (and Flatten of rows, left out)"
+            )
+        else:
+            message = _("cannot import this PyTorch model: {problems}")
+        raise ConfigError(message.format(problems="; ".join(map(str, problems)), known=", ".join(sorted(twins))))
     if not layers:
-        raise ConfigError("cannot import an empty nn.Sequential")
+        raise ConfigError(_("cannot import an empty nn.Sequential"))
     return Sequential(*layers)
 
 
@@ -326,9 +352,9 @@ def _classifier(module: Any) -> Classifier:
     mean, std = (t.detach().cpu().numpy().astype(network.dtype) for t in (module.mean, module.std))
     shape, fill = getattr(module, "image_shape", None), float(getattr(module, "frame_fill", 1.0))
     if shape is not None and (len(shape) != 2 or not all(isinstance(n, int) and n > 0 for n in shape)):
-        raise ConfigError(f"TorchClassifier image_shape: expected (rows, columns), got {shape!r}")
+        raise ConfigError(_("TorchClassifier image_shape: expected (rows, columns), got {got!r}").format(got=shape))
     if not 0 < fill <= 1:
-        raise ConfigError(f"TorchClassifier frame_fill: expected a number in (0, 1], got {fill}")
+        raise ConfigError(_("TorchClassifier frame_fill: expected a number in (0, 1], got {got}").format(got=fill))
     classes = tuple(str(c) for c in module.classes)
     return Classifier(network, mean, std, scale, classes, tuple(shape) if shape else None, fill)
 
@@ -340,8 +366,10 @@ def _layer(cls: type[Module], child: Any, theirs: dict[str, Any], dtype: np.dtyp
         config = cls.config_from_torch(child)
     except AttributeError:  # a traced TorchScript module keeps its arrays, not its settings
         raise ConfigError(
-            f"{cls.torch_name}: its settings are not in the model (torch.jit.trace keeps none; "
-            "save the model with torch.jit.script)"
+            _(
+                "{layer}: its settings are not in the model (torch.jit.trace keeps none; save the model with "
+                "torch.jit.script)"
+            ).format(layer=cls.torch_name)
         ) from None
     layer = cls.from_config(config, dtype=dtype, init="zeros")
     state = {}
@@ -351,7 +379,11 @@ def _layer(cls: type[Module], child: Any, theirs: dict[str, Any], dtype: np.dtyp
                 array = theirs[name].detach().to(_torch_dtype(dtype)).cpu().numpy()
                 state[ours] = array.T if ours in cls.torch_transposed else array
     except (RuntimeError, NotImplementedError, TypeError) as err:
-        raise ConfigError(f"{cls.torch_name}: its arrays cannot be read ({str(err).splitlines()[0]})") from None
+        raise ConfigError(
+            _("{layer}: its arrays cannot be read ({error})").format(
+                layer=cls.torch_name, error=str(err).splitlines()[0]
+            )
+        ) from None
     layer.load_state_dict(state)
     layer.training = bool(child.training)
     return layer
@@ -411,11 +443,9 @@ def read_torch(path: str | Path) -> Any:
     ``--format torch`` export as a :class:`TorchClassifier`, rebuilt from the description in their
     metadata."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a TorchScript file or a --format torch export")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if zipfile.is_zipfile(path):
+    with archive.open_regular(path, "a TorchScript file or a --format torch export") as f:
+        is_zip = zipfile.is_zipfile(f)
+    if is_zip:
         return _read_torchscript(path)
     tensors, metadata = archive.read_safetensors(path, "PyTorch export")
     twins = {kind.cls.torch_name for kind in LAYERS.kinds()}
@@ -442,27 +472,34 @@ def read_torch(path: str | Path) -> Any:
             for name, buffer in module.named_buffers(recurse=False):
                 if buffer.is_meta:
                     setattr(module, name, torch.zeros_like(buffer, device="cpu"))
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError, json.JSONDecodeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError, RecursionError) as err:
         raise DataError(
-            f"{path}: not a PyTorch export of chainrule (`chainrule export --format torch`) that can be read "
-            f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+            _(
+                "{path}: not a PyTorch export of chainrule (`chainrule export --format torch`) that can be read "
+                "({kind}: {error})"
+            ).format(path=path, kind=type(err).__name__, error=" ".join(str(err).split())[:300])
         ) from None
     return model.eval()
 
 
 def _read_torchscript(path: Path) -> Any:
     """The TorchScript model in the zip archive at ``path``; what else a zip can be is named."""
-    with zipfile.ZipFile(path) as archive_file:
-        if any(name.endswith(".npy") for name in archive_file.namelist()):
+    with archive.open_regular(path, "a TorchScript file") as f, zipfile.ZipFile(f) as archive_file:
+        entries = archive.zip_entries(archive_file, path, os.fstat(f.fileno()).st_size)  # torch expands them all
+        if any(info.filename.endswith(".npy") for info in entries):
             raise DataError(
-                f"{path}: an .npz archive, not a PyTorch model; a chainrule model file needs no import "
-                "(chainrule.load, predict and export read it)"
+                _(
+                    "{path}: an .npz archive, not a PyTorch model; a chainrule model file needs no import "
+                    "(chainrule.load, predict and export read it)"
+                ).format(path=path)
             )
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError):
         raise DataError(
-            f"{path}: not a TorchScript file. A model saved with torch.save(model) is a pickle, which chainrule "
-            "never loads: save it with torch.jit.script(model).save(path), or pass the model to "
-            "chainrule.from_torch in Python"
+            _(
+                "{path}: not a TorchScript file. A model saved with torch.save(model) is a pickle, which chainrule "
+                "never loads: save it with torch.jit.script(model).save(path), or pass the model to "
+                "chainrule.from_torch in Python"
+            ).format(path=path)
         ) from None

@@ -17,6 +17,7 @@ import numpy as np
 
 from chainrule import archive
 from chainrule.errors import DataError
+from chainrule.i18n import N_, _
 from chainrule.module import Module
 from chainrule.optim import Optimizer
 from chainrule.training.loop import EpochResult, FitState, History
@@ -24,7 +25,7 @@ from chainrule.training.loop import EpochResult, FitState, History
 FORMAT = "chainrule-checkpoint"
 VERSION = 2
 NAME = "checkpoint.npz"
-WHAT = "chainrule checkpoint"
+WHAT = N_("chainrule checkpoint")
 
 
 def _generators(model: Module) -> list[np.random.Generator]:
@@ -74,11 +75,13 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
     doc = archive.load(path, FORMAT, WHAT)
     if doc.get("version") != VERSION:
         raise DataError(
-            f"{path}: a checkpoint of version {doc.get('version')!r}, written by another chainrule; "
-            f"this one resumes version {VERSION}: start the run again"
+            _(
+                "{path}: a checkpoint of version {version!r}, written by another chainrule; this one resumes "
+                "version {expected}: start the run again"
+            ).format(path=path, version=doc.get("version"), expected=VERSION)
         )
     if not isinstance(doc.get("config"), dict):
-        raise DataError(f"{path}: the checkpoint has no run configuration")
+        raise DataError(_("{path}: the checkpoint has no run configuration").format(path=path))
     return doc
 
 
@@ -115,7 +118,15 @@ def restore_checkpoint(doc: dict[str, Any], folder: Path, model: Module, optimiz
     except DataError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as err:  # ConfigError, ShapeError are ValueErrors
-        raise DataError(f"{path}: the checkpoint does not match the run's model and optimizer ({err})") from None
+        raise DataError(
+            _("{path}: the checkpoint does not match the run's model and optimizer ({error})").format(
+                path=path, error=err
+            )
+        ) from None
     if state.epoch != len(history.epochs):
-        raise DataError(f"{path}: the checkpoint says epoch {state.epoch} but holds {len(history.epochs)} epochs")
+        raise DataError(
+            _("{path}: the checkpoint says epoch {epoch} but holds {held} epochs").format(
+                path=path, epoch=state.epoch, held=len(history.epochs)
+            )
+        )
     return state

@@ -7,6 +7,7 @@ range to [0, 1] (255 for pixels) and ``mean``, ``std`` are measured on the train
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import ConfigError, DataError
+from chainrule.i18n import _
 from chainrule.network import Sequential, class_probabilities, predicted_classes
 
 
@@ -59,17 +61,31 @@ class Classifier:
             raw = raw.reshape(1, -1)
         raw = raw.reshape(len(raw), int(np.prod(raw.shape[1:])))  # not -1: 0 rows cannot say it
         if raw.shape[1] != self.features:
-            raise DataError(
-                f"the model expects {self.features} features per input"
-                + (f" (images of {self.image_shape[0]}×{self.image_shape[1]})" if self.image_shape else "")
-                + f", got {raw.shape[1]}"
-            )
+            if self.image_shape:
+                message = _("the model expects {features} features per input (images of {rows}×{columns}), got {got}")
+            else:
+                message = _("the model expects {features} features per input, got {got}")
+            rows, columns = self.image_shape or (0, 0)
+            raise DataError(message.format(features=self.features, rows=rows, columns=columns, got=raw.shape[1]))
         dtype = self.mean.dtype
-        return (raw.astype(dtype) / dtype.type(self.scale) - self.mean) / self.std
+        return (as_dtype(raw, dtype, _("the inputs")) / dtype.type(self.scale) - self.mean) / self.std
 
     def outputs(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
-        """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs."""
-        return self.network.outputs(self.transform(raw), batch_size)
+        """The network's outputs (logits, or probabilities if it ends in a softmax) for raw inputs; inputs
+        for which they are not finite (values so large that the network overflows) are a :class:`DataError`."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = self.network.outputs(self.transform(raw), batch_size)
+        if not np.all(np.isfinite(result)):
+            rows = np.flatnonzero(~np.all(np.isfinite(result), axis=1))
+            raise DataError(
+                _(
+                    "the network's outputs overflow for inputs {rows} (values up to {largest:.3g}, far beyond those "
+                    "it was trained on)"
+                ).format(
+                    rows=f"{rows[:5].tolist()}{'…' if len(rows) > 5 else ''}", largest=np.abs(np.asarray(raw)).max()
+                )
+            )
+        return result
 
     def predict_proba(self, raw: NDArray, batch_size: int = 4096) -> NDArray:
         return class_probabilities(self.outputs(raw, batch_size), self.network.gives_probabilities)
@@ -86,6 +102,23 @@ class Classifier:
         layers = " → ".join(repr(layer) for layer in self.network.layers)
         shape = f", images {self.image_shape[0]}×{self.image_shape[1]}" if self.image_shape else ""
         return f"Classifier({layers}; {len(self.classes)} classes, {self.features} features{shape})"
+
+
+def as_dtype(values: NDArray, dtype, what: str) -> NDArray:
+    """``values`` converted to ``dtype``, or a :class:`DataError` if some are too large for it (a float32
+    holds at most about 3.4e38: 1e308 would become inf)."""
+    values = np.asarray(values)
+    dtype = np.dtype(dtype)
+    most = float(np.finfo(dtype).max) if dtype.kind == "f" else math.inf
+    if values.dtype.kind == "f" and values.size and most < float(np.finfo(values.dtype).max):
+        largest = float(np.abs(values).max())
+        if largest > most:  # in Python floats: NumPy would cast 1e300 to float32 to compare, with a warning
+            raise DataError(
+                _("{what}: values up to {largest:.3g} overflow {dtype} (at most {most:.3g})").format(
+                    what=what, largest=largest, dtype=dtype, most=most
+                )
+            )
+    return values.astype(dtype)
 
 
 def normalisation(X_train: NDArray, image: bool, dtype) -> tuple[float, NDArray, NDArray]:

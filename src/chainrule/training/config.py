@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from chainrule.i18n import _
+
 #: The losses a classifier can be trained with (targets are class labels).
 TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
 SCHEDULES = ("none", "cosine", "step")
@@ -28,9 +30,12 @@ MSE_DEFAULT_LR = 0.01
 def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum`` (and <= ``maximum``), or a message saying what was
     expected."""
-    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     if maximum is not None:
-        expected = f"an integer from {minimum} to {maximum}"
+        expected = _("expected an integer from {minimum} to {maximum}, got {got!r}")
+    elif minimum == 1:
+        expected = _("expected a positive integer, got {got!r}")
+    else:
+        expected = _("expected an integer >= {minimum}, got {got!r}")
 
     def parse(text: str) -> int:
         try:
@@ -38,7 +43,7 @@ def at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
         except ValueError:
             value = None
         if value is None or value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(expected.format(minimum=minimum, maximum=maximum, got=text))
         return value
 
     return parse
@@ -54,7 +59,7 @@ def finite_float(text: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        raise argparse.ArgumentTypeError(_("expected a finite number, got {got!r}").format(got=text))
     return value
 
 
@@ -66,9 +71,11 @@ def sizes(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 256,128, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            _("expected comma-separated sizes like 256,128, got {got!r}").format(got=text)
+        ) from None
     if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+        raise argparse.ArgumentTypeError(_("expected positive sizes, got {got!r}").format(got=text))
     return values
 
 
@@ -214,22 +221,34 @@ class TrainConfig:
             flag = f"--{name.replace('_', '-')}"
             check_positive(flag if name != "lr" else "learning rate (--lr)", value, allow_zero=name != "lr")
             if name not in takes:
-                raise ConfigError(f"{flag}: the {self.optimizer} optimizer has no {name}; it takes {', '.join(takes)}")
+                raise ConfigError(
+                    _("{flag}: the {optimizer} optimizer has no {name}; it takes {takes}").format(
+                        flag=flag, optimizer=self.optimizer, name=name, takes=", ".join(takes)
+                    )
+                )
         if self.batchnorm and self.layernorm:
-            raise ConfigError("--batchnorm and --layernorm: choose one normalisation")
+            raise ConfigError(_("--batchnorm and --layernorm: choose one normalisation"))
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout is the drop probability and must be in [0, 1), got {self.dropout}")
+            raise ConfigError(
+                _("--dropout is the drop probability and must be in [0, 1), got {got}").format(got=self.dropout)
+            )
         if not 0.0 <= self.val_split < 1.0:
-            raise ConfigError(f"--val-split must be in [0, 1), got {self.val_split}")
+            raise ConfigError(_("--val-split must be in [0, 1), got {got}").format(got=self.val_split))
         if self.early_stopping is not None and (self.early_stopping < 1 or self.val_split == 0):
-            raise ConfigError("--early-stopping needs a patience >= 1 and a validation split (--val-split > 0)")
+            raise ConfigError(_("--early-stopping needs a patience >= 1 and a validation split (--val-split > 0)"))
         if self.seed < 0:
-            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed}")
+            raise ConfigError(_("--seed must be an integer >= 0, got {got}").format(got=self.seed))
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+                raise ConfigError(
+                    _("{flag} must be a positive integer, got {got}").format(
+                        flag=f"--{name.replace('_', '-')}", got=getattr(self, name)
+                    )
+                )
         if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"--hidden sizes must be positive integers, got {','.join(map(str, self.hidden))}")
+            raise ConfigError(
+                _("--hidden sizes must be positive integers, got {got}").format(got=",".join(map(str, self.hidden)))
+            )
         return self
 
     def _check_types(self, error: type[Exception]) -> None:
@@ -247,7 +266,11 @@ class TrainConfig:
                 ok = isinstance(value, kinds[base]) and (base == "bool" or not isinstance(value, bool))
             if not ok:
                 flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
-                raise error(f"{flag}: expected {'sizes' if base.startswith('tuple') else base}, got {value!r:.60}")
+                raise error(
+                    _("{flag}: expected {kind}, got {got}").format(
+                        flag=flag, kind="sizes" if base.startswith("tuple") else base, got=f"{value!r:.60}"
+                    )
+                )
 
     def optimizer_settings(self) -> dict[str, float]:
         """The optimizer settings given (``lr``, ``momentum``, ``weight_decay``); the others keep the

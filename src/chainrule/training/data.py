@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
+import io
 import math
 import os
 import struct
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import MAX_BYTES, MAX_RATIO, memory_budget, open_regular, read_npz, too_large
 from chainrule.errors import DataError
+from chainrule.i18n import _
 
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -101,6 +103,9 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    #: Whether the labels were names (a CSV's ``setosa``): :func:`labels_for` then maps them to a model's
+    #: classes by name, not by number.
+    named: bool = False
 
     @property
     def features(self) -> int:
@@ -135,28 +140,34 @@ def read_idx(path: str | Path) -> NDArray:
             f = gzip.GzipFile(fileobj=raw) if compressed else raw
             return _read_idx(f, path, size, compressed)
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-            raise DataError(f"{path}: cannot read it as an IDX file ({err})") from None
+            raise DataError(_("{path}: cannot read it as an IDX file ({error})").format(path=path, error=err)) from None
 
 
 def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
     magic = f.read(4)
     if len(magic) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(magic)} bytes)")
+        raise DataError(_("{path}: not an IDX file (only {size} bytes)").format(path=path, size=len(magic)))
     zero, type_code, ndim = magic[0:2], magic[2], magic[3]
     if zero != b"\x00\x00" or type_code not in _IDX_TYPES or not 1 <= ndim <= 4:
         raise DataError(
-            f"{path}: not an IDX file (magic number 0x{magic.hex()}; expected 0x000008NN "
-            "with NN the number of dimensions, e.g. 0x00000803 for images)"
+            _(
+                "{path}: not an IDX file (magic number 0x{magic}; expected 0x000008NN with NN the number of "
+                "dimensions, e.g. 0x00000803 for images)"
+            ).format(path=path, magic=magic.hex())
         )
     dims = f.read(4 * ndim)
     header = 4 + 4 * ndim
     if len(dims) < 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected at least {header})")
+        raise DataError(
+            _("{path}: truncated IDX header ({size} bytes, expected at least {header})").format(
+                path=path, size=4 + len(dims), header=header
+            )
+        )
     shape = struct.unpack(f">{ndim}I", dims)
     dtype = np.dtype(_IDX_TYPES[type_code])
     expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow it
     if 0 in shape:
-        raise DataError(f"{path}: implausible IDX dimensions {shape}")
+        raise DataError(_("{path}: implausible IDX dimensions {shape}").format(path=path, shape=shape))
     if not compressed and size - header != expected:
         raise DataError(
             f"{path}: IDX data of {size - header} bytes, but the header {shape} declares "
@@ -164,7 +175,9 @@ def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
         )
     if compressed and expected > MAX_RATIO * size:
         raise DataError(
-            f"{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold"
+            _("{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold").format(
+                path=path, shape=shape, expected=expected, size=size
+            )
         )
     if expected > memory_budget():
         raise DataError(too_large(path, expected))
@@ -200,17 +213,22 @@ def load_idx_folder(
     found = {role: _find_idx(folder, IDX_FILES[role]) for role in roles}
     missing = [IDX_FILES[r] for r, p in found.items() if p is None]
     if missing:
-        raise DataError(f"{folder}: missing {', '.join(missing)} (raw or .gz)")
+        raise DataError(_("{folder}: missing {files} (raw or .gz)").format(folder=folder, files=", ".join(missing)))
     arrays = {role: read_idx(path) for role, path in found.items()}
     for split in splits:
         images, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim < 2 or y.ndim != 1:
             raise DataError(
-                f"{found[f'{split}_images']}: expected images (n, rows, cols) and labels (n,), "
-                f"got {images.shape} and {y.shape}"
+                _("{path}: expected images (n, rows, cols) and labels (n,), got {images} and {labels}").format(
+                    path=found[f"{split}_images"], images=images.shape, labels=y.shape
+                )
             )
         if len(images) != len(y):
-            raise DataError(f"{folder}: {len(images)} {split} images but {len(y)} {split} labels")
+            raise DataError(
+                _("{folder}: {images} {split} images but {labels} {split} labels").format(
+                    folder=folder, images=len(images), labels=len(y), split=split
+                )
+            )
         arrays[f"{split}_labels"] = labels(y, str(found[f"{split}_labels"]))
     some = arrays[f"{splits[0]}_images"]
     for split in {"train", "test"} - set(splits):
@@ -301,8 +319,9 @@ def _load(name: str, data_dir, download: bool, progress: bool, splits: tuple[str
     if path.suffix == ".csv" and path.exists():
         return load_csv(path, label=label)
     raise DataError(
-        f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, a folder of IDX files, "
-        "an .npz or a .csv file"
+        _("unknown dataset {name!r}: expected one of {names}, a folder of IDX files, an .npz or a .csv file").format(
+            name=name, names=", ".join(DATASETS)
+        )
     )
 
 
@@ -317,11 +336,10 @@ def _splits(folder: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:
 
 def _not_found(name: str, data_dir) -> str:
     places = ", ".join(str(p) for p in search_path(name, data_dir))
-    return (
-        f"dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. "
-        f"{IDX_FILES['train_images']}.gz) in one of them or pass --data-dir; the download from the "
-        "published mirrors failed or was not tried"
-    )
+    return _(
+        "dataset {name!r} not found; looked in {places}. Put the four IDX files (e.g. {example}) in one of them "
+        "or pass --data-dir; the download from the published mirrors failed or was not tried"
+    ).format(name=name, places=places, example=f"{IDX_FILES['train_images']}.gz")
 
 
 # -- download ------------------------------------------------------------------------------------------
@@ -344,7 +362,11 @@ def download_dataset(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"cannot create the cache folder {folder} ({err}); {_not_found(name, data_dir)}") from None
+        raise DataError(
+            _("cannot create the cache folder {folder} ({error}); {not_found}").format(
+                folder=folder, error=err, not_found=_not_found(name, data_dir)
+            )
+        ) from None
     for role, base in IDX_FILES.items():
         target = folder / f"{base}.gz"
         if target.is_file():
@@ -357,7 +379,11 @@ def download_dataset(
             except DataError as err:
                 errors.append(str(err))
         else:
-            raise DataError(f"could not download {base}.gz ({'; '.join(errors)}). {_not_found(name, data_dir)}")
+            raise DataError(
+                _("could not download {file} ({errors}). {not_found}").format(
+                    file=f"{base}.gz", errors="; ".join(errors), not_found=_not_found(name, data_dir)
+                )
+            )
     return folder
 
 
@@ -379,9 +405,17 @@ def _fetch(url: str, target: Path, md5: str, progress: bool, timeout: float) -> 
             finally:
                 bar.close()
             if total is not None and received != total:
-                raise DataError(f"{url}: interrupted after {received} of {total} bytes")
+                raise DataError(
+                    _("{url}: interrupted after {received} of {total} bytes").format(
+                        url=url, received=received, total=total
+                    )
+                )
         if digest.hexdigest() != md5:
-            raise DataError(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, published {md5})")
+            raise DataError(
+                _("{url}: checksum mismatch (MD5 {got}, published {published})").format(
+                    url=url, got=digest.hexdigest(), published=md5
+                )
+            )
         os.replace(temp, target)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise DataError(f"{url}: {getattr(err, 'reason', err)}") from None
@@ -408,21 +442,20 @@ class _NoBar:
 
 
 # -- the embedded digits, .npz and .csv ---------------------------------------------------------------
+#: The embedded digits: see the README there for their source and licence (CC BY 4.0).
+DIGITS = Path(__file__).resolve().parent / "digits"
+
+
 def load_digits() -> Dataset:
-    """The 1,797 8×8 digits that ship inside scikit-learn (pixels 0–16), split 80/20 with a fixed seed
-    (the same test set whatever the training seed)."""
-    spec = importlib.util.find_spec("sklearn")
-    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
-    if csv is None or not csv.is_file():
-        raise DataError(
-            "the 'digits' dataset ships inside scikit-learn, which is not installed: "
-            "pip install 'chainrule[train]' (or pip install scikit-learn)"
-        )
-    table = np.loadtxt(csv, delimiter=",", dtype=np.float32)  # read directly: importing sklearn is slow
-    X, y = table[:, :-1], table[:, -1].astype(np.int64)
+    """The 1,797 8×8 digits that ship with chainrule (pixels 0–16; the copy scikit-learn ships, of the UCI
+    optical digits, CC BY 4.0), split 80/20 with a fixed seed (the same test set whatever the training
+    seed)."""
+    images = read_idx(DIGITS / "digits-images.idx.gz")
+    y = labels(read_idx(DIGITS / "digits-labels.idx.gz"), str(DIGITS / "digits-labels.idx.gz"))
+    X = _rows(images).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     test, train = order[: len(X) // 5], order[len(X) // 5 :]
-    return Dataset("digits", X[train], y[train], X[test], y[test], DIGIT_CLASSES, (8, 8), str(csv))
+    return Dataset("digits", X[train], y[train], X[test], y[test], DIGIT_CLASSES, (8, 8), str(DIGITS))
 
 
 def load_npz(path: str | Path) -> Dataset:
@@ -434,12 +467,20 @@ def load_npz(path: str | Path) -> Dataset:
     for key in ("X_train", "y_train", "X_test", "y_test"):
         value = arrays.get(key, arrays.get(key.lower()))
         if value is None:
-            raise DataError(f"{path}: missing array {key!r} (found {', '.join(arrays) or 'none'})")
+            raise DataError(
+                _("{path}: missing array {name!r} (found {found})").format(
+                    path=path, name=key, found=", ".join(arrays) or "-"
+                )
+            )
         get[key] = value
     for split in ("train", "test"):
         X, y = get[f"X_{split}"], get[f"y_{split}"]
         if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
-            raise DataError(f"{path}: X_{split} has shape {X.shape} but y_{split} has shape {y.shape}")
+            raise DataError(
+                _("{path}: X_{split} has shape {x} but y_{split} has shape {y}").format(
+                    path=path, split=split, x=X.shape, y=y.shape
+                )
+            )
     image_shape = tuple(get["X_train"].shape[1:3]) if get["X_train"].ndim == 3 else None
     y_train, y_test = labels(get["y_train"], f"{path}: y_train"), labels(get["y_test"], f"{path}: y_test")
     return Dataset(
@@ -454,44 +495,93 @@ def load_npz(path: str | Path) -> Dataset:
     )
 
 
+#: The most memory a CSV takes per byte of its text, read as :func:`load_csv` reads it (a row ``0,1`` of 4
+#: bytes: 8 bytes of float64 feature, its float32 copy, its train or test copy, an int64 label and its
+#: copy): the file's size times this must fit in :func:`~chainrule.archive.memory_budget`.
+CSV_GROWTH = 16
+
+
 def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | None = None) -> Dataset:
     """A ``.csv`` of numbers and one label column, split into train and test with a fixed seed. The label
     column is the first unless ``label`` names it (by its header, or its number from 0); labels are class
     numbers, or names (``setosa``), which become the class names in sorted order. A header line is
-    recognised by its not being numbers; a byte-order mark is ignored."""
+    recognised by its not being numbers; a byte-order mark is ignored. The file is read in one pass per
+    column kind, without a copy of its text: what it takes in memory is bounded by its size
+    (:data:`CSV_GROWTH`)."""
     path = Path(path)
-    with open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // 4)) as raw:
+    with (
+        open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // CSV_GROWTH)) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig") as text,
+    ):
         try:
-            text = raw.read().decode("utf-8-sig")  # a byte-order mark is not part of the first value
-        except (OSError, UnicodeDecodeError) as err:
-            raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    first = [cell.strip() for cell in lines[0].split(",")] if lines else []
-    header = bool(first) and not all(_number(cell) for cell in first)
-    column = _label_column(path, first, header, label)
-    rows = lines[1:] if header else lines
-    others = [k for k in range(len(first)) if k != column]
-    if len(rows) < 2 or not others:
-        raise DataError(f"{path}: expected rows of a label and at least one feature, got {len(rows)} rows")
-    try:
-        X = np.loadtxt(rows, delimiter=",", usecols=others, dtype=np.float64, ndmin=2)
-        names = np.loadtxt(rows, delimiter=",", usecols=[column], dtype=str, ndmin=1)
-    except ValueError as err:
-        raise DataError(f"{path}: not a CSV of numbers and labels ({err})") from None
-    names = np.char.strip(names)
-    where = f"{path}: the labels (column {first[column] if header else column})"
-    if all(_number(name) for name in names):
-        y, classes = labels(names.astype(np.float64), where), None
-    else:
-        classes, y = np.unique(names, return_inverse=True)
-        classes = tuple(str(c) for c in classes)
-        if len(classes) > MAX_CLASSES:
-            raise DataError(f"{where}: {len(classes)} different labels; {MAX_CLASSES} classes at most")
-    X = features(X, f"{path}: the features").astype(np.float32)
+            skip, first = 0, []
+            for line in text:
+                skip += 1
+                if line.strip():
+                    first = [cell.strip() for cell in line.split(",")]
+                    break
+            header = bool(first) and not all(_number(cell) for cell in first)
+            column = _label_column(path, first, header, label)
+            others = [k for k in range(len(first)) if k != column]
+            skip -= not header
+
+            def column_of(usecols, dtype, converters=None):
+                text.seek(0)
+                with warnings.catch_warnings():  # no rows: said below, as one line
+                    warnings.simplefilter("ignore", UserWarning)
+                    return np.loadtxt(
+                        text, delimiter=",", skiprows=skip, usecols=usecols, dtype=dtype, converters=converters, ndmin=2
+                    )
+
+            X = column_of(others, np.float64) if others else np.zeros((0, 0))
+            where = _("{path}: the labels (column {column})").format(
+                path=path, column=first[column] if header else column
+            )
+            classes, index = None, {}
+            try:
+                numbers = column_of([column], np.float64)[:, 0]
+            except ValueError:  # names, not numbers: each numbered as it first comes, then in sorted order
+                codes = column_of([column], np.int64, {column: lambda name: _class_of(name, index, where)})[:, 0]
+                classes = tuple(sorted(index))
+                rank = {name: k for k, name in enumerate(classes)}
+                y = np.array([rank[name] for name in index], np.int64)[codes]
+        except DataError:
+            raise
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            if isinstance(err.__cause__, DataError):
+                raise err.__cause__ from None
+            raise DataError(
+                _("{path}: not a CSV of numbers and labels ({error})").format(path=path, error=err)
+            ) from None
+    if len(X) < 2 or not others:
+        raise DataError(
+            _("{path}: expected rows of a label and at least one feature, got {rows} rows").format(
+                path=path, rows=len(X)
+            )
+        )
+    if classes is None:
+        y = labels(numbers, where)
+    X = features(X, _("{path}: the features").format(path=path)).astype(np.float32)
     order = np.random.default_rng(0).permutation(len(X))
     n_test = max(1, int(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path))
+    return Dataset(
+        path.stem, X[train], y[train], X[test], y[test], classes or class_names(y), None, str(path), named=bool(classes)
+    )
+
+
+def _class_of(name: str, index: dict[str, int], where: str) -> int:
+    """The number of the class ``name`` in ``index``, a new one if need be, up to :data:`MAX_CLASSES`."""
+    name = name.strip()
+    if name not in index:
+        if len(index) >= MAX_CLASSES:
+            raise DataError(
+                _("{where}: more than {most} different labels; {most} classes at most").format(
+                    where=where, most=MAX_CLASSES
+                )
+            )
+        index[name] = len(index)
+    return index[name]
 
 
 def _label_column(path: Path, first: list[str], header: bool, label: str | int | None) -> int:
@@ -500,10 +590,13 @@ def _label_column(path: Path, first: list[str], header: bool, label: str | int |
         return 0
     if header and str(label) in first:
         return first.index(str(label))
-    if (isinstance(label, int) or str(label).isdigit()) and int(label) < len(first):
+    if (isinstance(label, int) or (str(label).isascii() and str(label).isdigit())) and int(label) < len(first):
         return int(label)
-    columns = ", ".join(first) if header else f"0 to {len(first) - 1}"
-    raise DataError(f"{path}: no label column {label!r}; the columns are {columns}")
+    if header:
+        message = _("{path}: no label column {label!r}; the columns are {columns}")
+    else:
+        message = _("{path}: no label column {label!r}; the columns are 0 to {last}")
+    raise DataError(message.format(path=path, label=label, columns=", ".join(first), last=len(first) - 1))
 
 
 def _number(text: str) -> bool:
@@ -514,6 +607,8 @@ def _number(text: str) -> bool:
         return False
 
 
+#: The largest side of an image a dataset or model may have (a picture for predict is made at this size).
+MAX_IMAGE_SIDE = 4096
 #: The most classes a dataset or model may have: far beyond any MNIST-style task, far below a one-hot
 #: target or a confusion matrix that would not fit in memory.
 MAX_CLASSES = 10_000
@@ -526,7 +621,9 @@ def labels(y: NDArray, where: str) -> NDArray:
     values = np.asarray(y)
     if values.dtype.kind not in "iuf" or values.ndim != 1:
         raise DataError(
-            f"{where}: expected a vector of integer class labels, got {values.dtype} of shape {values.shape}"
+            _("{where}: expected a vector of integer class labels, got {dtype} of shape {shape}").format(
+                where=where, dtype=values.dtype, shape=values.shape
+            )
         )
     bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
     with np.errstate(invalid="ignore"):
@@ -536,7 +633,9 @@ def labels(y: NDArray, where: str) -> NDArray:
     if np.any(bad):
         first = int(np.argmax(bad))
         raise DataError(
-            f"{where}: labels must be integers from 0 to {MAX_CLASSES - 1}; row {first} holds {values[first].item()!r}"
+            _("{where}: labels must be integers from 0 to {last}; row {row} holds {value!r}").format(
+                where=where, last=MAX_CLASSES - 1, row=first, value=values[first].item()
+            )
         )
     return values.astype(np.int64)
 
@@ -544,11 +643,13 @@ def labels(y: NDArray, where: str) -> NDArray:
 def features(X: NDArray, where: str) -> NDArray:
     """``X`` if it holds finite real numbers in rows; else a :class:`DataError` naming ``where``."""
     if X.dtype.kind not in "uif":
-        raise DataError(f"{where}: expected real numbers, got {X.dtype}")
+        raise DataError(_("{where}: expected real numbers, got {dtype}").format(where=where, dtype=X.dtype))
     if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
         rows = np.unique(np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[:, 0])
         raise DataError(
-            f"{where} contains NaN or inf (rows {rows[:5].tolist()}{'…' if len(rows) > 5 else ''}); refusing it"
+            _("{where} contains NaN or inf (rows {rows}); refusing it").format(
+                where=where, rows=f"{rows[:5].tolist()}{'…' if len(rows) > 5 else ''}"
+            )
         )
     return X
 
@@ -562,35 +663,100 @@ def check_dataset(dataset: Dataset, splits: tuple[str, ...] = ("train", "test"))
     """The checks every dataset passes, wherever it came from: features real and finite, one row width
     for train and test, labels valid (:func:`labels`) and within the class names; the ``splits`` used
     not empty."""
+    if dataset.image_shape is not None and not all(0 < side <= MAX_IMAGE_SIDE for side in dataset.image_shape):
+        rows, columns = dataset.image_shape
+        raise DataError(
+            _("{dataset}: images of {rows}×{columns} pixels; a model takes images of at most {most} on a side").format(
+                dataset=dataset.name, rows=rows, columns=columns, most=MAX_IMAGE_SIDE
+            )
+        )
     width = None
     for split in ("train", "test"):
         X, y = getattr(dataset, f"X_{split}"), getattr(dataset, f"y_{split}")
         features(X, f"{dataset.name}: X_{split}")
         labels(y, f"{dataset.name}: y_{split}")
-        if X.ndim != 2 or (len(X) == 0 and split in splits):
-            raise DataError(f"{dataset.name}: X_{split} must be a non-empty table of rows, got shape {X.shape}")
+        if X.ndim != 2 or (len(X) == 0 and split in splits) or X.shape[1] == 0:
+            raise DataError(
+                _(
+                    "{dataset}: X_{split} must be a non-empty table of rows of at least one feature, got shape {shape}"
+                ).format(dataset=dataset.name, split=split, shape=X.shape)
+            )
         if width is not None and X.shape[1] != width:
-            raise DataError(f"{dataset.name}: test rows of {X.shape[1]} features, but train rows of {width}")
+            raise DataError(
+                _("{dataset}: test rows of {test} features, but train rows of {train}").format(
+                    dataset=dataset.name, test=X.shape[1], train=width
+                )
+            )
         width = X.shape[1]
         if len(y) and y.max() >= len(dataset.classes):
             raise DataError(
-                f"{dataset.name}: label {int(y.max())} in y_{split}, but only {len(dataset.classes)} classes"
+                _("{dataset}: label {label} in y_{split}, but only {classes} classes").format(
+                    dataset=dataset.name, label=int(y.max()), split=split, classes=len(dataset.classes)
+                )
             )
     return dataset
 
 
+def check_memory(dataset: Dataset, dtype, one_hot: int = 0, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Refuse a dataset that would take more than :func:`~chainrule.archive.memory_budget` once used: not
+    the bytes its files held (pixels of one byte) but what training (``splits`` train and test) or
+    evaluating (``("test",)``) makes of them: every row as ``dtype``, and ``one_hot`` numbers a row for the
+    targets of a regression loss."""
+    dtype = np.dtype(dtype)
+    rows = sum(len(getattr(dataset, f"X_{split}")) for split in splits)
+    needed, budget = rows * (dataset.features + one_hot) * dtype.itemsize, memory_budget()
+    if needed <= budget:
+        return
+    if "train" not in splits:
+        message = _(
+            "{dataset}: evaluating on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
+        )
+    elif one_hot:
+        message = _(
+            "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype} and one-hot targets of {classes} classes), more than the {budget:.0f} MB this machine "
+            "allows; use fewer rows or classes"
+        )
+    else:
+        message = _(
+            "{dataset}: training on it takes about {needed:.0f} MB ({rows} rows of {features} features as "
+            "{dtype}), more than the {budget:.0f} MB this machine allows; use fewer rows"
+        )
+    values = {"rows": rows, "features": dataset.features, "dtype": dtype, "classes": one_hot}
+    raise DataError(message.format(dataset=dataset.name, needed=needed / 2**20, budget=budget / 2**20, **values))
+
+
+def labels_for(dataset: Dataset, classes: tuple[str, ...]) -> NDArray:
+    """The test labels of ``dataset`` as indices into a model's ``classes``: by name where the dataset's
+    labels are names (a CSV's test file need not hold every class, nor in the model's order), by number
+    otherwise; a label the model does not know is a :class:`DataError`."""
+    y = dataset.y_test
+    known = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    if dataset.named:
+        index = {name: k for k, name in enumerate(classes)}
+        mapping = np.array([index.get(name, -1) for name in dataset.classes], np.int64)
+        mapped = mapping[y]
+        if np.any(mapped < 0):
+            name = dataset.classes[int(y[np.argmax(mapped < 0)])]
+            raise DataError(
+                _("{dataset}: the test set has label {label}, but the model knows {classes} classes ({known})").format(
+                    dataset=dataset.name, label=f"{name!r:.80}", classes=len(classes), known=known
+                )
+            )
+        return mapped
+    if len(y) and y.max() >= len(classes):
+        raise DataError(
+            _("{dataset}: the test set has label {label}, but the model knows {classes} classes ({known})").format(
+                dataset=dataset.name, label=int(y.max()), classes=len(classes), known=known
+            )
+        )
+    return y
+
+
 def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
     """``(name, where it is or how it would be got)`` for every named dataset: ``chainrule datasets``."""
-    rows = []
-    spec = importlib.util.find_spec("sklearn")
-    rows.append(
-        (
-            "digits",
-            f"embedded in scikit-learn ({Path(spec.origin).parent})"
-            if spec and spec.origin
-            else "needs scikit-learn: pip install 'chainrule[train]'",
-        )
-    )
+    rows = [("digits", _("embedded in chainrule ({folder})").format(folder=DIGITS))]
     for name, remote in REMOTES.items():
         folder = locate(name, data_dir)
         test_only = None if folder else locate(name, data_dir, ("test",))
@@ -599,10 +765,15 @@ def describe(data_dir: str | Path | None = None) -> list[tuple[str, str]]:
                 name,
                 str(folder)
                 if folder
-                else f"{test_only} (the test set only: evaluate reads it, train needs the train files too)"
+                else _("{folder} (the test set only: evaluate reads it, train needs the train files too)").format(
+                    folder=test_only
+                )
                 if test_only
-                else f"not found (looked in {', '.join(map(str, search_path(name, data_dir)))}); will be downloaded "
-                f"from {remote.mirrors[0]} into {cache_dir() / name}",
+                else _("not found (looked in {places}); will be downloaded from {mirror} into {folder}").format(
+                    places=", ".join(map(str, search_path(name, data_dir))),
+                    mirror=remote.mirrors[0],
+                    folder=cache_dir() / name,
+                ),
             )
         )
     return rows

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import open_regular, read_npy
 from chainrule.errors import DataError, need
+from chainrule.i18n import _
 from chainrule.training.classifier import Classifier
 
 #: The most pixels a picture may have (a 20000×20000 PNG of a few KB would take GBs to decode).
@@ -20,9 +21,15 @@ def read_input(path: Path, model: Classifier) -> NDArray:
     if path.suffix.lower() == ".npy":
         array = read_npy(path)
         if array.dtype.kind not in "uif" or not np.all(np.isfinite(array)):
-            raise DataError(f"{path}: expected finite numbers, got dtype {array.dtype}")
+            raise DataError(
+                _("{path}: expected finite numbers, got dtype {dtype}").format(path=path, dtype=array.dtype)
+            )
         if array.size % model.features or array.size == 0:
-            raise DataError(f"{path}: shape {array.shape} does not hold inputs of {model.features} features")
+            raise DataError(
+                _("{path}: shape {shape} does not hold inputs of {features} features").format(
+                    path=path, shape=array.shape, features=model.features
+                )
+            )
         return array.reshape(-1, model.features)
     return image_to_input(path, model)
 
@@ -31,10 +38,10 @@ def range_warning(path: Path, raw: NDArray, model: Classifier) -> str | None:
     """A warning when inputs look scaled to [0, 1] for a model that reads raw values up to its scale
     (pixels of 0–255): such inputs give confident nonsense."""
     if model.scale > 1 and raw.size and raw.min() >= 0 and raw.max() <= 1:
-        return (
-            f"{path}: all values are within [0, 1], but this model reads raw values up to {model.scale:g} "
-            f"(it divides them by {model.scale:g}); multiply them by {model.scale:g} if they are scaled pixels"
-        )
+        return _(
+            "{path}: all values are within [0, 1], but this model reads raw values up to {scale:g} (it divides them "
+            "by {scale:g}); multiply them by {scale:g} if they are scaled pixels"
+        ).format(path=path, scale=model.scale)
     return None
 
 
@@ -47,9 +54,11 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
     with open_regular(path, "an image or a .npy array") as f:
         if model.image_shape is None:
             raise DataError(
-                f"{path}: this model was trained on rows of {model.features} numbers, not on images, so it cannot "
-                "read pictures: give its inputs as .npy (a model trained on an IDX folder, or on an .npz whose X "
-                "arrays are (n, rows, columns), reads pictures)"
+                _(
+                    "{path}: this model was trained on rows of {features} numbers, not on images, so it cannot read "
+                    "pictures: give its inputs as .npy (a model trained on an IDX folder, or on an .npz whose X "
+                    "arrays are (n, rows, columns), reads pictures)"
+                ).format(path=path, features=model.features)
             )
         Image = need("PIL.Image", "train", "reading images")
         pillows_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # ours is checked instead
@@ -57,13 +66,17 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
             with Image.open(f) as image:  # reads the header only: the size is known before any decoding
                 if image.width * image.height > MAX_PIXELS:
                     raise DataError(
-                        f"{path}: an image of {image.width}×{image.height} pixels; at most {MAX_PIXELS} are read"
+                        _("{path}: an image of {width}×{height} pixels; at most {most} are read").format(
+                            path=path, width=image.width, height=image.height, most=MAX_PIXELS
+                        )
                     )
                 pixels = _grey(image)
         except Image.UnidentifiedImageError:
-            raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...)") from None
+            raise DataError(_("{path}: not an image that can be read (PNG, JPEG, ...)").format(path=path)) from None
         except (OSError, ValueError) as err:
-            raise DataError(f"{path}: not an image that can be read (PNG, JPEG, ...; {err})") from None
+            raise DataError(
+                _("{path}: not an image that can be read (PNG, JPEG, ...; {error})").format(path=path, error=err)
+            ) from None
         finally:
             Image.MAX_IMAGE_PIXELS = pillows_limit
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from chainrule import kernels
 from chainrule.errors import ChainruleError, ConfigError, ShapeError
+from chainrule.i18n import _
 from chainrule.losses import Loss
 from chainrule.module import Module
 from chainrule.network import predicted_classes
@@ -133,9 +134,10 @@ def run_epoch(
             batch_loss, out = train_step(model, loss, optimizer, xb, yb, l2)
             if not math.isfinite(batch_loss):
                 raise TrainingError(
-                    f"batch {start // batch_size + 1}: the loss became {batch_loss}; the learning "
-                    "rate is probably too high for these data (try a smaller --lr), or the inputs "
-                    "are not normalised"
+                    _(
+                        "batch {batch}: the loss became {loss}; the learning rate is probably too high for these "
+                        "data (try a smaller --lr), or the inputs are not normalised"
+                    ).format(batch=start // batch_size + 1, loss=batch_loss)
                 )
             total_loss += batch_loss * len(xb)
             if classify:
@@ -231,7 +233,7 @@ def fit(
                 model, loss, optimizer, X, y, batch_size, state.rng, l2, on_batch, classify
             )
         except TrainingError as err:
-            raise TrainingError(f"epoch {epoch}, {err}") from None
+            raise TrainingError(_("epoch {epoch}, {error}").format(epoch=epoch, error=err)) from None
         result = EpochResult(epoch, train_loss, train_accuracy)
         if validation is not None:
             result.val_loss, result.val_accuracy = evaluate(model, loss, *validation, classify=classify)

@@ -22,17 +22,19 @@ from numpy.typing import NDArray
 
 from chainrule import archive
 from chainrule.errors import ChainruleError, ConfigError, DataError
+from chainrule.i18n import N_, _
 from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
 from chainrule.training.classifier import Classifier
-from chainrule.training.data import MAX_CLASSES
+from chainrule.training.data import MAX_CLASSES, MAX_IMAGE_SIDE
 
 FORMAT = "chainrule-model"
 VERSION = 2
-WHAT = "chainrule model file"
-#: The largest side an image may declare (a picture for predict is made at this size).
-MAX_SIZE = 4096
+WHAT = N_("chainrule model file")
+#: The most layers a model file may declare: far beyond any network trained here, far below a file whose
+#: list of layers takes minutes to build and check.
+MAX_LAYERS = 1000
 
 
 def save_model(model: Classifier, path: str | Path) -> None:
@@ -41,22 +43,22 @@ def save_model(model: Classifier, path: str | Path) -> None:
     :class:`ConfigError` instead of a file."""
     problem = _misfit(model.network, model.features, model.mean.dtype, model.classes, model.image_shape)
     if not np.isfinite(model.scale) or model.scale <= 0:
-        problem = f"the input scale must be a finite number > 0, got {model.scale}"
+        problem = _("the input scale must be a finite number > 0, got {got}").format(got=model.scale)
     elif not (np.all(np.isfinite(model.mean)) and np.all(np.isfinite(model.std)) and np.all(model.std > 0)):
-        problem = "the input mean and std must be finite, std > 0"
+        problem = _("the input mean and std must be finite, std > 0")
     elif not 0 < model.frame_fill <= 1:
-        problem = f"frame_fill must be in (0, 1], got {model.frame_fill}"
+        problem = _("frame_fill must be in (0, 1], got {got}").format(got=model.frame_fill)
     else:
         problem = problem or next(
             (
-                f"{name} contains NaN or inf"
+                _("{name} contains NaN or inf").format(name=name)
                 for name, a in model.network.state_dict().items()
                 if not np.all(np.isfinite(a))
             ),
             None,
         )
     if problem:
-        raise ConfigError(f"cannot save this model: {problem}")
+        raise ConfigError(_("cannot save this model: {problem}").format(problem=problem))
     archive.save(
         path,
         {
@@ -80,7 +82,9 @@ def load_model(path: str | Path) -> Classifier:
     doc = archive.load(path, FORMAT, WHAT, upgrade=_upgrade)
     if doc.get("version") != VERSION:
         raise DataError(
-            f"{path}: model file version {doc.get('version')!r}; this chainrule reads versions 1 and {VERSION}"
+            _("{path}: model file version {version!r}; this chainrule reads versions 1 and {latest}").format(
+                path=path, version=doc.get("version"), latest=VERSION
+            )
         )
     try:
         dtype = np.dtype(doc["dtype"])
@@ -97,7 +101,7 @@ def load_model(path: str | Path) -> Classifier:
         if not isinstance(state, dict):
             raise TypeError("the model's state is not a table of arrays")
     except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path}: incomplete model description ({err})") from None
+        raise DataError(_("{path}: incomplete model description ({error})").format(path=path, error=err)) from None
     if (
         dtype not in (np.float32, np.float64)
         or not np.isfinite(scale)
@@ -105,17 +109,31 @@ def load_model(path: str | Path) -> Classifier:
         or not isinstance(specs, list)
         or not specs
     ):
-        raise DataError(f"{path}: invalid model description (dtype {dtype}, scale {scale}, layers {specs!r:.80})")
+        raise DataError(
+            _("{path}: invalid model description (dtype {dtype}, scale {scale}, layers {layers})").format(
+                path=path, dtype=dtype, scale=scale, layers=f"{specs!r:.80}"
+            )
+        )
+    if len(specs) > MAX_LAYERS:
+        raise DataError(
+            _("{path}: declares {layers} layers; a model file holds {most} at most").format(
+                path=path, layers=len(specs), most=MAX_LAYERS
+            )
+        )
     archive.require_finite(path, state, "model.")
     archive.require_finite(path, {"mean": mean, "std": std}, "input.")
     if mean.ndim != 1 or std.shape != mean.shape or np.any(std <= 0):
-        raise DataError(f"{path}: input.mean and input.std must be vectors of one length, std positive")
+        raise DataError(
+            _("{path}: input.mean and input.std must be vectors of one length, std positive").format(path=path)
+        )
     largest = max((max(a.shape, default=1) for a in state.values()), default=1)
     network = Sequential(*(_build_layer(spec, dtype, largest, f"{path}: layers[{i}]") for i, spec in enumerate(specs)))
     try:
         network.load_state_dict(state)
     except ChainruleError as err:
-        raise DataError(f"{path}: the weights do not match the architecture: {err}") from None
+        raise DataError(
+            _("{path}: the weights do not match the architecture: {error}").format(path=path, error=err)
+        ) from None
     problem = _misfit(network.eval(), mean.shape[0], dtype, classes, image_shape)
     if problem:
         raise DataError(f"{path}: {problem}")
@@ -129,7 +147,7 @@ def save(model: Classifier | Sequential, path: str | Path, classes: Sequence[str
     if isinstance(model, Sequential):
         model = Classifier.of(model, classes)
     elif classes is not None:
-        raise ConfigError("save: classes go with a network; a Classifier has its own")
+        raise ConfigError(_("save: classes go with a network; a Classifier has its own"))
     save_model(model, path)
 
 
@@ -149,18 +167,24 @@ def _misfit(network: Sequential, features: int, dtype, classes: tuple[str, ...],
     try:
         outputs = network.forward(np.zeros((2, features), dtype))
     except Exception as err:  # any failure here means the layers are inconsistent
-        return f"the layers do not fit together or the {features} input features ({err})"
+        return _("the layers do not fit together or the {features} input features ({error})").format(
+            features=features, error=err
+        )
     finally:
         for m, mode in zip(network.modules(), modes, strict=True):
             m.training = mode
     if len(classes) > MAX_CLASSES:
-        return f"{len(classes)} class names; a model has {MAX_CLASSES} classes at most"
+        return _("{names} class names; a model has {most} classes at most").format(names=len(classes), most=MAX_CLASSES)
     if outputs.ndim != 2 or (outputs.shape[1] != len(classes) and not (outputs.shape[1] == 1 and len(classes) == 2)):
-        return f"{len(classes)} class names for a network with {outputs.shape[-1]} outputs"
-    if image_shape is not None and not all(isinstance(n, int) and 0 < n <= MAX_SIZE for n in image_shape):
-        return f"image_shape {image_shape} is not two sizes (rows, columns)"
+        return _("{names} class names for a network with {outputs} outputs").format(
+            names=len(classes), outputs=outputs.shape[-1]
+        )
+    if image_shape is not None and not all(isinstance(n, int) and 0 < n <= MAX_IMAGE_SIDE for n in image_shape):
+        return _("image_shape {shape} is not two sizes (rows, columns)").format(shape=image_shape)
     if image_shape is not None and image_shape[0] * image_shape[1] != features:
-        return f"images of {image_shape[0]}×{image_shape[1]} for {features} input features"
+        return _("images of {rows}×{columns} for {features} input features").format(
+            rows=image_shape[0], columns=image_shape[1], features=features
+        )
     return None
 
 
@@ -170,25 +194,33 @@ def _build_layer(spec: Any, dtype: np.dtype, largest: int, where: str) -> Module
     ``largest`` is the longest axis of the file's arrays: no size of an array (``in_features``, the settings
     a kind lists in ``sizes``) may exceed it."""
     if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        raise DataError(f"{where}: expected a layer description with a 'type'")
+        raise DataError(_("{where}: expected a layer description with a 'type'").format(where=where))
     config = {k: v for k, v in spec.items() if k != "type"}
     try:
         cls = LAYERS[spec["type"]].cls
         sizes = {k: v for k, v in config.items() if k in cls.sizes and isinstance(v, int) and not isinstance(v, bool)}
         if any(not 0 < size <= largest for size in sizes.values()):
-            raise DataError(f"{where}: declares {sizes}, but the file's arrays are at most {largest} long")
+            raise DataError(
+                _("{where}: declares {sizes}, but the file's arrays are at most {largest} long").format(
+                    where=where, sizes=sizes, largest=largest
+                )
+            )
         return cls.from_config(config, dtype=dtype, init="zeros")
     except DataError:
         raise
     except (ChainruleError, KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{where}: invalid layer description {spec} ({err})") from None
+        raise DataError(
+            _("{where}: invalid layer description {spec} ({error})").format(where=where, spec=spec, error=err)
+        ) from None
     except MemoryError:
-        raise DataError(f"{where}: declares a layer too large for this machine's memory ({spec})") from None
+        raise DataError(
+            _("{where}: declares a layer too large for this machine's memory ({spec})").format(where=where, spec=spec)
+        ) from None
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SIZE:
-        raise ValueError(f"expected a positive integer below {MAX_SIZE + 1}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_IMAGE_SIDE:
+        raise ValueError(f"expected a positive integer below {MAX_IMAGE_SIDE + 1}, got {value!r}")
     return value
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chainrule.i18n import _
 from chainrule.training.config import TrainConfig
 from chainrule.training.data import Dataset
 from chainrule.training.loop import EpochResult
@@ -30,15 +31,34 @@ class Progress:
         if self.config.quiet:
             return
         if resumed_after is not None:
-            print(f"resuming the run in {out} after epoch {resumed_after} of {self.config.epochs}")
+            print(
+                _("resuming the run in {out} after epoch {epoch} of {epochs}").format(
+                    out=out, epoch=resumed_after, epochs=self.config.epochs
+                )
+            )
         print(
-            f"dataset {dataset.name}: {len(dataset.X_train)} train / {len(dataset.X_test)} test examples, "
-            f"{dataset.features} features, {len(dataset.classes)} classes ({dataset.source})"
+            _(
+                "dataset {dataset}: {train} train / {test} test examples, {features} features, {classes} classes "
+                "({source})"
+            ).format(
+                dataset=dataset.name,
+                train=len(dataset.X_train),
+                test=len(dataset.X_test),
+                features=dataset.features,
+                classes=len(dataset.classes),
+                source=dataset.source,
+            )
         )
         layers = " → ".join(repr(layer).replace("()", "") for layer in model.layers)
         print(
-            f"model: {layers}; {self.config.optimizer} lr {optimizer.lr:g}, batch {self.config.batch_size}, "
-            f"{self.config.epochs} epochs; writing to {out}"
+            _("model: {layers}; {optimizer} lr {lr:g}, batch {batch}, {epochs} epochs; writing to {out}").format(
+                layers=layers,
+                optimizer=self.config.optimizer,
+                lr=optimizer.lr,
+                batch=self.config.batch_size,
+                epochs=self.config.epochs,
+                out=out,
+            )
         )
 
     def batch(self, done: int, loss: float, accuracy: float | None) -> None:
@@ -49,7 +69,7 @@ class Progress:
 
             self.bar = tqdm(
                 total=self.rows,
-                desc=f"epoch {self.current}/{self.config.epochs}",
+                desc=_("epoch {epoch}/{epochs}").format(epoch=self.current, epochs=self.config.epochs),
                 unit="ex",
                 leave=False,
                 file=sys.stderr,
@@ -72,21 +92,47 @@ class Progress:
             self.bar = None
         if self.config.quiet:
             return
-        val = f"  val loss {result.val_loss:.4f} acc {result.val_accuracy:.4f}" if result.val_loss is not None else ""
+        if result.val_loss is not None:
+            line = _(
+                "epoch {epoch:>3}/{epochs}  train loss {loss:.4f} acc {accuracy:.4f}  val loss {val_loss:.4f} acc "
+                "{val_accuracy:.4f}  {seconds:.1f}s"
+            )
+        else:
+            line = _("epoch {epoch:>3}/{epochs}  train loss {loss:.4f} acc {accuracy:.4f}  {seconds:.1f}s")
+        values = {"val_loss": result.val_loss, "val_accuracy": result.val_accuracy, "seconds": result.seconds}
         print(
-            f"epoch {result.epoch:>3}/{self.config.epochs}  train loss {result.loss:.4f} acc "
-            f"{result.accuracy:.4f}{val}  {result.seconds:.1f}s",
+            line.format(
+                epoch=result.epoch, epochs=self.config.epochs, loss=result.loss, accuracy=result.accuracy, **values
+            ),
             flush=True,
         )
 
     def finish(self, result: RunResult) -> None:
         epochs = len(result.history)
         seconds = sum(e.seconds for e in result.history)
-        early = (
-            f" (stopped early, best epoch {result.metrics['best_epoch']})" if result.metrics["stopped_early"] else ""
-        )
-        written = "model, metrics and plots" if self.config.plots else "model and metrics"
+        if result.metrics["stopped_early"] and self.config.plots:
+            line = _(
+                "test accuracy {accuracy:.4f} after {epochs} epochs (stopped early, best epoch {best}) in "
+                "{seconds:.1f}s; model, metrics and plots in {out}"
+            )
+        elif result.metrics["stopped_early"]:
+            line = _(
+                "test accuracy {accuracy:.4f} after {epochs} epochs (stopped early, best epoch {best}) in "
+                "{seconds:.1f}s; model and metrics in {out}"
+            )
+        elif self.config.plots:
+            line = _(
+                "test accuracy {accuracy:.4f} after {epochs} epochs in {seconds:.1f}s; model, metrics and plots in "
+                "{out}"
+            )
+        else:
+            line = _("test accuracy {accuracy:.4f} after {epochs} epochs in {seconds:.1f}s; model and metrics in {out}")
         print(
-            f"test accuracy {result.test_accuracy:.4f} after {epochs} epochs{early} in {seconds:.1f}s; "
-            f"{written} in {result.out}"
+            line.format(
+                accuracy=result.test_accuracy,
+                epochs=epochs,
+                best=result.metrics["best_epoch"],
+                seconds=seconds,
+                out=result.out,
+            )
         )

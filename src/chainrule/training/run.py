@@ -22,17 +22,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule import archive
 from chainrule.archive import atomic_write
 from chainrule.errors import ChainruleError, ConfigError, DataError, MissingPackage, WriteError
+from chainrule.i18n import _
 from chainrule.losses import Loss
 from chainrule.network import Sequential, mlp, softmax_regression
 from chainrule.optim import CosineAnnealingLR, Optimizer, StepLR, make_optimizer
 from chainrule.registry import LOSSES
+from chainrule.signals import ignore_interrupts
 from chainrule.training import card
 from chainrule.training.checkpoint import NAME, read_checkpoint, restore_checkpoint, save_checkpoint
-from chainrule.training.classifier import Classifier, normalisation
+from chainrule.training.classifier import Classifier, as_dtype, normalisation
 from chainrule.training.config import TrainConfig
-from chainrule.training.data import Dataset, check_dataset, load_dataset
+from chainrule.training.data import Dataset, check_dataset, check_memory, load_dataset
 from chainrule.training.images import frame_fill
 from chainrule.training.loop import EpochResult, FitState, evaluate, fit
 from chainrule.training.modelfile import save_model
@@ -107,27 +110,39 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
     try:
         return _train(config, dataset, folder, resume)
     except (KeyboardInterrupt, _Terminated) as stop:
-        _ignore_signals()  # a second Ctrl-C while this one is handled would interrupt the handling
+        ignore_interrupts()  # a second Ctrl-C while this one is handled would interrupt the handling
         how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         out = folder.path
         if not (out / NAME).exists():
-            folder.discard()
-            raise RunInterrupted(f"interrupted ({how}) before the first epoch ended; nothing was saved") from None
+            if folder.discard():
+                message = _(
+                    "interrupted ({how}) before the first epoch ended; nothing was saved, and the earlier run in "
+                    "{out} is as it was"
+                )
+            else:
+                message = _("interrupted ({how}) before the first epoch ended; nothing was saved")
+            raise RunInterrupted(message.format(how=how, out=out)) from None
         if config.force and not resume and not folder.cleared:
             raise RunInterrupted(
-                f"interrupted ({how}) before the run started; the files in {out} are as they were"
+                _("interrupted ({how}) before the run started; the files in {out} are as they were").format(
+                    how=how, out=out
+                )
             ) from None
         raise RunInterrupted(
-            f"interrupted ({how}); the run is saved up to its last finished epoch in {out}: "
-            f"continue it with `chainrule train --resume {out}`"
+            _(
+                "interrupted ({how}); the run is saved up to its last finished epoch in {out}: continue it with "
+                "`chainrule train --resume {out}`"
+            ).format(how=how, out=out)
         ) from None
     except WriteError as err:  # a full disk mid-run: the last checkpoint is whole (written atomically)
         if not (folder.path / NAME).exists():
             folder.discard()
             raise
         raise WriteError(
-            f"{err}; the run is saved up to its last finished epoch in {folder.path}: make room and continue it "
-            f"with `chainrule train --resume {folder.path}`"
+            _(
+                "{error}; the run is saved up to its last finished epoch in {out}: make room and continue it with "
+                "`chainrule train --resume {out}`"
+            ).format(error=err, out=folder.path)
         ) from None
     except BaseException:
         if not (folder.path / NAME).exists():
@@ -138,12 +153,6 @@ def train(config: TrainConfig, dataset: Dataset | None = None, resume: bool = Fa
         if previous is not None:  # as they were: a caller in Python (a notebook) keeps its Ctrl-C
             signal.signal(signal.SIGINT, previous[0])
             signal.signal(signal.SIGTERM, previous[1])
-
-
-def _ignore_signals() -> None:
-    if _main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class RunInterrupted(ChainruleError):
@@ -168,13 +177,33 @@ def config_from_checkpoint(folder: str | Path) -> TrainConfig:
     """The configuration of the run saved in ``folder`` (for ``chainrule train --resume``)."""
     folder = Path(folder)
     if not (folder / NAME).is_file():
-        raise ConfigError(f"--resume {folder}: no {NAME} there; a run writes one after every epoch")
-    stored = read_checkpoint(folder)["config"]
+        raise ConfigError(
+            _("--resume {folder}: no {name} there; a run writes one after every epoch").format(folder=folder, name=NAME)
+        )
+    doc = read_checkpoint(folder)
+    path = folder / NAME
     try:
-        config = TrainConfig.from_dict({**stored, "out": str(folder), "force": True})
+        config = TrainConfig.from_dict({**doc["config"], "out": str(folder), "force": True})
     except TypeError as err:
-        raise DataError(f"{folder / NAME}: a configuration this chainrule does not know ({err})") from None
-    return config.validate()
+        raise DataError(
+            _("{path}: a configuration this chainrule does not know ({error})").format(path=path, error=err)
+        ) from None
+    config.validate()
+    # The model is built from the configuration before the arrays are put in: what the configuration
+    # declares must fit the arrays first (a hand-edited hidden size of 10¹¹ would be built, then refused).
+    arrays = doc.get("model")
+    if not isinstance(arrays, dict) or not arrays:
+        raise DataError(_("{path}: the checkpoint holds no model arrays").format(path=path))
+    archive.require_finite(path, arrays, "model.")
+    largest = max(max(a.shape, default=1) for a in arrays.values())
+    if any(size > largest for size in config.hidden):
+        raise DataError(
+            _(
+                "{path}: its configuration declares hidden layers of {hidden}, but its arrays are at most {largest} "
+                "long"
+            ).format(path=path, hidden=",".join(map(str, config.hidden)), largest=largest)
+        )
+    return config
 
 
 def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resume: bool) -> RunResult:
@@ -189,31 +218,37 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
     scale, mean, std = normalisation(dataset.X_train, dataset.image_shape is not None, dtype)
 
     def prepare(raw: NDArray) -> NDArray:  # in place after one cast: no full-size temporaries
-        X = raw.astype(dtype)
+        X = as_dtype(raw, dtype, _("{dataset}: the features").format(dataset=dataset.name))
         X /= dtype.type(scale)
         X -= mean
         X /= std
         return X
 
+    loss = build_loss(config)
+    one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
+    classes = len(dataset.classes)
+    check_memory(dataset, dtype, classes if one_hot else 0)
     order = split_rng.permutation(len(dataset.X_train))
     n_val = round(len(order) * config.val_split)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     X_train, y_train = prepare(dataset.X_train[train_idx]), dataset.y_train[train_idx]
     validation = (prepare(dataset.X_train[val_idx]), dataset.y_train[val_idx]) if n_val else None
     X_test, y_test = prepare(dataset.X_test), dataset.y_test
-    classes = len(dataset.classes)
-    loss = build_loss(config)
-    one_hot = loss.target_kind == "values"  # a regression loss (MSE) on class labels: one-hot rows
 
     def targets(y: NDArray) -> NDArray:
-        return np.eye(classes, dtype=dtype)[y] if one_hot else y
+        if not one_hot:
+            return y
+        rows = np.zeros((len(y), classes), dtype)
+        rows[np.arange(len(y)), y] = 1
+        return rows
 
     try:
         model = build_model(config, dataset.features, classes, model_rng)
     except MemoryError:
         raise ConfigError(
-            f"a network of {dataset.features}-{','.join(map(str, config.hidden))}-{classes} does not "
-            "fit in this machine's memory (--hidden)"
+            _("a network of {sizes} does not fit in this machine's memory (--hidden)").format(
+                sizes="-".join(map(str, (dataset.features, *config.hidden, classes)))
+            )
         ) from None
     optimizer = build_optimizer(config, model)
     settings = optimizer.config()  # as built: the schedule changes lr as it goes
@@ -231,6 +266,7 @@ def _train(config: TrainConfig, dataset: Dataset | None, folder: RunFolder, resu
 
     def checkpoint(state: FitState) -> None:
         save_checkpoint(out, model, optimizer, scheduler, state, stored_config)
+        folder.keep_new_run()
         so_far = {"config": stored_config, "status": "running", "epochs": _epochs_json(state.history.epochs)}
         _write_json(out / "metrics.json", so_far)
 
@@ -303,9 +339,9 @@ def _write_card(result: RunResult, config: TrainConfig, dataset: Dataset) -> Non
     except MissingPackage as err:
         written, why = None, str(err)
     else:
-        why = f"{result.out / card.NAME} is not a card chainrule wrote; it is left as it is"
+        why = _("{path} is not a card chainrule wrote; it is left as it is").format(path=result.out / card.NAME)
     if written is None:
-        print(f"chainrule: note: no model card: {why}", file=sys.stderr)
+        print(_("chainrule: note: no model card: {why}").format(why=why), file=sys.stderr)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -337,6 +373,8 @@ def _check_free_space(out: Path, model: Sequential, freed: int = 0) -> None:
     free = shutil.disk_usage(out).free + freed
     if free < needed:
         raise ConfigError(
-            f"the output folder {out} has {free / 2**20:.1f} MB free; this run needs about "
-            f"{needed / 2**20:.1f} MB for its model, checkpoints and plots"
+            _(
+                "the output folder {out} has {free:.1f} MB free; this run needs about {needed:.1f} MB for its "
+                "model, checkpoints and plots"
+            ).format(out=out, free=free / 2**20, needed=needed / 2**20)
         )

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator
 
 from chainrule.errors import ConfigError
+from chainrule.i18n import _
 
 ENVIRONMENT = "CHAINRULE_BLAS_THREADS"
 
@@ -37,7 +38,11 @@ def training_threads() -> int | None:
     except ValueError:
         count = -1
     if count < 0:
-        raise ConfigError(f"{ENVIRONMENT} must be a whole number of threads (0: BLAS's default), got {value!r}")
+        raise ConfigError(
+            _("{variable} must be a whole number of threads (0: BLAS's default), got {value!r}").format(
+                variable=ENVIRONMENT, value=value
+            )
+        )
     return count or None
 
 
