@@ -27,6 +27,9 @@ type = "mse"
 lr = 0.1
 """
 
+#: The prefix of an error, in each language (the translation of "chainrule: error").
+ERROR = {"en": "chainrule: error", "ru": "chainrule: ошибка", "zh": "chainrule: 错误"}
+
 FLAT_X = {
     "en": "expected a matrix (a list of rows, e.g. [[1, 2], [3, 4]]), got 1 dimension",
     "ru": "ожидалась матрица (список строк, например [[1, 2], [3, 4]]), получено 1 измерение",
@@ -50,7 +53,7 @@ def test_a_problem_file_error_with_lang(lang, tmp_path, capsys, monkeypatch):
     without_locale(monkeypatch)
     path = problem(tmp_path, X="[1, 2]")
     assert main(["explain", str(path), "--lang", lang]) == 2
-    assert capsys.readouterr().err == f"chainrule: error: {path}: data.X: {FLAT_X[lang]}\n"
+    assert capsys.readouterr().err == f"{ERROR[lang]}: {path}: data.X: {FLAT_X[lang]}\n"
 
 
 @pytest.mark.parametrize("lang", ["ru", "zh"])
@@ -59,7 +62,7 @@ def test_a_problem_file_error_in_the_locale(lang, tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("LANG", {"ru": "ru_RU.UTF-8", "zh": "zh_CN.UTF-8"}[lang])
     path = problem(tmp_path, X="[1, 2]")
     assert main(["explain", str(path)]) == 2
-    assert capsys.readouterr().err == f"chainrule: error: {path}: data.X: {FLAT_X[lang]}\n"
+    assert capsys.readouterr().err == f"{ERROR[lang]}: {path}: data.X: {FLAT_X[lang]}\n"
 
 
 def test_the_locale_of_a_real_process(tmp_path):
@@ -70,7 +73,7 @@ def test_the_locale_of_a_real_process(tmp_path):
     command = [sys.executable, "-c", "import sys; from chainrule.cli import main; sys.exit(main())", "explain", path]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 2
-    assert result.stderr == f"chainrule: error: {path}: data.X: {FLAT_X['ru']}\n"
+    assert result.stderr == f"{ERROR['ru']}: {path}: data.X: {FLAT_X['ru']}\n"
 
 
 #: Russian counts (worked by hand): 1 and 21 take the singular, 2 to 4 the genitive singular, 5 to 20 (11
@@ -84,7 +87,7 @@ def test_russian_plural_forms_of_a_count(n, tmp_path, capsys):
     path = problem(tmp_path, W=str([[1] * n]), b=f"b = {[0] * (n + 1)}")
     assert main(["explain", str(path), "--lang", "ru"]) == 2
     expected = f"{path}: layers[0].b: ожидалось {RUSSIAN_VALUES[n]}, получено {n + 1}"
-    assert capsys.readouterr().err == f"chainrule: error: {expected}\n"
+    assert capsys.readouterr().err == f"{ERROR['ru']}: {expected}\n"
 
 
 @pytest.mark.parametrize(("n", "english"), [(1, "expected 1 value, got 2"), (2, "expected 2 values, got 3")])
