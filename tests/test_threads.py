@@ -103,7 +103,15 @@ def training_products(rng):
     W1, W2, W3 = (rng.standard_normal(shape, dtype=np.float32) for shape in [(784, 512), (512, 256), (256, 10)])
     deltas = [rng.standard_normal((64, n), dtype=np.float32) for n in (512, 256, 10)]
     H = rng.standard_normal((64, 512), dtype=np.float32)
-    return [(X, W1), (H, W2), (H[:, :256], W3), (X.T, deltas[0]), (H.T, deltas[1]), (deltas[1], W2.T), (deltas[2], W3.T)]
+    return [
+        (X, W1),
+        (H, W2),
+        (H[:, :256], W3),
+        (X.T, deltas[0]),
+        (H.T, deltas[1]),
+        (deltas[1], W2.T),
+        (deltas[2], W3.T),
+    ]
 
 
 @pytest.mark.parametrize("forced", [0, 1])
