@@ -445,9 +445,13 @@ static int start_helper(void)
 /* The caller and the helper share the blocks of p; returns when all are computed. */
 static void run_shared(const product *p)
 {
+    /* First a generation with no block left, so that a helper late from the last product cannot take a
+       block while `shared` changes; then the product's own. */
+    uint64_t gen = (atomic_load(&claim) >> 16) + 1;
+    atomic_store(&claim, (gen << 16) | 0xFFFF);
     shared = *p;
     atomic_store_explicit(&done, 0, memory_order_relaxed);
-    uint64_t gen = (atomic_load(&claim) >> 16) + 1;
+    gen++;
     atomic_store(&claim, gen << 16);  /* publishes `shared` (sequentially consistent) */
     if (atomic_load(&helper_sleeping)) {
         pthread_mutex_lock(&sleep_lock);
