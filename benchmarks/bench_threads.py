@@ -1,10 +1,11 @@
 """chainrule's epoch with each number of BLAS threads, on an idle machine and beside one busy process.
 
-    python benchmarks/bench_threads.py [--configs a,b] [--repeats 3] [--threads 1,2] [--data-dir DIR]
+    python benchmarks/bench_threads.py [--configs a,b] [--repeats 3] [--threads auto,1,2] [--data-dir DIR]
 
 The measurement behind chainrule.training.threads (docs/benchmarks.md): for each configuration of
-bench_train.py, chainrule's epoch runs with each BLAS thread count (``CHAINRULE_BLAS_THREADS``; 0 is
-BLAS's own default), each idle and with a busy process beside it, all in turns after a warm-up epoch. The
+bench_train.py, chainrule's epoch runs with training's own choice (``auto``: products in blocks on one or
+two threads, measured) and with each BLAS thread count (``CHAINRULE_BLAS_THREADS``; 0 is BLAS's own
+default), each idle and with a busy process beside it, all in turns after a warm-up epoch. The
 table gives the median seconds per epoch (min–max) and the ratio busy/idle.
 """
 
@@ -32,7 +33,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="a,b")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", default="1,2", help="BLAS thread counts, comma-separated (0: BLAS's default)")
+    parser.add_argument(
+        "--threads",
+        default="auto,1,2",
+        help="comma-separated: auto (training's own choice), or BLAS thread counts (0: BLAS's default)",
+    )
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -47,7 +52,7 @@ def main(argv=None) -> int:
         times = {(count, load): [] for count in counts for load in ("idle", "busy")}
         for _ in range(args.repeats):
             for count in counts:
-                os.environ[ENVIRONMENT] = count
+                os.environ[ENVIRONMENT] = "" if count == "auto" else count
                 for load in ("idle", "busy"):
                     with busy_process(load == "busy"):
                         started = time.perf_counter()

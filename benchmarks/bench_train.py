@@ -406,6 +406,17 @@ def startup(repeats: int = 7) -> tuple[float, float]:
     return median([sys.executable, "-m", "chainrule.cli", "--help"]), median([sys.executable, "-c", "pass"])
 
 
+def products_shared() -> tuple[int, int] | None:
+    """How many of chainrule's large products ran on one thread and how many with the helper thread so far
+    (chainrule.training.threads); None without the compiled kernels."""
+    from chainrule import kernels
+
+    if kernels.compiled is None:
+        return None
+    report = kernels.compiled.threads_report()
+    return report["serial_products"], report["parallel_products"]
+
+
 def versions(names) -> str:
     import numpy
 
@@ -479,9 +490,16 @@ def main(argv=None) -> int:
     print("-" * len(header))
     for key in args.configs.split(","):
         cfg = CONFIGS[key]
+        shared_before = products_shared()
         results = measure(cfg, data, args.repeats, args.seed, names, loads)
         for load in loads:
             print_table(key, cfg, results[load], load)
+        if shared_before is not None:
+            serial, parallel = (after - before for after, before in zip(products_shared(), shared_before, strict=True))
+            print(
+                f"           chainrule's large products: {parallel / max(serial + parallel, 1):.0%} "
+                "shared with a helper thread"
+            )
         if args.shared:
             slowdown = ", ".join(
                 f"{name} {results['busy'][name]['median'] / results['idle'][name]['median']:.2f}"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from chainrule import kernels  # noqa: E402
 from chainrule.training.loop import accuracy  # noqa: E402
-from chainrule.training.threads import blas_threads, training_threads  # noqa: E402
+from chainrule.training.threads import while_training  # noqa: E402
 
 from bench_train import CONFIGS, Chainrule, fashion_mnist  # noqa: E402
 
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     contender = Chainrule(CONFIGS[args.config], fashion_mnist(args.data_dir), args.seed)
     contender.opt.step = contender.opt.step.__wrapped__  # the plain update, without bench_train's clock
-    with blas_threads(training_threads()):  # as in training
+    with while_training():  # the threads of training
         parts, total = profile(contender, args.epochs, np.random.default_rng(args.seed))
     print(f"({args.config}) {CONFIGS[args.config].title}: {total * 1e3:.1f} ms per epoch")
     for part, seconds in parts.items():

@@ -79,3 +79,66 @@ def test_a_bad_thread_count_is_named(monkeypatch, value):
     model = cr.mlp([784, 16, 10], "relu", seed=0)
     with pytest.raises(ConfigError, match=f"CHAINRULE_BLAS_THREADS must be a whole number of threads.*got '{value}'"):
         fit(model, cr.SoftmaxCrossEntropyLoss(), cr.SGD(model.parameters()), X, y, epochs=1)
+
+
+@pytest.fixture
+def blocked(monkeypatch):
+    """The products of training in blocks (chainrule.training.threads.while_training); skipped where
+    NumPy's BLAS is not the OpenBLAS whose sgemm chainrule calls, or the kernels are not built."""
+    from chainrule import kernels
+    from chainrule.training.threads import _blas_sgemm, while_training
+
+    monkeypatch.delenv(ENVIRONMENT, raising=False)
+    if kernels.compiled is None or _blas_sgemm() is None:
+        pytest.skip("no compiled kernels, or NumPy's BLAS is not its OpenBLAS")
+    with while_training():
+        yield kernels
+    kernels.compiled.set_threads(1)
+
+
+def training_products(rng):
+    """The products of a training step of 784-512-256-10 on a batch of 64, stored as training has them:
+    ``X·W``, ``Xᵀ·δ`` (X transposed in place) and ``δ·Wᵀ`` (W transposed in place)."""
+    X = rng.standard_normal((64, 784), dtype=np.float32)
+    W1, W2, W3 = (rng.standard_normal(shape, dtype=np.float32) for shape in [(784, 512), (512, 256), (256, 10)])
+    deltas = [rng.standard_normal((64, n), dtype=np.float32) for n in (512, 256, 10)]
+    H = rng.standard_normal((64, 512), dtype=np.float32)
+    return [
+        (X, W1),
+        (H, W2),
+        (H[:, :256], W3),
+        (X.T, deltas[0]),
+        (H.T, deltas[1]),
+        (deltas[1], W2.T),
+        (deltas[2], W3.T),
+    ]
+
+
+@pytest.mark.parametrize("forced", [0, 1])
+def test_a_product_in_blocks_has_the_bits_of_numpys_on_one_thread(blocked, forced):
+    """Whether the caller computes every block (0) or shares them with the helper thread (1), each product
+    of a training step is NumPy's on one BLAS thread, bit for bit, and so is one added into an array."""
+    blocked.compiled.set_threads(2, forced)
+    rng = np.random.default_rng(0)
+    for a, b in training_products(rng):
+        with threadpool_limits(1, user_api="blas"):
+            expected = a @ b
+            start = rng.standard_normal(expected.shape, dtype=np.float32)
+            expected_sum = start + expected
+        np.testing.assert_array_equal(blocked.matmul(a, b), expected)
+        total = start.copy()
+        blocked.matmul(a, b, out=total, accumulate=True)
+        np.testing.assert_array_equal(total, expected_sum)
+
+
+def test_an_epoch_has_the_same_numbers_on_one_thread_and_on_two(blocked):
+    """The products of a training epoch shared with the helper (forced) or all on one thread: the same
+    weights, bit for bit, as with CHAINRULE_BLAS_THREADS=1; the helper did take blocks."""
+    X, y = first_layer_problem()
+    results = []
+    for forced in (0, 1):
+        blocked.compiled.set_threads(2, forced)
+        results.append(one_epoch(X, y))
+    assert blocked.compiled.threads_report()["helper_blocks"] > 0
+    for serial, parallel in zip(*results, strict=True):
+        np.testing.assert_array_equal(serial, parallel)

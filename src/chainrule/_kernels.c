@@ -27,12 +27,21 @@
  * 4. Gathering the rows of a mini-batch, out = X[rows], as np.take does, but asking memory for the
  *    next rows while one is copied: the rows of a shuffled batch are scattered over the training set,
  *    and np.take waits for memory at every row (2x slower on Fashion-MNIST's 3 KB rows).
+ *
+ * 5. Matrix products split into a fixed number of blocks, each computed by NumPy's BLAS on one thread
+ *    (its sgemm, found by chainrule.kernels), the blocks shared out to a helper thread when that is
+ *    measured to be faster (section "Products in blocks" below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+#include <sched.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__linux__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -274,6 +283,355 @@ done:
     return result;
 }
 
+/* ---- Products in blocks ------------------------------------------------------------------------
+ *
+ * out = op(A)·op(B) (op: the matrix or its transpose), float32, is cut along the longer of its two
+ * dimensions into BLOCKS blocks of whole rows or columns (at least MIN_BLOCK wide, multiples of 16),
+ * and each block is one sgemm call on BLAS's one thread. The cut depends on the shapes alone, so the
+ * numbers are the same whoever computes which block: the caller alone (serial), or the caller and a
+ * helper thread, each taking the next block not yet taken (parallel). A helper that the scheduler
+ * keeps off its core therefore costs at most the block it holds: the caller takes the rest, where
+ * BLAS's own threads would wait for their fixed share.
+ *
+ * Serial or parallel is measured, not guessed: every product of at least PARALLEL_MACS multiply-adds
+ * counts its nanoseconds and multiply-adds; a comparison runs WINDOWS windows of PROBE products in
+ * each mode, in turns (so that a change of load falls on both), then the faster mode for `exploit`
+ * products (doubling, up to MAX_EXPLOIT, while the choice stays the same), then compares again.
+ * PROBE products that take 1.5x the nanoseconds per multiply-add of the comparison (the machine got
+ * busy) start the next comparison early.
+ */
+#define BLOCKS 2
+#define MIN_BLOCK 64
+#define PARALLEL_MACS (1L << 20)
+#define PROBE 16
+#define WINDOWS 4 /* a comparison: 4 windows of PROBE products in each mode, in turns */
+#define FIRST_EXPLOIT 400
+#define MAX_EXPLOIT 6400
+#define HELPER_SPIN_NS 200000L /* how long a helper waits for the next product before it sleeps */
+
+typedef void (*sgemm32_fn)(int, int, int, int32_t, int32_t, int32_t, float, const float *, int32_t, const float *,
+                           int32_t, float, float *, int32_t);
+typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                           int64_t, float, float *, int64_t);
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+typedef struct {
+    void *sgemm;
+    int ilp64;
+    int ta, tb;           /* op(A) = Aᵀ, op(B) = Bᵀ */
+    int64_t m, n, k;      /* out is m x n, the inner dimension k */
+    const float *a, *b;
+    float *out;
+    int64_t lda, ldb;
+    int by_rows;          /* blocks of rows of out (else of columns) */
+    int64_t step;         /* rows or columns per block */
+    int blocks;
+} product;
+
+static void call_sgemm(const product *p, int64_t m, int64_t n, const float *a, const float *b, float *out)
+{
+    int ta = p->ta ? TRANS : NO_TRANS, tb = p->tb ? TRANS : NO_TRANS;
+    if (p->ilp64)
+        ((sgemm64_fn)p->sgemm)(ROW_MAJOR, ta, tb, m, n, p->k, 1.0f, a, p->lda, b, p->ldb, 0.0f, out, p->n);
+    else
+        ((sgemm32_fn)p->sgemm)(ROW_MAJOR, ta, tb, (int32_t)m, (int32_t)n, (int32_t)p->k, 1.0f, a, (int32_t)p->lda, b,
+                               (int32_t)p->ldb, 0.0f, out, (int32_t)p->n);
+}
+
+/* Block i of the product: rows (or columns) [i*step, min((i+1)*step, m or n)). */
+static void compute_block(const product *p, int i)
+{
+    int64_t start = i * p->step;
+    if (p->by_rows) {
+        int64_t rows = p->m - start < p->step ? p->m - start : p->step;
+        const float *a = p->ta ? p->a + start : p->a + start * p->lda;  /* rows of op(A) */
+        call_sgemm(p, rows, p->n, a, p->b, p->out + start * p->n);
+    } else {
+        int64_t cols = p->n - start < p->step ? p->n - start : p->step;
+        const float *b = p->tb ? p->b + start * p->ldb : p->b + start;  /* columns of op(B) */
+        call_sgemm(p, p->m, cols, p->a, b, p->out + start);
+    }
+}
+
+/* The product that the helper may share: `claim` holds (generation << 16) | next block, so that a helper
+   late by one product can never take a block of the next one. */
+static product shared;
+static _Atomic uint64_t claim;
+static atomic_int done;
+static atomic_int helper_sleeping;
+static atomic_long helper_blocks;  /* blocks the helper computed */
+static int helper_started;
+static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t product_lock = PTHREAD_MUTEX_INITIALIZER;  /* one shared product at a time */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* Takes and computes blocks of the product of generation `gen` until none is left. */
+static int take_blocks(uint64_t gen)
+{
+    int taken = 0;
+    uint64_t c = atomic_load_explicit(&claim, memory_order_acquire);
+    while ((c >> 16) == gen && (int)(c & 0xFFFF) < shared.blocks) {
+        if (atomic_compare_exchange_weak_explicit(&claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) {
+            compute_block(&shared, (int)(c & 0xFFFF));
+            atomic_fetch_add_explicit(&done, 1, memory_order_release);
+            taken++;
+            c = atomic_load_explicit(&claim, memory_order_acquire);
+        }
+    }
+    return taken;
+}
+
+static void *helper_main(void *unused)
+{
+    (void)unused;
+    uint64_t seen = atomic_load(&claim) >> 16;
+    for (;;) {
+        int64_t since = now_ns();
+        uint64_t gen;
+        while ((gen = atomic_load_explicit(&claim, memory_order_acquire) >> 16) == seen) {
+            cpu_relax();
+            if (now_ns() - since > HELPER_SPIN_NS) {
+                pthread_mutex_lock(&sleep_lock);
+                atomic_store(&helper_sleeping, 1);
+                while ((atomic_load(&claim) >> 16) == seen)
+                    pthread_cond_wait(&wake, &sleep_lock);
+                atomic_store(&helper_sleeping, 0);
+                pthread_mutex_unlock(&sleep_lock);
+                since = now_ns();
+            }
+        }
+        seen = gen;
+        atomic_fetch_add(&helper_blocks, take_blocks(gen));
+    }
+    return NULL;
+}
+
+static void forget_helper(void) { helper_started = 0; }  /* in a child after fork(): no helper there */
+
+static int start_helper(void)
+{
+    if (helper_started)
+        return 1;
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int ok = pthread_create(&thread, &attr, helper_main, NULL) == 0;
+    pthread_attr_destroy(&attr);
+    if (ok && !helper_started) {
+        static int registered;
+        if (!registered)
+            registered = pthread_atfork(NULL, NULL, forget_helper) == 0;
+    }
+    helper_started = ok;
+    return ok;
+}
+
+/* The caller and the helper share the blocks of p; returns when all are computed. */
+static void run_shared(const product *p)
+{
+    /* First a generation with no block left, so that a helper late from the last product cannot take a
+       block while `shared` changes; then the product's own. */
+    uint64_t gen = (atomic_load(&claim) >> 16) + 1;
+    atomic_store(&claim, (gen << 16) | 0xFFFF);
+    shared = *p;
+    atomic_store_explicit(&done, 0, memory_order_relaxed);
+    gen++;
+    atomic_store(&claim, gen << 16);  /* publishes `shared` (sequentially consistent) */
+    if (atomic_load(&helper_sleeping)) {
+        pthread_mutex_lock(&sleep_lock);
+        pthread_cond_signal(&wake);
+        pthread_mutex_unlock(&sleep_lock);
+    }
+    take_blocks(gen);
+    int spins = 0;
+    while (atomic_load_explicit(&done, memory_order_acquire) < p->blocks) {
+        if (++spins < 4000)
+            cpu_relax();
+        else
+            sched_yield();  /* the helper is off its core: let it back on */
+    }
+}
+
+/* -- choosing serial or parallel by measurement -- */
+static int threads_allowed = 1;  /* set_threads(): 1 serial only, 2 serial or parallel, measured */
+static int parallel_now;         /* the mode of the current phase */
+static int forced_mode = -1;     /* set_threads(): -1 measured, 0 serial, 1 parallel */
+static int phase;                /* 0: using the choice, 1 ... 2*WINDOWS: the window of a comparison */
+static long phase_left = 1;  /* the first product starts a comparison */
+static long exploit = FIRST_EXPLOIT;
+static int choice;               /* the faster mode at the last comparison */
+static double measured_ns[2], measured_macs[2];
+static double choice_rate;       /* ns per multiply-add of the choice when it was made */
+static long decisions[2];        /* how many comparisons chose serial, parallel */
+static long products[2];         /* products computed in each mode */
+
+static void start_comparison(void)
+{
+    phase = 1;
+    parallel_now = !choice;  /* windows of each mode in turns, the other mode first */
+    phase_left = PROBE;
+    measured_ns[0] = measured_ns[1] = measured_macs[0] = measured_macs[1] = 0;
+}
+
+static void count(double ns, double macs)
+{
+    products[parallel_now]++;
+    if (forced_mode >= 0)
+        return;
+    measured_ns[parallel_now] += ns;
+    measured_macs[parallel_now] += macs;
+    if (phase == 0) {
+        /* every PROBE products, whether they still run at the measured speed */
+        if (products[parallel_now] % PROBE == 0) {
+            if (choice_rate > 0 && measured_ns[parallel_now] / measured_macs[parallel_now] > 1.5 * choice_rate)
+                phase_left = 1;
+            measured_ns[parallel_now] = measured_macs[parallel_now] = 0;
+        }
+        if (--phase_left <= 0)
+            start_comparison();
+        return;
+    }
+    if (--phase_left > 0)
+        return;
+    if (phase < 2 * WINDOWS) {  /* the next window, in the other mode */
+        phase++;
+        parallel_now = !parallel_now;
+        phase_left = PROBE;
+        return;
+    }
+    double rate[2] = {measured_ns[0] / measured_macs[0], measured_ns[1] / measured_macs[1]};
+    int faster = rate[1] < rate[0];
+    exploit = faster == choice ? (exploit * 2 > MAX_EXPLOIT ? MAX_EXPLOIT : exploit * 2) : FIRST_EXPLOIT;
+    choice = faster;
+    decisions[faster]++;
+    choice_rate = rate[faster];
+    parallel_now = faster;
+    phase = 0;
+    phase_left = exploit;
+    measured_ns[0] = measured_ns[1] = measured_macs[0] = measured_macs[1] = 0;
+}
+
+/* matmul(a, b, out, trans_a, trans_b, sgemm_address, ilp64): out = op(a)·op(b). The arrays are
+   C-contiguous float32 as stored; op(x) is xᵀ where trans_x is true. */
+static PyObject *matmul(PyObject *self, PyObject *args)
+{
+    PyObject *objects[3];
+    int ta, tb, ilp64;
+    unsigned long long address;
+    if (!PyArg_ParseTuple(args, "OOOppKp:matmul", &objects[0], &objects[1], &objects[2], &ta, &tb, &address, &ilp64))
+        return NULL;
+    Py_buffer views[3];
+    int held = 0;
+    for (; held < 3; held++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (held == 2 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objects[held], &views[held], flags) < 0)
+            goto done;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (views[i].ndim != 2 || strcmp(views[i].format, "f") != 0) {
+            PyErr_SetString(PyExc_TypeError, "matmul: expected 2-D C-contiguous float32 arrays");
+            goto done;
+        }
+    }
+    product p = {0};
+    p.sgemm = (void *)(uintptr_t)address;
+    p.ilp64 = ilp64;
+    p.ta = ta;
+    p.tb = tb;
+    p.m = ta ? views[0].shape[1] : views[0].shape[0];
+    p.k = ta ? views[0].shape[0] : views[0].shape[1];
+    p.n = tb ? views[1].shape[0] : views[1].shape[1];
+    int64_t kb = tb ? views[1].shape[1] : views[1].shape[0];
+    if (kb != p.k || views[2].shape[0] != p.m || views[2].shape[1] != p.n || p.sgemm == NULL) {
+        PyErr_Format(PyExc_ValueError, "matmul: shapes do not fit: (%zd, %zd) x (%zd, %zd) into (%zd, %zd)",
+                     (Py_ssize_t)p.m, (Py_ssize_t)p.k, (Py_ssize_t)kb, (Py_ssize_t)p.n,
+                     views[2].shape[0], views[2].shape[1]);
+        goto done;
+    }
+    p.a = views[0].buf;
+    p.b = views[1].buf;
+    p.out = views[2].buf;
+    p.lda = views[0].shape[1];
+    p.ldb = views[1].shape[1];
+    p.by_rows = p.m >= p.n;
+    int64_t length = p.by_rows ? p.m : p.n;
+    p.step = ((length + BLOCKS - 1) / BLOCKS + 15) / 16 * 16;
+    if (p.step < MIN_BLOCK)
+        p.step = MIN_BLOCK;
+    p.blocks = (int)((length + p.step - 1) / p.step);
+    if (p.m == 0 || p.n == 0) {
+        p.blocks = 0;
+    } else if (p.k == 0) {  /* sgemm leaves out as it is when k is 0; NumPy writes the zeros */
+        memset(p.out, 0, (size_t)(p.m * p.n) * sizeof(float));
+        p.blocks = 0;
+    }
+    double macs = (double)p.m * (double)p.n * (double)p.k;
+    Py_BEGIN_ALLOW_THREADS
+    if (p.blocks > 1 && macs >= PARALLEL_MACS && threads_allowed > 1 && pthread_mutex_trylock(&product_lock) == 0) {
+        int64_t started = now_ns();
+        if (parallel_now && start_helper())
+            run_shared(&p);
+        else
+            for (int i = 0; i < p.blocks; i++)
+                compute_block(&p, i);
+        count((double)(now_ns() - started), macs);
+        pthread_mutex_unlock(&product_lock);
+    } else {
+        for (int i = 0; i < p.blocks; i++)
+            compute_block(&p, i);
+    }
+    Py_END_ALLOW_THREADS
+done:
+    for (int i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
+/* set_threads(n[, forced]): n = 1, products on the caller's thread only; 2 (or more), the caller and one
+   helper when measured faster, or always (forced = 1) or never (forced = 0), for tests and benchmarks.
+   Returns the previous n. */
+static PyObject *set_threads(PyObject *self, PyObject *args)
+{
+    int n, forced = -1;
+    if (!PyArg_ParseTuple(args, "i|i:set_threads", &n, &forced))
+        return NULL;
+    int previous = threads_allowed;
+    pthread_mutex_lock(&product_lock);
+    threads_allowed = n < 1 ? 1 : n;
+    forced_mode = forced;
+    if (forced >= 0)
+        parallel_now = forced != 0;
+    else if (phase == 0)
+        parallel_now = choice;
+    pthread_mutex_unlock(&product_lock);
+    return PyLong_FromLong(previous);
+}
+
+/* threads_report(): how products were shared out so far, as a dict. */
+static PyObject *threads_report(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:i,s:i,s:l,s:l,s:l,s:l,s:l}", "allowed", threads_allowed, "parallel_now", parallel_now,
+                         "helper_blocks", atomic_load(&helper_blocks),
+                         "serial_products", products[0], "parallel_products", products[1], "chose_serial",
+                         decisions[0], "chose_parallel", decisions[1]);
+}
+
 static PyMethodDef methods[] = {
     {"adam_step", adam_step, METH_VARARGS,
      "adam_step(param, grad, m, v, beta1, beta2, step_size, inv_sqrt_bc2, eps): one fused Adam update in place."},
@@ -282,6 +640,10 @@ static PyMethodDef methods[] = {
     {"relu_grad", relu_grad, METH_VARARGS, "relu_grad(grad, a, out): out = grad * (a > 0)."},
     {"erf", erf_, METH_VARARGS, "erf(x, out): out = erf(x), the C library's."},
     {"take_rows", take_rows, METH_VARARGS, "take_rows(array, rows, out): out[...] = array[rows], rows of intp."},
+    {"matmul", matmul, METH_VARARGS,
+     "matmul(a, b, out, trans_a, trans_b, sgemm_address, ilp64): out = op(a) @ op(b) in blocks."},
+    {"set_threads", set_threads, METH_VARARGS, "set_threads(n): products on 1 thread, or on 2 where faster."},
+    {"threads_report", threads_report, METH_NOARGS, "threads_report(): how products were shared out so far."},
     {NULL, NULL, 0, NULL},
 };
 

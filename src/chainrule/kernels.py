@@ -1,7 +1,7 @@
 """The compiled loops of ``chainrule/_kernels.c``, each next to the NumPy code it replaces.
 
-Callers ask for an operation (``adam_step``, ``relu_grad``, ``erf``); whether it runs compiled or in NumPy
-is decided here, per call, from the arrays it is given.
+Callers ask for an operation (``adam_step``, ``relu_grad``, ``erf``, ``matmul``); whether it runs compiled
+or in NumPy is decided here, per call, from the arrays it is given.
 
 The extension is built at install where a C compiler is found (``setup.py``). Without it, or with the
 environment variable ``CHAINRULE_NO_KERNELS=1``, ``compiled`` is ``None`` and chainrule runs the NumPy
@@ -73,6 +73,37 @@ def adam_step(
     denominator *= inv_sqrt_bc2
     denominator += eps
     param -= step_size * (m / denominator)
+
+
+# The sgemm of NumPy's BLAS (its address, and whether it takes 64-bit integers) while training shares the
+# products out in blocks (chainrule.training.threads); None: every product is NumPy's.
+_sgemm: tuple[int, bool] | None = None
+
+
+def matmul(a: NDArray, b: NDArray, out: NDArray | None = None, accumulate: bool = False) -> NDArray:
+    """``a @ b`` (into ``out``, or added to it with ``accumulate``); returns the result.
+
+    While training (:mod:`chainrule.training.threads`) a float32 product of 2-D arrays stored in either
+    order (a C-contiguous array or the transpose of one) is cut into blocks of rows or columns that
+    depend on the shapes alone, each computed by BLAS on one thread, shared with a helper thread where
+    that is measured faster: the same numbers on one thread as on two, idle or busy."""
+    if accumulate:
+        out += matmul(a, b)  # as NumPy's ``out += a @ b`` rounds: BLAS adding into out would not
+        return out
+    if (
+        _sgemm is not None
+        and a.ndim == 2
+        and b.ndim == 2
+        and a.dtype == b.dtype == np.float32
+        and (out is None or (out.dtype == np.float32 and out.flags.c_contiguous))
+    ):
+        trans_a, trans_b = not a.flags.c_contiguous, not b.flags.c_contiguous
+        if (not trans_a or a.T.flags.c_contiguous) and (not trans_b or b.T.flags.c_contiguous):
+            if out is None:
+                out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+            compiled.matmul(a.T if trans_a else a, b.T if trans_b else b, out, trans_a, trans_b, *_sgemm)
+            return out
+    return a @ b if out is None else np.matmul(a, b, out=out)
 
 
 def take_rows(X: NDArray, rows: NDArray, out: NDArray) -> NDArray:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from chainrule import kernels
 from chainrule.errors import ConfigError, SettingError, ShapeError, check_fraction, check_positive
 from chainrule.i18n import _, ngettext
 from chainrule.init import init_weight, make_rng
@@ -84,7 +85,7 @@ class Linear(Module):
     def forward(self, x: NDArray) -> NDArray:
         x = as_batch(x, self, self.in_features, self.dtype)
         self.x = x
-        z = x @ self.params["W"].data  # (n, out)
+        z = kernels.matmul(x, self.params["W"].data)  # (n, out)
         if "b" in self.params:
             z += self.params["b"].data
         return z
@@ -96,7 +97,7 @@ class Linear(Module):
         W.add_matmul(x.T, delta)  # ∂L/∂W += Xᵀ·δ, (in, out)
         if "b" in self.params:
             self.params["b"].add(delta.sum(axis=0))  # (out,)
-        return delta @ W.data.T if input_grad else None  # (n, in)
+        return kernels.matmul(delta, W.data.T) if input_grad else None  # (n, in)
 
     def output_features(self, in_features: int) -> int:
         return self.out_features

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from chainrule import registry
+from chainrule import kernels, registry
 from chainrule.errors import ConfigError, ShapeError
 from chainrule.i18n import _
 from chainrule.notation import Formulas
@@ -64,10 +64,10 @@ class Parameter:
         """``grad += a @ b``; right after :meth:`zero_grad` the product is written straight into
         ``grad``, saving a temporary array and two passes over it (the weight gradient of every step)."""
         if self._zero_pending and self._grad.flags.c_contiguous:
-            np.matmul(a, b, out=self._grad)
+            kernels.matmul(a, b, out=self._grad)
             self._zero_pending = False
         else:
-            self.grad += a @ b
+            kernels.matmul(a, b, out=self.grad, accumulate=True)
 
     def add(self, value: NDArray) -> None:
         """``grad += value`` (right after :meth:`zero_grad`: ``grad = value``, without the zeros)."""

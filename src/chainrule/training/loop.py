@@ -23,7 +23,7 @@ from chainrule.module import Module
 from chainrule.network import predicted_classes
 from chainrule.optim import Optimizer
 from chainrule.step import train_step
-from chainrule.training.threads import blas_threads, training_threads
+from chainrule.training.threads import while_training
 
 
 class TrainingError(ChainruleError):
@@ -117,7 +117,8 @@ def run_epoch(
 
     ``on_batch(rows_done, mean_loss_so_far, accuracy_so_far)`` is called after every batch. Accuracy is
     measured when ``classify`` (by default: for classification losses; MSE on one-hot rows needs it said).
-    NumPy's BLAS runs on one thread meanwhile (``CHAINRULE_BLAS_THREADS``, :mod:`chainrule.training.threads`).
+    Its matrix products run on one or two threads, whichever is measured faster, with the same numbers
+    either way (:mod:`chainrule.training.threads`).
     """
     classify = loss.target_kind != "values" if classify is None else classify
     order = rng.permutation(len(X))
@@ -126,7 +127,7 @@ def run_epoch(
     buffer = np.empty((min(batch_size, len(X)), *X.shape[1:]), dtype=X.dtype)
     total_loss = total_correct = 0.0
     model.train()
-    with blas_threads(training_threads()):  # steady on a shared machine (chainrule.training.threads)
+    with while_training():  # fast when idle, steady when the machine is shared (chainrule.training.threads)
         for start in range(0, len(X), batch_size):
             rows = order[start : start + batch_size]
             xb = kernels.take_rows(X, rows, buffer[: len(rows)])
