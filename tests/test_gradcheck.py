@@ -63,7 +63,9 @@ def check_normalisation(layer, n, seed, affine_random):
         layer.params["gamma"].data[:] = rng.normal(size=d)
         layer.params["beta"].data[:] = rng.normal(size=d)
     report = check_gradients(layer, random_input(n, d, seed) * 3 + 1, seed=seed)
-    assert report.worst.error < 1e-7
+    # tighter than gradcheck's own atol (1e-8), but a gradient near 0 (β's is the column sum of the random
+    # upstream gradient: 1.7e-4 for one found case) has a relative error of finite-difference noise alone
+    assert all(check.error < 1e-7 or check.abs_error <= 1e-9 for check in report.checks), str(report)
 
 
 @FAST
