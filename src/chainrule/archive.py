@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.errors import DataError, WriteError, need
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 
 #: The largest file accepted: far above any MLP this library trains, far below a memory bomb.
 MAX_BYTES = 2 * 1024**3
@@ -148,18 +148,22 @@ def open_regular(
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = (
-            "a folder"
+            _("a folder")
             if stat.S_ISDIR(mode)
-            else "a FIFO"
+            else _("a FIFO")
             if stat.S_ISFIFO(mode)
-            else "a device"
+            else _("a device")
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file"
+            else _("not a regular file")
         )
-        raise error(f"{path}: {kind}; expected {what}, a regular file")
+        raise error(_("{path}: {kind}; expected {what}, a regular file").format(path=path, kind=kind, what=_(what)))
     if size > limit:
         os.close(fd)
-        raise error(f"{path}: {_amount(size)}; {what} of at most {_amount(limit)} is read on this machine")
+        raise error(
+            _("{path}: {size}; {what} of at most {limit} is read on this machine").format(
+                path=path, size=_amount(size), what=_(what), limit=_amount(limit)
+            )
+        )
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
@@ -172,7 +176,7 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
     against the file's own size and :func:`memory_budget`, and each array's header against the bytes its
     entry holds, before the array is read."""
     path = Path(path)
-    with open_regular(path, f"a {what}") as f:
+    with open_regular(path, _a(what)) as f:
         compressed = os.fstat(f.fileno()).st_size
         try:
             with zipfile.ZipFile(f) as archive:
@@ -185,7 +189,9 @@ def read_npz(path: str | Path, what: str) -> dict[str, NDArray]:
         except DataError:
             raise
         except ARCHIVE_ERRORS as err:
-            raise DataError(f"{path}: not a readable {what} ({err})") from None
+            raise DataError(
+                _("{path}: not a readable {what} ({error})").format(path=path, what=_(what), error=err)
+            ) from None
 
 
 def zip_entries(archive: zipfile.ZipFile, path: str | Path, size: int) -> list[zipfile.ZipInfo]:
@@ -205,16 +211,28 @@ def zip_entries(archive: zipfile.ZipFile, path: str | Path, size: int) -> list[z
     return infos
 
 
-def read_npy(path: str | Path, what: str = ".npy array") -> NDArray:
+def read_npy(path: str | Path, what: str = N_(".npy array")) -> NDArray:
     """The array of the ``.npy`` file at ``path``, read without pickle and within the bounds of
     :func:`read_npz`; ``what`` names the kind of file in the errors (``".npy array"``)."""
-    with open_regular(path, f"a {what}") as f:
+    with open_regular(path, _a(what)) as f:
         try:
             return _read_npy(f, os.fstat(f.fileno()).st_size, path, "")
         except DataError:
             raise
         except ARCHIVE_ERRORS as err:
-            raise DataError(f"{path}: not a readable {what} ({err})") from None
+            raise DataError(
+                _("{path}: not a readable {what} ({error})").format(path=path, what=_(what), error=err)
+            ) from None
+
+
+def unreadable(path: str | Path, what: str, err: BaseException) -> str:
+    """The message for a file that is not a readable ``what`` (a kind of file marked with ``N_``)."""
+    return _("{path}: not a readable {what} ({error})").format(path=path, what=_(what), error=err)
+
+
+def _a(what: str) -> str:
+    """``what`` (a kind of file, marked with ``N_``) with its article, in the language in effect."""
+    return _("a {what}").format(what=_(what))
 
 
 def too_large(path: str | Path, declared: int) -> str:
@@ -268,13 +286,15 @@ def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, NDArray], d
     """The arrays and the metadata of the safetensors file at ``path``, within the bounds :func:`read_npz`
     keeps for an ``.npz``."""
     path = Path(path)
-    open_regular(path, f"a {what}").close()
+    open_regular(path, _a(what)).close()
     safetensors = need("safetensors", "safetensors", f"reading {path.name}")
     try:
         with safetensors.safe_open(path, framework="np") as f:
             return {name: f.get_tensor(name) for name in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"{path}: not a readable {what} ({err})") from None
+        raise DataError(
+            _("{path}: not a readable {what} ({error})").format(path=path, what=_(what), error=err)
+        ) from None
 
 
 def save(path: str | Path, document: dict[str, Any]) -> None:
@@ -343,7 +363,7 @@ def load(
 
 def _is_zip(path: Path, what: str) -> bool:
     """Whether the file at ``path`` starts as a zip archive (an ``.npz``) does."""
-    with open_regular(path, f"a {what}") as f:
+    with open_regular(path, _a(what)) as f:
         try:
             return f.read(4) == b"PK\x03\x04"
         except OSError as err:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import MAX_NESTING, atomic_write, nesting, open_regular
 from chainrule.errors import ChainruleError, ConfigError, SettingError
-from chainrule.i18n import _, ngettext
+from chainrule.i18n import N_, _, ngettext
 from chainrule.losses import SCALES, Loss, ProbabilitiesExpected
 from chainrule.module import Module, Parameter
 from chainrule.network import Sequential
@@ -75,7 +75,7 @@ def load_problem(path: str | Path) -> Problem:
 def read_toml(path: str | Path, **options) -> dict:
     """A TOML file as a dict (``options`` go to :func:`tomllib.load`), or one clear error; only a regular
     file of at most :data:`MAX_FILE_BYTES` is read."""
-    with open_regular(path, "a .toml file", ProblemFileError, MAX_FILE_BYTES) as f:
+    with open_regular(path, N_("a .toml file"), ProblemFileError, MAX_FILE_BYTES) as f:
         try:
             text = f.read().decode()
             if nesting(text) > MAX_NESTING:  # before the parser, which takes the square of a dotted key's parts

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from chainrule import archive
 from chainrule._version import __version__
 from chainrule.errors import ChainruleError, ConfigError, DataError, check_positive, need
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 from chainrule.module import Module
 from chainrule.network import Sequential
 from chainrule.registry import LAYERS
@@ -164,7 +164,7 @@ def save_torch(model: Classifier, path: str | Path) -> list[Path]:
 def _metadata(path: Path) -> dict[str, str]:
     """The metadata of a safetensors file, or nothing for a file that is not one."""
     try:
-        return archive.read_safetensors(path, "safetensors file")[1]
+        return archive.read_safetensors(path, N_("safetensors file"))[1]
     except DataError:
         return {}
 
@@ -443,11 +443,11 @@ def read_torch(path: str | Path) -> Any:
     ``--format torch`` export as a :class:`TorchClassifier`, rebuilt from the description in their
     metadata."""
     path = Path(path)
-    with archive.open_regular(path, "a TorchScript file or a --format torch export") as f:
+    with archive.open_regular(path, N_("a TorchScript file or a --format torch export")) as f:
         is_zip = zipfile.is_zipfile(f)
     if is_zip:
         return _read_torchscript(path)
-    tensors, metadata = archive.read_safetensors(path, "PyTorch export")
+    tensors, metadata = archive.read_safetensors(path, N_("PyTorch export"))
     twins = {kind.cls.torch_name for kind in LAYERS.kinds()}
     try:
         description = json.loads(metadata[METADATA_KEY])
@@ -484,7 +484,7 @@ def read_torch(path: str | Path) -> Any:
 
 def _read_torchscript(path: Path) -> Any:
     """The TorchScript model in the zip archive at ``path``; what else a zip can be is named."""
-    with archive.open_regular(path, "a TorchScript file") as f, zipfile.ZipFile(f) as archive_file:
+    with archive.open_regular(path, N_("a TorchScript file")) as f, zipfile.ZipFile(f) as archive_file:
         entries = archive.zip_entries(archive_file, path, os.fstat(f.fileno()).st_size)  # torch expands them all
         if any(info.filename.endswith(".npy") for info in entries):
             raise DataError(

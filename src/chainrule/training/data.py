@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import MAX_BYTES, MAX_RATIO, memory_budget, open_regular, read_npz, too_large
 from chainrule.errors import DataError
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -132,7 +132,7 @@ def read_idx(path: str | Path) -> NDArray:
     ``.gz``, at most what deflate can expand it to) and :func:`~chainrule.archive.memory_budget`.
     """
     path = Path(path)
-    with open_regular(path, "an IDX file") as raw:
+    with open_regular(path, N_("an IDX file")) as raw:
         try:
             size = os.fstat(raw.fileno()).st_size
             compressed = raw.read(2) == b"\x1f\x8b"
@@ -462,7 +462,7 @@ def load_npz(path: str | Path) -> Dataset:
     """An ``.npz`` with arrays ``X_train``, ``y_train``, ``X_test``, ``y_test`` (or ``x_...``), read
     without pickle."""
     path = Path(path)
-    arrays = read_npz(path, ".npz dataset")
+    arrays = read_npz(path, N_(".npz dataset"))
     get = {}
     for key in ("X_train", "y_train", "X_test", "y_test"):
         value = arrays.get(key, arrays.get(key.lower()))
@@ -510,7 +510,7 @@ def load_csv(path: str | Path, test_fraction: float = 0.2, label: str | int | No
     (:data:`CSV_GROWTH`)."""
     path = Path(path)
     with (
-        open_regular(path, "a .csv file", max_bytes=min(MAX_BYTES, memory_budget() // CSV_GROWTH)) as raw,
+        open_regular(path, N_("a .csv file"), max_bytes=min(MAX_BYTES, memory_budget() // CSV_GROWTH)) as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig") as text,
     ):
         try:

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from chainrule.archive import open_regular, read_npy
 from chainrule.errors import DataError, need
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 from chainrule.training.classifier import Classifier
 
 #: The most pixels a picture may have (a 20000×20000 PNG of a few KB would take GBs to decode).
@@ -51,7 +51,7 @@ def image_to_input(path: Path, model: Classifier) -> NDArray:
     black); cropped to its content, which is scaled to fill the share of the frame that
     it fills in the training images (``model.frame_fill``) and placed with its centre of mass at the
     frame's centre (as MNIST was made); scaled to the model's raw range."""
-    with open_regular(path, "an image or a .npy array") as f:
+    with open_regular(path, N_("an image or a .npy array")) as f:
         if model.image_shape is None:
             raise DataError(
                 _(
