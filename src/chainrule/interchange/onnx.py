@@ -25,6 +25,7 @@ from numpy.typing import DTypeLike
 from chainrule._version import __version__
 from chainrule.archive import atomic_write
 from chainrule.errors import ChainruleError, ConfigError, need
+from chainrule.i18n import _
 from chainrule.network import Sequential
 from chainrule.training.classifier import Classifier
 
@@ -87,7 +88,7 @@ def to_onnx(model: Classifier | Sequential, *, probabilities: bool = False) -> A
         try:
             x = layer.to_onnx(graph, x)
         except ChainruleError as err:
-            raise ConfigError(f"layer {i}: {err}") from None
+            raise ConfigError(_("layer {index}: {error}").format(index=i, error=err)) from None
     graph.scope = ""
     outputs = network.output_features(classifier.features)
     gives = network.gives_probabilities

@@ -169,10 +169,7 @@ def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
     if 0 in shape:
         raise DataError(_("{path}: implausible IDX dimensions {shape}").format(path=path, shape=shape))
     if not compressed and size - header != expected:
-        raise DataError(
-            f"{path}: IDX data of {size - header} bytes, but the header {shape} declares "
-            f"{expected} ({'truncated' if size - header < expected else 'trailing bytes'})"
-        )
+        raise DataError(_idx_size_mismatch(path, size - header, shape, expected))
     if compressed and expected > MAX_RATIO * size:
         raise DataError(
             _("{path}: the header {shape} declares {expected} bytes, more than a .gz of {size} bytes can hold").format(
@@ -183,11 +180,21 @@ def _read_idx(f, path: Path, size: int, compressed: bool) -> NDArray:
         raise DataError(too_large(path, expected))
     data = f.read(expected + 1)  # never more than declared, and one byte to tell trailing bytes
     if len(data) != expected:
-        raise DataError(
-            f"{path}: IDX data of {len(data) if len(data) <= expected else 'more than ' + str(expected)} bytes, "
-            f"but the header {shape} declares {expected} ({'truncated' if len(data) < expected else 'trailing bytes'})"
-        )
+        raise DataError(_idx_size_mismatch(path, len(data), shape, expected))
     return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _idx_size_mismatch(path: str | Path, found: int, shape: tuple, expected: int) -> str:
+    """The message for IDX data of ``found`` bytes where the header declares ``expected`` (``found`` is at
+    most one byte past it: what is read is never more than declared)."""
+    if found < expected:
+        message = _("{path}: IDX data of {found} bytes, but the header {shape} declares {expected} (truncated)")
+    else:
+        message = _(
+            "{path}: IDX data of more than {expected} bytes, but the header {shape} declares {expected} "
+            "(trailing bytes)"
+        )
+    return message.format(path=path, found=found, shape=shape, expected=expected)
 
 
 def write_idx(path: str | Path, array: NDArray, compress: bool | None = None) -> None:
