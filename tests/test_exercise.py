@@ -560,3 +560,22 @@ def test_a_russian_or_chinese_sheet_holds_no_english_sentence(tmp_path, lang):
     summary = (tmp_path / "graded" / "summary.md").read_text(encoding="utf-8")
     assert english_words(summary) == [], summary
     assert english_words("# Class summary\n\n1 of 1 sheet graded; 1 all right; mean mark 100%.") != []
+
+
+@pytest.mark.parametrize("lang", ["ru", "zh"])
+def test_the_latex_sheet_in_the_learners_language_compiles(tmp_path, lang):
+    """The LaTeX sheet is in the sheet's language (Cyrillic with pdflatex, Chinese with XeLaTeX) and compiles;
+    the empty answer "" stays two straight quotes, not Russian babel's shorthand (which prints nothing)."""
+    from chainrule.latex import missing_for
+
+    (variant,) = make_variants(TEMPLATES["relu_mse"], 1, seed=3)
+    missing = missing_for(lang)
+    if missing is not None:
+        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":
+            pytest.fail(f"CHAINRULE_REQUIRE_LATEX=1 but {lang} LaTeX needs {missing}")
+        pytest.skip(f"{lang} LaTeX needs {missing}")
+    write_variant(variant, tmp_path, pdf=True, lang=lang)
+    tex = (tmp_path / "sheets" / f"{variant.id}.tex").read_text()
+    assert {"ru": "Запишите", "zh": "答题文件"}[lang] in tex
+    assert r"{\ttfamily\char34}{\ttfamily\char34}" in tex
+    assert (tmp_path / "sheets" / f"{variant.id}.pdf").read_bytes().startswith(b"%PDF")

@@ -9,6 +9,9 @@ fonts-noto-cjk.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 from chainrule.i18n import current
 
 #: The packages each language needs beyond ``amsmath`` and ``amssymb``.
@@ -31,6 +34,27 @@ PREAMBLES = {
 }
 #: The engine that compiles a document of each language.
 ENGINES = {"en": "pdflatex", "ru": "pdflatex", "zh": "xelatex"}
+#: What compiling a document of each language needs: a file that TeX must find, and the Debian packages.
+NEEDS = {
+    "en": (None, "texlive-latex-base"),
+    "ru": ("t2aenc.def", "texlive-latex-base texlive-lang-cyrillic cm-super-minimal"),
+    "zh": ("xeCJK.sty", "texlive-xetex texlive-lang-chinese fonts-noto-cjk"),
+}
+
+
+def missing_for(lang: str | None = None) -> str | None:
+    """``None`` when a document in ``lang`` (by default the language in effect) can be compiled here, else
+    the Debian packages that compiling it needs."""
+    lang = lang or current()
+    needed, packages = NEEDS[lang]
+    if shutil.which(ENGINES[lang]) is None:
+        return packages
+    if needed is not None:
+        kpsewhich = shutil.which("kpsewhich")
+        found = kpsewhich and subprocess.run([kpsewhich, needed], capture_output=True).returncode == 0
+        if not found:
+            return packages
+    return None
 
 
 def document_head(*packages: str, lang: str | None = None) -> list[str]:

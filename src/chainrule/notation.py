@@ -341,6 +341,7 @@ _SPECIALS = {
     "}": r"\}",
     "^": r"\^{}",
     "~": r"\~{}",
+    '"': r"{\ttfamily\char34}",  # straight, and not the shorthand that Russian babel makes of "
 }
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +11,8 @@ from chainrule.errors import ConfigError, UsageError
 from chainrule.exercise.grade import grade_class
 from chainrule.exercise.templates import TEMPLATES, template
 from chainrule.exercise.variants import make_variants, template_of_problem, write_manifest, write_variant
-from chainrule.i18n import _, ngettext
+from chainrule.i18n import _, current, ngettext
+from chainrule.latex import ENGINES, missing_for
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -52,7 +52,8 @@ def run_new(args: argparse.Namespace) -> int:
             )
         )
     variants = make_variants(chosen, args.variants, args.seed)
-    pdf = not args.no_pdf and shutil.which("pdflatex") is not None
+    missing = missing_for()
+    pdf = not args.no_pdf and missing is None
     for variant in variants:
         write_variant(variant, out, pdf=pdf)
     write_manifest(out, chosen, args.seed, variants)
@@ -70,7 +71,13 @@ def run_new(args: argparse.Namespace) -> int:
     print("  answers/   " + _("the answer templates to hand out, one per variant"))
     print("  keys/      " + _("the keys: the worked step (.md) and the right answers (.toml)"))
     if not args.no_pdf and not pdf:
-        print(_("no PDFs: pdflatex is not installed (Debian: apt-get install texlive-latex-base)"), file=sys.stderr)
+        print(
+            _(
+                "no PDFs: {engine} or what it needs for this language is not installed (Debian: apt-get install "
+                "{packages})"
+            ).format(engine=ENGINES[current()], packages=missing),
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -23,6 +23,7 @@ from chainrule.explain.page import to_html_document
 from chainrule.explain.problem import parse_problem, read_toml, write_problem
 from chainrule.explain.render import render, to_latex_document, to_markdown
 from chainrule.i18n import _, language
+from chainrule.latex import engine_of
 from chainrule.registry import LOSSES
 
 #: The folders of an exercise set, by what they hold.
@@ -97,10 +98,7 @@ def _one_hot(rng: np.random.Generator, y: np.ndarray) -> list:
 def write_variant(variant: Variant, out: Path, pdf: bool = True, lang: str | None = None) -> list[Path]:
     """Write the files of ``variant`` under ``out`` (``problems/``, ``sheets/``, ``answers/``, ``keys/``)
     in ``lang`` (default: the language in effect); the PDF only with ``pdf`` and where ``pdflatex`` is
-    installed. Returns the paths written.
-
-    The LaTeX sheet (and its PDF) is in English whatever the language: its preamble has no fonts for
-    Cyrillic or Chinese yet."""
+    installed (``xelatex`` for Chinese). Returns the paths written."""
     with language(lang):
         return _write_variant(variant, out, pdf)
 
@@ -116,11 +114,9 @@ def _write_variant(variant: Variant, out: Path, pdf: bool) -> list[Path]:
         _("Exercise {variant}, made by chainrule exercise new").format(variant=vid),
     )
     sheet = question_sheet(variant.explanation, variant.values, vid, variant.title)
-    with language("en"):
-        english = question_sheet(variant.explanation, variant.values, vid, variant.title)
     texts = {
         out / "sheets" / f"{vid}.md": to_markdown(sheet),
-        out / "sheets" / f"{vid}.tex": to_latex_document(english),
+        out / "sheets" / f"{vid}.tex": to_latex_document(sheet),
         out / "sheets" / f"{vid}.html": to_html_document(sheet),
         out / "answers" / f"{vid}.toml": answers_toml(vid, variant.title, variant.values),
         out / "keys" / f"{vid}.md": render(variant.explanation, "markdown"),
@@ -152,9 +148,11 @@ def write_manifest(out: Path, template: Template, seed: int, variants: list[Vari
 
 
 def compile_pdf(tex: Path) -> Path | None:
-    """``tex`` compiled by ``pdflatex`` into a PDF beside it; ``None`` when pdflatex is not installed. A
-    document that does not compile is a bug of the sheet, reported with the end of LaTeX's log."""
-    engine = shutil.which("pdflatex")
+    """``tex`` compiled into a PDF beside it by the engine its first line names (pdflatex, or xelatex for
+    Chinese); ``None`` when that engine is not installed. A document that does not compile is a bug of the
+    sheet, reported with the end of LaTeX's log."""
+    name = engine_of(tex.read_text())
+    engine = shutil.which(name)
     if engine is None:
         return None
     with tempfile.TemporaryDirectory() as work:
@@ -168,7 +166,7 @@ def compile_pdf(tex: Path) -> Path | None:
         )
         made = Path(work) / tex.with_suffix(".pdf").name
         if result.returncode != 0 or not made.exists():
-            raise ConfigError(f"{tex}: pdflatex failed: {result.stdout[-500:]}")
+            raise ConfigError(f"{tex}: {name} failed: {result.stdout[-500:]}")
         target = tex.with_suffix(".pdf")
         shutil.copy(made, target)
     return target
