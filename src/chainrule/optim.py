@@ -300,9 +300,7 @@ class SGD(Optimizer):
         if not self.momentum:
             return (*self._decay(), Eq("{θ} ← {θ} − {lr}·{g}", result="θ"))
         buffer = Eq(
-            "{b} ← {momentum}·{b} + "
-            + ("(1 − {dampening})·" if self.dampening else "")
-            + "{g}  (at the first step: {b} = {g})",
+            "{b} ← {momentum}·{b} + " + ("(1 − {dampening})·" if self.dampening else "") + "{g}  (t = 1: {b} = {g})",
             result="b",
         )
         step = "{θ} ← {θ} − {lr}·({g} + {momentum}·{b})" if self.nesterov else "{θ} ← {θ} − {lr}·{b}"
@@ -521,9 +519,7 @@ class RMSprop(Optimizer):
         }
 
     def formulas(self) -> tuple[Eq, ...]:
-        average = Eq(
-            "{v} ← {alpha}·{v} + (1 − {alpha})·{g}²  (at the first step: {v} = (1 − {alpha})·{g}²)", result="v"
-        )
+        average = Eq("{v} ← {alpha}·{v} + (1 − {alpha})·{g}²  (t = 1: {v} = (1 − {alpha})·{g}²)", result="v")
         if not self.momentum:
             return (*self._decay(), average, Eq("{θ} ← {θ} − {lr}·{g}/(√{v} + {eps})", result="θ"))
         return (

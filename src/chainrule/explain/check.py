@@ -677,7 +677,10 @@ def report_html(result: CheckReport, lang: str | None = None) -> str:
             for root in result.roots:
                 follows = _("follows from it: {paths}").format(paths=", ".join(root.explains))
                 small = f"<br><small>{escape(follows)}</small>" if root.explains else ""
-                out.append(f"<li><b>{escape(root.path)}</b>: {escape(root.description)}.{small}</li>")
+                line = _("{path}: {description}.").format(
+                    path=f"<b>{escape(root.path)}</b>", description=escape(root.description)
+                )
+                out.append(f"<li>{line}{small}</li>")
             out.append("</ol>")
         out.append(f'<p class="score">{escape(_score_line(result))}</p>')
         if result.unknown:
