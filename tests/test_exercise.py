@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -579,3 +580,33 @@ def test_the_latex_sheet_in_the_learners_language_compiles(tmp_path, lang):
     assert {"ru": "Запишите", "zh": "答题文件"}[lang] in tex
     assert r"{\ttfamily\char34}{\ttfamily\char34}" in tex
     assert (tmp_path / "sheets" / f"{variant.id}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_the_chinese_chart_has_a_font_for_its_words(tmp_path):
+    """The class chart's title and label in Chinese are drawn in a CJK font, not as empty boxes (DejaVu Sans,
+    matplotlib's default, has no Chinese: each glyph would be a 'missing from font' warning)."""
+    import warnings
+
+    pytest.importorskip("matplotlib")
+    from chainrule.exercise.grade import _cjk_fonts
+    from chainrule.i18n import language
+
+    if not list(Path("/usr/share/fonts").rglob("NotoSansCJK*")):
+        if os.environ.get("CHAINRULE_REQUIRE_LATEX") == "1":  # CI installs fonts-noto-cjk with Chinese LaTeX
+            pytest.fail("CHAINRULE_REQUIRE_LATEX=1 but fonts-noto-cjk is not installed")
+        pytest.skip("no Noto CJK font (Debian: fonts-noto-cjk)")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with language("zh"):
+        fonts = _cjk_fonts()
+    assert fonts
+    with warnings.catch_warnings(record=True) as caught, plt.rc_context({"font.family": ["DejaVu Sans", *fonts]}):
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_title("全班错误的根源")
+        fig.savefig(tmp_path / "chart.png")
+        plt.close(fig)
+    assert not [w for w in caught if "missing from font" in str(w.message)]

@@ -25,7 +25,7 @@ from chainrule.explain.check import CheckReport, check_answers, load_answers, re
 from chainrule.explain.explanation import Explanation, run_problem
 from chainrule.explain.problem import load_problem, read_toml
 from chainrule.explain.slips import SLIPS
-from chainrule.i18n import _, language, ngettext
+from chainrule.i18n import _, current, language, ngettext
 
 #: The slip of a root that no slip of the catalogue explains, in the summary.
 UNEXPLAINED = "unexplained"
@@ -317,6 +317,28 @@ def slip_chart(result: ClassResult, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     names = [slip for slip, _count in counts][::-1]
+    with plt.rc_context({"font.family": ["DejaVu Sans", *_cjk_fonts()]}):
+        return _draw(plt, names, counts, path)
+
+
+def _cjk_fonts() -> list[str]:
+    """The Chinese fonts matplotlib can find here, after DejaVu Sans (which has Latin and Cyrillic but no
+    Chinese): the chart's title and label in Chinese need one (Debian: fonts-noto-cjk)."""
+    if current() != "zh":
+        return []
+    from matplotlib import font_manager
+
+    wanted = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "Noto Serif CJK JP")
+    found = {font.name for font in font_manager.fontManager.ttflist}
+    if not found.intersection(wanted):  # matplotlib's font cache may predate the fonts: add their files
+        for file in font_manager.findSystemFonts():
+            if "NotoSansCJK" in Path(file).name or "NotoSerifCJK" in Path(file).name:
+                font_manager.fontManager.addfont(file)
+        found = {font.name for font in font_manager.fontManager.ttflist}
+    return [name for name in wanted if name in found][:1]
+
+
+def _draw(plt, names: list[str], counts: list, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(counts) + 1.2))
     ax.barh(names, [count for _, count in counts][::-1], color="#4c72b0")
     ax.set_xlabel(_("students"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from chainrule.archive import atomic_write
 from chainrule.html import escape, page
+from chainrule.i18n import language
 from chainrule.training.loop import History
 
 NAME = "report.html"
@@ -39,6 +40,7 @@ def write_report(result, plots: list[Path]) -> Path:
     body += ["<h2>Metrics</h2>", History(result.history)._repr_html_()]
     body += ["<h2>Model</h2>", network._repr_html_()]
     out = result.out / NAME
-    text = page(title, "\n".join(body))
+    with language("en"):  # its words are English yet (the plots' too): the page says so to the browser
+        text = page(title, "\n".join(body))
     atomic_write(out, lambda f: f.write(text.encode("utf-8")))
     return out
