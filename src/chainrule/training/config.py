@@ -219,7 +219,7 @@ class TrainConfig:
             if value is None:
                 continue
             flag = f"--{name.replace('_', '-')}"
-            check_positive(flag if name != "lr" else "learning rate (--lr)", value, allow_zero=name != "lr")
+            check_positive(flag if name != "lr" else _("learning rate (--lr)"), value, allow_zero=name != "lr")
             if name not in takes:
                 raise ConfigError(
                     _("{flag}: the {optimizer} optimizer has no {name}; it takes {takes}").format(
