@@ -38,7 +38,8 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
         if names is not None and f.name not in names:
             continue
         meta = f.metadata
-        help = meta["help"]() if callable(meta["help"]) else meta["help"]
+        help = meta["help"]
+        help = help() if callable(help) else _(help)
         options: dict = {"dest": f.name, "default": argparse.SUPPRESS}
         if isinstance(f.default, bool):
             options["action"] = "store_false" if f.default else "store_true"
@@ -47,7 +48,7 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
             options.update(type=meta["parse"] or str, metavar=meta["metavar"], choices=choices)
             if f.default is not None:
                 shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-                help += " " + _("(default: {default})").format(default=shown)
+                help = _("{help} (default: {default})").format(help=help, default=shown)
         parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), help=help, **options)
 
 
