@@ -8,7 +8,21 @@ import pytest
 from chainrule.cli import argparse_message, main, requested_language
 
 #: The names of the commands and subcommands: they stay English, as option names do.
-COMMANDS = ["gradcheck", "explain", "derive", "check", "exercise", "new", "grade", "train", "evaluate", "predict", "export", "import", "datasets"]
+COMMANDS = (
+    "gradcheck",
+    "explain",
+    "derive",
+    "check",
+    "exercise",
+    "new",
+    "grade",
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "import",
+    "datasets",
+)
 
 
 def without_locale(monkeypatch):
