@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from functools import cache
+from typing import NoReturn
 
 from chainrule._version import __version__
 from chainrule.i18n import LANGUAGES, N_, _, language, language_from_environment, ngettext
@@ -92,7 +93,7 @@ class Parser(argparse.ArgumentParser):
         if add_help:
             self.add_argument("-h", "--help", action="help", help=_("show this help message and exit"))
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, _("{prog}: error: {message}").format(prog=self.prog, message=argparse_message(message)) + "\n")
 
@@ -115,20 +116,14 @@ ARGPARSE_MESSAGES = (
 
 @cache
 def _argparse_patterns() -> tuple[tuple[re.Pattern, str], ...]:
-    return tuple(
-        (
-            re.compile(
-                "".join(
-                    re.escape(text) if i % 2 == 0 else f"(?P<{text}>.*?)"
-                    for i, text in enumerate(re.split(r"\{(\w+)\}", message))
-                )
-                + "$",
-                re.DOTALL,
-            ),
-            message,
-        )
-        for message in ARGPARSE_MESSAGES
-    )
+    """Each of :data:`ARGPARSE_MESSAGES` as a regular expression that matches what argparse writes, each
+    placeholder a named group."""
+    patterns = []
+    for message in ARGPARSE_MESSAGES:
+        pieces = re.split(r"\{(\w+)\}", message)  # text, name, text, name, ..., text
+        regex = "".join(re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>.*?)" for i, piece in enumerate(pieces))
+        patterns.append((re.compile(regex + "$", re.DOTALL), message))
+    return tuple(patterns)
 
 
 def argparse_message(message: str) -> str:
@@ -516,10 +511,15 @@ def requested_language(argv: Sequence[str]) -> str:
     the parser is built, so that its help is in that language. A value that is not a language is left for
     argparse to refuse (in the locale's language)."""
     for i, arg in enumerate(argv):
-        if arg == "--":
+        if arg == "--":  # what follows is not an option
             break
-        value = argv[i + 1] if arg == "--lang" and i + 1 < len(argv) else arg.partition("=")[2]
-        if (arg == "--lang" or arg.startswith("--lang=")) and value in LANGUAGES:
+        if arg == "--lang":
+            value = argv[i + 1] if i + 1 < len(argv) else None
+        elif arg.startswith("--lang="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        if value in LANGUAGES:
             return value
     return language_from_environment()
 
