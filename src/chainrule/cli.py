@@ -15,15 +15,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
+from functools import cache
+from typing import NoReturn
 
 from chainrule._version import __version__
-from chainrule.i18n import _, ngettext
+from chainrule.i18n import LANGUAGES, N_, _, language, language_from_environment, ngettext
 
 
 def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -36,7 +39,8 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
         if names is not None and f.name not in names:
             continue
         meta = f.metadata
-        help = meta["help"]() if callable(meta["help"]) else meta["help"]
+        help = meta["help"]
+        help = help() if callable(help) else _(help)
         options: dict = {"dest": f.name, "default": argparse.SUPPRESS}
         if isinstance(f.default, bool):
             options["action"] = "store_false" if f.default else "store_true"
@@ -45,7 +49,7 @@ def config_options(parser: argparse.ArgumentParser, names: Sequence[str] | None 
             options.update(type=meta["parse"] or str, metavar=meta["metavar"], choices=choices)
             if f.default is not None:
                 shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-                help += f" (default: {shown})"
+                help = _("{help} (default: {default})").format(help=help, default=shown)
         parser.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), help=help, **options)
 
 
@@ -71,6 +75,71 @@ DERIVE_FORMATS = ("text", "markdown", "latex", "json")
 EXPORT_FORMATS = ("onnx", "safetensors", "torch")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with its own word "usage:" in the language in effect."""
+
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:
+        super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose own words (the headings of the help, ``-h``'s help, "error:") are in the
+    language in effect when it is built, as the help texts given to it are; its subcommands' parsers too."""
+
+    def __init__(self, *args, add_help: bool = True, formatter_class=HelpFormatter, **kwargs) -> None:
+        super().__init__(*args, add_help=False, formatter_class=formatter_class, **kwargs)
+        self._positionals.title = _("positional arguments")
+        self._optionals.title = _("options")
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help=_("show this help message and exit"))
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, _("{prog}: error: {message}").format(prog=self.prog, message=argparse_message(message)) + "\n")
+
+
+#: The messages of argparse's errors that a command line of chainrule can meet, as argparse writes them in
+#: English (its placeholders named here): :func:`argparse_message` shows them in the language in effect.
+ARGPARSE_MESSAGES = (
+    N_("argument {argument}: {message}"),
+    N_("invalid choice: {value} (choose from {choices})"),
+    N_("invalid {type} value: {value}"),
+    N_("the following arguments are required: {arguments}"),
+    N_("unrecognized arguments: {arguments}"),
+    N_("ambiguous option: {option} could match {matches}"),
+    N_("expected one argument"),
+    N_("expected at least one argument"),
+    N_("expected at most one argument"),
+    N_("ignored explicit argument {argument}"),
+)
+
+
+@cache
+def _argparse_patterns() -> tuple[tuple[re.Pattern, str], ...]:
+    """Each of :data:`ARGPARSE_MESSAGES` as a regular expression that matches what argparse writes, each
+    placeholder a named group."""
+    patterns = []
+    for message in ARGPARSE_MESSAGES:
+        pieces = re.split(r"\{(\w+)\}", message)  # text, name, text, name, ..., text
+        regex = "".join(re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>.*?)" for i, piece in enumerate(pieces))
+        patterns.append((re.compile(regex + "$", re.DOTALL), message))
+    return tuple(patterns)
+
+
+def argparse_message(message: str) -> str:
+    """argparse's English ``message`` in the language in effect: matched against :data:`ARGPARSE_MESSAGES`
+    (the part after "argument X: " too); one that matches none (another version's wording) stays English."""
+    for pattern, english in _argparse_patterns():
+        match = pattern.match(message)
+        if match:
+            parts = {
+                name: argparse_message(value) if name == "message" else value
+                for name, value in match.groupdict().items()
+            }
+            return _(english).format(**parts)
+    return message
+
+
 def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     """The parser of every command. ``train_options=False`` leaves out ``chainrule train``'s options,
     whose choices list the registered kinds and so load the library: what ``chainrule --help`` and the
@@ -89,169 +158,196 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(_("expected a number >= 0, got {got!r}").format(got=text))
         return value
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="chainrule",
-        description="Neural networks in NumPy whose every gradient is the hand-derived formula.",
+        description=_("Neural networks in NumPy whose every gradient is the hand-derived formula."),
     )
-    parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument(
+        "--version", action="version", version=f"chainrule {__version__}", help=_("show the version and exit")
+    )
+    parser.add_argument("--debug", action="store_true", help=_("show the full traceback of an error"))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = commands.add_parser(
         "gradcheck",
-        help="check every built-in gradient against central differences",
-        description="Check the analytic gradient of every built-in layer and loss, and of a deep network, "
-        "against central differences in float64 with a random upstream gradient. Prints the worst "
-        "relative error of each array and where it is; exits 1 if any check fails.",
+        help=_("check every built-in gradient against central differences"),
+        description=_(
+            "Check the analytic gradient of every built-in layer and loss, and of a deep network, "
+            "against central differences in float64 with a random upstream gradient. Prints the worst "
+            "relative error of each array and where it is; exits 1 if any check fails."
+        ),
     )
-    check.add_argument("names", nargs="*", metavar="NAME", help="check only these (default: all; see --list)")
-    check.add_argument("--list", action="store_true", help="list the names that can be checked")
-    check.add_argument("--seed", type=at_least(0), default=0, help="seed of the random inputs (default: 0)")
-    check.add_argument("--batch", type=at_least(1), default=5, help="rows of the random batch (default: 5)")
+    check.add_argument("names", nargs="*", metavar="NAME", help=_("check only these (default: all; see --list)"))
+    check.add_argument("--list", action="store_true", help=_("list the names that can be checked"))
+    check.add_argument("--seed", type=at_least(0), default=0, help=_("seed of the random inputs (default: 0)"))
+    check.add_argument("--batch", type=at_least(1), default=5, help=_("rows of the random batch (default: 5)"))
     check.add_argument(
-        "--tolerance", type=non_negative_float, default=1e-7, help="largest relative error (default: 1e-7)"
+        "--tolerance", type=non_negative_float, default=1e-7, help=_("largest relative error (default: 1e-7)")
     )
     check.add_argument(
         "--atol",
         type=non_negative_float,
         default=1e-8,
-        help="an array whose largest absolute difference is at most this passes too; "
-        "for gradients that are exactly zero (default: 1e-8)",
+        help=_(
+            "an array whose largest absolute difference is at most this passes too; "
+            "for gradients that are exactly zero (default: 1e-8)"
+        ),
     )
     check.set_defaults(run=_run_gradcheck)
 
     explain = commands.add_parser(
         "explain",
-        help="every number of a training step, forward and backward, for a problem file",
-        description="Run the training step(s) of a problem file (TOML: a small network, one batch, the "
-        "loss and the optimizer; see docs/problem-files.md) and show every number: each layer's "
-        "forward formula with its numbers, the loss, the backward pass layer by layer, the update.",
+        help=_("every number of a training step, forward and backward, for a problem file"),
+        description=_(
+            "Run the training step(s) of a problem file (TOML: a small network, one batch, the "
+            "loss and the optimizer; see docs/problem-files.md) and show every number: each layer's "
+            "forward formula with its numbers, the loss, the backward pass layer by layer, the update."
+        ),
     )
-    explain.add_argument("file", metavar="FILE", help="the problem file (.toml)")
+    explain.add_argument("file", metavar="FILE", help=_("the problem file (.toml)"))
     explain.add_argument(
         "--format",
         choices=EXPLAIN_FORMATS,
         default="text",
-        help="text (terminal), markdown (with LaTeX maths), latex (a standalone "
-        "document), json (every number in full precision) or html (one self-contained page where every "
-        "number opens into its computation); default: text",
+        help=_(
+            "text (terminal), markdown (with LaTeX maths), latex (a standalone "
+            "document), json (every number in full precision) or html (one self-contained page where every "
+            "number opens into its computation); default: text"
+        ),
     )
     explain.add_argument(
         "--entry",
         metavar="PATH",
         default=None,
-        help="show how one number is computed, with the numbers put in: its place in the JSON, e.g. "
-        "'layers[0].grads.W[1][0]' or 'loss'",
+        help=_(
+            "show how one number is computed, with the numbers put in: its place in the JSON, e.g. "
+            "'layers[0].grads.W[1][0]' or 'loss'"
+        ),
     )
     explain.add_argument(
         "--steps",
         type=steps_option,
         default=None,
-        help="training steps on the same batch (default: the file's train.steps)",
+        help=_("training steps on the same batch (default: the file's train.steps)"),
     )
     explain.add_argument(
         "--precision",
         type=at_least(0, MAX_PRECISION),
         default=4,
-        help="decimals shown in text, markdown and latex (default: 4)",
+        help=_("decimals shown in text, markdown and latex (default: 4)"),
     )
     explain.set_defaults(run=_run_explain)
 
     derive = commands.add_parser(
         "derive",
-        help="the derivation behind a formula, step by step, each step checked by SymPy",
-        description="Show why a formula holds: the steps from the definitions to the formula chainrule computes, "
-        "each with its reason, each checked by SymPy (both sides simplify to the same expression, or agree at "
-        "random points where an identity of indices is beyond simplification). With --problem, the chain rule "
-        "walked from the loss back to the first weight in the layers, symbols and numbers of a problem file. "
-        "Needs chainrule[derive] (SymPy); exits 1 if a step is not verified.",
+        help=_("the derivation behind a formula, step by step, each step checked by SymPy"),
+        description=_(
+            "Show why a formula holds: the steps from the definitions to the formula chainrule computes, "
+            "each with its reason, each checked by SymPy (both sides simplify to the same expression, or agree at "
+            "random points where an identity of indices is beyond simplification). With --problem, the chain rule "
+            "walked from the loss back to the first weight in the layers, symbols and numbers of a problem file. "
+            "Needs chainrule[derive] (SymPy); exits 1 if a step is not verified."
+        ),
     )
-    derive.add_argument("topics", nargs="*", metavar="TOPIC", help="the topics to derive (see --list)")
-    derive.add_argument("--list", action="store_true", help="list the topics and the kinds each one derives")
-    derive.add_argument("--all", action="store_true", help="every topic, in one document")
+    derive.add_argument("topics", nargs="*", metavar="TOPIC", help=_("the topics to derive (see --list)"))
+    derive.add_argument("--list", action="store_true", help=_("list the topics and the kinds each one derives"))
+    derive.add_argument("--all", action="store_true", help=_("every topic, in one document"))
     derive.add_argument(
-        "--problem", default=None, metavar="FILE", help="the walk from the loss to the first weight of a problem file"
+        "--problem",
+        default=None,
+        metavar="FILE",
+        help=_("the walk from the loss to the first weight of a problem file"),
     )
-    derive.add_argument("--format", choices=DERIVE_FORMATS, default="text", help="default: text")
+    derive.add_argument("--format", choices=DERIVE_FORMATS, default="text", help=_("default: text"))
     derive.add_argument(
         "--verify",
         action="store_true",
-        help="print every check (what SymPy compared), and the result against chainrule's backward pass",
+        help=_("print every check (what SymPy compared), and the result against chainrule's backward pass"),
     )
     derive.set_defaults(run=_run_derive)
 
     check_cmd = commands.add_parser(
         "check",
-        help="check a hand-worked solution against a problem file: the root slips, error carried forward, a mark",
-        description="Read the answers of ANSWERS (TOML: values named by their place in the JSON of "
-        'chainrule explain, e.g. "layers[0].output" = [[2, -1], [0, 1]]; "" leaves an entry blank) as an '
-        "examiner would, against the problem FILE. Each answer is right at the precision it was written with, "
-        "carried forward (wrong only because an earlier wrong number was used correctly), wrong or "
-        "unanswered; the slip behind the wrong ones is looked for in a catalogue (--slips) by replaying the "
-        "whole computation with it. Exits 0 when every answer is right, 1 otherwise.",
+        help=_("check a hand-worked solution against a problem file: the root slips, error carried forward, a mark"),
+        description=_(
+            "Read the answers of ANSWERS (TOML: values named by their place in the JSON of "
+            'chainrule explain, e.g. "layers[0].output" = [[2, -1], [0, 1]]; "" leaves an entry blank) as an '
+            "examiner would, against the problem FILE. Each answer is right at the precision it was written with, "
+            "carried forward (wrong only because an earlier wrong number was used correctly), wrong or "
+            "unanswered; the slip behind the wrong ones is looked for in a catalogue (--slips) by replaying the "
+            "whole computation with it. Exits 0 when every answer is right, 1 otherwise."
+        ),
     )
-    check_cmd.add_argument("file", metavar="FILE", nargs="?", help="the problem file (.toml)")
-    check_cmd.add_argument("answers", metavar="ANSWERS", nargs="?", help="the answers file (.toml)")
+    check_cmd.add_argument("file", metavar="FILE", nargs="?", help=_("the problem file (.toml)"))
+    check_cmd.add_argument("answers", metavar="ANSWERS", nargs="?", help=_("the answers file (.toml)"))
     check_cmd.add_argument(
         "--format",
         choices=("text", "json", "html"),
         default="text",
-        help="text, json, or html (one self-contained page: the sheet coloured by verdict); default: text",
+        help=_("text, json, or html (one self-contained page: the sheet coloured by verdict); default: text"),
     )
     check_cmd.add_argument(
-        "--steps", type=steps_option, default=None, help="training steps (default: the problem file's train.steps)"
+        "--steps", type=steps_option, default=None, help=_("training steps (default: the problem file's train.steps)")
     )
     check_cmd.add_argument(
         "--carried-forward-credit",
         type=fraction,
         default=1.0,
         metavar="C",
-        help="the credit of a carried-forward answer, from 0 to 1 (default: 1, full credit; 0.5: half)",
+        help=_("the credit of a carried-forward answer, from 0 to 1 (default: 1, full credit; 0.5: half)"),
     )
-    check_cmd.add_argument("--slips", action="store_true", help="list the slips that check recognises, and exit")
+    check_cmd.add_argument("--slips", action="store_true", help=_("list the slips that check recognises, and exit"))
     check_cmd.set_defaults(run=_run_check)
 
     exercise = commands.add_parser(
         "exercise",
-        help="variants of an exercise with hand-friendly numbers, sheets and keys; a class's sheets graded",
-        description="Make variants of the exercises the notes pose (exercise new), or grade a folder of "
-        "answer sheets with check's diagnosis and summarise the class's slips (exercise grade). See "
-        "docs/exercises.md.",
+        help=_("variants of an exercise with hand-friendly numbers, sheets and keys; a class's sheets graded"),
+        description=_(
+            "Make variants of the exercises the notes pose (exercise new), or grade a folder of "
+            "answer sheets with check's diagnosis and summarise the class's slips (exercise grade). See "
+            "docs/exercises.md."
+        ),
     )
     exercise_commands = exercise.add_subparsers(dest="exercise_command", metavar="SUBCOMMAND", required=True)
-    new = exercise_commands.add_parser("new", help="variants: problem files, question sheets, answer templates, keys")
-    new.add_argument("--template", default=None, help="the kind of exercise (default: relu_mse; see --list)")
-    new.add_argument("--problem", default=None, metavar="FILE", help="new numbers for this problem file's network")
-    new.add_argument("--list", action="store_true", help="list the templates and exit")
-    new.add_argument("--variants", type=at_least(1), default=1, help="how many variants (default: 1)")
-    new.add_argument("--seed", type=at_least(0), default=0, help="the same seed gives the same variants (default: 0)")
-    new.add_argument("--out", default="exercises", metavar="DIR", help="where to write (default: exercises)")
-    new.add_argument("--rows", type=at_least(1), default=None, help="rows (objects) of the batch")
+    new = exercise_commands.add_parser(
+        "new", help=_("variants: problem files, question sheets, answer templates, keys")
+    )
+    new.add_argument("--template", default=None, help=_("the kind of exercise (default: relu_mse; see --list)"))
+    new.add_argument("--problem", default=None, metavar="FILE", help=_("new numbers for this problem file's network"))
+    new.add_argument("--list", action="store_true", help=_("list the templates and exit"))
+    new.add_argument("--variants", type=at_least(1), default=1, help=_("how many variants (default: 1)"))
+    new.add_argument(
+        "--seed", type=at_least(0), default=0, help=_("the same seed gives the same variants (default: 0)")
+    )
+    new.add_argument("--out", default="exercises", metavar="DIR", help=_("where to write (default: exercises)"))
+    new.add_argument("--rows", type=at_least(1), default=None, help=_("rows (objects) of the batch"))
     new.add_argument(
         "--sizes",
         type=lambda text: tuple(at_least(1)(part) for part in text.split(",")),
         default=None,
-        help="layer sizes, comma-separated: inputs,hidden,outputs or features,classes",
+        help=_("layer sizes, comma-separated: inputs,hidden,outputs or features,classes"),
     )
-    new.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help="biases in linear layers")
-    new.add_argument("--steps", type=at_least(1), default=None, help="steps of gradient descent (default: 1)")
-    new.add_argument("--no-pdf", action="store_true", help="do not compile the LaTeX sheets with pdflatex")
+    new.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None, help=_("biases in linear layers"))
+    new.add_argument("--steps", type=at_least(1), default=None, help=_("steps of gradient descent (default: 1)"))
+    new.add_argument("--no-pdf", action="store_true", help=_("do not compile the LaTeX sheets with pdflatex"))
     new.set_defaults(run=_run_exercise)
-    grade = exercise_commands.add_parser("grade", help="grade every answer sheet (*.toml) in a folder")
-    grade.add_argument("answers", metavar="ANSWERS_DIR", help="the students' answer sheets, one .toml each")
-    grade.add_argument("--problems", default=None, metavar="DIR", help="the problem files (default: ../problems)")
-    grade.add_argument("--out", default=None, metavar="DIR", help="where to write results (default: ../graded)")
-    grade.add_argument("--roster", default=None, metavar="CSV", help="student,variant rows: who was given what")
+    grade = exercise_commands.add_parser("grade", help=_("grade every answer sheet (*.toml) in a folder"))
+    grade.add_argument("answers", metavar="ANSWERS_DIR", help=_("the students' answer sheets, one .toml each"))
+    grade.add_argument("--problems", default=None, metavar="DIR", help=_("the problem files (default: ../problems)"))
+    grade.add_argument("--out", default=None, metavar="DIR", help=_("where to write results (default: ../graded)"))
+    grade.add_argument("--roster", default=None, metavar="CSV", help=_("student,variant rows: who was given what"))
     grade.add_argument(
-        "--carried-forward-credit", type=fraction, default=1.0, metavar="C", help="as for check (default: 1)"
+        "--carried-forward-credit", type=fraction, default=1.0, metavar="C", help=_("as for check (default: 1)")
     )
     grade.set_defaults(run=_run_exercise)
 
     train = commands.add_parser(
         "train",
-        help="train an MLP or softmax regression on a dataset (default: the embedded digits)",
-        description="Train a network and write the model, metrics.json and plots to --out. With no "
-        "options: an MLP 64-256-128-10 on the 8×8 digits that ship with chainrule, in seconds.",
+        help=_("train an MLP or softmax regression on a dataset (default: the embedded digits)"),
+        description=_(
+            "Train a network and write the model, metrics.json and plots to --out. With no "
+            "options: an MLP 64-256-128-10 on the 8×8 digits that ship with chainrule, in seconds."
+        ),
     )
     if train_options:
         config_options(train)
@@ -259,98 +355,114 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
         "--resume",
         default=None,
         metavar="DIR",
-        help="continue the interrupted run in DIR from its last checkpoint, with its own "
-        "configuration (the other options are ignored, except --quiet, and --epochs, which extends the run)",
+        help=_(
+            "continue the interrupted run in DIR from its last checkpoint, with its own "
+            "configuration (the other options are ignored, except --quiet, and --epochs, which extends the run)"
+        ),
     )
     train.set_defaults(run=_run_train)
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="accuracy, per-class accuracy and confusion matrix of a model",
-        description="Evaluate a model file on the test set of a dataset.",
+        help=_("accuracy, per-class accuracy and confusion matrix of a model"),
+        description=_("Evaluate a model file on the test set of a dataset."),
     )
-    evaluate.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
+    evaluate.add_argument("model", metavar="MODEL", help=_("a model file written by chainrule train (model.npz)"))
     config_options(evaluate, ("dataset", "data_dir", "label"))
-    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.add_argument("--json", action="store_true", help=_("print the results as JSON"))
     evaluate.add_argument(
         "--confusion",
         default=None,
         metavar="FILE",
-        help="write the whole confusion matrix to FILE as CSV (the text output shows a summary of it above "
-        f"{MAX_TEXT_CLASSES} classes)",
+        help=_(
+            "write the whole confusion matrix to FILE as CSV (the text output shows a summary of it above "
+            "{count} classes)"
+        ).format(count=MAX_TEXT_CLASSES),
     )
     evaluate.set_defaults(run=_run_evaluate)
 
     predict = commands.add_parser(
         "predict",
-        help="classify images (PNG/JPEG) or .npy arrays with a model",
-        description="Print the predicted class and its probability for each input. Images are converted "
-        "to grey, resized to the model's input size and scaled to its input range; a light background "
-        "is inverted to the dark background of MNIST-style data. A .npy file holds one input or a batch.",
+        help=_("classify images (PNG/JPEG) or .npy arrays with a model"),
+        description=_(
+            "Print the predicted class and its probability for each input. Images are converted "
+            "to grey, resized to the model's input size and scaled to its input range; a light background "
+            "is inverted to the dark background of MNIST-style data. A .npy file holds one input or a batch."
+        ),
     )
     predict.add_argument("model", metavar="MODEL")
     predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--top", type=at_least(1), default=1, help="show the K most likely classes")
+    predict.add_argument("--top", type=at_least(1), default=1, help=_("show the K most likely classes"))
     predict.set_defaults(run=_run_predict)
 
     export = commands.add_parser(
         "export",
-        help="write a model as ONNX, safetensors or PyTorch",
-        description="Write a model file (model.npz) in another format: onnx (the whole classifier, input "
-        "normalisation included, for ONNX Runtime; needs chainrule[onnx]), safetensors (the same model file "
-        "in the safetensors format, read by chainrule.load too; needs chainrule[safetensors]) or torch (a "
-        "PyTorch state dict in safetensors and a Python file whose nn.Sequential loads it; needs "
-        "chainrule[torch]).",
+        help=_("write a model as ONNX, safetensors or PyTorch"),
+        description=_(
+            "Write a model file (model.npz) in another format: onnx (the whole classifier, input "
+            "normalisation included, for ONNX Runtime; needs chainrule[onnx]), safetensors (the same model file "
+            "in the safetensors format, read by chainrule.load too; needs chainrule[safetensors]) or torch (a "
+            "PyTorch state dict in safetensors and a Python file whose nn.Sequential loads it; needs "
+            "chainrule[torch])."
+        ),
     )
-    export.add_argument("model", metavar="MODEL", help="a model file written by chainrule train (model.npz)")
-    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="default: onnx")
+    export.add_argument("model", metavar="MODEL", help=_("a model file written by chainrule train (model.npz)"))
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help=_("default: onnx"))
     export.add_argument(
         "--out",
         default=None,
         metavar="FILE",
-        help="where to write (default: beside MODEL, model.onnx, model.safetensors or model_torch.py; the "
-        "torch format writes its weights beside the Python file, as .safetensors)",
+        help=_(
+            "where to write (default: beside MODEL, model.onnx, model.safetensors or model_torch.py; the "
+            "torch format writes its weights beside the Python file, as .safetensors)"
+        ),
     )
     export.add_argument(
         "--probabilities",
         action="store_true",
-        help="onnx: output the class probabilities (a softmax at the end) instead of the network's outputs",
+        help=_("onnx: output the class probabilities (a softmax at the end) instead of the network's outputs"),
     )
     export.set_defaults(run=_run_export)
 
     import_cmd = commands.add_parser(
         "import",
-        help="a PyTorch model as a chainrule model file, or as a problem file for explain",
-        description="Read a PyTorch nn.Sequential of the layers chainrule has (Linear, the activations, "
-        "BatchNorm1d, LayerNorm, Dropout, Softmax) from a TorchScript file (torch.jit.script(model).save(...)) "
-        "or from the weights of `chainrule export --format torch`, and write it as a model file (.npz, "
-        ".safetensors: for predict, evaluate, export) or as a problem file (.toml) of one training step, for "
-        "explain and check. Needs chainrule[torch].",
+        help=_("a PyTorch model as a chainrule model file, or as a problem file for explain"),
+        description=_(
+            "Read a PyTorch nn.Sequential of the layers chainrule has (Linear, the activations, "
+            "BatchNorm1d, LayerNorm, Dropout, Softmax) from a TorchScript file (torch.jit.script(model).save(...)) "
+            "or from the weights of `chainrule export --format torch`, and write it as a model file (.npz, "
+            ".safetensors: for predict, evaluate, export) or as a problem file (.toml) of one training step, for "
+            "explain and check. Needs chainrule[torch]."
+        ),
     )
-    import_cmd.add_argument("file", metavar="FILE", help="a TorchScript file (.pt) or a --format torch .safetensors")
-    import_cmd.add_argument("--out", required=True, metavar="OUT", help="model.npz, model.safetensors or step.toml")
-    import_cmd.add_argument("--classes", default=None, help="model file: comma-separated class names")
+    import_cmd.add_argument("file", metavar="FILE", help=_("a TorchScript file (.pt) or a --format torch .safetensors"))
+    import_cmd.add_argument("--out", required=True, metavar="OUT", help=_("model.npz, model.safetensors or step.toml"))
+    import_cmd.add_argument("--classes", default=None, help=_("model file: comma-separated class names"))
     import_cmd.add_argument(
         "--data",
         default=None,
         metavar="NPZ",
-        help="problem file: the batch, an .npz with arrays X (rows as the network reads them, after any input "
-        "normalisation) and y (default: random rows)",
+        help=_(
+            "problem file: the batch, an .npz with arrays X (rows as the network reads them, after any input "
+            "normalisation) and y (default: random rows)"
+        ),
     )
-    import_cmd.add_argument("--rows", type=at_least(1), default=4, help="problem file: random rows (default: 4)")
-    import_cmd.add_argument("--seed", type=at_least(0), default=0, help="problem file: seed of the random rows")
+    import_cmd.add_argument("--rows", type=at_least(1), default=4, help=_("problem file: random rows (default: 4)"))
+    import_cmd.add_argument("--seed", type=at_least(0), default=0, help=_("problem file: seed of the random rows"))
     import_cmd.add_argument(
-        "--loss", default=None, help="problem file: the loss (default: the one the last layer calls for)"
+        "--loss", default=None, help=_("problem file: the loss (default: the one the last layer calls for)")
     )
-    import_cmd.add_argument("--optimizer", default="sgd", help="problem file: the optimizer (default: sgd)")
-    import_cmd.add_argument("--lr", type=finite_float, default=0.1, help="problem file: learning rate (default: 0.1)")
-    import_cmd.add_argument("--steps", type=at_least(1), default=1, help="problem file: training steps (default: 1)")
+    import_cmd.add_argument("--optimizer", default="sgd", help=_("problem file: the optimizer (default: sgd)"))
+    import_cmd.add_argument(
+        "--lr", type=finite_float, default=0.1, help=_("problem file: learning rate (default: 0.1)")
+    )
+    import_cmd.add_argument("--steps", type=at_least(1), default=1, help=_("problem file: training steps (default: 1)"))
     import_cmd.set_defaults(run=_run_import)
 
     datasets = commands.add_parser(
         "datasets",
-        help="list the datasets and where each was found",
-        description="List the named datasets and where each one is (or would be downloaded to).",
+        help=_("list the datasets and where each was found"),
+        description=_("List the named datasets and where each one is (or would be downloaded to)."),
     )
     datasets.add_argument("--data-dir", default=None)
     datasets.set_defaults(run=_run_datasets)
@@ -362,8 +474,6 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
 def _add_language_option(parser: argparse.ArgumentParser) -> None:
     """``--lang`` on every command that runs (a leaf of the tree of subcommands): the language of what it
     prints, its messages included."""
-    from chainrule.i18n import LANGUAGES
-
     subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for action in subcommands:
         for sub in dict.fromkeys(action.choices.values()):  # aliases name one parser twice
@@ -373,26 +483,45 @@ def _add_language_option(parser: argparse.ArgumentParser) -> None:
             "--lang",
             choices=LANGUAGES,
             default=None,
-            help="language of the output and messages: en, ru or zh (default: from the locale, LC_ALL, "
-            "LC_MESSAGES or LANG; English when it names none of them)",
+            help=_(
+                "language of the output and messages: en, ru or zh (default: from the locale, LC_ALL, "
+                "LC_MESSAGES or LANG; English when it names none of them)"
+            ),
         )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(train_options=command == "train")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    from chainrule.i18n import language, language_from_environment
+    with language(requested_language(argv)):  # the help and argparse's errors are in it too
+        parser = build_parser(train_options=command == "train")
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        warnings.showwarning = _warning  # NumPy's and Pillow's warnings, one line each like chainrule's
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: what a command cleans up on the way out runs
+        with language(getattr(args, "lang", None)):  # argparse also reads an abbreviation, --la ru
+            return _run(args)
 
-    warnings.showwarning = _warning  # NumPy's and Pillow's warnings, one line each like chainrule's
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: what a command cleans up on the way out runs
-    with language(getattr(args, "lang", None) or language_from_environment()):
-        return _run(args)
+
+def requested_language(argv: Sequence[str]) -> str:
+    """The language ``argv`` asks for with ``--lang X`` or ``--lang=X``, else the locale's: looked up before
+    the parser is built, so that its help is in that language. A value that is not a language is left for
+    argparse to refuse (in the locale's language)."""
+    for i, arg in enumerate(argv):
+        if arg == "--":  # what follows is not an option
+            break
+        if arg == "--lang":
+            value = argv[i + 1] if i + 1 < len(argv) else None
+        elif arg.startswith("--lang="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        if value in LANGUAGES:
+            return value
+    return language_from_environment()
 
 
 def _run(args: argparse.Namespace) -> int:

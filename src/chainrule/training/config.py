@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from chainrule.i18n import _
+from chainrule.i18n import N_, _
 
 #: The losses a classifier can be trained with (targets are class labels).
 TRAINING_LOSSES = ("softmax_cross_entropy", "cross_entropy", "mse")
@@ -88,9 +88,10 @@ def option(
     metavar: str | None = None,
     flag: str | None = None,
 ) -> Any:
-    """A field that is also a command-line option: its default, its help (a function for one that lists
-    registered kinds), how to read it (``parse``), its ``choices`` (a function: looked up when the
-    option is made), ``metavar`` and ``flag`` (by default ``--`` and the name with dashes)."""
+    """A field that is also a command-line option: its default, its help (English marked with ``N_``,
+    translated where the option is made; a function for one that lists registered kinds), how to read it
+    (``parse``), its ``choices`` (a function: looked up when the option is made), ``metavar`` and ``flag``
+    (by default ``--`` and the name with dashes)."""
     return field(
         default=default, metadata={"help": help, "parse": parse, "choices": choices, "metavar": metavar, "flag": flag}
     )
@@ -117,75 +118,89 @@ def _default_of(setting: str) -> str:
         value = optimizer_settings(name).get(setting)
         if value is not None:
             groups.setdefault(f"{value:g}", []).append(name)
-    return "; ".join(f"{value} for {', '.join(names)}" for value, names in groups.items())
+    return "; ".join(
+        _("{value} for {optimizers}").format(value=value, optimizers=", ".join(names))
+        for value, names in groups.items()
+    )
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run; ``chainrule train``'s options map one to one onto these fields."""
 
-    dataset: str = option("digits", "digits (embedded), mnist, fashion-mnist, a folder of IDX files, an .npz or a .csv")
+    dataset: str = option(
+        "digits", N_("digits (embedded), mnist, fashion-mnist, a folder of IDX files, an .npz or a .csv")
+    )
     data_dir: str | None = option(
-        None, "where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)", metavar="DIR"
+        None, N_("where to look first for mnist / fashion-mnist (also: $CHAINRULE_DATA_DIR)"), metavar="DIR"
     )
     label: str | None = option(
-        None, "the label column of a .csv, by its header or its number from 0 (default: the first)", metavar="COLUMN"
+        None,
+        N_("the label column of a .csv, by its header or its number from 0 (default: the first)"),
+        metavar="COLUMN",
     )
     hidden: tuple[int, ...] = option(
         (256, 128),
-        "hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression",
+        N_("hidden layer sizes, comma-separated, e.g. 256,128; 0 or '' for softmax regression"),
         parse=sizes,
         metavar="SIZES",
     )
-    activation: str = option("relu", "the activation of the hidden layers", choices=_hidden_activations)
-    batchnorm: bool = option(False, "BatchNorm after every hidden linear layer")
-    layernorm: bool = option(False, "LayerNorm after every hidden linear layer")
-    dropout: float = option(0.0, "drop probability after every hidden activation", parse=finite_float, metavar="P")
+    activation: str = option("relu", N_("the activation of the hidden layers"), choices=_hidden_activations)
+    batchnorm: bool = option(False, N_("BatchNorm after every hidden linear layer"))
+    layernorm: bool = option(False, N_("LayerNorm after every hidden linear layer"))
+    dropout: float = option(0.0, N_("drop probability after every hidden activation"), parse=finite_float, metavar="P")
     loss: str = option(
         "softmax_cross_entropy",
-        "softmax_cross_entropy on logits (fused), cross_entropy after a "
-        "softmax layer, or mse (1/(2n)) on one-hot targets",
+        N_(
+            "softmax_cross_entropy on logits (fused), cross_entropy after a "
+            "softmax layer, or mse (1/(2n)) on one-hot targets"
+        ),
         choices=TRAINING_LOSSES,
     )
-    optimizer: str = option("adam", "the optimizer", choices=_optimizers)
+    optimizer: str = option("adam", N_("the optimizer"), choices=_optimizers)
     lr: float | None = option(
         None,
-        lambda: (
-            f"learning rate (default: the optimizer's own: {_default_of('lr')}; with --loss mse at most "
-            f"{MSE_DEFAULT_LR})"
+        lambda: _("learning rate (default: the optimizer's own: {defaults}; with --loss mse at most {mse_lr})").format(
+            defaults=_default_of("lr"), mse_lr=MSE_DEFAULT_LR
         ),
         parse=finite_float,
     )
     momentum: float | None = option(
         None,
-        lambda: f"momentum, for the optimizers that have it (default: {_default_of('momentum')})",
+        lambda: _("momentum, for the optimizers that have it (default: {defaults})").format(
+            defaults=_default_of("momentum")
+        ),
         parse=finite_float,
     )
     weight_decay: float | None = option(
         None,
-        lambda: f"weight decay added to every gradient (AdamW: decoupled) (default: {_default_of('weight_decay')})",
+        lambda: _("weight decay added to every gradient (AdamW: decoupled) (default: {defaults})").format(
+            defaults=_default_of("weight_decay")
+        ),
         parse=finite_float,
     )
     schedule: str = option(
         "cosine",
-        "learning-rate schedule over the epochs: cosine decay to 0, ×0.1 every half of the epochs (step), or none",
+        N_("learning-rate schedule over the epochs: cosine decay to 0, ×0.1 every half of the epochs (step), or none"),
         choices=SCHEDULES,
     )
-    batch_size: int = option(64, "rows per training step", parse=positive_int)
-    epochs: int = option(10, "passes over the training set", parse=positive_int)
-    val_split: float = option(0.1, "share of the training set held out for validation", parse=finite_float)
+    batch_size: int = option(64, N_("rows per training step"), parse=positive_int)
+    epochs: int = option(10, N_("passes over the training set"), parse=positive_int)
+    val_split: float = option(0.1, N_("share of the training set held out for validation"), parse=finite_float)
     early_stopping: int | None = option(
         None,
-        "stop when the validation loss has not improved for PATIENCE epochs; keep the best",
+        N_("stop when the validation loss has not improved for PATIENCE epochs; keep the best"),
         parse=positive_int,
         metavar="PATIENCE",
     )
-    seed: int = option(0, "seed of the split, the initial weights, the batch order and dropout", parse=non_negative_int)
-    dtype: str = option("float32", "floating-point type of the weights and data", choices=("float32", "float64"))
-    out: str | None = option(None, "output folder (default: a new folder under runs/)", metavar="DIR")
-    force: bool = option(False, "write into an existing, non-empty --out (the files of a run there are replaced)")
-    quiet: bool = option(False, "print only the final summary")
-    plots: bool = option(True, "skip the PNG plots", flag="--no-plots")
+    seed: int = option(
+        0, N_("seed of the split, the initial weights, the batch order and dropout"), parse=non_negative_int
+    )
+    dtype: str = option("float32", N_("floating-point type of the weights and data"), choices=("float32", "float64"))
+    out: str | None = option(None, N_("output folder (default: a new folder under runs/)"), metavar="DIR")
+    force: bool = option(False, N_("write into an existing, non-empty --out (the files of a run there are replaced)"))
+    quiet: bool = option(False, N_("print only the final summary"))
+    plots: bool = option(True, N_("skip the PNG plots"), flag="--no-plots")
 
     def __post_init__(self) -> None:
         """Values that mean what a field holds become its plain form: a path for a folder or file, a list
