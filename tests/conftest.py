@@ -13,6 +13,12 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# chainrule speaks the locale's language; the tests' expected messages are English, so the suite (and the
+# commands it starts) runs without a locale whatever the developer's is. Tests of the languages set their own.
+for _name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
+
 
 def optional(name):
     """The optional package ``name``, or a skip (a failure under CHAINRULE_REQUIRE_EXTRAS=1)."""
