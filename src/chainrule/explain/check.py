@@ -40,10 +40,9 @@ from numpy.typing import NDArray
 
 from chainrule.explain.explanation import Explanation
 from chainrule.explain.problem import ProblemFileError, read_toml
-from chainrule.explain.render import _columns
 from chainrule.explain.replay import Placed, canonical, placements, replay, written_by
 from chainrule.explain.slips import SLIPS
-from chainrule.i18n import N_, _, language, ngettext, pgettext
+from chainrule.i18n import N_, _, display_width, language, ngettext, pgettext
 
 _PATH = re.compile(
     r"^(loss|data_loss|l2_penalty|final_loss|loss_grad|steps|history\[-?\d+\]|"
@@ -640,8 +639,8 @@ def report(result: CheckReport, lang: str | None = None) -> str:
             lines.append(_("not checked: {reasons}").format(reasons="; ".join(result.unknown)))
         lines.append("")
         labels = {"written": _("written:"), "right": _("right:")}
-        width = max(_columns(label) for label in labels.values())
-        written_label, right_label = (label + " " * (width - _columns(label)) for label in labels.values())
+        width = max(display_width(label) for label in labels.values())
+        written_label, right_label = (label + " " * (width - display_width(label)) for label in labels.values())
         for v in result.verdicts:
             unanswered = "  " + _("(unanswered)") if v.verdict == "unanswered" else ""
             lines.append(f"{_MARKS[v.verdict]} {v.path}{unanswered}")

@@ -11,7 +11,6 @@ shows is one the library computed.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,7 +23,7 @@ from numpy.typing import NDArray
 
 from chainrule.derive.topics import topic_of
 from chainrule.explain.explanation import Explanation, StepRecord, derivations, to_json
-from chainrule.i18n import _, language, ngettext
+from chainrule.i18n import _, display_width, language, ngettext
 from chainrule.latex import document_head
 from chainrule.losses import SCALE_FORMULAS
 from chainrule.notation import PLACEHOLDER, SYMBOLS, Eq, is_sentinel, last_part, sentinel, text_to_latex, to_latex
@@ -402,8 +401,8 @@ def _as_matrix(array) -> NDArray:
 def _text_matrix(array) -> list[str]:
     matrix = _as_matrix(array)
     cells = _cells(matrix)
-    widths = [max(_columns(row[j]) for row in cells) for j in range(len(cells[0]))]
-    lines = ["  ".join(" " * (w - _columns(c)) + c for c, w in zip(row, widths, strict=True)) for row in cells]
+    widths = [max(display_width(row[j]) for row in cells) for j in range(len(cells[0]))]
+    lines = ["  ".join(" " * (w - display_width(c)) + c for c, w in zip(row, widths, strict=True)) for row in cells]
     label = "ₓ".join(str(s).translate(_SUB) for s in matrix.shape)
     if len(lines) == 1:
         return [f"[{lines[0]}]{label}"]
@@ -431,19 +430,13 @@ def _text_equation(eq: Equation) -> list[str]:
     height = max(len(p) for p in pieces)
     lines = [""] * height
     for piece in pieces:
-        width = max(_columns(s) for s in piece)
+        width = max(display_width(s) for s in piece)
         top = (height - 1) // 2 if len(piece) == 1 else (height - len(piece)) // 2
         for k in range(height):
             j = k - top
             text = piece[j] if 0 <= j < len(piece) else ""
-            lines[k] += text + " " * (width - _columns(text))
+            lines[k] += text + " " * (width - display_width(text))
     return [line.rstrip() for line in lines]
-
-
-def _columns(text: str) -> int:
-    """Terminal columns of ``text``: a combining mark (the hat of x̂) takes none, an East Asian wide or
-    fullwidth character (汉, ，) two."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def to_text(doc: list) -> str:
@@ -454,7 +447,7 @@ def to_text(doc: list) -> str:
                 out.append("")
             out.append(block.text if block.level != 2 else f"== {block.text} ==")
             if block.level == 1:
-                out.append("=" * _columns(block.text))
+                out.append("=" * display_width(block.text))
         elif isinstance(block, Sentence):
             out.append(block.text)
         else:
