@@ -316,6 +316,13 @@ def busy_process(busy: bool):
         process.wait()
 
 
+# Seconds between one epoch and the next, off the clock: the threads that a library leaves spinning after
+# its work (OpenBLAS's for about 0.1 s, waiting for more) would otherwise take a core from the next
+# contender. Measured: the floor's OpenBLAS threads made chainrule's following epoch of (a) 16 % slower
+# (0.427 s instead of 0.369 s, medians of 3).
+SETTLE = 0.5
+
+
 def measure(cfg: Config, data, repeats: int, seed: int, names=tuple(CONTENDERS), loads=("idle",)) -> dict:
     """``{load: {contender: {"median", "min", "max", ...}}}``, ``load`` "idle" or "busy" (one busy process
     beside every epoch); every contender's idle and busy epochs are interleaved with everyone else's."""
@@ -334,6 +341,7 @@ def measure(cfg: Config, data, repeats: int, seed: int, names=tuple(CONTENDERS),
     for _ in range(repeats):
         for c in contenders:
             for load in loads:
+                time.sleep(SETTLE)
                 with busy_process(load == "busy"):
                     started = time.perf_counter()
                     c.epoch(streams[c.name])

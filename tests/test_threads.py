@@ -142,3 +142,51 @@ def test_an_epoch_has_the_same_numbers_on_one_thread_and_on_two(blocked):
     assert blocked.compiled.threads_report()["helper_blocks"] > 0
     for serial, parallel in zip(*results, strict=True):
         np.testing.assert_array_equal(serial, parallel)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_an_update_shared_with_the_helper_has_the_bits_of_numpys(blocked, name):
+    """Large optimizer updates are cut into blocks of elements shared with the helper (forced here): twenty
+    steps give the arrays of the plain NumPy updates, bit for bit, and the updates were offered to the helper
+    (which takes a block when it is first to it)."""
+    blocked.compiled.set_threads(2, 1)
+    compiled = blocked.compiled
+    make = {"adam": lambda params: cr.Adam(params, lr=0.01), "sgd": lambda params: cr.SGD(params, lr=0.05)}[name]
+
+    def twenty_steps(with_kernels):
+        blocked.compiled = with_kernels
+        try:
+            rng = np.random.default_rng(0)
+            # sizes that are no multiple of 16, above the size that is shared (2**15 elements)
+            shapes = [(301, 171), (40001,)]
+            params = [cr.Parameter(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes]
+            opt = make(params)
+            for _ in range(20):
+                for p in params:
+                    p.grad[...] = rng.standard_normal(p.shape)
+                opt.step()
+            return [p.data for p in params]
+        finally:
+            blocked.compiled = compiled
+
+    before = compiled.threads_report()["shared_sweeps"]
+    shared = twenty_steps(compiled)
+    assert compiled.threads_report()["shared_sweeps"] - before == 20 * 2
+    for fused, plain in zip(shared, twenty_steps(None), strict=True):
+        np.testing.assert_array_equal(fused, plain)
+
+
+def test_a_product_cut_along_its_inner_dimension_has_the_same_bits_on_one_thread_and_two(blocked):
+    """A product whose inner dimension is its longest (X·W of a first layer) is cut there: two partial
+    products added in a fixed order, so one thread and two give the same bits; the sum is X·W to float32's
+    rounding (against float64)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((48, 3001), dtype=np.float32)
+    b = rng.standard_normal((3001, 40), dtype=np.float32)
+    results = []
+    for forced in (0, 1):
+        blocked.compiled.set_threads(2, forced)
+        results.append(blocked.matmul(a, b))
+    np.testing.assert_array_equal(results[0], results[1])
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(results[1], exact, rtol=0, atol=1e-4 * np.abs(exact).max())

@@ -84,9 +84,10 @@ def matmul(a: NDArray, b: NDArray, out: NDArray | None = None, accumulate: bool 
     """``a @ b`` (into ``out``, or added to it with ``accumulate``); returns the result.
 
     While training (:mod:`chainrule.training.threads`) a float32 product of 2-D arrays stored in either
-    order (a C-contiguous array or the transpose of one) is cut into blocks of rows or columns that
-    depend on the shapes alone, each computed by BLAS on one thread, shared with a helper thread where
-    that is measured faster: the same numbers on one thread as on two, idle or busy."""
+    order (a C-contiguous array or the transpose of one) is cut into blocks that depend on the shapes
+    alone (rows or columns of the result, or parts of the inner dimension whose products are added in a
+    fixed order), each computed by BLAS on one thread, shared with a helper thread where that is measured
+    faster: the same numbers on one thread as on two, idle or busy."""
     if accumulate:
         out += matmul(a, b)  # as NumPy's ``out += a @ b`` rounds: BLAS adding into out would not
         return out

@@ -8,11 +8,13 @@ keeps one of them off its core; on one thread it takes 0.54 s idle and 0.56 s bu
 threads also sums a product with a long inner dimension (the 784 inputs of a first layer) in another order
 than on one, so its count would change the numbers.
 
-So training runs BLAS on one thread and cuts every large float32 product into blocks of rows or columns
-fixed by the shapes alone (:func:`chainrule.kernels.matmul`); the blocks are computed on this thread, or
-shared with one helper thread that takes the next block left, whichever the products measure faster (a
-comparison every few hundred products, and sooner when they slow down). The numbers of a training run
-depend on the seed alone: not on the load of the machine, its number of cores, or what was chosen.
+So training runs BLAS on one thread and cuts every large float32 product into blocks of rows, columns or
+of the inner dimension fixed by the shapes alone (:func:`chainrule.kernels.matmul`); the blocks are
+computed on this thread, or shared with one helper thread that takes the next block left, whichever the
+products measure faster (a comparison every few hundred products, and sooner when they slow down or speed
+up; on one thread, only when a processor was left idle). The optimizer's update is shared the same way, in
+blocks of elements. The numbers of a training run depend on the seed alone: not on the load of the
+machine, its number of cores, or what was chosen.
 
 ``CHAINRULE_BLAS_THREADS`` changes that: ``1`` keeps the products on one thread (the same numbers);
 ``N`` ≥ 2 gives BLAS ``N`` threads of its own and ``0`` BLAS's own default (all cores), the way
