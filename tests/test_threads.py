@@ -169,9 +169,9 @@ def test_an_update_shared_with_the_helper_has_the_bits_of_numpys(blocked, name):
         finally:
             blocked.compiled = compiled
 
-    before = compiled.threads_report()["shared_sweeps"]
+    before = compiled.threads_report()["shared_ranges"]
     shared = twenty_steps(compiled)
-    assert compiled.threads_report()["shared_sweeps"] - before == 20 * 2
+    assert compiled.threads_report()["shared_ranges"] - before == 20 * 2
     for fused, plain in zip(shared, twenty_steps(None), strict=True):
         np.testing.assert_array_equal(fused, plain)
 
@@ -190,3 +190,16 @@ def test_a_product_cut_along_its_inner_dimension_has_the_same_bits_on_one_thread
     np.testing.assert_array_equal(results[0], results[1])
     exact = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(results[1], exact, rtol=0, atol=1e-4 * np.abs(exact).max())
+
+
+def test_a_batch_gathered_with_the_helper_is_numpys(blocked):
+    """The rows of a large batch are gathered in two halves shared with the helper (forced here): the batch
+    is NumPy's X[rows]."""
+    blocked.compiled.set_threads(2, 1)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((5000, 301), dtype=np.float32)
+    rows = rng.permutation(5000)[:257]  # 257 rows of 1,204 bytes: 309 KB
+    before = blocked.compiled.threads_report()["shared_ranges"]
+    batch = blocked.take_rows(X, rows, np.empty((257, 301), dtype=np.float32))
+    assert blocked.compiled.threads_report()["shared_ranges"] == before + 1
+    np.testing.assert_array_equal(batch, X[rows])

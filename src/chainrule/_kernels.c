@@ -119,10 +119,29 @@ DEFINE_ERF(erf_double, double, erf)
    length and the function's scalar arguments. */
 typedef void (*loop_fn)(char type, void **data, Py_ssize_t n, const double *scalars);
 
-/* Runs loop over n elements; in blocks shared with the helper thread of section 5 where `shareable` and the
-   arrays are large (defined there). */
-static void run_loop(loop_fn loop, char type, int count, void **data, Py_ssize_t n, const double *scalars,
-                     int shareable);
+/* fn(context, start, end) for [0, n) in one call, or, where `worth` it and the products are shared, in blocks
+   of multiples of `unit` shared with the helper thread of section 5 (defined there). */
+typedef void (*range_fn)(const void *context, Py_ssize_t start, Py_ssize_t end);
+static void run_range(range_fn fn, const void *context, Py_ssize_t n, Py_ssize_t unit, int worth);
+
+/* An element-wise loop over elements [start, end) of its arrays (a context for run_range). */
+typedef struct {
+    loop_fn loop;
+    char type;
+    int count;
+    void **data;
+    const double *scalars;
+} sweep;
+
+static void sweep_range(const void *context, Py_ssize_t start, Py_ssize_t end)
+{
+    const sweep *s = context;
+    size_t size = s->type == 'f' ? sizeof(float) : sizeof(double);
+    void *data[4];
+    for (int k = 0; k < s->count; k++)
+        data[k] = (char *)s->data[k] + (size_t)start * size;
+    s->loop(s->type, data, end - start, s->scalars);
+}
 
 /* NAME(array_0, ..., array_{count-1}, scalar_0, ..., scalar_{n_scalars-1}) from Python: the arrays
    C-contiguous, of one size and one dtype (float32 or float64), array k writable where bit k of
@@ -163,7 +182,10 @@ static PyObject *elementwise(PyObject *args, const char *name, int count, unsign
         data[k] = views[k].buf;
     Py_ssize_t n = views[0].len / views[0].itemsize;
     Py_BEGIN_ALLOW_THREADS
-    run_loop(loop, format[0], count, data, n, scalars, shareable);
+    sweep work = {loop, format[0], count, data, scalars};
+    /* each element is computed as in one pass over the whole array, so blocks of elements (of 16: whole
+       cache lines) give the same bits whoever computes them */
+    run_range(sweep_range, &work, n, 16, shareable && n >= (1 << 15));
     Py_END_ALLOW_THREADS
 done:
     for (int k = 0; k < held; k++)
@@ -232,6 +254,28 @@ static PyObject *erf_(PyObject *self, PyObject *args) { return elementwise(args,
    prefetched rows are still in cache when copied (2-8 measured alike). */
 #define PREFETCH_ROWS 4
 
+typedef struct {
+    const char *from;
+    char *to;
+    const Py_ssize_t *index;
+    Py_ssize_t row_bytes;
+} gather;
+
+static void gather_range(const void *context, Py_ssize_t start, Py_ssize_t end)
+{
+    const gather *g = context;
+    for (Py_ssize_t i = start; i < end; i++) {
+#if defined(__GNUC__)
+        if (i + PREFETCH_ROWS < end) {
+            const char *ahead = g->from + g->index[i + PREFETCH_ROWS] * g->row_bytes;
+            for (Py_ssize_t offset = 0; offset < g->row_bytes; offset += 64)  /* one cache line at a time */
+                __builtin_prefetch(ahead + offset, 0, 0);
+        }
+#endif
+        memcpy(g->to + i * g->row_bytes, g->from + g->index[i] * g->row_bytes, g->row_bytes);
+    }
+}
+
 static PyObject *take_rows(PyObject *self, PyObject *args)
 {
     PyObject *arrays[3];
@@ -270,19 +314,9 @@ static PyObject *take_rows(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    const char *from = src.buf;
-    char *to = out.buf;
+    gather work = {src.buf, out.buf, index, row_bytes};
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-#if defined(__GNUC__)
-        if (i + PREFETCH_ROWS < n) {
-            const char *ahead = from + index[i + PREFETCH_ROWS] * row_bytes;
-            for (Py_ssize_t offset = 0; offset < row_bytes; offset += 64)  /* one cache line at a time */
-                __builtin_prefetch(ahead + offset, 0, 0);
-        }
-#endif
-        memcpy(to + i * row_bytes, from + index[i] * row_bytes, row_bytes);
-    }
+    run_range(gather_range, &work, n, 1, n * row_bytes >= (1 << 16));
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -311,8 +345,8 @@ done:
  * counts its nanoseconds and multiply-adds; a comparison runs WINDOWS windows of PROBE products in
  * each mode, in turns (so that a change of load falls on both), then the faster mode for `exploit`
  * products (doubling, up to MAX_EXPLOIT, while the choice stays the same), then compares again.
- * PROBE products that take 1.5x the nanoseconds per multiply-add of the comparison, or 1/1.5 of them (the
- * machine got busy, or idle again), start the next comparison early.
+ * PROBE products that take 1.5x the nanoseconds per multiply-add of the comparison (the machine got busy)
+ * start the next comparison early; so does, on one thread, a processor left idle (see processor_idle).
  */
 #define BLOCKS 2
 #define MIN_BLOCK 64
@@ -321,7 +355,7 @@ done:
 #define WINDOWS 4 /* a comparison: 4 windows of PROBE products in each mode, in turns */
 #define FIRST_EXPLOIT 400
 #define MAX_EXPLOIT 6400
-#define HELPER_SPIN_NS 200000L /* how long a helper waits for the next task before it sleeps */
+#define HELPER_SPIN_NS 1000000L /* how long a helper waits for the next task before it sleeps */
 
 typedef void (*sgemm32_fn)(int, int, int, int32_t, int32_t, int32_t, float, const float *, int32_t, const float *,
                            int32_t, float, float *, int32_t);
@@ -390,41 +424,25 @@ static void add_partials(const product *p)
     }
 }
 
-/* An element-wise loop (sections 1 and 2) in blocks of elements [i*step, (i+1)*step): each element is
-   computed as in one pass over the whole array, so the blocks give the same bits whoever computes them. */
-typedef struct {
-    loop_fn loop;
-    char type;
-    int count;
-    void *data[4];
-    double scalars[8];
-    int64_t n, step;
-} sweep;
-
-static void sweep_block(const sweep *s, int i)
-{
-    size_t size = s->type == 'f' ? sizeof(float) : sizeof(double);
-    int64_t start = i * s->step, length = s->n - start < s->step ? s->n - start : s->step;
-    void *data[4];
-    for (int k = 0; k < s->count; k++)
-        data[k] = (char *)s->data[k] + (size_t)start * size;
-    s->loop(s->type, data, length, s->scalars);
-}
-
-/* What the caller and the helper share: the blocks of a product or of a sweep. */
+/* What the caller and the helper share: the blocks of a product, or of a range [0, n) of the work of
+   run_range (blocks [i*step, (i+1)*step)). */
 typedef struct {
     int blocks;
     int is_product;
     product p;
-    sweep s;
+    range_fn fn;
+    const void *context;
+    int64_t n, step;
 } task;
 
 static void task_block(const task *t, int i)
 {
-    if (t->is_product)
+    if (t->is_product) {
         compute_block(&t->p, i);
-    else
-        sweep_block(&t->s, i);
+    } else {
+        int64_t start = i * t->step;
+        t->fn(t->context, start, t->n - start < t->step ? t->n : start + t->step);
+    }
 }
 
 /* The task that the helper may share: `claim` holds (generation << 16) | next block, so that a helper
@@ -434,7 +452,7 @@ static _Atomic uint64_t claim;
 static atomic_int done;
 static atomic_int helper_sleeping;
 static atomic_long helper_blocks;  /* blocks the helper computed */
-static long shared_sweeps;         /* element-wise loops offered to the helper */
+static long shared_ranges;         /* run_range's work offered to the helper */
 static int helper_started;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -555,26 +573,33 @@ static double choice_rate;       /* ns per multiply-add of the choice when it wa
 static long decisions[2];        /* how many comparisons chose serial, parallel */
 static long products[2];         /* products computed in each mode */
 
-/* Whether a processor was left idle, on average over the time since the last call (Linux: /proc/stat's idle
-   ticks of all processors; elsewhere, or before a first call, always 1). With one thread chosen, a
-   comparison is worth its cost (windows on two threads, measured 1.5x slower with another process busy)
-   only when a processor is free: the first call in a phase of one thread marks the time, later calls say
-   whether to compare. */
-static int processor_was_idle(void)
+/* Whether a processor was left idle, on average since the mark: 1 yes, 0 no, -1 unknown (less than
+   IDLE_WINDOW_NS since the mark, or no /proc/stat: not Linux). Reads the idle ticks of all processors in
+   /proc/stat (10 ms each) and marks the time and count, when asked to `mark` or when it answers. With one
+   thread chosen, a comparison is worth its cost (windows on two threads, measured 1.5x slower with another
+   process busy) only when a processor is free. */
+#define IDLE_WINDOW_NS 50000000L
+static int processor_idle(int mark)
 {
-    static double last_idle = -1, last_ns;
+    static double marked_ticks = -1, marked_ns;
+    double ns = (double)now_ns();
+    if (!mark && (marked_ticks < 0 || ns - marked_ns < IDLE_WINDOW_NS))
+        return -1;
     FILE *stat = fopen("/proc/stat", "r");
     unsigned long long user, nice, system, idle, iowait;
     int read = stat != NULL && fscanf(stat, "cpu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait) == 5;
     if (stat != NULL)
         fclose(stat);
-    if (!read)
-        return 1;
-    double ticks = (double)(idle + iowait), ns = (double)now_ns(), per_second = (double)sysconf(_SC_CLK_TCK);
-    int was_idle = last_idle < 0 || ns - last_ns <= 0 || (ticks - last_idle) / per_second / ((ns - last_ns) * 1e-9) >= 0.5;
-    last_idle = ticks;
-    last_ns = ns;
-    return was_idle;
+    if (!read) {
+        marked_ticks = -1;
+        return -1;
+    }
+    double ticks = (double)(idle + iowait);
+    double idle_processors = (ticks - marked_ticks) / (double)sysconf(_SC_CLK_TCK) / ((ns - marked_ns) * 1e-9);
+    int answer = mark ? -1 : idle_processors >= 0.5;
+    marked_ticks = ticks;
+    marked_ns = ns;
+    return answer;
 }
 
 static void start_comparison(void)
@@ -593,16 +618,17 @@ static void count(double ns, double macs)
     measured_ns[parallel_now] += ns;
     measured_macs[parallel_now] += macs;
     if (phase == 0) {
-        /* every PROBE products, whether they still run at the measured speed: 1.5x slower (the machine got
-           busy) or faster (it got idle: one thread may have been chosen for a load that is gone) */
+        /* every PROBE products, whether they still run at the measured speed (1.5x slower: the machine got
+           busy), and on one thread whether a processor was left idle (the load has gone) */
         if (products[parallel_now] % PROBE == 0) {
-            double rate = measured_ns[parallel_now] / measured_macs[parallel_now];
-            if (choice_rate > 0 && (rate > 1.5 * choice_rate || 1.5 * rate < choice_rate))
+            if (choice_rate > 0 && measured_ns[parallel_now] / measured_macs[parallel_now] > 1.5 * choice_rate)
+                phase_left = 1;
+            if (!choice && processor_idle(0) == 1)
                 phase_left = 1;
             measured_ns[parallel_now] = measured_macs[parallel_now] = 0;
         }
         if (--phase_left <= 0) {
-            if (!choice && !processor_was_idle())  /* one thread, and still no processor free */
+            if (!choice && processor_idle(0) == 0)  /* one thread, and still no processor free */
                 phase_left = FIRST_EXPLOIT;
             else
                 start_comparison();
@@ -620,12 +646,13 @@ static void count(double ns, double macs)
     double rate[2] = {measured_ns[0] / measured_macs[0], measured_ns[1] / measured_macs[1]};
     int faster = rate[1] < rate[0];
     /* The helper's choice is compared again after twice as many products as last time. One thread is chosen
-       only while another process keeps a core busy, which may stop at any time: every FIRST_EXPLOIT products
-       /proc/stat says whether a processor was left idle, and only then is it compared again (otherwise an
-       idle machine would run on one thread for up to MAX_EXPLOIT products, measured 30 % slower) */
+       only while another process keeps a core busy, which may stop at any time: it is compared again as soon
+       as /proc/stat shows a processor left idle for IDLE_WINDOW_NS (otherwise an idle machine could run on
+       one thread for thousands of products, measured 30 % slower), and not while none is (each comparison
+       costs windows on two threads); without /proc/stat, after FIRST_EXPLOIT products. */
     exploit = faster && faster == choice ? (exploit * 2 > MAX_EXPLOIT ? MAX_EXPLOIT : exploit * 2) : FIRST_EXPLOIT;
     if (!faster)
-        processor_was_idle();  /* marks the start of the phase */
+        processor_idle(1);  /* marks the start of the phase */
     choice = faster;
     decisions[faster]++;
     choice_rate = rate[faster];
@@ -635,38 +662,28 @@ static void count(double ns, double macs)
     measured_ns[0] = measured_ns[1] = measured_macs[0] = measured_macs[1] = 0;
 }
 
-/* Element-wise loops of at least SHARE_ELEMENTS elements are shared with the helper when products are, in
-   BLOCKS blocks of consecutive elements (16-element multiples: whole cache lines). The optimizer's update
-   is limited by a square root and a division per weight: on two threads it takes half the time
-   (measured with (b)'s first layer: 0.10 ms instead of 0.20–0.22 per step). Blocks of columns, cut as the
-   next product X·W cuts W, were tried and measured slower than one thread: the two threads' rows interleave
-   in memory, and each core's prefetching pulls in lines that the other one is writing. */
-#define SHARE_ELEMENTS (1L << 15)
-
-static void run_loop(loop_fn loop, char type, int count, void **data, Py_ssize_t n, const double *scalars,
-                     int shareable)
+/* The work of run_range is shared with the helper when products are and the caller finds it worth it (an
+   update of 2^15 weights or more, a batch of 64 KB or more), in BLOCKS blocks of consecutive indices.
+   Measured on (b): the optimizer's update, limited by a square root and a division per weight, 0.10 ms
+   instead of 0.20–0.22 per step on the first layer; the gathering of a batch's scattered rows, limited by
+   waiting for memory, ... Blocks of columns of W, cut as the next product X·W cuts them, were tried for the
+   update and measured slower than one thread: the threads' rows interleave in memory, and each core's
+   prefetching pulls in lines that the other one is writing. */
+static void run_range(range_fn fn, const void *context, Py_ssize_t n, Py_ssize_t unit, int worth)
 {
-    if (shareable && n >= SHARE_ELEMENTS && threads_allowed > 1 && parallel_now &&
+    int64_t step = ((n + BLOCKS - 1) / BLOCKS + unit - 1) / unit * unit;
+    if (worth && step < n && threads_allowed > 1 && parallel_now &&
         pthread_mutex_trylock(&task_lock) == 0) {
         if (parallel_now && start_helper()) {
-            int64_t step = ((n + BLOCKS - 1) / BLOCKS + 15) / 16 * 16;
-            task t = {.is_product = 0, .blocks = (int)((n + step - 1) / step)};
-            sweep *s = &t.s;
-            s->loop = loop;
-            s->type = type;
-            s->count = count;
-            memcpy(s->data, data, (size_t)count * sizeof(void *));
-            memcpy(s->scalars, scalars, sizeof s->scalars);
-            s->n = n;
-            s->step = step;
+            task t = {.blocks = (int)((n + step - 1) / step), .fn = fn, .context = context, .n = n, .step = step};
             run_shared(&t);
-            shared_sweeps++;
+            shared_ranges++;
             pthread_mutex_unlock(&task_lock);
             return;
         }
         pthread_mutex_unlock(&task_lock);
     }
-    loop(type, data, n, scalars);
+    fn(context, 0, n);
 }
 
 /* matmul(a, b, out, trans_a, trans_b, sgemm_address, ilp64): out = op(a)·op(b). The arrays are
@@ -788,7 +805,7 @@ static PyObject *set_threads(PyObject *self, PyObject *args)
 static PyObject *threads_report(PyObject *self, PyObject *unused)
 {
     return Py_BuildValue("{s:i,s:i,s:l,s:l,s:l,s:l,s:l,s:l}", "allowed", threads_allowed, "parallel_now",
-                         parallel_now, "helper_blocks", atomic_load(&helper_blocks), "shared_sweeps", shared_sweeps,
+                         parallel_now, "helper_blocks", atomic_load(&helper_blocks), "shared_ranges", shared_ranges,
                          "serial_products", products[0], "parallel_products", products[1], "chose_serial",
                          decisions[0], "chose_parallel", decisions[1]);
 }
