@@ -179,3 +179,27 @@ def test_erf_kernel_is_the_c_librarys_and_its_fallback_pythons(compiled, dtype, 
     np.testing.assert_allclose(fast, exact.astype(dtype), rtol=tolerance, atol=tolerance)
     monkeypatch.setattr(kernels, "compiled", None)
     np.testing.assert_array_equal(kernels.erf(x), exact.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 512), (2, 3), (257, 1031)])
+def test_batch_norm_kernels_give_the_bits_of_the_numpy_code(compiled, dtype, shape, monkeypatch):
+    """BatchNorm's training passes, compiled and in NumPy, on columns of very different scales and shifts
+    (where the order of a sum shows): every array the same, bit for bit."""
+    rng = np.random.default_rng(0)
+    d = shape[1]
+    x = (rng.standard_normal(shape) * rng.uniform(0.01, 100, d) + rng.uniform(-50, 50, d)).astype(dtype)
+    gamma, beta = rng.standard_normal(d).astype(dtype), rng.standard_normal(d).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+
+    def both_passes():
+        forward = kernels.batch_norm(x, gamma, beta, 1e-5)
+        return forward, kernels.batch_norm_backward(g, forward[1], gamma, forward[4])
+
+    fused = both_passes()
+    monkeypatch.setattr(kernels, "compiled", None)
+    plain = both_passes()
+    for fused_arrays, plain_arrays in zip(fused, plain, strict=True):
+        for a, b in zip(fused_arrays, plain_arrays, strict=True):
+            assert a.dtype == b.dtype == dtype
+            np.testing.assert_array_equal(a, b)

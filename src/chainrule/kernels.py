@@ -107,6 +107,50 @@ def matmul(a: NDArray, b: NDArray, out: NDArray | None = None, accumulate: bool 
     return a @ b if out is None else np.matmul(a, b, out=out)
 
 
+def batch_norm(
+    x: NDArray, gamma: NDArray, beta: NDArray, eps: float
+) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
+    """BatchNorm's training-mode forward pass on a batch ``x`` (n, d), n ≥ 1: ``(out, x̂, μ, σ², 1/√(σ² + ε))``
+    with ``μ = Σ_rows x / n``, ``σ² = Σ_rows (x − μ)² / n`` (biased), ``x̂ = (x − μ)/√(σ² + ε)`` and
+    ``out = γ ⊙ x̂ + β``. The compiled loop makes three passes over the batch and rounds as this NumPy code."""
+    n, d = x.shape
+    eps = float(eps)  # rounded to x's type, as a Python number is: the same ε in both codes
+    if fusable(x, gamma, beta):
+        out, x_hat = np.empty_like(x), np.empty_like(x)
+        mean, var, inv_std = (np.empty(d, dtype=x.dtype) for _ in range(3))
+        compiled.batch_norm(x, gamma, beta, out, x_hat, mean, var, inv_std, eps)
+        return out, x_hat, mean, var, inv_std
+    mean = x.sum(axis=0) / n  # the rows added in order, as the compiled loop does
+    x_hat = x - mean
+    var = np.square(x_hat).sum(axis=0) / n
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat *= inv_std
+    out = x_hat * gamma
+    out += beta
+    return out, x_hat, mean, var, inv_std
+
+
+def batch_norm_backward(
+    g: NDArray, x_hat: NDArray, gamma: NDArray, inv_std: NDArray
+) -> tuple[NDArray, NDArray, NDArray]:
+    """BatchNorm's training-mode backward pass from ``g = ∂L/∂out`` (n, d): ``(∂L/∂x, ∂L/∂γ, ∂L/∂β)`` with
+    ``∂L/∂γ = Σ_rows g ⊙ x̂``, ``∂L/∂β = Σ_rows g`` and ``∂L/∂x = (n·g − ∂L/∂β − x̂ ⊙ ∂L/∂γ)·γ/(n√(σ² + ε))``
+    (:class:`chainrule.layers.BatchNorm1d` derives it). The compiled loop makes two passes."""
+    n, d = g.shape
+    if fusable(g, x_hat, gamma, inv_std):
+        grad_input = np.empty_like(g)
+        d_gamma, d_beta, scale = (np.empty(d, dtype=g.dtype) for _ in range(3))
+        compiled.batch_norm_backward(g, x_hat, gamma, inv_std, grad_input, d_gamma, d_beta, scale)
+        return grad_input, d_gamma, d_beta
+    d_gamma = (g * x_hat).sum(axis=0)  # (d,), the rows added in order
+    d_beta = g.sum(axis=0)  # (d,)
+    grad_input = g * n
+    grad_input -= d_beta
+    grad_input -= x_hat * d_gamma
+    grad_input *= gamma * inv_std / n
+    return grad_input, d_gamma, d_beta
+
+
 def take_rows(X: NDArray, rows: NDArray, out: NDArray) -> NDArray:
     """``out[...] = X[rows]`` for a batch of row indices; returns ``out``."""
     if (

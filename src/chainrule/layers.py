@@ -223,8 +223,8 @@ class BatchNorm1d(_Normalization):
     Since :math:`\gamma` is the same in every row, :math:`\sum_i \hat g_i = \gamma\,\partial L/\partial\beta`
     and :math:`\sum_i \hat g_i\hat x_i = \gamma\,\partial L/\partial\gamma`, so the code computes
     :math:`\partial L/\partial x = \frac{\gamma}{n\sqrt{\sigma^2+\epsilon}}\big(ng - \partial L/\partial\beta
-    - \hat x\,\partial L/\partial\gamma\big)` from the two sums it needs anyway: five passes over the
-    batch instead of twelve.
+    - \hat x\,\partial L/\partial\gamma\big)` from the two sums it needs anyway
+    (:func:`chainrule.kernels.batch_norm_backward`: two passes over the batch; the forward pass three).
 
     In evaluation mode the statistics are constants: :math:`\partial L/\partial x = g\gamma/\sqrt{v+\epsilon}`.
     """
@@ -263,28 +263,28 @@ class BatchNorm1d(_Normalization):
             raise ConfigError(
                 _("{owner!r}: training mode needs at least 2 rows per batch, got {n}").format(owner=self, n=n)
             )
-        mean = x.sum(axis=0) / n  # (d,); the same numbers as x.mean(axis=0), without its overhead
-        centered = x - mean  # (n, d)
-        var = np.einsum("ij,ij->j", centered, centered) / n  # (d,), biased; no (n, d) temporary
+        out, self.x_hat, mean, var, self.inv_std = kernels.batch_norm(
+            x, self.params["gamma"].data, self.params["beta"].data, self.eps
+        )
+        self.mean, self.var = mean, var  # (d,); var biased
         m = self.momentum
         self.buffers["running_mean"] *= 1 - m
         self.buffers["running_mean"] += m * mean
         self.buffers["running_var"] *= 1 - m
         self.buffers["running_var"] += (m * n / (n - 1)) * var
-        return self._normalize(x, mean, var, centered)
+        return out
 
     def backward(self, grad_output: NDArray, input_grad: bool = True) -> NDArray:
         x_hat = self._cached("x_hat")
         g = check_grad_shape(self, grad_output, x_hat.shape)
-        d_gamma, d_beta = self._affine_backward(g)
-        scale = self.params["gamma"].data * self.inv_std  # γ/√(σ²+ε), (d,)
+        gamma = self.params["gamma"].data
         if not self.batch_stats:
-            return g * scale
-        n = x_hat.shape[0]
-        grad_input = g * n  # n·g − Σg − x̂·Σ(g·x̂), then times γ/(n√(σ²+ε))
-        grad_input -= d_beta
-        grad_input -= x_hat * d_gamma
-        grad_input *= scale / n
+            self._affine_backward(g)
+            return g * (gamma * self.inv_std)  # γ/√(v + ε)
+        # n·g − Σg − x̂·Σ(g·x̂), then times γ/(n√(σ²+ε)), with ∂L/∂β = Σg and ∂L/∂γ = Σ(g·x̂)
+        grad_input, d_gamma, d_beta = kernels.batch_norm_backward(g, x_hat, gamma, self.inv_std)
+        self.params["gamma"].add(d_gamma)
+        self.params["beta"].add(d_beta)
         return grad_input
 
     def config(self) -> dict[str, Any]:
