@@ -106,7 +106,7 @@ def training_products(rng):
     return [
         (X, W1),
         (H, W2),
-        (H[:, :256], W3),
+        (np.ascontiguousarray(H[:, :256]), W3),
         (X.T, deltas[0]),
         (H.T, deltas[1]),
         (deltas[1], W2.T),

@@ -931,7 +931,11 @@ static PyObject *matmul(PyObject *self, PyObject *args)
     p.out = views[2].buf;
     p.lda = views[0].shape[1];
     p.ldb = views[1].shape[1];
-    p.by = p.k > p.m && p.k > p.n ? BY_INNER : p.m >= p.n ? BY_ROWS : BY_COLUMNS;
+    double macs = (double)p.m * (double)p.n * (double)p.k;
+    /* The inner dimension is cut only in products large enough to share: elsewhere the partial sums would
+       change the rounding of NumPy's product for nothing (a 64 x 256 x 10 product cut in two changed (b)'s
+       accuracy after 6 epochs from 0.8805 to 0.8719). */
+    p.by = p.k > p.m && p.k > p.n && macs >= PARALLEL_MACS ? BY_INNER : p.m >= p.n ? BY_ROWS : BY_COLUMNS;
     int64_t length = p.by == BY_INNER ? p.k : p.by == BY_ROWS ? p.m : p.n;
     p.step = ((length + BLOCKS - 1) / BLOCKS + 15) / 16 * 16;
     if (p.step < MIN_BLOCK)
@@ -959,7 +963,6 @@ static PyObject *matmul(PyObject *self, PyObject *args)
         }
         p.partial = scratch;
     }
-    double macs = (double)p.m * (double)p.n * (double)p.k;
     Py_BEGIN_ALLOW_THREADS
     if (p.blocks > 1 && macs >= PARALLEL_MACS && threads_allowed > 1 && pthread_mutex_trylock(&task_lock) == 0) {
         int64_t started = now_ns();
