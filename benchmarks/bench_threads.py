@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from chainrule.training.threads import ENVIRONMENT  # noqa: E402
 
-from bench_train import CONFIGS, Chainrule, busy_process, fashion_mnist  # noqa: E402
+from bench_train import CONFIGS, SETTLE, Chainrule, busy_process, fashion_mnist  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -54,6 +54,7 @@ def main(argv=None) -> int:
             for count in counts:
                 os.environ[ENVIRONMENT] = "" if count == "auto" else count
                 for load in ("idle", "busy"):
+                    time.sleep(SETTLE)  # BLAS's threads of the last epoch have stopped spinning
                     with busy_process(load == "busy"):
                         started = time.perf_counter()
                         contender.epoch(rng)
