@@ -457,34 +457,47 @@ static char get_arrays(const char *name, PyObject *args, int count, unsigned wri
     return 0;
 }
 
-/* batch_norm(x, gamma, beta, out, x_hat, mean, var, inv_std, eps): x, out, x_hat (n, d); the rest (d,). */
-static PyObject *batch_norm(PyObject *self, PyObject *args)
+/* batch_norm(x, gamma, beta, out, x_hat, mean, var, inv_std, eps): x, out, x_hat (n, d), the rest (d,);
+   batch_norm_backward(g, x_hat, gamma, inv_std, grad_input, d_gamma, d_beta, scale): g, x_hat, grad_input
+   (n, d), the rest (d,). Both written to the arrays after the inputs, without the GIL. */
+static PyObject *batch_norm_pass(PyObject *args, int backward)
 {
+    static const char *names[2] = {"batch_norm", "batch_norm_backward"};
+    static const char *expected[2] = {
+        "x, out, x_hat of one shape (n, d), n > 0, and gamma, beta, mean, var, inv_std of d",
+        "g, x_hat, grad_input of one shape (n, d), n > 0, and gamma, inv_std, d_gamma, d_beta, scale of d"};
+    static const unsigned matrices[2] = {0x19, 0x13}, written[2] = {0xF8, 0xF0};
+    const char *name = names[backward];
     Py_buffer v[8];
-    double eps;
-    if (PyTuple_GET_SIZE(args) != 9 || (eps = PyFloat_AsDouble(PyTuple_GET_ITEM(args, 8)), PyErr_Occurred())) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "batch_norm takes 8 arrays and eps");
+    double eps = 0;
+    if (PyTuple_GET_SIZE(args) != 9 - backward) {
+        PyErr_Format(PyExc_TypeError, "%s takes 8 arrays%s", name, backward ? "" : " and eps");
         return NULL;
     }
-    char type = get_arrays("batch_norm", args, 8, 0xF8, v);
+    if (!backward && (eps = PyFloat_AsDouble(PyTuple_GET_ITEM(args, 8)), PyErr_Occurred()))
+        return NULL;
+    char type = get_arrays(name, args, 8, written[backward], v);
     if (!type)
         return NULL;
     Py_ssize_t n = v[0].ndim == 2 ? v[0].shape[0] : 0, d = v[0].ndim == 2 ? v[0].shape[1] : 0;
-    int fits = n > 0 && v[3].len == v[0].len && v[4].len == v[0].len;
-    for (int k = 1; k < 8; k++)
-        fits = fits && (k == 3 || k == 4 || v[k].len == d * v[k].itemsize);
+    int fits = n > 0;
+    for (int k = 0; k < 8; k++)
+        fits = fits && v[k].len == ((matrices[backward] >> k) & 1 ? v[0].len : d * v[k].itemsize);
     if (!fits) {
-        PyErr_SetString(PyExc_ValueError, "batch_norm: expected x, out, x_hat of one shape (n, d), n > 0, and "
-                                          "gamma, beta, mean, var, inv_std of d");
+        PyErr_Format(PyExc_ValueError, "%s: expected %s", name, expected[backward]);
     } else {
+        void *a[8];
+        for (int k = 0; k < 8; k++)
+            a[k] = v[k].buf;
         Py_BEGIN_ALLOW_THREADS
-        if (type == 'f')
-            batch_norm_float(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, v[7].buf, n, d,
-                             (float)eps);
+        if (!backward && type == 'f')
+            batch_norm_float(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], n, d, (float)eps);
+        else if (!backward)
+            batch_norm_double(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], n, d, eps);
+        else if (type == 'f')
+            batch_norm_backward_float(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], n, d);
         else
-            batch_norm_double(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, v[7].buf, n, d,
-                              eps);
+            batch_norm_backward_double(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], n, d);
         Py_END_ALLOW_THREADS
     }
     for (int k = 0; k < 8; k++)
@@ -492,39 +505,8 @@ static PyObject *batch_norm(PyObject *self, PyObject *args)
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
-/* batch_norm_backward(g, x_hat, gamma, inv_std, grad_input, d_gamma, d_beta, scale): g, x_hat, grad_input
-   (n, d); the rest (d,). */
-static PyObject *batch_norm_backward(PyObject *self, PyObject *args)
-{
-    Py_buffer v[8];
-    if (PyTuple_GET_SIZE(args) != 8) {
-        PyErr_SetString(PyExc_TypeError, "batch_norm_backward takes 8 arrays");
-        return NULL;
-    }
-    char type = get_arrays("batch_norm_backward", args, 8, 0xF0, v);
-    if (!type)
-        return NULL;
-    Py_ssize_t n = v[0].ndim == 2 ? v[0].shape[0] : 0, d = v[0].ndim == 2 ? v[0].shape[1] : 0;
-    int fits = n > 0 && v[1].len == v[0].len && v[4].len == v[0].len;
-    for (int k = 2; k < 8; k++)
-        fits = fits && (k == 4 || v[k].len == d * v[k].itemsize);
-    if (!fits) {
-        PyErr_SetString(PyExc_ValueError, "batch_norm_backward: expected g, x_hat, grad_input of one shape (n, d), "
-                                          "n > 0, and gamma, inv_std, d_gamma, d_beta, scale of d");
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        if (type == 'f')
-            batch_norm_backward_float(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, v[7].buf,
-                                      n, d);
-        else
-            batch_norm_backward_double(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf,
-                                       v[7].buf, n, d);
-        Py_END_ALLOW_THREADS
-    }
-    for (int k = 0; k < 8; k++)
-        PyBuffer_Release(&v[k]);
-    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-}
+static PyObject *batch_norm(PyObject *self, PyObject *args) { return batch_norm_pass(args, 0); }
+static PyObject *batch_norm_backward(PyObject *self, PyObject *args) { return batch_norm_pass(args, 1); }
 
 /* ---- Products in blocks ------------------------------------------------------------------------
  *
