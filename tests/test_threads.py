@@ -1,6 +1,10 @@
 """Training runs NumPy's BLAS on one thread (chainrule.training.threads): its numbers do not depend on the
 BLAS threads set around it, and CHAINRULE_BLAS_THREADS chooses another count or says what is wrong."""
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -106,7 +110,8 @@ def training_products(rng):
     return [
         (X, W1),
         (H, W2),
-        (np.ascontiguousarray(H[:, :256]), W3),
+        (np.ascontiguousarray(H[:, :256]), W3),  # as training has it
+        (H[:, :256], W3),  # a strided view: NumPy's product
         (X.T, deltas[0]),
         (H.T, deltas[1]),
         (deltas[1], W2.T),
@@ -203,3 +208,28 @@ def test_a_batch_gathered_with_the_helper_is_numpys(blocked):
     batch = blocked.take_rows(X, rows, np.empty((257, 301), dtype=np.float32))
     assert blocked.compiled.threads_report()["shared_ranges"] == before + 1
     np.testing.assert_array_equal(batch, X[rows])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_process_forked_while_the_helper_sleeps_can_share_its_own_work(blocked):
+    """fork() after the helper went to sleep: the child has no helper and the parent's locks and condition
+    variable as new, so its first shared update starts its own helper instead of hanging on a signal to the
+    parent's (which it did)."""
+    blocked.compiled.set_threads(2, 1)
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((64, 784), dtype=np.float32), rng.standard_normal((784, 512), dtype=np.float32)
+    blocked.matmul(a, b)  # starts the helper
+    time.sleep(0.05)  # it spins 1 ms, then sleeps
+    param, grad = np.ones(1 << 16, dtype=np.float32), np.ones(1 << 16, dtype=np.float32)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 if its shared work finishes within 10 s
+        signal.alarm(10)
+        try:
+            for _ in range(3):
+                blocked.sgd_step(param, grad, 0.5)
+                blocked.matmul(a, b)
+            os._exit(0 if param[0] == -0.5 else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child ended with status {status}"

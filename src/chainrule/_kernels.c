@@ -394,7 +394,8 @@ done:
                                       T *restrict inv_std, Py_ssize_t n, Py_ssize_t d, T eps)                  \
     {                                                                                                      \
         T count = (T)n;                                                                                    \
-        memcpy(mean, x, (size_t)d * sizeof(T));                                                            \
+        for (Py_ssize_t j = 0; j < d; j++)                                                                 \
+            mean[j] = (T)0 + x[j]; /* from +0, as NumPy's sum: a column of -0.0 sums to +0.0 */            \
         for (Py_ssize_t i = 1; i < n; i++)                                                                 \
             add_row_##T(mean, x + i * d, d);                                                               \
         for (Py_ssize_t j = 0; j < d; j++) {                                                               \
@@ -416,8 +417,8 @@ done:
     {                                                                                                      \
         T count = (T)n;                                                                                    \
         for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            d_gamma[j] = g[j] * x_hat[j];                                                                  \
-            d_beta[j] = g[j];                                                                              \
+            d_gamma[j] = (T)0 + g[j] * x_hat[j];                                                           \
+            d_beta[j] = (T)0 + g[j];                                                                       \
         }                                                                                                  \
         for (Py_ssize_t i = 1; i < n; i++)                                                                 \
             gradient_sums_row_##T(g + i * d, x_hat + i * d, d_gamma, d_beta, d);                           \
@@ -697,7 +698,17 @@ static void *helper_main(void *unused)
     return NULL;
 }
 
-static void forget_helper(void) { helper_started = 0; }  /* in a child after fork(): no helper there */
+/* In a child after fork(): no helper there, and the locks and condition variable as new (the parent's
+   helper may have been waiting on `wake`: signalling a condition variable whose waiter no longer exists
+   hangs, and another thread of the parent may have held a lock). */
+static void forget_helper(void)
+{
+    helper_started = 0;
+    atomic_store(&helper_sleeping, 0);
+    pthread_mutex_init(&sleep_lock, NULL);
+    pthread_mutex_init(&task_lock, NULL);
+    pthread_cond_init(&wake, NULL);
+}
 
 static int start_helper(void)
 {
@@ -758,18 +769,20 @@ static double choice_rate;       /* ns per multiply-add of the choice when it wa
 static long decisions[2];        /* how many comparisons chose serial, parallel */
 static long products[2];         /* products computed in each mode */
 
-/* Whether a processor was left idle, on average since the mark: 1 yes, 0 no, -1 unknown (less than
-   IDLE_WINDOW_NS since the mark, or no /proc/stat: not Linux). Reads the idle ticks of all processors in
-   /proc/stat (10 ms each) and marks the time and count, when asked to `mark` or when it answers. With one
-   thread chosen, a comparison is worth its cost (windows on two threads, measured 1.5x slower with another
-   process busy) only when a processor is free. */
+/* Whether a processor was left idle, on average over the last IDLE_WINDOW_NS or more: 1 yes, 0 no, -1
+   unknown (no /proc/stat: not Linux; or not yet a whole window since the mark). Reads the idle ticks of all
+   processors in /proc/stat (10 ms each) and marks the time and count when asked to `mark` (the answer is
+   then unknown) and when a window has passed since the mark (the new answer); in between it gives the
+   last answer. With one thread chosen, a comparison is worth its cost (windows on two threads, measured
+   1.5x slower with another process busy) only when a processor is free. */
 #define IDLE_WINDOW_NS 50000000L
 static int processor_idle(int mark)
 {
     static double marked_ticks = -1, marked_ns;
+    static int answer = -1;
     double ns = (double)now_ns();
     if (!mark && (marked_ticks < 0 || ns - marked_ns < IDLE_WINDOW_NS))
-        return -1;
+        return marked_ticks < 0 ? -1 : answer;
     FILE *stat = fopen("/proc/stat", "r");
     unsigned long long user, nice, system, idle, iowait;
     int read = stat != NULL && fscanf(stat, "cpu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait) == 5;
@@ -779,9 +792,9 @@ static int processor_idle(int mark)
         marked_ticks = -1;
         return -1;
     }
-    double ticks = (double)(idle + iowait);
-    double idle_processors = (ticks - marked_ticks) / (double)sysconf(_SC_CLK_TCK) / ((ns - marked_ns) * 1e-9);
-    int answer = mark ? -1 : idle_processors >= 0.5;
+    double ticks = (double)(idle + iowait), per_second = (double)sysconf(_SC_CLK_TCK);
+    double idle_processors = (ticks - marked_ticks) / per_second / ((ns - marked_ns) * 1e-9);
+    answer = mark || per_second <= 0 ? -1 : idle_processors >= 0.5;
     marked_ticks = ticks;
     marked_ns = ns;
     return answer;

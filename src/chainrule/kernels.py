@@ -115,7 +115,8 @@ def batch_norm(
     ``out = γ ⊙ x̂ + β``. The compiled loop makes three passes over the batch and rounds as this NumPy code."""
     n, d = x.shape
     eps = float(eps)  # rounded to x's type, as a Python number is: the same ε in both codes
-    if fusable(x, gamma, beta):
+    # One feature: NumPy sums a contiguous column pairwise, not row after row as the loop does
+    if d > 1 and fusable(x, gamma, beta):
         out, x_hat = np.empty_like(x), np.empty_like(x)
         mean, var, inv_std = (np.empty(d, dtype=x.dtype) for _ in range(3))
         compiled.batch_norm(x, gamma, beta, out, x_hat, mean, var, inv_std, eps)
@@ -137,7 +138,7 @@ def batch_norm_backward(
     ``∂L/∂γ = Σ_rows g ⊙ x̂``, ``∂L/∂β = Σ_rows g`` and ``∂L/∂x = (n·g − ∂L/∂β − x̂ ⊙ ∂L/∂γ)·γ/(n√(σ² + ε))``
     (:class:`chainrule.layers.BatchNorm1d` derives it). The compiled loop makes two passes."""
     n, d = g.shape
-    if fusable(g, x_hat, gamma, inv_std):
+    if d > 1 and fusable(g, x_hat, gamma, inv_std):
         grad_input = np.empty_like(g)
         d_gamma, d_beta, scale = (np.empty(d, dtype=g.dtype) for _ in range(3))
         compiled.batch_norm_backward(g, x_hat, gamma, inv_std, grad_input, d_gamma, d_beta, scale)
