@@ -344,87 +344,87 @@ done:
 /* The loops over one row's d features of the passes below, kept apart so that the compiler vectorizes them
    along the row: written inline it turned the loops around into sums down each column (64 x 512 float32:
    20.8 µs instead of 17.5 for the forward pass). */
-#define DEFINE_ROW_LOOPS(T)                                                                                \
-    VECTOR_CLONES static void add_row_##T(T *restrict sum, const T *restrict row, Py_ssize_t d)                  \
-    {                                                                                                      \
-        for (Py_ssize_t j = 0; j < d; j++)                                                                 \
-            sum[j] += row[j];                                                                              \
-    }                                                                                                      \
-    VECTOR_CLONES static void center_row_##T(const T *restrict row, const T *restrict mean, T *restrict centered,   \
-                                      T *restrict squares, Py_ssize_t d)                                   \
-    {                                                                                                      \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            T c = row[j] - mean[j];                                                                        \
-            centered[j] = c;                                                                               \
-            squares[j] += c * c;                                                                           \
-        }                                                                                                  \
-    }                                                                                                      \
-    VECTOR_CLONES static void scale_row_##T(T *restrict x_hat, const T *restrict inv_std, const T *restrict gamma,  \
-                                     const T *restrict beta, T *restrict out, Py_ssize_t d)                \
-    {                                                                                                      \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            T h = x_hat[j] * inv_std[j];                                                                   \
-            x_hat[j] = h;                                                                                  \
-            out[j] = h * gamma[j] + beta[j];                                                               \
-        }                                                                                                  \
-    }                                                                                                      \
+#define DEFINE_ROW_LOOPS(T)                                                                                            \
+    VECTOR_CLONES static void add_row_##T(T *restrict sum, const T *restrict row, Py_ssize_t d)                        \
+    {                                                                                                                  \
+        for (Py_ssize_t j = 0; j < d; j++)                                                                             \
+            sum[j] += row[j];                                                                                          \
+    }                                                                                                                  \
+    VECTOR_CLONES static void center_row_##T(const T *restrict row, const T *restrict mean, T *restrict centered,      \
+                                             T *restrict squares, Py_ssize_t d)                                        \
+    {                                                                                                                  \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                           \
+            T c = row[j] - mean[j];                                                                                    \
+            centered[j] = c;                                                                                           \
+            squares[j] += c * c;                                                                                       \
+        }                                                                                                              \
+    }                                                                                                                  \
+    VECTOR_CLONES static void scale_row_##T(T *restrict x_hat, const T *restrict inv_std, const T *restrict gamma,     \
+                                            const T *restrict beta, T *restrict out, Py_ssize_t d)                     \
+    {                                                                                                                  \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                           \
+            T h = x_hat[j] * inv_std[j];                                                                               \
+            x_hat[j] = h;                                                                                              \
+            out[j] = h * gamma[j] + beta[j];                                                                           \
+        }                                                                                                              \
+    }                                                                                                                  \
     VECTOR_CLONES static void gradient_sums_row_##T(const T *restrict g, const T *restrict x_hat, T *restrict d_gamma, \
-                                             T *restrict d_beta, Py_ssize_t d)                             \
-    {                                                                                                      \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            d_gamma[j] += g[j] * x_hat[j];                                                                 \
-            d_beta[j] += g[j];                                                                             \
-        }                                                                                                  \
-    }                                                                                                      \
-    VECTOR_CLONES static void input_gradient_row_##T(const T *restrict g, const T *restrict x_hat,                 \
-                                              const T *restrict d_gamma, const T *restrict d_beta,         \
-                                              const T *restrict scale, T count, T *restrict out, Py_ssize_t d) \
-    {                                                                                                      \
-        for (Py_ssize_t j = 0; j < d; j++)                                                                 \
-            out[j] = ((g[j] * count - d_beta[j]) - x_hat[j] * d_gamma[j]) * scale[j];                      \
+                                                    T *restrict d_beta, Py_ssize_t d)                                  \
+    {                                                                                                                  \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                           \
+            d_gamma[j] += g[j] * x_hat[j];                                                                             \
+            d_beta[j] += g[j];                                                                                         \
+        }                                                                                                              \
+    }                                                                                                                  \
+    VECTOR_CLONES static void input_gradient_row_##T(const T *restrict g, const T *restrict x_hat,                     \
+                                                     const T *restrict d_gamma, const T *restrict d_beta,              \
+                                                     const T *restrict scale, T count, T *restrict out, Py_ssize_t d)  \
+    {                                                                                                                  \
+        for (Py_ssize_t j = 0; j < d; j++)                                                                             \
+            out[j] = ((g[j] * count - d_beta[j]) - x_hat[j] * d_gamma[j]) * scale[j];                                  \
     }
 
-#define DEFINE_BATCH_NORM(FORWARD, BACKWARD, T, SQRT)                                                      \
-    /* Each pass a loop over a row's features inside the loop over rows (see the row loops above). Tried and \
-       not kept: blocks of 32 or 64 features, all passes over a block's rows while in the L1 cache (slower), \
-       and the features in two halves shared with the helper thread (on (d): 54 -> 83 ms per epoch for the \
-       first BatchNorm's forward pass, 21 -> 34 backward: the threads' rows interleave in memory). */        \
-    VECTOR_CLONES static void FORWARD(const T *restrict x, const T *restrict gamma, const T *restrict beta,   \
-                                      T *restrict out, T *restrict x_hat, T *restrict mean, T *restrict var,   \
-                                      T *restrict inv_std, Py_ssize_t n, Py_ssize_t d, T eps)                  \
-    {                                                                                                      \
-        T count = (T)n;                                                                                    \
-        for (Py_ssize_t j = 0; j < d; j++)                                                                 \
-            mean[j] = (T)0 + x[j]; /* from +0, as NumPy's sum: a column of -0.0 sums to +0.0 */            \
-        for (Py_ssize_t i = 1; i < n; i++)                                                                 \
-            add_row_##T(mean, x + i * d, d);                                                               \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            mean[j] = mean[j] / count;                                                                     \
-            var[j] = 0;                                                                                    \
-        }                                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++)                                                                 \
-            center_row_##T(x + i * d, mean, x_hat + i * d, var, d);                                        \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            var[j] = var[j] / count;                                                                       \
-            inv_std[j] = (T)1 / SQRT(var[j] + eps);                                                        \
-        }                                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++)                                                                 \
-            scale_row_##T(x_hat + i * d, inv_std, gamma, beta, out + i * d, d);                            \
-    }                                                                                                      \
-    VECTOR_CLONES static void BACKWARD(const T *restrict g, const T *restrict x_hat, const T *restrict gamma, \
-                                       const T *restrict inv_std, T *restrict grad_input, T *restrict d_gamma, \
-                                       T *restrict d_beta, T *restrict scale, Py_ssize_t n, Py_ssize_t d)      \
-    {                                                                                                      \
-        T count = (T)n;                                                                                    \
-        for (Py_ssize_t j = 0; j < d; j++) {                                                               \
-            d_gamma[j] = (T)0 + g[j] * x_hat[j];                                                           \
-            d_beta[j] = (T)0 + g[j];                                                                       \
-        }                                                                                                  \
-        for (Py_ssize_t i = 1; i < n; i++)                                                                 \
-            gradient_sums_row_##T(g + i * d, x_hat + i * d, d_gamma, d_beta, d);                           \
-        for (Py_ssize_t j = 0; j < d; j++)                                                                 \
-            scale[j] = gamma[j] * inv_std[j] / count;                                                      \
-        for (Py_ssize_t i = 0; i < n; i++)                                                                 \
+#define DEFINE_BATCH_NORM(FORWARD, BACKWARD, T, SQRT)                                                               \
+    /* Each pass a loop over a row's features inside the loop over rows (see the row loops above). Tried and        \
+       not kept: blocks of 32 or 64 features, all passes over a block's rows while in the L1 cache (slower),        \
+       and the features in two halves shared with the helper thread (on (d): 54 -> 83 ms per epoch for the          \
+       first BatchNorm's forward pass, 21 -> 34 backward: the threads' rows interleave in memory). */               \
+    VECTOR_CLONES static void FORWARD(const T *restrict x, const T *restrict gamma, const T *restrict beta,         \
+                                      T *restrict out, T *restrict x_hat, T *restrict mean, T *restrict var,        \
+                                      T *restrict inv_std, Py_ssize_t n, Py_ssize_t d, T eps)                       \
+    {                                                                                                               \
+        T count = (T)n;                                                                                             \
+        for (Py_ssize_t j = 0; j < d; j++)                                                                          \
+            mean[j] = (T)0 + x[j]; /* from +0, as NumPy's sum: a column of -0.0 sums to +0.0 */                     \
+        for (Py_ssize_t i = 1; i < n; i++)                                                                          \
+            add_row_##T(mean, x + i * d, d);                                                                        \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                        \
+            mean[j] = mean[j] / count;                                                                              \
+            var[j] = 0;                                                                                             \
+        }                                                                                                           \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                          \
+            center_row_##T(x + i * d, mean, x_hat + i * d, var, d);                                                 \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                        \
+            var[j] = var[j] / count;                                                                                \
+            inv_std[j] = (T)1 / SQRT(var[j] + eps);                                                                 \
+        }                                                                                                           \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                          \
+            scale_row_##T(x_hat + i * d, inv_std, gamma, beta, out + i * d, d);                                     \
+    }                                                                                                               \
+    VECTOR_CLONES static void BACKWARD(const T *restrict g, const T *restrict x_hat, const T *restrict gamma,       \
+                                       const T *restrict inv_std, T *restrict grad_input, T *restrict d_gamma,      \
+                                       T *restrict d_beta, T *restrict scale, Py_ssize_t n, Py_ssize_t d)           \
+    {                                                                                                               \
+        T count = (T)n;                                                                                             \
+        for (Py_ssize_t j = 0; j < d; j++) {                                                                        \
+            d_gamma[j] = (T)0 + g[j] * x_hat[j];                                                                    \
+            d_beta[j] = (T)0 + g[j];                                                                                \
+        }                                                                                                           \
+        for (Py_ssize_t i = 1; i < n; i++)                                                                          \
+            gradient_sums_row_##T(g + i * d, x_hat + i * d, d_gamma, d_beta, d);                                    \
+        for (Py_ssize_t j = 0; j < d; j++)                                                                          \
+            scale[j] = gamma[j] * inv_std[j] / count;                                                               \
+        for (Py_ssize_t i = 0; i < n; i++)                                                                          \
             input_gradient_row_##T(g + i * d, x_hat + i * d, d_gamma, d_beta, scale, count, grad_input + i * d, d); \
     }
 
@@ -511,18 +511,18 @@ static PyObject *batch_norm_backward(PyObject *self, PyObject *args) { return ba
 
 /* ---- Products in blocks ------------------------------------------------------------------------
  *
- * out = op(A)·op(B) (op: the matrix or its transpose), float32, m x k times k x n, is cut along the
- * longest of its three dimensions into BLOCKS blocks (at least MIN_BLOCK wide, multiples of 16), and
- * each block is one sgemm call on BLAS's one thread: blocks of rows or columns of out, or, where the inner
- * dimension k is the longest (X·W of a first layer: 784 inputs, a batch of 64 or 128), partial products
- * over parts of k that are then added in a fixed order. A cut of k is measured faster there (0.24 ms
- * instead of 0.25 per (b) step alone, 0.27 instead of 0.30 right after the optimizer's update): each
- * thread reads the rows of W that it has just updated itself, where a cut of W's columns reads half of
- * each row from the other core's cache. The cut depends on the shapes alone, so the numbers are the same
- * whoever computes which block: the caller alone (serial), or the caller and a helper thread, each taking
- * the next block not yet taken (parallel). A helper that the scheduler keeps off its core therefore costs
- * at most the block it holds: the caller takes the rest, where BLAS's own threads would wait for their
- * fixed share.
+ * out = op(A)·op(B) (op: the matrix or its transpose), float32, m x k times k x n, is cut along the longest
+ * of its three dimensions into BLOCKS blocks (at least MIN_BLOCK wide, multiples of 16), and each block is
+ * one sgemm call on BLAS's one thread: blocks of rows or columns of out, or, where the inner dimension k is
+ * the longest and the product large enough to share (X·W of a first layer: 784 inputs, a batch of 64 or
+ * 128), partial products over parts of k that are then added in a fixed order. A cut of k is measured
+ * faster there (0.24 ms instead of 0.25 per (b) step alone, 0.27 instead of 0.30 right after the
+ * optimizer's update): each thread reads the rows of W that it has just updated itself, where a cut of W's
+ * columns reads half of each row from the other core's cache. The cut depends on the shapes alone, so the
+ * numbers are the same whoever computes which block: the caller alone (serial), or the caller and a helper
+ * thread, each taking the next block not yet taken (parallel). A helper that the scheduler keeps off its
+ * core therefore costs at most the block it holds: the caller takes the rest, where BLAS's own threads
+ * would wait for their fixed share.
  *
  * Serial or parallel is measured, not guessed: every product of at least PARALLEL_MACS multiply-adds
  * counts its nanoseconds and multiply-adds; a comparison runs WINDOWS windows of PROBE products in
@@ -843,13 +843,13 @@ static void count(double ns, double macs)
     }
     double rate[2] = {measured_ns[0] / measured_macs[0], measured_ns[1] / measured_macs[1]};
     int faster = rate[1] < rate[0];
-    /* The helper's choice is compared again after four times as many products as last time (a comparison
-       runs 64 products in the slower mode: with twice as many, (a)'s second epoch took 0.347 s against
-       0.314 s with the helper always on; 0.329 s against 0.328 s now). One thread is chosen only while another process keeps a core busy, which may stop at
-       any time: it is compared again as soon as /proc/stat shows a processor left idle for IDLE_WINDOW_NS
-       (otherwise an idle machine could run on one thread for thousands of products, measured 30 % slower),
-       and not while none is (each comparison costs windows on two threads); without /proc/stat, after
-       FIRST_EXPLOIT products. */
+    /* The helper's choice is compared again after four times as many products as last time (a comparison runs
+       64 products in the slower mode: with twice as many, (a)'s second epoch took 0.347 s against 0.314 s with
+       the helper always on; 0.329 s against 0.328 s now). One thread is chosen only while another process
+       keeps a core busy, which may stop at any time: it is compared again as soon as /proc/stat shows a
+       processor left idle for IDLE_WINDOW_NS (otherwise an idle machine could run on one thread for thousands
+       of products, measured 30 % slower), and not while none is (each comparison costs windows on two
+       threads); without /proc/stat, after FIRST_EXPLOIT products. */
     exploit = faster && faster == choice ? (exploit * 4 > MAX_EXPLOIT ? MAX_EXPLOIT : exploit * 4) : FIRST_EXPLOIT;
     if (!faster)
         processor_idle(1);  /* marks the start of the phase */
@@ -866,7 +866,7 @@ static void count(double ns, double macs)
    update of 2^15 weights or more, a batch of 64 KB or more), in BLOCKS blocks of consecutive indices.
    Measured on (b): the optimizer's update, limited by a square root and a division per weight, 0.10 ms
    instead of 0.20–0.22 per step on the first layer; the gathering of a batch's scattered rows, limited by
-   waiting for memory, ... Blocks of columns of W, cut as the next product X·W cuts them, were tried for the
+   waiting for memory, 25 instead of 45 ms per epoch of (a) and (b). Blocks of columns of W, cut as the next product X·W cuts them, were tried for the
    update and measured slower than one thread: the threads' rows interleave in memory, and each core's
    prefetching pulls in lines that the other one is writing. */
 static void run_range(range_fn fn, const void *context, Py_ssize_t n, Py_ssize_t unit, int worth)
