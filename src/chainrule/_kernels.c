@@ -638,6 +638,7 @@ static atomic_int helper_sleeping;
 static atomic_long helper_blocks;  /* blocks the helper computed */
 static long shared_ranges;         /* run_range's work offered to the helper */
 static atomic_long helper_wakes;   /* times the helper had to be woken from sleep for a task */
+static int64_t waited_ns;          /* time the caller waited for the helper's last block, with none left */
 static int helper_started;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -747,6 +748,9 @@ static void run_shared(const task *t)
         pthread_mutex_unlock(&sleep_lock);
     }
     take_blocks(gen);
+    if (atomic_load_explicit(&done, memory_order_acquire) == t->blocks)
+        return;
+    int64_t waiting = now_ns();
     int spins = 0;
     while (atomic_load_explicit(&done, memory_order_acquire) < t->blocks) {
         if (++spins < 4000)
@@ -754,6 +758,7 @@ static void run_shared(const task *t)
         else
             sched_yield();  /* the helper is off its core: let it back on */
     }
+    waited_ns += now_ns() - waiting;
 }
 
 /* -- choosing serial or parallel by measurement -- */
@@ -886,6 +891,49 @@ static void run_range(range_fn fn, const void *context, Py_ssize_t n, Py_ssize_t
     fn(context, 0, n);
 }
 
+/* The partials of a BY_INNER product: a buffer of the calling thread, kept for its next products and freed
+   when the thread ends (training in many short-lived threads would otherwise keep one buffer for each). */
+typedef struct {
+    float *data;
+    size_t size;
+} scratch_buffer;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_made;
+
+static void free_scratch(void *buffer)
+{
+    free(((scratch_buffer *)buffer)->data);
+    free(buffer);
+}
+
+static void make_scratch_key(void) { scratch_key_made = pthread_key_create(&scratch_key, free_scratch) == 0; }
+
+/* A buffer of at least `floats` floats for this thread, or NULL without memory. */
+static float *thread_scratch(size_t floats)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    if (!scratch_key_made)
+        return NULL;
+    scratch_buffer *buffer = pthread_getspecific(scratch_key);
+    if (buffer == NULL) {
+        if ((buffer = calloc(1, sizeof *buffer)) == NULL)
+            return NULL;
+        if (pthread_setspecific(scratch_key, buffer) != 0) {
+            free(buffer);
+            return NULL;
+        }
+    }
+    if (floats > buffer->size) {
+        float *grown = realloc(buffer->data, floats * sizeof(float));
+        if (grown == NULL)
+            return NULL;
+        buffer->data = grown;
+        buffer->size = floats;
+    }
+    return buffer->data;
+}
+
 /* matmul(a, b, out, trans_a, trans_b, sgemm_address, ilp64): out = op(a)·op(b). The arrays are
    C-contiguous float32 as stored; op(x) is xᵀ where trans_x is true. */
 static PyObject *matmul(PyObject *self, PyObject *args)
@@ -944,21 +992,9 @@ static PyObject *matmul(PyObject *self, PyObject *args)
         memset(p.out, 0, (size_t)(p.m * p.n) * sizeof(float));
         p.blocks = 0;
     }
-    if (p.by == BY_INNER && p.blocks > 1) {
-        /* the partials, in a buffer of this thread kept for its next products */
-        static __thread float *scratch;
-        static __thread size_t scratch_size;
-        size_t need = (size_t)(p.blocks - 1) * (size_t)(p.m * p.n);
-        if (need > scratch_size) {
-            float *grown = realloc(scratch, need * sizeof(float));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            scratch = grown;
-            scratch_size = need;
-        }
-        p.partial = scratch;
+    if (p.by == BY_INNER && p.blocks > 1 && (p.partial = thread_scratch((size_t)(p.blocks - 1) * (size_t)(p.m * p.n))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     if (p.blocks > 1 && macs >= PARALLEL_MACS && threads_allowed > 1 && pthread_mutex_trylock(&task_lock) == 0) {
@@ -1007,11 +1043,11 @@ static PyObject *set_threads(PyObject *self, PyObject *args)
 /* threads_report(): how products were shared out so far, as a dict. */
 static PyObject *threads_report(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{s:i,s:i,s:l,s:l,s:l,s:l,s:l,s:l,s:l}", "allowed", threads_allowed, "parallel_now",
+    return Py_BuildValue("{s:i,s:i,s:l,s:l,s:l,s:L,s:l,s:l,s:l,s:l}", "allowed", threads_allowed, "parallel_now",
                          parallel_now, "helper_blocks", atomic_load(&helper_blocks), "helper_wakes",
-                         atomic_load(&helper_wakes), "shared_ranges", shared_ranges,
-                         "serial_products", products[0], "parallel_products", products[1], "chose_serial",
-                         decisions[0], "chose_parallel", decisions[1]);
+                         atomic_load(&helper_wakes), "shared_ranges", shared_ranges, "waited_ns",
+                         (long long)waited_ns, "serial_products", products[0], "parallel_products", products[1],
+                         "chose_serial", decisions[0], "chose_parallel", decisions[1]);
 }
 
 static PyMethodDef methods[] = {

@@ -32,6 +32,9 @@ from chainrule.errors import ConfigError
 from chainrule.i18n import _
 
 ENVIRONMENT = "CHAINRULE_BLAS_THREADS"
+# For benchmarks and tests: None, products on one thread or two as measured; False, always one; True, always
+# shared with the helper thread (when two are allowed).
+forced_sharing: bool | None = None
 
 _controller = None  # threadpoolctl's view of the loaded BLAS libraries, made on first use
 
@@ -87,7 +90,7 @@ def while_training() -> Iterator[None]:
             yield
         return
     saved = kernels._sgemm
-    previous = kernels.compiled.set_threads(product_threads())
+    previous = kernels.compiled.set_threads(product_threads(), -1 if forced_sharing is None else int(forced_sharing))
     kernels._sgemm = sgemm
     try:
         with blas_threads(1):
