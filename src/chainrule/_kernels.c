@@ -638,7 +638,7 @@ static atomic_int helper_sleeping;
 static atomic_long helper_blocks;  /* blocks the helper computed */
 static long shared_ranges;         /* run_range's work offered to the helper */
 static atomic_long helper_wakes;   /* times the helper had to be woken from sleep for a task */
-static int64_t waited_ns;          /* time the caller waited for the helper's last block, with none left */
+static _Atomic int64_t waited_ns;  /* time the caller waited for the helper's last block, with none left */
 static int helper_started;
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -758,7 +758,7 @@ static void run_shared(const task *t)
         else
             sched_yield();  /* the helper is off its core: let it back on */
     }
-    waited_ns += now_ns() - waiting;
+    atomic_fetch_add_explicit(&waited_ns, now_ns() - waiting, memory_order_relaxed);
 }
 
 /* -- choosing serial or parallel by measurement -- */
@@ -871,9 +871,9 @@ static void count(double ns, double macs)
    update of 2^15 weights or more, a batch of 64 KB or more), in BLOCKS blocks of consecutive indices.
    Measured on (b): the optimizer's update, limited by a square root and a division per weight, 0.10 ms
    instead of 0.20–0.22 per step on the first layer; the gathering of a batch's scattered rows, limited by
-   waiting for memory, 25 instead of 45 ms per epoch of (a) and (b). Blocks of columns of W, cut as the next product X·W cuts them, were tried for the
-   update and measured slower than one thread: the threads' rows interleave in memory, and each core's
-   prefetching pulls in lines that the other one is writing. */
+   waiting for memory, 25 instead of 45 ms per epoch of (a) and (b). Blocks of columns of W, cut as the
+   next product X·W cuts them, were tried for the update and measured slower than one thread: the threads'
+   rows interleave in memory, and each core's prefetching pulls in lines that the other one is writing. */
 static void run_range(range_fn fn, const void *context, Py_ssize_t n, Py_ssize_t unit, int worth)
 {
     int64_t step = ((n + BLOCKS - 1) / BLOCKS + unit - 1) / unit * unit;
@@ -992,9 +992,12 @@ static PyObject *matmul(PyObject *self, PyObject *args)
         memset(p.out, 0, (size_t)(p.m * p.n) * sizeof(float));
         p.blocks = 0;
     }
-    if (p.by == BY_INNER && p.blocks > 1 && (p.partial = thread_scratch((size_t)(p.blocks - 1) * (size_t)(p.m * p.n))) == NULL) {
-        PyErr_NoMemory();
-        goto done;
+    if (p.by == BY_INNER && p.blocks > 1) {
+        p.partial = thread_scratch((size_t)(p.blocks - 1) * (size_t)(p.m * p.n));
+        if (p.partial == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
     Py_BEGIN_ALLOW_THREADS
     if (p.blocks > 1 && macs >= PARALLEL_MACS && threads_allowed > 1 && pthread_mutex_trylock(&task_lock) == 0) {
@@ -1046,8 +1049,9 @@ static PyObject *threads_report(PyObject *self, PyObject *unused)
     return Py_BuildValue("{s:i,s:i,s:l,s:l,s:l,s:L,s:l,s:l,s:l,s:l}", "allowed", threads_allowed, "parallel_now",
                          parallel_now, "helper_blocks", atomic_load(&helper_blocks), "helper_wakes",
                          atomic_load(&helper_wakes), "shared_ranges", shared_ranges, "waited_ns",
-                         (long long)waited_ns, "serial_products", products[0], "parallel_products", products[1],
-                         "chose_serial", decisions[0], "chose_parallel", decisions[1]);
+                         (long long)atomic_load(&waited_ns), "serial_products", products[0],
+                         "parallel_products", products[1], "chose_serial", decisions[0], "chose_parallel",
+                         decisions[1]);
 }
 
 static PyMethodDef methods[] = {
